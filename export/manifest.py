@@ -1,0 +1,47 @@
+"""Write the artifact's manifest, ``onnxpipe.json``: what the runtime reads and what a person audits."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from onnxpipe.artifact import FORMAT_VERSION, MANIFEST, sha256_file
+
+_LIBRARIES = ("onnxpipe", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "tokenizers")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def folder_hash(folder: Path, patterns=("*.json", "*.safetensors", "*.bin", "*.txt", "*.model")) -> str:
+    """One sha256 over a local checkpoint's weights, config and tokenizer files (names and contents)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = sorted({p for pat in patterns for p in folder.glob(pat) if p.is_file()})
+    for p in files:
+        h.update(p.name.encode() + b"\0" + sha256_file(p).encode() + b"\n")
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path, **fields: Any) -> dict:
+    files = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+    manifest = {
+        "format": FORMAT_VERSION,
+        **fields,
+        "files": files,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest

@@ -1,0 +1,46 @@
+"""onnxpipe: Hugging Face ``pipeline()`` results from ONNX models on a lean CPU runtime.
+
+    >>> from onnxpipe import pipeline
+    >>> classifier = pipeline("sentiment-analysis", model="artifacts/my-model")
+    >>> classifier("We are very happy to show you the 🤗 Transformers library.")
+    [{'label': 'POSITIVE', 'score': 0.99...}]
+
+The runtime needs onnxruntime, tokenizers and numpy; it never imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .artifact import Artifact, load_artifact
+from .errors import OnnxPipeError
+from .pipeline import DEFAULT_BATCH_SIZE, Pipeline
+from .tasks import TASKS, canonical_task
+
+__version__ = "0.1.0"
+__all__ = ["pipeline", "Pipeline", "Artifact", "load_artifact", "OnnxPipeError", "TASKS", "__version__"]
+
+
+def pipeline(task: str | None = None, model: str | Path | None = None, variant: str | None = None, *,
+             threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, verify: bool = True) -> Pipeline:
+    """Load an exported artifact as a pipeline for ``task``.
+
+    task: "text-classification" (alias "sentiment-analysis"); None takes the artifact's own task.
+    model: an artifact folder written by ``onnxpipe export``; None builds or reuses the task's
+        embedded default model.
+    variant: "fp32", "optimized" or "int8" (whichever the artifact holds); None takes its default.
+    threads: intra-op threads; None uses every core this process may run on.
+    batch_size: how many texts go through the graph at once when a list is passed.
+    verify: check the files used against the manifest's sha256 before loading.
+    """
+    if task is None and model is None:
+        raise ValueError("pass a task, a model, or both: e.g. pipeline('sentiment-analysis')")
+    if model is None:
+        from .default import ensure_default
+
+        model = ensure_default(canonical_task(task))
+    artifact = load_artifact(model)
+    name = canonical_task(task if task is not None else artifact.task)
+    if name != artifact.task:
+        raise ValueError(f"task {task!r} does not match the artifact's task {artifact.task!r} ({artifact.path})")
+    return TASKS[name](artifact, variant=variant, threads=threads, batch_size=batch_size, verify=verify)

@@ -1,0 +1,106 @@
+"""The artifact folder: its manifest (``onnxpipe.json``), its files and their hashes.
+
+An artifact is written by ``onnxpipe.export`` and read here with ``json`` and ``hashlib`` only, so
+the runtime never needs transformers to know a model's labels, head type or position limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import OnnxPipeError
+
+MANIFEST = "onnxpipe.json"
+FORMAT_VERSION = 1
+# The variant the runtime prefers when the caller names none and the manifest names no default.
+VARIANT_PREFERENCE = ("int8", "optimized", "fp32")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What the runtime needs to know about an exported model, read from its manifest."""
+
+    path: Path
+    task: str
+    id2label: dict[int, str]
+    problem_type: str | None
+    max_length: int
+    pad_id: int
+    pad_token: str
+    variants: dict[str, dict[str, Any]]
+    default_variant: str
+    manifest: dict[str, Any] = field(repr=False)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    def variant_file(self, variant: str | None) -> Path:
+        """The ONNX file of ``variant`` (the artifact's default when None)."""
+        name = variant or self.default_variant
+        if name not in self.variants:
+            raise ValueError(f"unknown variant {name!r} for {self.path}: this artifact has "
+                             f"{', '.join(sorted(self.variants))}")
+        return self.path / self.variants[name]["file"]
+
+    def verify(self, *names: str) -> None:
+        """Check that the named files exist and match the manifest's sha256."""
+        hashes = self.manifest.get("files", {})
+        for name in names:
+            p = self.path / name
+            if not p.is_file():
+                raise OnnxPipeError(f"{p} is missing: the artifact is incomplete; export it again")
+            if name not in hashes:
+                raise OnnxPipeError(f"{p} is not listed in {MANIFEST}: export the artifact again")
+            if sha256_file(p) != hashes[name]:
+                raise OnnxPipeError(f"{p} does not match the sha256 in {MANIFEST}: the file changed after "
+                                    "export (corrupt copy or edited by hand); export the artifact again")
+
+
+def load_artifact(path: str | Path) -> Artifact:
+    """Read and check an artifact folder's manifest; file hashes are checked by :meth:`Artifact.verify`."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"model must be an artifact folder path (str or Path), got {type(path).__name__}")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise OnnxPipeError(f"{root} is not a folder. Pass the folder written by `onnxpipe export`; a hub id "
+                            f"or checkpoint must be exported first: onnxpipe export {path} OUTDIR")
+    mpath = root / MANIFEST
+    if not mpath.is_file():
+        raise OnnxPipeError(f"{mpath} is missing: {root} is not an onnxpipe artifact "
+                            f"(export one with `onnxpipe export SOURCE {root}`)")
+    try:
+        m = json.loads(mpath.read_text(encoding="utf-8"))
+        if m.get("format") != FORMAT_VERSION:
+            raise OnnxPipeError(f"{mpath} has format {m.get('format')!r}; this onnxpipe reads format "
+                                f"{FORMAT_VERSION}: export the artifact again with this version")
+        cfg, tok = m["config"], m["tokenizer"]
+        variants = m["variants"]
+        default = m.get("default_variant") or next(v for v in VARIANT_PREFERENCE if v in variants)
+        return Artifact(
+            path=root,
+            task=m["task"],
+            id2label={int(k): v for k, v in cfg["id2label"].items()},
+            problem_type=cfg.get("problem_type"),
+            max_length=int(tok["max_length"]),
+            pad_id=int(tok["pad_id"]),
+            pad_token=tok["pad_token"],
+            variants=variants,
+            default_variant=default,
+            manifest=m,
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, StopIteration, AttributeError) as e:
+        raise OnnxPipeError(f"{mpath} is not a valid onnxpipe manifest ({type(e).__name__}: {e}); "
+                            "export the artifact again") from e

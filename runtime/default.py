@@ -1,0 +1,53 @@
+"""The embedded default model: where it is cached and how it is built on first use.
+
+The default sentiment model is built offline from a PyPI-packaged encoder plus a small delta kept
+in the repo (``onnxpipe.export.default_model``); building needs the export extra, using it does not.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .artifact import MANIFEST, sha256_file
+from .errors import OnnxPipeError
+
+CACHE_ENV = "ONNXPIPE_CACHE"
+DEFAULT_MODELS = {"text-classification": "minilm-sst2"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "onnxpipe").expanduser()
+
+
+def default_artifact_dir(task: str = "text-classification") -> Path:
+    """The cache folder of ``task``'s default model; keyed by the delta's hash so a new delta rebuilds."""
+    if task not in DEFAULT_MODELS:
+        raise ValueError(f"no default model for task {task!r}: pass model=ARTIFACT_DIR "
+                         f"(defaults exist for {', '.join(DEFAULT_MODELS)})")
+    # The delta folder ships with the package; its __init__ imports nothing heavy.
+    from onnxpipe.export.default_model import DELTA_DIR
+
+    adapter = DELTA_DIR / "adapter_model.safetensors"
+    if not adapter.is_file():
+        raise OnnxPipeError(f"{adapter} is missing: this onnxpipe install is incomplete; reinstall it")
+    return cache_dir() / f"{DEFAULT_MODELS[task]}-{sha256_file(adapter)[:12]}"
+
+
+def ensure_default(task: str = "text-classification", log=None) -> Path:
+    """Return the default model's artifact folder, building it first if the cache has none."""
+    path = default_artifact_dir(task)
+    if (path / MANIFEST).is_file():
+        return path
+    log = log or (lambda msg: print(f"onnxpipe: {msg}", file=sys.stderr, flush=True))
+    try:
+        from onnxpipe.export.default_model.build import build_default
+    except ImportError as e:
+        raise OnnxPipeError(
+            f"the default {task} model is not built yet ({path}) and building it needs the export extra "
+            f"(missing: {e.name}). Install it with:  pip install 'onnxpipe[export]'  "
+            "or pass model=ARTIFACT_DIR to use an artifact you exported elsewhere") from e
+    log(f"building the default {task} model into {path} (once; later calls reuse it)")
+    build_default(path, log=log)
+    return path

@@ -1,0 +1,101 @@
+"""The pipeline: load once, then per call preprocess → _forward → postprocess, batched by length.
+
+Task classes (``tasks/``) supply the three stages and the call's parameters; this base class owns
+what every encoder task shares: input checks, length-sorted batching and returning results in the
+caller's order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Encoding
+
+from .artifact import Artifact
+from .session import Session
+from .tokenize import TextEncoder
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+class Pipeline:
+    """Base of every task pipeline; subclasses set ``task`` and implement the three stages."""
+
+    task: str = ""
+
+    def __init__(self, artifact: Artifact, variant: str | None = None, threads: int | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE, verify: bool = True):
+        self.artifact = artifact
+        self.variant = variant or artifact.default_variant
+        model_file = artifact.variant_file(self.variant)
+        if verify:
+            artifact.verify(model_file.name, "tokenizer.json")
+        self.batch_size = check_batch_size(batch_size)
+        self.encoder = TextEncoder(artifact.path / "tokenizer.json", artifact.max_length,
+                                   artifact.pad_id, artifact.pad_token)
+        self.session = Session(model_file, threads)
+
+    @property
+    def model_path(self) -> Path:
+        return self.artifact.variant_file(self.variant)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={str(self.artifact.path)!r}, variant={self.variant!r})"
+
+    def __call__(self, inputs: Any, batch_size: int | None = None, **params: Any) -> list:
+        texts, single = self.check_inputs(inputs)
+        post = self.sanitize_parameters(**params)
+        size = self.batch_size if batch_size is None else check_batch_size(batch_size)
+        encodings = self.preprocess(texts)
+        results: list[Any] = [None] * len(texts)
+        # Sorting by token count keeps padding (wasted compute) low inside each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), size):
+            idx = order[start:start + size]
+            outputs = self._forward(self.encoder.collate([encodings[i] for i in idx]))
+            for i, result in zip(idx, self.postprocess(outputs, **post)):
+                results[i] = result
+        return self.finish(results, single, params)
+
+    # -- input checks shared by the text tasks -------------------------------------------------
+    @staticmethod
+    def check_inputs(inputs: Any) -> tuple[list[str], bool]:
+        """``str`` → one input; a list or tuple of ``str`` → a batch. Anything else is refused."""
+        if isinstance(inputs, str):
+            return [inputs], True
+        if not isinstance(inputs, (list, tuple)):
+            raise TypeError(f"inputs must be a str or a list of str, got {type(inputs).__name__}")
+        if not inputs:
+            raise ValueError("inputs is an empty list: pass at least one text")
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise TypeError(f"inputs[{i}] is a {type(text).__name__}, not a str: every input must be text")
+        return list(inputs), False
+
+    # -- the three stages ----------------------------------------------------------------------
+    def preprocess(self, texts: list[str]) -> list[Encoding]:
+        encodings = self.encoder.encode(texts)
+        for i, e in enumerate(encodings):
+            if not e.ids:  # only a tokenizer without special tokens can do this, on an empty text
+                raise ValueError(f"inputs[{i}] encodes to no tokens at all; pass non-empty text")
+        return encodings
+
+    def _forward(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.session.run(feed)
+
+    def sanitize_parameters(self, **params: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def postprocess(self, outputs: dict[str, np.ndarray], **params: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def finish(self, results: list[Any], single: bool, params: dict[str, Any]) -> Any:
+        return results[0] if single else results

@@ -1,0 +1,44 @@
+"""Logits → scores → ``{'label', 'score'}`` dicts, as transformers' text-classification pipeline does."""
+
+from __future__ import annotations
+
+import numpy as np
+
+FUNCTIONS = ("softmax", "sigmoid", "none")
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def default_function(problem_type: str | None, num_labels: int) -> str:
+    """The score function transformers picks from the config (regression, multi-label, single-label)."""
+    if problem_type == "regression":
+        return "none"
+    if problem_type == "multi_label_classification" or num_labels == 1:
+        return "sigmoid"
+    return "softmax"
+
+
+def apply(function: str, logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float32, copy=False)
+    if function == "softmax":
+        return softmax(logits)
+    if function == "sigmoid":
+        return sigmoid(logits)
+    return logits
+
+
+def label_scores(scores: np.ndarray, id2label: dict[int, str], top_k: int | None, legacy: bool):
+    """One input's result: the best label as a dict (legacy, top_k not given) or a sorted list."""
+    if legacy:
+        best = int(scores.argmax())
+        return {"label": id2label[best], "score": float(scores[best])}
+    ranked = sorted(({"label": id2label[i], "score": float(s)} for i, s in enumerate(scores)),
+                    key=lambda d: d["score"], reverse=True)
+    return ranked if top_k is None else ranked[:top_k]

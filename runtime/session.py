@@ -1,0 +1,49 @@
+"""The ONNX Runtime session: options chosen on purpose, one ``run`` per batch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import OnnxPipeError
+
+
+def default_threads() -> int:
+    # The cores this process may use (taskset / cgroup cpusets), not every core the machine has.
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Session:
+    """A CPU inference session that feeds the graph only the inputs it declares."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # One request at a time on a small graph: all threads inside each operator, none across.
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.intra_op_num_threads = threads or default_threads()
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # errors only: the optimizer's notices are not for users
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own exception types per failure (InvalidProtobuf, Fail, ...)
+            raise OnnxPipeError(f"onnxruntime cannot load {path}: {type(e).__name__}: {e}. "
+                                "The file is corrupt or not an ONNX model; export the artifact again") from e
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.threads = opts.intra_op_num_threads
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.input_names if n not in feed]
+        if missing:
+            raise OnnxPipeError(f"the graph needs inputs {missing} that the tokenizer does not produce")
+        outputs = self.session.run(self.output_names, {n: feed[n] for n in self.input_names})
+        return dict(zip(self.output_names, outputs))

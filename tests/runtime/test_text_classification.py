@@ -1,0 +1,120 @@
+"""onnxpipe's text-classification pipeline against transformers' own, computed in the same test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import onnxpipe
+from conftest import SEED_SENTENCE
+
+TEXTS = [
+    SEED_SENTENCE,
+    "This movie was terrible, boring and far too long.",
+    "a",
+    "très émouvant, à voir absolument 这部电影非常好看 🔥🔥",
+    "",
+    "the food was good but the service was bad " * 40,  # past the tiny models' 64-position limit
+]
+SCORE_TOL = 1e-5  # fp32: scores equal to PyTorch's within this
+
+
+def hf_pipeline(checkpoint_dir, max_length):
+    from transformers import pipeline
+
+    # transformers does not truncate unless asked; onnxpipe always truncates to the position limit.
+    return pipeline("text-classification", model=str(checkpoint_dir), device="cpu", truncation=True,
+                    max_length=max_length)
+
+
+def assert_same(ours, theirs, tol=SCORE_TOL):
+    """Same structure, same labels in the same order, scores within tol."""
+    if isinstance(theirs, dict):
+        assert isinstance(ours, dict) and ours.keys() == theirs.keys() == {"label", "score"}
+        assert ours["label"] == theirs["label"]
+        assert abs(ours["score"] - theirs["score"]) <= tol, (ours, theirs)
+        assert isinstance(ours["score"], float)
+        return
+    assert isinstance(ours, list) and len(ours) == len(theirs)
+    for o, t in zip(ours, theirs):
+        assert_same(o, t, tol)
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta", "albert", "electra"])
+@pytest.mark.parametrize("head", ["single", "multi", "regression"])
+def test_matches_transformers_pipeline(checkpoint, artifact, arch, head):
+    ours = onnxpipe.pipeline("text-classification", model=artifact(arch, head), variant="fp32")
+    theirs = hf_pipeline(checkpoint(arch, head), ours.artifact.max_length)
+    for kwargs in ({}, {"top_k": None}, {"top_k": 2}):
+        assert_same(ours(TEXTS[0], **kwargs), theirs(TEXTS[0], **kwargs))
+        assert_same(ours(TEXTS, **kwargs), theirs(TEXTS, **kwargs))
+    for fn in ("softmax", "sigmoid", "none"):
+        assert_same(ours(TEXTS, function_to_apply=fn, top_k=None), theirs(TEXTS, function_to_apply=fn, top_k=None))
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta", "albert", "electra"])
+def test_tiny_models_are_not_degenerate(artifact, arch):
+    """Guards the parity test: outputs that did not depend on the input would make it vacuous."""
+    pipe = onnxpipe.pipeline(model=artifact(arch, "single"), variant="fp32")
+    corpus = [f"{a} {b}" for a in ("good", "bad", "film", "i", "love", "hate", "food") for b in TEXTS[:4]]
+    results = pipe(corpus)
+    scores = [r["score"] for r in results]
+    assert max(scores) - min(scores) > 0.05
+    if arch in ("distilbert", "roberta", "electra"):  # BERT and ALBERT's random tanh pooler picks one label
+        assert len({r["label"] for r in results}) >= 2
+
+
+def test_call_shapes(artifact):
+    pipe = onnxpipe.pipeline("sentiment-analysis", model=artifact(), variant="fp32")
+    one = pipe("good film")
+    assert isinstance(one, list) and len(one) == 1 and set(one[0]) == {"label", "score"}
+    many = pipe(["good film", "bad film", "ok"])
+    assert len(many) == 3 and all(isinstance(r, dict) for r in many)
+    ranked = pipe("good film", top_k=None)
+    assert [d["label"] for d in ranked] == sorted(pipe.artifact.id2label.values(),
+                                                  key=lambda l: -next(d["score"] for d in ranked if d["label"] == l))
+    assert abs(sum(d["score"] for d in ranked) - 1.0) < 1e-6
+    assert pipe(("good film",)) == pipe(["good film"])
+
+
+def test_batches_return_input_order_and_match_one_by_one(artifact):
+    pipe = onnxpipe.pipeline(model=artifact(), variant="fp32")
+    texts = [t * n for n in (1, 3) for t in TEXTS[:4]] + TEXTS[4:]
+    singly = [pipe(t, batch_size=1)[0] for t in texts]
+    for batch_size in (1, 2, 5, 64):
+        assert_same(pipe(texts, batch_size=batch_size), singly)
+
+
+def test_overlong_text_is_truncated_to_the_position_limit(artifact):
+    pipe = onnxpipe.pipeline(model=artifact("roberta"), variant="fp32")
+    limit = pipe.artifact.max_length
+    assert limit == 64  # 66 RoBERTa positions less padding_idx + 1
+    encodings = pipe.preprocess(["word " * 1000])
+    assert len(encodings[0].ids) == limit
+    assert encodings[0].ids[-1] == 2  # still closed by </s>
+    out = pipe("word " * 1000)
+    assert out[0]["label"] in pipe.artifact.id2label.values()
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+def test_optimized_and_int8_variants(checkpoint, artifact, arch):
+    """Fused fp32 keeps the fp32 tolerance; int8 keeps labels on this tiny model, with a looser score gap."""
+    path = artifact(arch, "single", optimize=True, quantize="int8")
+    theirs = hf_pipeline(checkpoint(arch, "single"), 64)(TEXTS, top_k=None)
+    fused = onnxpipe.pipeline(model=path, variant="optimized")
+    assert_same(fused(TEXTS, top_k=None), theirs)
+    int8 = onnxpipe.pipeline(model=path)  # the artifact's default variant
+    assert int8.variant == "int8" and int8.model_path.name == "model_quantized.onnx"
+    gaps = [abs(o["score"] - t["score"]) for os_, ts in zip(int8(TEXTS, top_k=None, batch_size=1), theirs)
+            for o, t in zip(sorted(os_, key=lambda d: d["label"]), sorted(ts, key=lambda d: d["label"]))]
+    assert max(gaps) < 0.05
+    manifest = int8.artifact.manifest["variants"]["int8"]
+    assert manifest["quantization"]["from"] == "model_optimized.onnx"
+    assert 0 <= manifest["validation"]["max_logit_gap"] < 0.5
+
+
+def test_threads_option(artifact):
+    pipe = onnxpipe.pipeline(model=artifact(), variant="fp32", threads=1)
+    assert pipe.session.threads == 1
+    ref = onnxpipe.pipeline(model=artifact(), variant="fp32")
+    assert np.isclose(pipe("good")[0]["score"], ref("good")[0]["score"], atol=1e-6)

@@ -1,0 +1,106 @@
+"""Tiny randomly initialised checkpoints, built from transformers configs and a `tokenizers` tokenizer.
+
+Each is a real HF checkpoint folder (config, safetensors weights, tokenizer.json) the exporter loads
+exactly as it would a hub download; only the sizes are small.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CORPUS = [
+    "We are very happy to show you the Transformers library.",
+    "This movie was terrible, boring and far too long.",
+    "A beautiful, moving film with a great cast.",
+    "I hate it. I love it. Never again, always yes.",
+    "the food was good but the service was bad",
+    "très émouvant, à voir absolument",
+    "这部电影非常好看",
+] * 20
+
+SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, initializer_range=0.3,
+             max_position_embeddings=64)
+
+
+def wordpiece_tokenizer():
+    from tokenizers import BertWordPieceTokenizer, processors
+
+    tok = BertWordPieceTokenizer(lowercase=True)
+    tok.train_from_iterator(CORPUS, vocab_size=300, min_frequency=1,
+                            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tok._tokenizer.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    return tok._tokenizer, dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+                                mask_token="[MASK]")
+
+
+def bytelevel_tokenizer():
+    from tokenizers import ByteLevelBPETokenizer, processors
+
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(CORPUS, vocab_size=400, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    tok._tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return tok._tokenizer, dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                cls_token="<s>", sep_token="</s>", mask_token="<mask>")
+
+
+def unigram_tokenizer():
+    from tokenizers import SentencePieceUnigramTokenizer, processors
+
+    tok = SentencePieceUnigramTokenizer()
+    tok.train_from_iterator(CORPUS, vocab_size=200, special_tokens=["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
+                            unk_token="<unk>")
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return tok._tokenizer, dict(unk_token="<unk>", pad_token="<pad>", cls_token="[CLS]", sep_token="[SEP]",
+                                mask_token="[MASK]")
+
+
+def _config(arch: str, vocab_size: int, **head):
+    import transformers as tf
+
+    if arch == "bert":
+        return tf.BertConfig(vocab_size=vocab_size, **SIZES, **head)
+    if arch == "distilbert":
+        return tf.DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                                   max_position_embeddings=64, initializer_range=0.3, **head)
+    if arch == "roberta":
+        return tf.RobertaConfig(vocab_size=vocab_size, **{**SIZES, "max_position_embeddings": 66},
+                                pad_token_id=1, bos_token_id=0, eos_token_id=2, **head)
+    if arch == "albert":
+        return tf.AlbertConfig(vocab_size=vocab_size, embedding_size=16, **SIZES, pad_token_id=0, **head)
+    if arch == "electra":
+        return tf.ElectraConfig(vocab_size=vocab_size, embedding_size=16, **SIZES, **head)
+    raise ValueError(arch)
+
+
+TOKENIZERS = {"bert": wordpiece_tokenizer, "distilbert": wordpiece_tokenizer, "electra": wordpiece_tokenizer,
+              "roberta": bytelevel_tokenizer, "albert": unigram_tokenizer}
+
+HEADS = {
+    "single": dict(num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"}, label2id={"neg": 0, "neu": 1, "pos": 2}),
+    "multi": dict(num_labels=4, problem_type="multi_label_classification",
+                  id2label={0: "joy", 1: "anger", 2: "fear", 3: "love"},
+                  label2id={"joy": 0, "anger": 1, "fear": 2, "love": 3}),
+    "regression": dict(num_labels=1, problem_type="regression", id2label={0: "LABEL_0"}, label2id={"LABEL_0": 0}),
+}
+
+
+def build_checkpoint(folder: Path, arch: str = "bert", head: str = "single", seed: int = 0) -> Path:
+    """Write a tiny random ``arch`` sequence classifier with ``head`` and its tokenizer to ``folder``."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
+
+    backend, specials = TOKENIZERS[arch]()
+    # As the real DistilBERT and RoBERTa tokenizers do, produce no token_type_ids for them.
+    names = ["input_ids", "attention_mask"] if arch in ("distilbert", "roberta") else None
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=512, **specials,
+                                        **({"model_input_names": names} if names else {}))
+    config = _config(arch, backend.get_vocab_size(), **HEADS[head])
+    torch.manual_seed(seed)
+    # initializer_range 0.3 (not 0.02) so that logits, and so labels, differ from input to input.
+    model = AutoModelForSequenceClassification.from_config(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
