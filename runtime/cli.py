@@ -18,7 +18,12 @@ from .errors import OnnxPipeError
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Texts may come after options (`run ART --variant fp32 "text"`); argparse leaves those over.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command not in ("run", "explain") or any(x.startswith("-") for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args += extra
     try:
         return args.func(args) or 0
     except (OnnxPipeError, ValueError, TypeError, FileNotFoundError) as e:

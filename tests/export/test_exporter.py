@@ -1,0 +1,87 @@
+"""The export stage: manifest, validation against PyTorch, atomic writes, clear refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import onnxpipe
+from onnxpipe.artifact import sha256_file
+from onnxpipe.export import ExportError, export
+
+
+def test_manifest_describes_the_artifact(artifact, checkpoint):
+    path = artifact("bert", "multi", optimize=True, quantize="int8")
+    m = json.loads((path / "onnxpipe.json").read_text())
+    assert m["task"] == "text-classification" and m["model_type"] == "bert"
+    assert m["source"]["kind"] == "local" and m["source"]["name_or_path"] == str(checkpoint("bert", "multi"))
+    assert len(m["source"]["content_sha256"]) == 64
+    assert m["config"] == {"id2label": {"0": "joy", "1": "anger", "2": "fear", "3": "love"},
+                           "problem_type": "multi_label_classification", "num_labels": 4}
+    assert m["tokenizer"] == {"file": "tokenizer.json", "max_length": 64, "pad_token": "[PAD]", "pad_id": 0}
+    assert m["opset"] >= 14
+    assert {"torch", "transformers", "optimum", "onnxruntime", "tokenizers"} <= set(m["versions"])
+    assert set(m["variants"]) == {"fp32", "optimized", "int8"} and m["default_variant"] == "int8"
+    for name in ("fp32", "optimized"):
+        v = m["variants"][name]["validation"]
+        assert v["max_logit_gap"] <= 1e-4 and v["label_agreement"] == 1.0 and v["samples"] == 8
+    assert m["variants"]["optimized"]["fused_operators"]["Attention"] == 2  # one per layer
+    for name, digest in m["files"].items():
+        assert sha256_file(path / name) == digest
+    assert {"model.onnx", "model_optimized.onnx", "model_quantized.onnx", "tokenizer.json", "config.json"} <= set(m["files"])
+
+
+def test_failed_validation_writes_nothing_and_keeps_the_old_artifact(checkpoint, tmp_path, monkeypatch):
+    out = tmp_path / "art"
+    export(checkpoint(), out)
+    before = {p.name: sha256_file(p) for p in out.iterdir()}
+    import onnxpipe.export.exporter as exporter
+
+    monkeypatch.setattr(exporter, "FP32_MAX_GAP", -1.0)  # any graph now "differs from PyTorch"
+    with pytest.raises(ExportError, match="differs from PyTorch by .* not writing the artifact"):
+        export(checkpoint(), out, overwrite=True)
+    assert {p.name: sha256_file(p) for p in out.iterdir()} == before
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        export(checkpoint(), tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]  # no partial folders left behind
+
+
+def test_refuses_to_overwrite_unless_asked(checkpoint, tmp_path):
+    out = tmp_path / "art"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="already exists and is not empty"):
+        export(checkpoint(), out)
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_unsupported_architecture_and_task(tmp_path, checkpoint):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=50)).save_pretrained(tmp_path / "gpt2")
+    with pytest.raises(ExportError, match="unsupported architecture 'gpt2'.*bert"):
+        export(tmp_path / "gpt2", tmp_path / "out")
+    with pytest.raises(ValueError, match="unsupported task 'translation'"):
+        export(checkpoint(), tmp_path / "out", task="translation")
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        export(checkpoint(), tmp_path / "out", quantize="int4")
+    with pytest.raises(ExportError, match="cannot load a config from"):
+        export(tmp_path / "no-such-folder", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_optimum_loads_the_same_folder(artifact):
+    """Variant files follow optimum's names, so ORTModelForSequenceClassification reads the artifact."""
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+
+    path = artifact("bert", "single", optimize=True, quantize="int8")
+    pipe = onnxpipe.pipeline(model=path, variant="optimized")
+    feed = pipe.encoder.collate(pipe.preprocess(["good film", "the food was bad"]))
+    ours = pipe._forward(feed)["logits"]
+    ort_model = ORTModelForSequenceClassification.from_pretrained(path, file_name="model_optimized.onnx")
+    import torch
+
+    theirs = ort_model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)

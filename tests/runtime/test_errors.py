@@ -1,0 +1,129 @@
+"""Bad input and broken artifacts: a clear error naming the problem, never a crash or a wrong answer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import onnxpipe
+from onnxpipe import OnnxPipeError
+
+
+@pytest.fixture(scope="module")
+def pipe(artifact):
+    return onnxpipe.pipeline(model=artifact(), variant="fp32")
+
+
+@pytest.fixture
+def copy(artifact, tmp_path):
+    """A private copy of the tiny artifact to damage."""
+    dst = tmp_path / "artifact"
+    shutil.copytree(artifact(), dst)
+    return dst
+
+
+@pytest.mark.parametrize("bad, error, words", [
+    (123, TypeError, "str or a list of str, got int"),
+    (None, TypeError, "got NoneType"),
+    (b"bytes", TypeError, "got bytes"),
+    ([], ValueError, "empty list"),
+    (["ok", 5], TypeError, "inputs[1] is a int"),
+    ({"text": "a", "text_pair": "b"}, TypeError, "got dict"),
+])
+def test_bad_inputs(pipe, bad, error, words):
+    with pytest.raises(error, match=None) as e:
+        pipe(bad)
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"top_k": 0}, "top_k must be a positive int"),
+    ({"top_k": "2"}, "top_k must be a positive int"),
+    ({"function_to_apply": "relu"}, "function_to_apply must be one of"),
+    ({"batch_size": 0}, "batch_size must be a positive int"),
+])
+def test_bad_parameters(pipe, kwargs, words):
+    with pytest.raises(ValueError) as e:
+        pipe("text", **kwargs)
+    assert words in str(e.value)
+
+
+def test_unknown_parameter(pipe):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'topk'"):
+        pipe("text", topk=2)
+
+
+def test_unknown_task_and_variant(artifact):
+    with pytest.raises(ValueError, match="unsupported task 'summarization'"):
+        onnxpipe.pipeline("summarization", model=artifact())
+    with pytest.raises(ValueError, match="unknown variant 'fp16'.*fp32"):
+        onnxpipe.pipeline(model=artifact(), variant="fp16")
+    with pytest.raises(ValueError, match="pass a task, a model, or both"):
+        onnxpipe.pipeline()
+    with pytest.raises(TypeError, match="model must be an artifact folder path"):
+        onnxpipe.pipeline(model=42)
+
+
+def test_not_an_artifact(tmp_path, checkpoint):
+    with pytest.raises(OnnxPipeError, match="is not a folder.*onnxpipe export"):
+        onnxpipe.pipeline(model=tmp_path / "nowhere")
+    with pytest.raises(OnnxPipeError, match="onnxpipe.json is missing"):
+        onnxpipe.pipeline(model=checkpoint())  # a PyTorch checkpoint, not exported
+
+
+def test_missing_model_file(copy):
+    (copy / "model.onnx").unlink()
+    with pytest.raises(OnnxPipeError, match="model.onnx is missing"):
+        onnxpipe.pipeline(model=copy, variant="fp32")
+
+
+def test_missing_tokenizer(copy):
+    (copy / "tokenizer.json").unlink()
+    with pytest.raises(OnnxPipeError, match="tokenizer.json is missing"):
+        onnxpipe.pipeline(model=copy)
+
+
+def test_tampered_file_fails_the_hash_check(copy):
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(OnnxPipeError, match="does not match the sha256"):
+        onnxpipe.pipeline(model=copy, variant="fp32")
+
+
+def test_corrupt_onnx_is_reported_as_such(copy):
+    (copy / "model.onnx").write_bytes(b"this is not a protobuf")
+    with pytest.raises(OnnxPipeError, match="onnxruntime cannot load .*model.onnx.*corrupt"):
+        onnxpipe.pipeline(model=copy, variant="fp32", verify=False)
+
+
+def test_corrupt_tokenizer_is_reported_as_such(copy):
+    (copy / "tokenizer.json").write_text("{not json")
+    with pytest.raises(OnnxPipeError, match="not a valid tokenizer.json"):
+        onnxpipe.pipeline(model=copy, verify=False)
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda m: "{broken", "not a valid onnxpipe manifest"),
+    (lambda m: json.dumps({**m, "format": 99}), "format 99"),
+    (lambda m: json.dumps({k: v for k, v in m.items() if k != "variants"}), "not a valid onnxpipe manifest"),
+])
+def test_bad_manifest(copy, damage, words):
+    path = copy / "onnxpipe.json"
+    path.write_text(damage(json.loads(path.read_text())))
+    with pytest.raises(OnnxPipeError, match=words):
+        onnxpipe.pipeline(model=copy)
+
+
+def test_task_mismatch(artifact):
+    path = artifact()
+    from onnxpipe import tasks
+
+    tasks.TASKS["token-classification"] = tasks.TASKS["text-classification"]
+    try:
+        with pytest.raises(ValueError, match="does not match the artifact's task"):
+            onnxpipe.pipeline("token-classification", model=path)
+    finally:
+        del tasks.TASKS["token-classification"]
