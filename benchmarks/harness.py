@@ -1,0 +1,138 @@
+"""One benchmark run: resolve the model, measure every contender the same way, derive the figures."""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import machine, measure, stats
+from .contenders import BY_NAME, CONTENDERS, Contender, Spec
+
+REFERENCE = "pytorch fp32"
+
+
+@dataclass(frozen=True)
+class Settings:
+    rounds: int             # latency rounds over the length mix
+    warmup: int
+    batch_sizes: tuple[int, ...]
+    cold_repeats: int       # 0 skips cold start
+
+    @classmethod
+    def quick(cls) -> "Settings":
+        return cls(rounds=30, warmup=3, batch_sizes=(1, 32), cold_repeats=1)
+
+    @classmethod
+    def full(cls) -> "Settings":
+        return cls(rounds=200, warmup=10, batch_sizes=(1, 8, 32, 64), cold_repeats=3)
+
+
+def resolve_spec(target: str | Path | None, out_dir: Path, threads: int, calibration: list[str] | None,
+                 log=print) -> Spec:
+    """An artifact plus the PyTorch checkpoint with the very same weights (exporting first if needed)."""
+    import onnxpipe
+    from onnxpipe.artifact import MANIFEST
+
+    if target is None:
+        from onnxpipe.default import ensure_default
+
+        artifact_dir = ensure_default(log=log)
+    elif (Path(target) / MANIFEST).is_file():
+        artifact_dir = Path(target)
+    else:  # a checkpoint folder or hub id: export it like a user would, fused and int8
+        from onnxpipe.export import export
+
+        artifact_dir = out_dir / "artifact"
+        if not (artifact_dir / MANIFEST).is_file():
+            export(target, artifact_dir, optimize=True, quantize="int8", log=log)
+    artifact = onnxpipe.load_artifact(artifact_dir)
+    checkpoint = artifact_dir / "pytorch"
+    if not checkpoint.is_dir():
+        source = artifact.manifest.get("source", {}).get("name_or_path")
+        checkpoint = Path(source) if source and Path(source).is_dir() else None
+    if checkpoint is None:
+        raise ValueError(f"{artifact_dir} has no pytorch/ folder and its source is not a local folder: "
+                         "benchmark the checkpoint instead (onnxpipe bench CHECKPOINT) so both share weights")
+    return Spec(artifact=artifact_dir, checkpoint=checkpoint, id2label=artifact.id2label,
+                max_length=artifact.max_length, threads=threads, best_variant=artifact.default_variant,
+                calibration=calibration)
+
+
+def missing_packages(c: Contender) -> list[str]:
+    mods = {"optimum-onnx": "optimum.onnxruntime"}
+    return [p for p in c.packages if importlib.util.find_spec(mods.get(p, p).replace("-", "_")) is None]
+
+
+def measure_contender(c: Contender, spec: Spec, texts: list[str], settings: Settings, status) -> dict[str, Any]:
+    status(f"{c.name}: loading")
+    runner = c.load(spec)
+    row: dict[str, Any] = {"status": "ok", "group": c.group, "note": runner.note,
+                           "size_bytes": runner.size_bytes,
+                           "footprint_bytes": machine.install_footprint(list(c.packages))["bytes"]}
+    status(f"{c.name}: batch-1 latency")
+    lat = measure.latencies(runner.call_one, settings.rounds, settings.warmup)
+    row["latency_s"] = lat
+    row["latency"] = {k: stats.latency_summary(v) for k, v in lat.items()}
+    row["latency"]["mix"] = stats.latency_summary([x for v in lat.values() for x in v])
+    if c.group != "bare":
+        row["throughput"], probs = {}, None
+        for bs in settings.batch_sizes:
+            status(f"{c.name}: dev set at batch {bs}")
+            seconds, probs = measure.run_throughput(runner.predict, texts, bs)
+            row["throughput"][str(bs)] = stats.throughput(len(texts), seconds)
+        row["probs"] = probs  # from the largest batch size: the setting throughput is quoted at
+    if c.cold_start and settings.cold_repeats:
+        status(f"{c.name}: cold start")
+        fields = {"artifact": str(spec.artifact), "checkpoint": str(spec.checkpoint), "threads": spec.threads}
+        row["cold"] = measure.cold_start(c.cold_start, fields, settings.cold_repeats)
+    return row
+
+
+def run(spec: Spec, texts: list[str], labels: list[int], settings: Settings, names: list[str] | None = None,
+        progress: bool = True) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    chosen = [BY_NAME[n] for n in names] if names else list(CONTENDERS)
+    if REFERENCE not in [c.name for c in chosen]:
+        chosen.insert(0, BY_NAME[REFERENCE])  # every accuracy figure is relative to it
+    rows: dict[str, dict[str, Any]] = {}
+    bar = tqdm(chosen, unit="contender", disable=not progress)
+    for c in bar:
+        missing = missing_packages(c)
+        if missing:
+            rows[c.name] = {"status": "missing", "group": c.group,
+                            "reason": f"not installed: {', '.join(missing)} (pip install 'onnxpipe[peers]')"}
+            continue
+        try:
+            rows[c.name] = measure_contender(c, spec, texts, settings, bar.set_description)
+        except Exception as e:  # a peer that fails to load is reported, never silently dropped
+            rows[c.name] = {"status": "failed", "group": c.group, "reason": f"{type(e).__name__}: {e}"}
+        gc.collect()
+    bar.close()
+    if rows[REFERENCE]["status"] != "ok":
+        raise RuntimeError(f"the reference contender failed: {rows[REFERENCE].get('reason')}")
+    derive(rows, labels)
+    return {"machine": machine.describe(), "threads": spec.threads, "n_texts": len(texts),
+            "artifact": str(spec.artifact), "checkpoint": str(spec.checkpoint),
+            "settings": settings.__dict__, "contenders": rows}
+
+
+def derive(rows: dict[str, dict[str, Any]], labels: list[int]) -> None:
+    """Accuracy, agreement and gaps against PyTorch fp32; bare session inherits the best variant's."""
+    ref = rows[REFERENCE]["probs"]
+    for row in rows.values():
+        probs = row.pop("probs", None)
+        if probs is None:
+            continue
+        row["accuracy"] = stats.accuracy(probs, labels)
+        row["agreement"] = stats.agreement(probs, ref)
+        row["max_prob_gap"] = stats.max_gap(probs, ref)
+
+
+def best_onnxpipe(rows: dict[str, dict[str, Any]]) -> str | None:
+    ok = [n for n, r in rows.items() if r["group"] == "onnxpipe" and r["status"] == "ok"]
+    return min(ok, key=lambda n: rows[n]["latency"]["sentence"]["p50_ms"], default=None)
+

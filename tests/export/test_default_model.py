@@ -1,0 +1,131 @@
+"""The embedded default model: merging a delta into a base, building on first use, the real one."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import onnxpipe
+from conftest import SEED_SENTENCE
+from onnxpipe import OnnxPipeError
+from onnxpipe.export.default_model import build as build_mod
+from onnxpipe.export.default_model.train import LORA_TARGETS, load_base_classifier
+from tiny_models import build_base_encoder
+
+TEXTS = [SEED_SENTENCE, "This movie was terrible, boring and far too long.", "a beautiful film", "bad food"]
+
+
+@pytest.fixture(scope="module")
+def tiny_base_and_delta(tmp_path_factory):
+    """A tiny encoder and a LoRA delta with random (non-zero) weights, saved as peft saves them."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    root = tmp_path_factory.mktemp("tiny-default")
+    base = build_base_encoder(root / "base")
+    torch.manual_seed(1)
+    model = get_peft_model(load_base_classifier(base), LoraConfig(
+        task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, target_modules=LORA_TARGETS,
+        modules_to_save=["classifier", "bert.pooler.dense"], init_lora_weights=False))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "classifier" in name and p.requires_grad:
+                p.normal_(0, 2.0)
+    model.eval().save_pretrained(root / "delta")
+    return base, root / "delta", model
+
+
+def torch_scores(model, tokenizer, texts):
+    with torch.no_grad():
+        logits = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+    return torch.softmax(logits, -1).numpy()
+
+
+def test_build_from_tiny_delta_matches_the_unmerged_adapter(tiny_base_and_delta, tmp_path):
+    from transformers import AutoTokenizer
+
+    base, delta, peft_model = tiny_base_and_delta
+    out = build_mod.build_default(tmp_path / "default", log=lambda m: None, base_dir=base, delta_dir=delta)
+    pipe = onnxpipe.pipeline("sentiment-analysis", model=out, variant="fp32")
+    ours = np.array([[d["score"] for d in sorted(r, key=lambda d: d["label"])] for r in pipe(TEXTS, top_k=None)])
+    # NEGATIVE < POSITIVE alphabetically, which is also id order 0, 1.
+    expected = torch_scores(peft_model, AutoTokenizer.from_pretrained(base), TEXTS)
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+    assert set(pipe.artifact.id2label.values()) == {"NEGATIVE", "POSITIVE"}
+    m = pipe.artifact.manifest
+    assert m["source"]["kind"] == "onnxpipe default" and len(m["source"]["delta_sha256"]) == 64
+    assert set(m["variants"]) == {"fp32", "optimized", "int8"}
+    merged = json.loads((out / "pytorch" / "config.json").read_text())
+    assert merged["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
+    assert (out / "pytorch" / "model.safetensors").is_file()
+    with pytest.raises(FileExistsError, match="already exists"):
+        build_mod.build_default(out, log=lambda m: None, base_dir=base, delta_dir=delta)
+
+
+def test_first_use_builds_into_the_cache_then_reuses_it(tiny_base_and_delta, tmp_path, monkeypatch):
+    import onnxpipe.export.default_model as default_model
+
+    base, delta, _ = tiny_base_and_delta
+    monkeypatch.setenv("ONNXPIPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(default_model, "DELTA_DIR", delta)
+    monkeypatch.setattr(build_mod, "DELTA_DIR", delta)
+    monkeypatch.setattr(build_mod, "base_model_dir", lambda: base)
+    messages = []
+    monkeypatch.setattr("onnxpipe.default.print", lambda *a, **k: messages.append(" ".join(map(str, a))),
+                        raising=False)
+    first = onnxpipe.pipeline("sentiment-analysis")
+    assert first.artifact.path.parent == tmp_path / "cache"
+    assert first.artifact.path.name.startswith("minilm-sst2-")
+    assert any("building the default" in m for m in messages)
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("the cached default was rebuilt")
+
+    monkeypatch.setattr(build_mod, "build_default", no_rebuild)
+    again = onnxpipe.pipeline("sentiment-analysis")
+    assert again.artifact.path == first.artifact.path
+    assert again(TEXTS) == first(TEXTS)
+
+
+def test_without_the_export_extra_the_message_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONNXPIPE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setitem(sys.modules, "onnxpipe.export.default_model.build", None)  # import fails
+    with pytest.raises(OnnxPipeError, match=r"pip install 'onnxpipe\[export\]'"):
+        onnxpipe.pipeline("sentiment-analysis")
+    with pytest.raises(ValueError, match="no default model for task"):
+        from onnxpipe.default import default_artifact_dir
+
+        default_artifact_dir("token-classification")
+
+
+# -- the real default: the packaged MiniLM encoder plus the committed delta ------------------------
+
+@pytest.fixture(scope="session")
+def real_default(tmp_path_factory):
+    return build_mod.build_default(tmp_path_factory.mktemp("real") / "minilm-sst2", log=lambda m: None)
+
+
+def test_real_default_says_positive_for_the_seed_sentence(real_default):
+    pipe = onnxpipe.pipeline("sentiment-analysis", model=real_default)
+    assert pipe.variant == pipe.artifact.default_variant
+    (result,) = pipe(SEED_SENTENCE)
+    assert result["label"] == "POSITIVE" and result["score"] > 0.9
+    assert pipe("This movie was terrible, boring and far too long.")[0]["label"] == "NEGATIVE"
+
+
+def test_real_default_matches_pytorch_on_the_same_weights(real_default):
+    from transformers import pipeline
+
+    theirs = pipeline("text-classification", model=str(real_default / "pytorch"), truncation=True)
+    texts = TEXTS + ["it 's a charming and often affecting journey . " * 60]
+    expected = theirs(texts, top_k=None)
+    for variant in ("fp32", "optimized"):
+        ours = onnxpipe.pipeline(model=real_default, variant=variant)(texts, top_k=None)
+        for o, t in zip(ours, expected):
+            assert [d["label"] for d in o] == [d["label"] for d in t]
+            assert max(abs(a["score"] - b["score"]) for a, b in zip(o, t)) <= 1e-5
+    int8 = onnxpipe.pipeline(model=real_default, variant="int8")(texts)
+    assert [r["label"] for r in int8] == [t[0]["label"] for t in expected]
