@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
+
+import torch
 
 from onnxpipe.artifact import load_artifact
 from onnxpipe.errors import OnnxPipeError
@@ -149,7 +152,12 @@ def build_variants(model, tokenizer, folder: Path, max_length: int, optimize: bo
 
     log("exporting the ONNX graph with optimum")
     logging.getLogger("optimum").setLevel(logging.ERROR)
-    onnx_export_from_model(model, folder, task="text-classification", opset=opset, do_validation=False)
+    with warnings.catch_warnings():
+        # The tracer's notes on constants and the legacy exporter are expected for these graphs;
+        # the validation below is what says whether the export is right.
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        onnx_export_from_model(model, folder, task="text-classification", opset=opset, do_validation=False)
     tokenizer.save_pretrained(folder)
     encoder = TextEncoder(folder / "tokenizer.json", max_length, tokenizer.pad_token_id, tokenizer.pad_token)
     reference, ref_ids = torch_logits(model, tokenizer, list(SAMPLES), max_length)

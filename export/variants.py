@@ -6,6 +6,7 @@ so that ``ORTModelFor*.from_pretrained(folder, file_name=...)`` loads the same f
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx", "int8": "model_quantized.onnx"}
@@ -41,7 +42,13 @@ def quantize_int8(src: Path, dst: Path) -> dict:
 
     # Shape inference knows no contrib ops (the fused Attention, SkipLayerNormalization), so outputs
     # it cannot type are declared float, as they are in these graphs.
-    quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantization of CNNs
+    try:
+        quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
     return {"method": "onnxruntime dynamic", "weights": "int8 per-channel", "activations": "uint8 dynamic",
             "from": src.name}

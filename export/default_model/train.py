@@ -38,11 +38,18 @@ def base_model_dir() -> Path:
 
 def load_base_classifier(base_dir: Path):
     from transformers import BertForSequenceClassification
+    from transformers.utils import logging as hf_logging
 
-    return BertForSequenceClassification.from_pretrained(
-        base_dir, num_labels=2, id2label=dict(LABELS), label2id={v: k for k, v in LABELS.items()},
-        problem_type="single_label_classification",
-    )
+    # The head is new by design (trained or loaded from the delta next): no "newly initialized" warning.
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return BertForSequenceClassification.from_pretrained(
+            base_dir, num_labels=2, id2label=dict(LABELS), label2id={v: k for k, v in LABELS.items()},
+            problem_type="single_label_classification",
+        )
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def lora_model(model, rank: int, alpha: int):
@@ -148,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=DELTA_DIR, help="where the delta goes (default: the packaged one)")
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--alpha", type=int, default=32)
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=float, default=0.06)

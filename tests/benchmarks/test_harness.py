@@ -1,0 +1,89 @@
+"""A whole benchmark run on a tiny model: figures, JSON, Markdown table, plots (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from onnxpipe.bench import contenders, harness, machine, report
+
+TEXTS = ["good film", "bad film", "a beautiful, moving film", "the food was bad", "i love it", "never again",
+         "great cast", "far too long"] * 2
+LABELS = [1, 0, 1, 0, 1, 0, 1, 0] * 2
+NAMES = ["pytorch fp32", "onnxpipe fp32", "onnxpipe int8", "bare ORT session (best variant)", "ctranslate2 int8"]
+
+
+@pytest.fixture(scope="module")
+def result(artifact, checkpoint, tmp_path_factory, monkeypatch_module):
+    # A peer that is not installed must be reported as missing, not dropped.
+    fake = contenders.Contender("ctranslate2 int8", "peer", ("ctranslate2", "no-such-package-xyz"),
+                                contenders.load_ctranslate2)
+    monkeypatch_module.setitem(contenders.BY_NAME, "ctranslate2 int8", fake)
+    spec = harness.resolve_spec(artifact("bert", "single", optimize=True, quantize="int8"),
+                                tmp_path_factory.mktemp("bench"), threads=1, calibration=None)
+    assert spec.checkpoint == checkpoint("bert", "single")  # the manifest's local source
+    settings = harness.Settings(rounds=3, warmup=1, batch_sizes=(1, 4), cold_repeats=1)
+    return harness.run(spec, TEXTS, LABELS, settings, NAMES, progress=False)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_figures(result, artifact):
+    rows = result["contenders"]
+    assert list(rows) == NAMES
+    assert rows["ctranslate2 int8"]["status"] == "missing"
+    assert "no-such-package-xyz" in rows["ctranslate2 int8"]["reason"]
+    ok = {n: r for n, r in rows.items() if r["status"] == "ok"}
+    assert len(ok) == 4
+    # fp32 onnxpipe agrees with PyTorch on every sentence, probabilities within 1e-5.
+    assert ok["onnxpipe fp32"]["agreement"] == 1.0 and ok["onnxpipe fp32"]["max_prob_gap"] <= 1e-5
+    assert ok["pytorch fp32"]["agreement"] == 1.0 and ok["pytorch fp32"]["max_prob_gap"] == 0.0
+    # Accuracy recomputed from the pipeline's own labels.
+    import onnxpipe
+
+    pipe = onnxpipe.pipeline(model=artifact("bert", "single", optimize=True, quantize="int8"), variant="fp32")
+    id_of = {v: k for k, v in pipe.artifact.id2label.items()}
+    expected = np.mean([id_of[r["label"]] == y for r, y in zip(pipe(TEXTS), LABELS)])
+    assert ok["onnxpipe fp32"]["accuracy"] == pytest.approx(expected)
+    for name, r in ok.items():
+        assert set(r["latency"]) == {"short", "sentence", "paragraph", "past_limit", "mix"}
+        assert r["latency"]["mix"]["n"] == 12  # 3 rounds × 4 lengths
+        assert r["latency"]["sentence"]["p50_ms"] > 0
+        assert r["footprint_bytes"] > 0
+        if name != "bare ORT session (best variant)":
+            assert set(r["throughput"]) == {"1", "4"} and all(v > 0 for v in r["throughput"].values())
+    assert "throughput" not in ok["bare ORT session (best variant)"]
+    for name in ("pytorch fp32", "onnxpipe fp32", "onnxpipe int8"):  # the ones with a cold-start script
+        cold = ok[name]["cold"]
+        assert cold["cold_start_s"] > cold["import_s"] > 0 and cold["peak_rss_mib"] > 10
+
+
+def test_reports(result, tmp_path):
+    paths = report.write_all(result, tmp_path)
+    data = json.loads(paths["json"].read_text())
+    assert data["machine"]["cores"] >= 1 and "versions" in data["machine"]
+    assert data["contenders"]["onnxpipe int8"]["latency"]["mix"]["n"] == 12
+    md = paths["markdown"].read_text()
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(NAMES)  # header + one row per contender
+    assert "| pytorch fp32 |" in md and "1.0×" in md
+    assert "| ctranslate2 int8 | missing: not installed" in md
+    assert "Targets" in md and ("✓" in md or "✗" in md)
+    for key in ("latency_plot", "throughput_plot", "accuracy_plot"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_install_footprint_follows_requirements():
+    runtime = machine.install_footprint(["onnxruntime", "tokenizers", "numpy"])
+    assert {"onnxruntime", "tokenizers", "numpy"} <= set(runtime["packages"])
+    assert "torch" not in runtime["packages"] and runtime["missing"] == []
+    heavy = machine.install_footprint(["transformers", "torch"])
+    assert heavy["bytes"] > 3 * runtime["bytes"]
+    assert machine.install_footprint(["no-such-package-xyz"])["missing"] == ["no-such-package-xyz"]

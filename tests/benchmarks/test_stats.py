@@ -1,0 +1,28 @@
+"""The benchmark's statistics on known arrays (no timing involved)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onnxpipe.bench import stats
+
+
+def test_latency_summary_percentiles_in_ms():
+    s = stats.latency_summary(np.arange(1, 101) / 1e3)  # 1 ms … 100 ms
+    assert s == pytest.approx({"p50_ms": 50.5, "p90_ms": 90.1, "p99_ms": 99.01, "mean_ms": 50.5, "n": 100})
+    with pytest.raises(ValueError, match="no latency samples"):
+        stats.latency_summary([])
+
+
+def test_accuracy_agreement_gap_ratio():
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.55, 0.45]])
+    ref = np.array([[0.8, 0.2], [0.6, 0.4], [0.2, 0.8], [0.5, 0.5 + 1e-9]])
+    assert stats.accuracy(probs, [0, 1, 0, 0]) == 0.75
+    assert stats.agreement(probs, ref) == 0.5  # rows 2 and 4 flip
+    assert stats.max_gap(probs, ref) == pytest.approx(0.2)
+    assert stats.ratio(10.0, 2.0) == 5.0
+    assert stats.ratio(None, 2.0) is None and stats.ratio(1.0, 0.0) is None
+    assert stats.throughput(872, 2.0) == 436.0
+    with pytest.raises(ValueError):
+        stats.throughput(10, 0.0)
