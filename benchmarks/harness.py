@@ -66,52 +66,57 @@ def missing_packages(c: Contender) -> list[str]:
     return [p for p in c.packages if importlib.util.find_spec(mods.get(p, p).replace("-", "_")) is None]
 
 
-def measure_contender(c: Contender, spec: Spec, texts: list[str], settings: Settings, status) -> dict[str, Any]:
-    status(f"{c.name}: loading")
-    runner = c.load(spec)
-    row: dict[str, Any] = {"status": "ok", "group": c.group, "note": runner.note,
-                           "size_bytes": runner.size_bytes,
-                           "footprint_bytes": machine.install_footprint(list(c.packages))["bytes"]}
-    status(f"{c.name}: batch-1 latency")
-    lat = measure.latencies(runner.call_one, settings.rounds, settings.warmup)
-    row["latency_s"] = lat
-    row["latency"] = {k: stats.latency_summary(v) for k, v in lat.items()}
-    row["latency"]["mix"] = stats.latency_summary([x for v in lat.values() for x in v])
-    if c.group != "bare":
-        row["throughput"], probs = {}, None
-        for bs in settings.batch_sizes:
-            status(f"{c.name}: dev set at batch {bs}")
-            seconds, probs = measure.run_throughput(runner.predict, texts, bs)
-            row["throughput"][str(bs)] = stats.throughput(len(texts), seconds)
-        row["probs"] = probs  # from the largest batch size: the setting throughput is quoted at
-    if c.cold_start and settings.cold_repeats:
-        status(f"{c.name}: cold start")
-        fields = {"artifact": str(spec.artifact), "checkpoint": str(spec.checkpoint), "threads": spec.threads}
-        row["cold"] = measure.cold_start(c.cold_start, fields, settings.cold_repeats)
-    return row
-
-
 def run(spec: Spec, texts: list[str], labels: list[int], settings: Settings, names: list[str] | None = None,
         progress: bool = True) -> dict[str, Any]:
+    """Load every contender, then measure latency (interleaved), throughput and cold start."""
     from tqdm.auto import tqdm
 
     chosen = [BY_NAME[n] for n in names] if names else list(CONTENDERS)
     if REFERENCE not in [c.name for c in chosen]:
         chosen.insert(0, BY_NAME[REFERENCE])  # every accuracy figure is relative to it
+    bar = tqdm(total=len(chosen) * (3 + len(settings.batch_sizes)), unit="step", disable=not progress)
+    status = lambda s: bar.set_description(s[:60].ljust(60))  # noqa: E731
     rows: dict[str, dict[str, Any]] = {}
-    bar = tqdm(chosen, unit="contender", disable=not progress)
-    for c in bar:
+    runners = {}
+    for c in chosen:
+        status(f"loading {c.name}")
+        rows[c.name] = {"group": c.group}
         missing = missing_packages(c)
-        if missing:
-            rows[c.name] = {"status": "missing", "group": c.group,
-                            "reason": f"not installed: {', '.join(missing)} (pip install 'onnxpipe[peers]')"}
-            continue
         try:
-            rows[c.name] = measure_contender(c, spec, texts, settings, bar.set_description)
+            if missing:
+                raise ModuleNotFoundError(f"not installed: {', '.join(missing)} (pip install 'onnxpipe[peers]')")
+            runners[c.name] = c.load(spec)
+            rows[c.name]["status"] = "ok"
         except Exception as e:  # a peer that fails to load is reported, never silently dropped
-            rows[c.name] = {"status": "failed", "group": c.group, "reason": f"{type(e).__name__}: {e}"}
-        gc.collect()
+            rows[c.name].update(status="missing" if missing else "failed",
+                                reason=str(e) if missing else f"{type(e).__name__}: {e}")
+        bar.update(1)
+
+    lat = measure.latencies({n: r.call_one for n, r in runners.items()}, settings.rounds, settings.warmup,
+                            status=status)
+    bar.update(len(chosen))
+    for name, runner in runners.items():
+        c, row = BY_NAME[name], rows[name]
+        row.update(note=runner.note, size_bytes=runner.size_bytes, latency_s=lat[name],
+                   footprint_bytes=machine.install_footprint(list(c.packages))["bytes"])
+        row["latency"] = {k: stats.latency_summary(v) for k, v in lat[name].items()}
+        row["latency"]["mix"] = stats.latency_summary([x for v in lat[name].values() for x in v])
+        if c.group != "bare":
+            row["throughput"] = {}
+            for bs in settings.batch_sizes:
+                status(f"{name}: dev set at batch {bs}")
+                seconds, probs = measure.run_throughput(runner.predict, texts, bs)
+                row["throughput"][str(bs)] = stats.throughput(len(texts), seconds)
+                row["probs"] = probs  # the largest batch size's: the setting throughput is quoted at
+                bar.update(1)
+        if c.cold_start and settings.cold_repeats:
+            status(f"{name}: cold start")
+            fields = {"artifact": str(spec.artifact), "checkpoint": str(spec.checkpoint), "threads": spec.threads}
+            row["cold"] = measure.cold_start(c.cold_start, fields, settings.cold_repeats)
+        bar.update(1)
     bar.close()
+    runners.clear()
+    gc.collect()
     if rows[REFERENCE]["status"] != "ok":
         raise RuntimeError(f"the reference contender failed: {rows[REFERENCE].get('reason')}")
     derive(rows, labels)

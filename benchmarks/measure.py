@@ -22,17 +22,32 @@ LENGTH_MIX = {
 }
 
 
-def latencies(call: Callable[[str], Any], rounds: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per call for each text of the mix, interleaved so drift hits every length alike."""
-    for _ in range(warmup):
-        for text in LENGTH_MIX.values():
-            call(text)
-    out: dict[str, list[float]] = {k: [] for k in LENGTH_MIX}
-    for _ in range(rounds):
-        for name, text in LENGTH_MIX.items():
-            t = time.perf_counter()
-            call(text)
-            out[name].append(time.perf_counter() - t)
+def latencies(calls: dict[str, Callable[[str], Any]], rounds: int, warmup: int, blocks: int = 10,
+              status: Callable[[str], None] = lambda s: None) -> dict[str, dict[str, list[float]]]:
+    """Seconds per call, for every contender and every text of the mix.
+
+    Contenders take turns in blocks of rounds, so that the machine's drift over the run (other
+    tenants, clock changes) lands on all of them alike; each block starts with one untimed round,
+    which absorbs the previous contender's threads still spinning down. Within a round the lengths
+    are interleaved for the same reason.
+    """
+    for name, call in calls.items():
+        status(f"warming up {name}")
+        for _ in range(warmup):
+            for text in LENGTH_MIX.values():
+                call(text)
+    out = {c: {k: [] for k in LENGTH_MIX} for c in calls}
+    per_block = max(1, rounds // blocks)
+    for b in range(max(1, rounds // per_block)):
+        for name, call in calls.items():
+            status(f"batch-1 latency, block {b + 1}: {name}")
+            for text in LENGTH_MIX.values():
+                call(text)
+            for _ in range(per_block):
+                for length, text in LENGTH_MIX.items():
+                    t = time.perf_counter()
+                    call(text)
+                    out[name][length].append(time.perf_counter() - t)
     return out
 
 
@@ -45,14 +60,15 @@ def run_throughput(predict: Callable[[list[str], int], np.ndarray], texts: list[
 
 
 _COLD_PRELUDE = """
-import json, resource, sys, time
+import json, sys, time
 t_start = time.time()
 TEXT = {text!r}
 """
+# VmHWM, not getrusage's ru_maxrss: the latter survives exec and so reports the parent's peak.
 _COLD_EPILOGUE = """
 t_first = time.time()
-print(json.dumps({{"import_s": t_import - t_start, "first_result_at": t_first,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({{"import_s": t_import - t_start, "first_result_at": t_first, "peak_rss_mib": hwm / 1024}}))
 """
 
 
