@@ -126,23 +126,32 @@ def plots(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     rows = {n: r for n, r in result["contenders"].items() if r["status"] == "ok"}
     colors = {"pytorch": "tab:red", "optimum": "tab:orange", "onnxpipe": "tab:green", "bare": "tab:olive",
               "peer": "tab:blue"}
     paths = {}
 
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
     names = list(rows)
-    data = [[1e3 * x for v in rows[n]["latency_s"].values() for x in v] for n in names]
-    box = ax.boxplot(data, vert=False, patch_artist=True, showfliers=False, whis=(1, 99))
-    for patch, n in zip(box["boxes"], names):
-        patch.set_facecolor(colors[rows[n]["group"]])
-    ax.set_yticks(range(1, len(names) + 1), names)
-    ax.set_xscale("log")
-    ax.set_xlabel("batch-1 latency over the length mix, ms (log; whiskers p1–p99)")
-    ax.invert_yaxis()
-    ax.grid(axis="x", which="both", alpha=0.3)
+    lengths = list(next(iter(rows.values()))["latency_s"])
+    fig, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths), 0.45 * len(rows) + 1.6), sharey=True)
+    for ax, length in zip(axes, lengths):
+        data = [[1e3 * x for x in rows[n]["latency_s"][length]] for n in names]
+        box = ax.boxplot(data, vert=False, patch_artist=True, showfliers=False, whis=(1, 99),
+                         medianprops={"color": "black"})
+        for patch, n in zip(box["boxes"], names):
+            patch.set_facecolor(colors[rows[n]["group"]])
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.set_title(f"{length.replace('_', ' ')}", fontsize=10)
+        ax.set_xlabel("ms (log)")
+        ax.grid(axis="x", which="both", alpha=0.3)
+    axes[0].set_yticks(range(1, len(names) + 1), names)
+    axes[0].invert_yaxis()
+    fig.suptitle("batch-1 latency by input length (box p25–p75, line p50, whiskers p1–p99)", fontsize=11)
     paths["latency_plot"] = _save(fig, out_dir / "latency.png")
 
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -163,8 +172,8 @@ def plots(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         if r.get("accuracy") is not None:
             big = max(r["throughput"], key=int)
             ax.scatter(r["throughput"][big], 100 * r["accuracy"], color=colors[r["group"]], s=40)
-            ax.annotate(n, (r["throughput"][big], 100 * r["accuracy"]), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+            ax.annotate(n, (r["throughput"][big], 100 * r["accuracy"]), fontsize=7, textcoords="offset points",
+                        xytext=(4, 3 - 10 * (list(rows).index(n) % 2)))  # alternate, so neighbours don't overlap
     ax.set_xlabel("SST-2 dev sentences / s (largest batch)")
     ax.set_ylabel("SST-2 dev accuracy, %")
     ax.grid(alpha=0.3)
