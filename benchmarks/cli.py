@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     calibration = load_sst2(a.data, "train")[0] if a.data is None or (a.data / "train.tsv").is_file() else None
     settings = harness.Settings.quick() if a.quick else harness.Settings.full()
     if a.no_cold_start:
-        settings = harness.Settings(settings.rounds, settings.warmup, settings.batch_sizes, 0)
+        settings = dataclasses.replace(settings, cold_repeats=0)
     log = lambda m: print(f"onnxpipe bench: {m}", file=sys.stderr, flush=True)  # noqa: E731
     spec = harness.resolve_spec(a.target, a.out, a.threads or default_threads(), calibration, log=log)
     result = harness.run(spec, texts, labels, settings, names)

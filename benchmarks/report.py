@@ -138,7 +138,7 @@ def plots(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     fig, axes = plt.subplots(1, len(lengths), figsize=(4 * len(lengths), 0.45 * len(rows) + 1.6), sharey=True)
     for ax, length in zip(axes, lengths):
         data = [[1e3 * x for x in rows[n]["latency_s"][length]] for n in names]
-        box = ax.boxplot(data, vert=False, patch_artist=True, showfliers=False, whis=(1, 99),
+        box = ax.boxplot(data, orientation="horizontal", patch_artist=True, showfliers=False, whis=(1, 99),
                          medianprops={"color": "black"})
         for patch, n in zip(box["boxes"], names):
             patch.set_facecolor(colors[rows[n]["group"]])
