@@ -280,7 +280,7 @@ CONTENDERS: list[Contender] = [
     Contender("onnxpipe fp32", "onnxpipe", ("onnxruntime", "tokenizers", "numpy"), onnxpipe_loader("fp32"),
               _COLD_ONNXPIPE.replace("{variant!r}", "'fp32'")),
     Contender("onnxpipe optimized", "onnxpipe", ("onnxruntime", "tokenizers", "numpy"),
-              onnxpipe_loader("optimized")),
+              onnxpipe_loader("optimized"), _COLD_ONNXPIPE.replace("{variant!r}", "'optimized'")),
     Contender("onnxpipe int8", "onnxpipe", ("onnxruntime", "tokenizers", "numpy"), onnxpipe_loader("int8"),
               _COLD_ONNXPIPE.replace("{variant!r}", "'int8'")),
     Contender("bare ORT session (best variant)", "bare", ("onnxruntime",), load_bare_session),

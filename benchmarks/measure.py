@@ -23,7 +23,8 @@ LENGTH_MIX = {
 
 
 def latencies(calls: dict[str, Callable[[str], Any]], rounds: int, warmup: int, blocks: int = 10,
-              status: Callable[[str], None] = lambda s: None) -> dict[str, dict[str, list[float]]]:
+              status: Callable[[str], None] = lambda s: None,
+              tick: Callable[[], None] = lambda: None) -> dict[str, dict[str, list[float]]]:
     """Seconds per call, for every contender and every text of the mix.
 
     Contenders take turns in blocks of rounds, so that the machine's drift over the run (other
@@ -48,6 +49,7 @@ def latencies(calls: dict[str, Callable[[str], Any]], rounds: int, warmup: int, 
                     t = time.perf_counter()
                     call(text)
                     out[name][length].append(time.perf_counter() - t)
+        tick()
     return out
 
 

@@ -110,8 +110,8 @@ def load_checkpoint(source: str | Path, revision: str | None):
                           f"({', '.join(supported_architectures())})")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(str(source), **kwargs).eval()
-    except ValueError as e:
-        raise ExportError(f"{source} has no sequence-classification model: {e}") from e
+    except (OSError, ValueError) as e:  # no weights file (an ONNX folder?), or no such head for the config
+        raise ExportError(f"cannot load a PyTorch sequence-classification model from {source}: {e}") from e
     tokenizer = AutoTokenizer.from_pretrained(str(source), use_fast=True, **kwargs)
     if not tokenizer.is_fast:
         raise ExportError(f"{source} has no fast tokenizer (tokenizer.json), which the runtime needs")

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_guarded(command) -> int:
     try:
         return command() or 0
-    except (OnnxPipeError, ValueError, TypeError, FileNotFoundError) as e:
+    # Errors the user can act on get one line; anything else is a bug and keeps its traceback.
+    except (OnnxPipeError, ValueError, TypeError, OSError, RuntimeError) as e:
         print(f"onnxpipe: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from typing import Callable
 
 from onnxpipe.artifact import sha256_file
 
+from ..exporter import ExportError
 from . import DELTA_DIR
 from .train import base_model_dir, load_base_classifier
 
@@ -28,7 +29,7 @@ def merge_checkpoint(out: Path, base_dir: Path, delta_dir: Path) -> Path:
 
     adapter = delta_dir / "adapter_model.safetensors"
     if not adapter.is_file():
-        raise FileNotFoundError(f"{adapter} is missing: the default model's delta is not installed")
+        raise ExportError(f"{adapter} is missing: the default model's delta is not installed; reinstall onnxpipe")
     model = PeftModel.from_pretrained(load_base_classifier(base_dir), delta_dir).merge_and_unload().eval()
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(out)
@@ -38,7 +39,7 @@ def merge_checkpoint(out: Path, base_dir: Path, delta_dir: Path) -> Path:
 def build_default(path: str | Path, log: Callable[[str], None] = print, overwrite: bool = False,
                   base_dir: Path | None = None, delta_dir: Path | None = None) -> Path:
     """Merge, export (validated; fp32, fused and int8) and place the default model at ``path``."""
-    from onnxpipe.export import export
+    from onnxpipe.export.exporter import export
 
     path = Path(path).expanduser().resolve()
     base_dir = Path(base_dir or base_model_dir())
@@ -54,7 +55,7 @@ def build_default(path: str | Path, log: Callable[[str], None] = print, overwrit
         shutil.move(str(checkpoint), str(artifact / PYTORCH_SUBDIR))
         if path.exists():
             if not overwrite:
-                raise FileExistsError(f"{path} already exists: pass overwrite=True (--overwrite) to rebuild it")
+                raise ExportError(f"{path} already exists: pass overwrite=True (--overwrite) to rebuild it")
             shutil.rmtree(path)
         artifact.rename(path)
     log(f"default model ready: {path}")

@@ -61,7 +61,7 @@ def test_build_from_tiny_delta_matches_the_unmerged_adapter(tiny_base_and_delta,
     merged = json.loads((out / "pytorch" / "config.json").read_text())
     assert merged["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
     assert (out / "pytorch" / "model.safetensors").is_file()
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(OnnxPipeError, match="already exists"):
         build_mod.build_default(out, log=lambda m: None, base_dir=base, delta_dir=delta)
 
 
@@ -105,7 +105,31 @@ def test_without_the_export_extra_the_message_says_what_to_install(tmp_path, mon
 
 @pytest.fixture(scope="session")
 def real_default(tmp_path_factory):
-    return build_mod.build_default(tmp_path_factory.mktemp("real") / "minilm-sst2", log=lambda m: None)
+    """The real default, built on first use into a private cache, as the README's main job does."""
+    import os
+
+    from onnxpipe.default import CACHE_ENV, ensure_default
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
+    yield ensure_default(log=lambda m: None)
+    if old is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = old
+
+
+def test_readme_main_job_explains_and_runs_offline(real_default, capsys):
+    """`onnxpipe explain TEXT` and `onnxpipe run TEXT...` with no model: the four stages, then labels."""
+    from onnxpipe.cli import main
+
+    assert main(["explain", SEED_SENTENCE]) == 0
+    out = capsys.readouterr().out
+    assert "[101, 2057, 2024, 2200, 3407, 2000, 2265, 2017, 1996, 100, 19081, 3075, 1012, 102]" in out
+    assert "label  POSITIVE" in out and str(real_default) in out
+    assert main(["run", "A gripping, beautifully shot film.", "Boring and far too long."]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in rows] == ["POSITIVE", "NEGATIVE"]
 
 
 def test_real_default_says_positive_for_the_seed_sentence(real_default):

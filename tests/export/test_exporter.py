@@ -85,3 +85,9 @@ def test_optimum_loads_the_same_folder(artifact):
 
     theirs = ort_model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_an_artifact_is_not_a_checkpoint(artifact, tmp_path):
+    """Passing an exported folder (config.json, no weights) as SOURCE is refused, not a traceback."""
+    with pytest.raises(ExportError, match="cannot load a PyTorch sequence-classification model"):
+        export(artifact(), tmp_path / "out")
