@@ -15,7 +15,8 @@ from tokenizers import Encoding
 
 from .artifact import Artifact
 from .session import Session
-from .tokenize import TextEncoder
+from .errors import OnnxPipeError
+from .tokenize import ENCODER_OUTPUTS, TextEncoder
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -42,6 +43,10 @@ class Pipeline:
         self.encoder = TextEncoder(artifact.path / "tokenizer.json", artifact.max_length,
                                    artifact.pad_id, artifact.pad_token)
         self.session = Session(model_file, threads)
+        unknown = [n for n in self.session.input_names if n not in ENCODER_OUTPUTS]
+        if unknown:
+            raise OnnxPipeError(f"{model_file} takes inputs {unknown} that the tokenizer does not produce "
+                                f"(it produces {', '.join(ENCODER_OUTPUTS)}): not a supported encoder graph")
 
     @property
     def model_path(self) -> Path:

@@ -10,6 +10,10 @@ from tokenizers import Encoding, Tokenizer
 from .errors import OnnxPipeError
 
 
+# What collate() produces; a graph asking for anything else cannot be fed by this encoder.
+ENCODER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
 class TextEncoder:
     """Truncates to the model's position limit and pads a batch to its own longest member.
 
@@ -36,9 +40,10 @@ class TextEncoder:
 
     def collate(self, encodings: list[Encoding]) -> dict[str, np.ndarray]:
         """Pad to the longest encoding and stack into the int64 arrays the graph takes."""
-        longest = max(len(e.ids) for e in encodings)
-        for e in encodings:
-            e.pad(longest, pad_id=self.pad_id, pad_token=self.pad_token)
+        if len(encodings) > 1:
+            longest = max(len(e.ids) for e in encodings)
+            for e in encodings:
+                e.pad(longest, pad_id=self.pad_id, pad_token=self.pad_token)
         return {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),

@@ -127,3 +127,21 @@ def test_task_mismatch(artifact):
             onnxpipe.pipeline("token-classification", model=path)
     finally:
         del tasks.TASKS["token-classification"]
+
+
+def test_graph_with_inputs_the_tokenizer_cannot_feed(copy):
+    """A graph that wants another input (here: input_ids renamed) is refused at load, not at call."""
+    import onnx
+
+    from onnxpipe.artifact import sha256_file
+
+    model = onnx.load(str(copy / "model.onnx"))
+    for node in model.graph.node:
+        node.input[:] = ["pixel_values" if i == "input_ids" else i for i in node.input]
+    model.graph.input[0].name = "pixel_values"
+    onnx.save(model, str(copy / "model.onnx"))
+    manifest = json.loads((copy / "onnxpipe.json").read_text())
+    manifest["files"]["model.onnx"] = sha256_file(copy / "model.onnx")
+    (copy / "onnxpipe.json").write_text(json.dumps(manifest))
+    with pytest.raises(OnnxPipeError, match=r"takes inputs \['pixel_values'\].*not a supported encoder graph"):
+        onnxpipe.pipeline(model=copy, variant="fp32")
