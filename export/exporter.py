@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from onnxpipe.artifact import load_artifact
+from onnxpipe.artifact import VARIANT_PREFERENCE, load_artifact
 from onnxpipe.errors import OnnxPipeError
 from onnxpipe.tasks import canonical_task
 from onnxpipe.tokenize import TextEncoder
@@ -81,7 +81,7 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
                        "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id},
             opset=onnx_opset(tmp / FILES["fp32"]),
             variants=variants,
-            default_variant=next(v for v in ("int8", "optimized", "fp32") if v in variants),
+            default_variant=next(v for v in VARIANT_PREFERENCE if v in variants),
         )
         artifact = load_artifact(tmp)  # the runtime's own reader must accept what was written
         artifact.verify(*artifact.manifest["files"])

@@ -14,8 +14,8 @@ import numpy as np
 from tokenizers import Encoding
 
 from .artifact import Artifact
-from .session import Session
 from .errors import OnnxPipeError
+from .session import Session
 from .tokenize import ENCODER_OUTPUTS, TextEncoder
 
 DEFAULT_BATCH_SIZE = 32
