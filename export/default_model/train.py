@@ -79,7 +79,7 @@ def batches(tokenizer, texts, labels, batch_size, max_length, rng, shuffle):
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer, texts, labels, max_length) -> float:
+def dev_accuracy(model, tokenizer, texts, labels, max_length) -> float:
     model.eval()
     correct = 0
     for enc, y in batches(tokenizer, texts, labels, 64, max_length, None, shuffle=False):
@@ -89,14 +89,15 @@ def evaluate(model, tokenizer, texts, labels, max_length) -> float:
 
 
 def train(data_dir: Path, out_dir: Path, *, rank: int, alpha: int, steps: int, batch_size: int, lr: float,
-          warmup: float, max_length: int, seed: int, threads: int) -> dict:
+          warmup: float, max_length: int, seed: int, threads: int, base_dir: Path | None = None,
+          eval_every: int = 1000) -> dict:
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    base = base_model_dir()
+    base = Path(base_dir or base_model_dir())
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = lora_model(load_base_classifier(base), rank, alpha)
     model.print_trainable_parameters()
@@ -120,8 +121,8 @@ def train(data_dir: Path, out_dir: Path, *, rank: int, alpha: int, steps: int, b
             if step % 100 == 0:
                 log.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - t0, 1)})
                 print(json.dumps(log[-1]), flush=True)
-            if step % 1000 == 0 or step == steps:
-                acc = evaluate(model, tokenizer, dev_x, dev_y, max_length)
+            if step % eval_every == 0 or step == steps:
+                acc = dev_accuracy(model, tokenizer, dev_x, dev_y, max_length)
                 log.append({"step": step, "dev_accuracy": round(acc, 4)})
                 print(json.dumps(log[-1]), flush=True)
             if step >= steps:
@@ -149,6 +150,21 @@ def train(data_dir: Path, out_dir: Path, *, rank: int, alpha: int, steps: int, b
     return summary
 
 
+def build_and_card(out_dir: Path, data_dir: Path, summary: dict, base_dir: Path | None = None) -> dict:
+    """Build the default model from the new delta, measure every variant on dev, write the card."""
+    import tempfile
+
+    from .build import build_default
+    from .card import write_card
+    from .evaluate import evaluate
+
+    with tempfile.TemporaryDirectory(prefix="onnxpipe-card-") as tmp:
+        artifact = build_default(Path(tmp) / "model", log=print, base_dir=base_dir, delta_dir=out_dir)
+        accuracies = evaluate(artifact, data_dir)
+    write_card(out_dir, summary, accuracies)
+    return accuracies
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="folder holding SST-2 train.tsv and dev.tsv")
@@ -162,10 +178,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-card", action="store_true", help="skip building, evaluating and writing the card")
     a = p.parse_args(argv)
     s = train(a.data, a.out, rank=a.rank, alpha=a.alpha, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
               warmup=a.warmup, max_length=a.max_length, seed=a.seed, threads=a.threads)
     print(f"dev accuracy {s['dev_accuracy_pytorch']:.4f} after {s['train_seconds']:.0f} s -> {a.out}")
+    if not a.no_card:
+        print(json.dumps(build_and_card(a.out, a.data, s)))
 
 
 if __name__ == "__main__":

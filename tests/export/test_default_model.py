@@ -153,3 +153,29 @@ def test_real_default_matches_pytorch_on_the_same_weights(real_default):
             assert max(abs(a["score"] - b["score"]) for a, b in zip(o, t)) <= 1e-5
     int8 = onnxpipe.pipeline(model=real_default, variant="int8")(texts)
     assert [r["label"] for r in int8] == [t[0]["label"] for t in expected]
+
+
+def test_recipe_trains_builds_and_writes_the_card(tmp_path):
+    """The training recipe end to end on a tiny base and a tiny SST-2-shaped data folder."""
+    from onnxpipe.export.default_model.train import build_and_card, train
+
+    data = tmp_path / "sst2"
+    data.mkdir()
+    rows = ["1\ta beautiful , moving film", "0\tboring and far too long", "1\ti love it", "0\tnever again",
+            "1\tgreat cast", "0\tthe food was bad"]
+    (data / "train.tsv").write_text("label\tsentence\n" + "\n".join(rows * 4) + "\n")
+    (data / "dev.tsv").write_text("label\tsentence\n" + "\n".join(rows) + "\n")
+    base = build_base_encoder(tmp_path / "base")
+    out = tmp_path / "delta"
+    summary = train(data, out, rank=2, alpha=4, steps=3, batch_size=4, lr=1e-3, warmup=0.0, max_length=32,
+                    seed=0, threads=1, base_dir=base, eval_every=3)
+    assert (out / "adapter_model.safetensors").is_file()
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert summary["log"][-1]["step"] == 3
+    assert any(abs(summary["dev_accuracy_pytorch"] - i / 6) < 1e-3 for i in range(7))  # 6 dev sentences
+    accuracies = build_and_card(out, data, summary, base_dir=base)
+    assert set(accuracies) == {"pytorch", "fp32", "optimized", "int8"}
+    assert accuracies["fp32"] == accuracies["optimized"] == accuracies["pytorch"]
+    card = (out / "README.md").read_text()
+    assert "3 steps at batch 4" in card and f"| PyTorch, merged checkpoint | {100 * accuracies['pytorch']:.2f}% |" in card
