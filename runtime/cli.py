@@ -115,16 +115,34 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def cmd_run(a: argparse.Namespace) -> int:
     model, texts = split_artifact(a.args)
-    if not texts:
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not texts:
-        raise ValueError("no text given: pass texts as arguments or lines on stdin")
-    pipe = load(model, a.variant, a.threads, batch_size=a.batch_size)
+    source = texts or (line.rstrip("\n") for line in sys.stdin if line.strip())
+    pipe = None
     params = {} if a.top_k is None else {"top_k": a.top_k}
-    for text, result in zip(texts, pipe(texts, **params)):
-        row = {"text": text, **result} if isinstance(result, dict) else {"text": text, "labels": result}
-        print(json.dumps(row, ensure_ascii=False))
+    # Chunks, printed as they finish: a long stdin streams instead of waiting for its end, and
+    # results already printed survive a failure further down.
+    for chunk in chunked(source, RUN_CHUNK):
+        pipe = pipe or load(model, a.variant, a.threads, batch_size=a.batch_size)
+        for text, result in zip(chunk, pipe(chunk, **params)):
+            row = {"text": text, **result} if isinstance(result, dict) else {"text": text, "labels": result}
+            print(json.dumps(row, ensure_ascii=False))
+        sys.stdout.flush()
+    if pipe is None:
+        raise ValueError("no text given: pass texts as arguments or lines on stdin")
     return 0
+
+
+RUN_CHUNK = 1024
+
+
+def chunked(items, size: int):
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def cmd_explain(a: argparse.Namespace) -> int:

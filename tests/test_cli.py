@@ -29,6 +29,21 @@ def test_run_reads_stdin_and_top_k(artifact, monkeypatch, capsys):
     assert all(len(r["labels"]) == 2 for r in rows)
 
 
+def test_run_streams_stdin_in_chunks(artifact, monkeypatch, capsys):
+    import onnxpipe.cli as cli
+
+    monkeypatch.setattr(cli, "RUN_CHUNK", 2)
+    texts = [f"text number {i}" for i in range(5)]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(texts) + "\n"))
+    assert main(["run", str(artifact()), "--variant", "fp32"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = onnxpipe.pipeline(model=artifact(), variant="fp32")(texts)
+    assert rows == [{"text": t, **r} for t, r in zip(texts, expected)]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n\n"))
+    assert main(["run", str(artifact())]) == 2
+    assert "no text given" in capsys.readouterr().err
+
+
 def test_explain_shows_the_four_stages(artifact, capsys):
     path = artifact()
     assert main(["explain", str(path), "--variant", "fp32", "good film"]) == 0

@@ -118,3 +118,16 @@ def test_threads_option(artifact):
     assert pipe.session.threads == 1
     ref = onnxpipe.pipeline(model=artifact(), variant="fp32")
     assert np.isclose(pipe("good")[0]["score"], ref("good")[0]["score"], atol=1e-6)
+
+
+def test_concurrent_calls_match_sequential(artifact):
+    """One pipeline shared by threads (as a server would) gives each caller its own, correct results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pipe = onnxpipe.pipeline(model=artifact("roberta"), variant="fp32")
+    jobs = [[f"{w} film number {i}" for w in ("good", "bad", "odd")[: 1 + i % 3]] for i in range(40)]
+    expected = [pipe(job, top_k=None) for job in jobs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda job: pipe(job, top_k=None), jobs))
+    for g, e in zip(got, expected):
+        assert_same(g, e, tol=1e-6)
