@@ -186,7 +186,8 @@ def _openvino(spec: Spec, quantize: bool) -> Runner:
     compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": spec.threads})
     pipe.session = _OpenVINOSession(compiled, spec.threads)
     runner = _onnxpipe_runner(pipe, spec, size)
-    runner.note = f"inference precision {compiled.get_property('INFERENCE_PRECISION_HINT')}"
+    precision = compiled.get_property("INFERENCE_PRECISION_HINT")
+    runner.note = f"inference precision {getattr(precision, 'get_type_name', lambda: precision)()}"
     return runner
 
 
@@ -240,7 +241,9 @@ def load_ctranslate2(spec: Spec) -> Runner:
     encoder = ctranslate2.Encoder(str(out), device="cpu", compute_type="int8", intra_threads=spec.threads)
     pipe = onnxpipe.pipeline(model=spec.artifact, variant="fp32", threads=spec.threads)
     pipe.session = _CT2Session(encoder, weights["classifier.weight"], weights["classifier.bias"], spec.threads)
-    return _onnxpipe_runner(pipe, spec, _dir_size(out, "model.bin"))
+    runner = _onnxpipe_runner(pipe, spec, _dir_size(out, "model.bin"))
+    runner.note = "int8 encoder, classifier in numpy"
+    return runner
 
 
 # -- cold start scripts: new process → first result, then peak RSS ------------------------------
