@@ -62,7 +62,7 @@ class Pipeline:
         encodings = self.preprocess(texts)
         results: list[Any] = [None] * len(texts)
         # Sorting by token count keeps padding (wasted compute) low inside each batch.
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i]))
         for start in range(0, len(order), size):
             idx = order[start:start + size]
             outputs = self._forward(self.encoder.collate([encodings[i] for i in idx]))
@@ -89,7 +89,7 @@ class Pipeline:
     def preprocess(self, texts: list[str]) -> list[Encoding]:
         encodings = self.encoder.encode(texts)
         for i, e in enumerate(encodings):
-            if not e.ids:  # only a tokenizer without special tokens can do this, on an empty text
+            if len(e) == 0:  # only a tokenizer without special tokens can do this, on an empty text
                 raise ValueError(f"inputs[{i}] encodes to no tokens at all; pass non-empty text")
         return encodings
 

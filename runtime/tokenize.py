@@ -41,7 +41,7 @@ class TextEncoder:
     def collate(self, encodings: list[Encoding]) -> dict[str, np.ndarray]:
         """Pad to the longest encoding and stack into the int64 arrays the graph takes."""
         if len(encodings) > 1:
-            longest = max(len(e.ids) for e in encodings)
+            longest = max(len(e) for e in encodings)
             for e in encodings:
                 e.pad(longest, pad_id=self.pad_id, pad_token=self.pad_token)
         return {
