@@ -42,7 +42,7 @@ class Contender:
     group: str
     packages: tuple[str, ...]
     load: Callable[[Spec], Runner]
-    cold_start: str | None = None  # a script's body; {artifact}, {checkpoint}, {file}, {threads} filled in
+    cold_start: str | None = None  # a script's body; {artifact}, {checkpoint}, {threads} filled in
 
 
 def _probs(results: list[list[dict]], id2label: dict[int, str]) -> np.ndarray:
@@ -248,12 +248,13 @@ def load_ctranslate2(spec: Spec) -> Runner:
 
 # -- cold start scripts: new process → first result, then peak RSS ------------------------------
 
-_COLD_ONNXPIPE = """
+def _cold_onnxpipe(variant: str) -> str:
+    return """
 import onnxpipe
 t_import = time.time()
-pipe = onnxpipe.pipeline(model={artifact!r}, variant={variant!r}, threads={threads})
+pipe = onnxpipe.pipeline(model={artifact!r}, variant=%r, threads={threads})
 pipe(TEXT)
-"""
+""" % variant
 _COLD_TORCH = """
 import torch
 from transformers import pipeline
@@ -281,11 +282,11 @@ CONTENDERS: list[Contender] = [
     Contender("optimum ORT (onnxpipe's best file)", "optimum", ("optimum-onnx", "onnxruntime"),
               load_optimum_same_file),
     Contender("onnxpipe fp32", "onnxpipe", ("onnxruntime", "tokenizers", "numpy"), onnxpipe_loader("fp32"),
-              _COLD_ONNXPIPE.replace("{variant!r}", "'fp32'")),
+              _cold_onnxpipe("fp32")),
     Contender("onnxpipe optimized", "onnxpipe", ("onnxruntime", "tokenizers", "numpy"),
-              onnxpipe_loader("optimized"), _COLD_ONNXPIPE.replace("{variant!r}", "'optimized'")),
+              onnxpipe_loader("optimized"), _cold_onnxpipe("optimized")),
     Contender("onnxpipe int8", "onnxpipe", ("onnxruntime", "tokenizers", "numpy"), onnxpipe_loader("int8"),
-              _COLD_ONNXPIPE.replace("{variant!r}", "'int8'")),
+              _cold_onnxpipe("int8")),
     Contender("bare ORT session (best variant)", "bare", ("onnxruntime",), load_bare_session),
     Contender("openvino (default precision)", "peer", ("openvino", "tokenizers"), lambda s: _openvino(s, False)),
     Contender("openvino int8 (NNCF)", "peer", ("openvino", "nncf", "tokenizers"), lambda s: _openvino(s, True)),
