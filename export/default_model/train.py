@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-card", action="store_true", help="skip building, evaluating and writing the card")
     a = p.parse_args(argv)
+    for split in ("train", "dev"):
+        if not (a.data / f"{split}.tsv").is_file():
+            p.error(f"{a.data / f'{split}.tsv'} not found: --data must hold SST-2 train.tsv and dev.tsv")
     s = train(a.data, a.out, rank=a.rank, alpha=a.alpha, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
               warmup=a.warmup, max_length=a.max_length, seed=a.seed, threads=a.threads)
     print(f"dev accuracy {s['dev_accuracy_pytorch']:.4f} after {s['train_seconds']:.0f} s -> {a.out}")
