@@ -22,15 +22,30 @@ SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, interme
              max_position_embeddings=64)
 
 
-def wordpiece_tokenizer():
-    from tokenizers import BertWordPieceTokenizer, processors
+def _corpus_units() -> tuple[list[str], list[str]]:
+    """Sorted words and characters of the corpus: fixed vocabularies, unlike the `tokenizers` trainers,
+    whose WordPiece and Unigram vocabularies change from run to run (ties broken by hash order)."""
+    import unicodedata
 
-    tok = BertWordPieceTokenizer(lowercase=True)
-    tok.train_from_iterator(CORPUS, vocab_size=300, min_frequency=1,
-                            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tok._tokenizer.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
-    return tok._tokenizer, dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-                                mask_token="[MASK]")
+    text = unicodedata.normalize("NFC", " ".join(CORPUS).lower())
+    words = sorted({w.strip(".,!") for w in text.split()} - {""})
+    chars = sorted({c for c in text if not c.isspace()})
+    return words, chars
+
+
+def wordpiece_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    words, chars = _corpus_units()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    pieces = specials + chars + ["##" + c for c in chars] + [w for w in words if w not in chars]
+    tok = Tokenizer(models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    return tok, dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+                     mask_token="[MASK]")
 
 
 def bytelevel_tokenizer():
@@ -45,15 +60,20 @@ def bytelevel_tokenizer():
 
 
 def unigram_tokenizer():
-    from tokenizers import SentencePieceUnigramTokenizer, processors
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    tok = SentencePieceUnigramTokenizer()
-    tok.train_from_iterator(CORPUS, vocab_size=200, special_tokens=["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
-                            unk_token="<unk>")
-    tok._tokenizer.post_processor = processors.TemplateProcessing(
+    words, chars = _corpus_units()
+    specials = ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = ([(p, 0.0) for p in specials] + [("▁" + w, -5.0) for w in words] + [("▁", -8.0)]
+             + [(c, -10.0) for c in chars])
+    tok = Tokenizer(models.Unigram(vocab, unk_id=1, byte_fallback=False))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    return tok._tokenizer, dict(unk_token="<unk>", pad_token="<pad>", cls_token="[CLS]", sep_token="[SEP]",
-                                mask_token="[MASK]")
+    return tok, dict(unk_token="<unk>", pad_token="<pad>", cls_token="[CLS]", sep_token="[SEP]",
+                     mask_token="[MASK]")
 
 
 def _config(arch: str, vocab_size: int, **head):
