@@ -1,32 +1,37 @@
-"""The ``onnxpipe`` command: export, run, explain, bench.
+"""The ``onnxpipe`` command: export, run, explain, score, bench.
 
 argparse (standard library) rather than click/typer: the runtime's install stays at three
-dependencies, and five sub-commands need nothing more.
+dependencies, and these sub-commands need nothing more.
+
+Exit status: 0 success; 1 some inputs could not be answered (each has an error record); 2 a usage,
+model or file error (one line on stderr); 130 interrupted; 141 the reader closed stdout (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+from . import __version__
 from .artifact import MANIFEST
 from .errors import OnnxPipeError
+
+# Said wherever the export extra is missing. Installed from a clone of the repository (not on PyPI);
+# torch first from PyTorch's CPU index, else the pin resolves to the multi-GB CUDA build.
+INSTALL_EXPORT = ("pip install torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu "
+                  "&& pip install '.[export]'  (from the onnxpipe repository)")
+EXIT_SOME_FAILED, EXIT_ERROR, EXIT_SIGPIPE = 1, 2, 141
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:  # the harness parses its own options
-        return run_guarded(lambda: cmd_bench(argparse.Namespace(rest=argv[1:])))
-    parser = build_parser()
-    # Texts may come after options (`run ART --variant fp32 "text"`); argparse leaves those over.
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if args.command not in ("run", "explain") or any(x.startswith("-") for x in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.args += extra
+        return run_guarded(lambda: cmd_bench(argv[1:]))
+    args = build_parser().parse_args(argv)
     return run_guarded(lambda: args.func(args))
 
 
@@ -34,40 +39,74 @@ def run_guarded(command) -> int:
     try:
         return command() or 0
     # Errors the user can act on get one line; anything else is a bug and keeps its traceback.
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): stop quietly. Point stdout at /dev/null so that the
+        # interpreter's own flush at exit does not complain about the pipe again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_SIGPIPE
     except (OnnxPipeError, ValueError, TypeError, OSError, RuntimeError) as e:
         print(f"onnxpipe: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
 
 
+def positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value!r}")
+    return n
+
+
+def artifact_dir(value: str) -> Path:
+    """-m/--model: checked when parsed, so a wrong path is an error naming it, never a text."""
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: no such folder (an artifact folder written by onnxpipe export)")
+    if not (path / MANIFEST).is_file():
+        raise argparse.ArgumentTypeError(f"{value}: not an onnxpipe artifact ({MANIFEST} is missing)")
+    return path
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", type=artifact_dir, metavar="ARTIFACT",
+                   help="artifact folder written by `onnxpipe export` (default: the embedded default model)")
+    p.add_argument("--variant", help="which graph of the artifact: fp32, optimized or int8 "
+                                     "(default: the one its manifest names)")
+    p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core this process may use)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onnxpipe", description="Hugging Face pipelines on ONNX Runtime.")
+    parser.add_argument("--version", action="version", version=f"onnxpipe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("export", help="export a checkpoint (hub id or folder) to an artifact folder")
     p.add_argument("source", nargs="?", help="hub id or local checkpoint folder")
     p.add_argument("outdir", nargs="?", type=Path, help="artifact folder to write")
     p.add_argument("--default", action="store_true", help="build the embedded default sentiment model")
-    p.add_argument("--task", default="text-classification")
+    p.add_argument("--task", default="text-classification", help="the pipeline task (default: text-classification)")
     p.add_argument("--optimize", action="store_true", help="add onnxruntime's fused graph (model_optimized.onnx)")
     p.add_argument("--quantize", choices=["int8"], help="add a dynamic int8 graph (model_quantized.onnx)")
     p.add_argument("--revision", help="hub revision (branch, tag or commit)")
-    p.add_argument("--opset", type=int)
+    p.add_argument("--opset", type=positive_int, help="ONNX opset (default: optimum's choice for the model)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
     p.set_defaults(func=cmd_export)
 
-    for name, helptext in (("run", "classify texts (arguments, or lines on stdin); JSON lines out"),
-                           ("explain", "show each of the four stages for one text")):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("args", nargs="*", metavar="[ARTIFACT] TEXT",
-                       help="an artifact folder (default: the embedded default model), then texts")
-        p.add_argument("--variant", help="fp32, optimized or int8 (default: the artifact's default)")
-        p.add_argument("--threads", type=int)
-        if name == "run":
-            p.add_argument("--top-k", type=int, help="return the k best labels instead of the best one")
-            p.add_argument("--batch-size", type=int, default=32)
-        p.set_defaults(func=cmd_run if name == "run" else cmd_explain)
+    p = sub.add_parser("run", help="classify texts (arguments, or lines on stdin as they arrive); JSON lines out")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (none: read lines from stdin)")
+    add_model_options(p)
+    p.add_argument("--top-k", type=positive_int, help="return the k best labels instead of the best one")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="most lines per graph run (default: 32)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("explain", help="show each of the four stages for one text")
+    p.add_argument("text", help="the text to walk through the pipeline")
+    add_model_options(p)
+    p.set_defaults(func=cmd_explain)
 
     # Listed for --help only: main() hands `bench ...` to the harness's own parser.
     sub.add_parser("bench", help="benchmark speed and accuracy against PyTorch, optimum and peers "
@@ -75,22 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def split_artifact(args: list[str]) -> tuple[str | None, list[str]]:
-    """``[ARTIFACT] TEXT...``: the first argument is the artifact when it is a folder."""
-    if args and Path(args[0]).is_dir():
-        return args[0], args[1:]
-    return None, args
-
-
-def load(model: str | None, variant: str | None, threads: int | None, **kw):
+def load(a: argparse.Namespace, **kw):
     from . import pipeline
 
-    return pipeline("text-classification" if model is None else None, model=model, variant=variant,
-                    threads=threads, **kw)
+    return pipeline("text-classification" if a.model is None else None, model=a.model, variant=a.variant,
+                    threads=a.threads, **kw)
 
 
 def cmd_export(a: argparse.Namespace) -> int:
     log = lambda msg: print(f"onnxpipe: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        import torch  # noqa: F401  (the one check that tells a runtime-only install apart)
+        from onnxpipe.export import export
+    except ImportError as e:
+        raise OnnxPipeError(f"onnxpipe export needs the export extra (missing: {e.name}): {INSTALL_EXPORT}") from e
     if a.default:
         if a.source or a.outdir:
             raise ValueError("--default takes no SOURCE or OUTDIR")
@@ -106,64 +143,83 @@ def cmd_export(a: argparse.Namespace) -> int:
         return 0
     if not (a.source and a.outdir):
         raise ValueError("export needs SOURCE and OUTDIR (or --default)")
-    from onnxpipe.export import export
-
     print(export(a.source, a.outdir, a.task, optimize=a.optimize, quantize=a.quantize, revision=a.revision,
                  opset=a.opset, overwrite=a.overwrite, log=log))
     return 0
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    model, texts = split_artifact(a.args)
-    source = texts or (line.rstrip("\n") for line in sys.stdin if line.strip())
-    pipe = None
+    from . import stream
+
+    pipe = load(a, batch_size=a.batch_size)  # before reading: a bad model fails at once, not at line one
     params = {} if a.top_k is None else {"top_k": a.top_k}
-    # Chunks, printed as they finish: a long stdin streams instead of waiting for its end, and
-    # results already printed survive a failure further down.
-    for chunk in chunked(source, RUN_CHUNK):
-        pipe = pipe or load(model, a.variant, a.threads, batch_size=a.batch_size)
-        for text, result in zip(chunk, pipe(chunk, **params)):
-            row = {"text": text, **result} if isinstance(result, dict) else {"text": text, "labels": result}
+    if a.texts:
+        source = [stream.from_arguments(a.texts)]
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise ValueError("no text given: pass texts as arguments or pipe lines to stdin")
+    else:
+        source = stream.batches(sys.stdin.buffer, a.batch_size)
+    answered = failed = 0
+    for batch in source:
+        for line, row in zip(batch, answer(pipe, batch, params)):
             print(json.dumps(row, ensure_ascii=False))
-        sys.stdout.flush()
-    if pipe is None:
-        raise ValueError("no text given: pass texts as arguments or lines on stdin")
-    return 0
+            if "error" in row:
+                failed += 1
+                print(f"onnxpipe: {row['error']}", file=sys.stderr)
+            else:
+                answered += 1
+        sys.stdout.flush()  # each batch as soon as it is answered: a live stdin gets live answers
+    if answered + failed == 0:
+        raise ValueError("no text given: pass texts as arguments or non-blank lines on stdin")
+    return EXIT_SOME_FAILED if failed else 0
 
 
-RUN_CHUNK = 1024
-
-
-def chunked(items, size: int):
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def answer(pipe, batch: list, params: dict) -> list[dict]:
+    """One JSON row per line: the result, or ``{"line", "error"}`` for a line that has none."""
+    rows: list[dict | None] = [None] * len(batch)
+    good = []
+    for i, line in enumerate(batch):
+        if line.error:
+            rows[i] = {"line": line.number, "error": line.error}
+        else:
+            good.append(i)
+    try:
+        results = pipe([batch[i].text for i in good], **params) if good else []
+    except (ValueError, TypeError):
+        # Bad input, not a bad model: answer line by line so one line's error costs only that line.
+        results = []
+        for i in good:
+            try:
+                results.append(pipe([batch[i].text], **params)[0])
+            except (ValueError, TypeError) as e:
+                results.append(e)
+    for i, result in zip(good, results):
+        text = batch[i].text
+        if isinstance(result, Exception):
+            rows[i] = {"line": batch[i].number, "error": f"line {batch[i].number}: {result}"}
+        elif isinstance(result, dict):
+            rows[i] = {"text": text, **result}
+        else:
+            rows[i] = {"text": text, "labels": result}
+    return rows
 
 
 def cmd_explain(a: argparse.Namespace) -> int:
     from .explain import explain
 
-    model, texts = split_artifact(a.args)
-    if len(texts) != 1:
-        raise ValueError("explain takes exactly one text")
     t0 = time.perf_counter()
-    pipe = load(model, a.variant, a.threads)
-    explain(pipe, texts[0], load_seconds=time.perf_counter() - t0)
+    pipe = load(a)
+    explain(pipe, a.text, load_seconds=time.perf_counter() - t0)
     return 0
 
 
-def cmd_bench(a: argparse.Namespace) -> int:
+def cmd_bench(argv: list[str]) -> int:
     try:
         from onnxpipe.bench.cli import main as bench_main
     except ImportError as e:
         raise OnnxPipeError(f"the benchmark needs the bench extra (missing: {e.name}): "
-                            "pip install 'onnxpipe[bench]'") from e
-    return bench_main(a.rest)
+                            "pip install '.[bench]' (from the onnxpipe repository)") from e
+    return bench_main(argv)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,18 @@ def check_batch_size(batch_size: Any) -> int:
     return batch_size
 
 
+def raise_on_invalid_unicode(texts: list[str]) -> None:
+    """Name the first text that is not valid Unicode (a lone surrogate, from undecodable bytes).
+
+    Checked only after the tokenizer refused a batch, so valid input pays nothing for it."""
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"inputs[{i}] is not valid Unicode text: {e.reason} {text[e.start]!r} at character "
+                             f"{e.start} (undecodable bytes?); decode the input strictly as UTF-8 first") from None
+
+
 class Pipeline:
     """Base of every task pipeline; subclasses set ``task`` and implement the three stages."""
 
@@ -87,7 +99,11 @@ class Pipeline:
 
     # -- the three stages ----------------------------------------------------------------------
     def preprocess(self, texts: list[str]) -> list[Encoding]:
-        encodings = self.encoder.encode(texts)
+        try:
+            encodings = self.encoder.encode(texts)
+        except TypeError:  # tokenizers' only word on a str it cannot take: "TextInputSequence must be str"
+            raise_on_invalid_unicode(texts)
+            raise
         for i, e in enumerate(encodings):
             if len(e) == 0:  # only a tokenizer without special tokens can do this, on an empty text
                 raise ValueError(f"inputs[{i}] encodes to no tokens at all; pass non-empty text")

@@ -1,9 +1,13 @@
-"""The onnxpipe command, run in-process: export, run (args and stdin), explain, errors."""
+"""The onnxpipe command: export, run (arguments and live stdin), explain, errors; in-process and as a process."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -11,42 +15,52 @@ import onnxpipe
 from onnxpipe.cli import main
 
 
+def rows_of(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def fake_stdin(monkeypatch, data: bytes) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
 def test_export_then_run(checkpoint, tmp_path, capsys):
     out = tmp_path / "art"
     assert main(["export", str(checkpoint("electra")), str(out), "--quantize", "int8"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
-    assert main(["run", str(out), "--variant", "fp32", "good film", "bad food"]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert main(["run", "-m", str(out), "--variant", "fp32", "good film", "bad food"]) == 0
     expected = onnxpipe.pipeline(model=out, variant="fp32")(["good film", "bad food"])
-    assert rows == [{"text": t, **r} for t, r in zip(["good film", "bad food"], expected)]
+    assert rows_of(capsys.readouterr().out) == [{"text": t, **r} for t, r in zip(["good film", "bad food"], expected)]
 
 
-def test_run_reads_stdin_and_top_k(artifact, monkeypatch, capsys):
-    monkeypatch.setattr("sys.stdin", io.StringIO("good film\n\nbad food\n"))
-    assert main(["run", str(artifact()), "--top-k", "2"]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["text"] for r in rows] == ["good film", "bad food"]  # blank lines skipped
-    assert all(len(r["labels"]) == 2 for r in rows)
+def test_run_reads_stdin_crlf_blank_lines_and_top_k(artifact, monkeypatch, capsys):
+    fake_stdin(monkeypatch, b"good film\r\n\r\nbad food\n")
+    assert main(["run", "--model", str(artifact()), "--top-k", "2"]) == 0
+    rows = rows_of(capsys.readouterr().out)
+    assert [r["text"] for r in rows] == ["good film", "bad food"]  # \r gone, blank line skipped
+    assert rows[0]["labels"] == onnxpipe.pipeline(model=artifact())(["good film"], top_k=2)[0]
 
 
-def test_run_streams_stdin_in_chunks(artifact, monkeypatch, capsys):
-    import onnxpipe.cli as cli
+def test_a_bad_line_gets_an_error_record_and_the_rest_is_answered(artifact, monkeypatch, capsys):
+    fake_stdin(monkeypatch, b"good film\ncaf\xe9 good\nbad food\n")
+    assert main(["run", "-m", str(artifact()), "--variant", "fp32"]) == 1
+    captured = capsys.readouterr()
+    rows = rows_of(captured.out)
+    expected = onnxpipe.pipeline(model=artifact(), variant="fp32")(["good film", "bad food"])
+    assert rows[0] == {"text": "good film", **expected[0]} and rows[2] == {"text": "bad food", **expected[1]}
+    assert rows[1]["line"] == 2 and "not UTF-8" in rows[1]["error"] and "0xe9" in rows[1]["error"]
+    assert "line 2" in captured.err
 
-    monkeypatch.setattr(cli, "RUN_CHUNK", 2)
-    texts = [f"text number {i}" for i in range(5)]
-    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(texts) + "\n"))
-    assert main(["run", str(artifact()), "--variant", "fp32"]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    expected = onnxpipe.pipeline(model=artifact(), variant="fp32")(texts)
-    assert rows == [{"text": t, **r} for t, r in zip(texts, expected)]
-    monkeypatch.setattr("sys.stdin", io.StringIO("\n\n"))
-    assert main(["run", str(artifact())]) == 2
-    assert "no text given" in capsys.readouterr().err
+
+def test_an_undecodable_argument_is_an_error_record(artifact, capsys):
+    bad = os.fsdecode(b"caf\xe9")  # what argv holds for a Latin-1 byte: a lone surrogate
+    assert main(["run", "-m", str(artifact()), "good", bad]) == 1
+    rows = rows_of(capsys.readouterr().out)
+    assert rows[0]["text"] == "good" and rows[1]["line"] == 2 and "not UTF-8" in rows[1]["error"]
 
 
 def test_explain_shows_the_four_stages(artifact, capsys):
     path = artifact()
-    assert main(["explain", str(path), "--variant", "fp32", "good film"]) == 0
+    assert main(["explain", "-m", str(path), "--variant", "fp32", "good film"]) == 0
     out = capsys.readouterr().out
     for stage in ("1. load", "2. preprocess", "3. forward", "4. postprocess"):
         assert stage in out
@@ -55,12 +69,71 @@ def test_explain_shows_the_four_stages(artifact, capsys):
     assert json.loads(out.strip().splitlines()[-1]) == pipe("good film")
 
 
-def test_errors_exit_2_with_a_message(artifact, tmp_path, capsys):
-    assert main(["run", str(tmp_path), "text"]) == 2  # a folder, but no manifest
-    assert "onnxpipe.json is missing" in capsys.readouterr().err
-    assert main(["explain", str(artifact()), "one", "two"]) == 2
-    assert "exactly one text" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, words", [
+    (["run", "-m", "/nonexistent/art", "hi"], ["/nonexistent/art", "no such folder"]),
+    (["explain", "-m", "/nonexistent/art", "hi"], ["/nonexistent/art", "no such folder"]),
+    (["run", "-m", "{tmp}", "hi"], ["{tmp}", "onnxpipe.json is missing"]),
+    (["run", "--batch-size", "0", "hi"], ["--batch-size", "positive"]),
+    (["run", "--threads", "x", "hi"], ["--threads", "positive"]),
+    (["explain", "one", "two"], ["unrecognized arguments: two"]),
+    (["export", "a", "b", "--quantize", "int3"], ["--quantize", "int3"]),
+])
+def test_usage_errors_name_the_path_or_option(argv, words, tmp_path, capsys):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    for w in words:
+        assert w.replace("{tmp}", str(tmp_path)) in err
+
+
+def test_errors_exit_2_with_a_message(capsys, monkeypatch):
     assert main(["export", "only-source"]) == 2
     assert "needs SOURCE and OUTDIR" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["export", "a", "b", "--quantize", "int3"])
+    monkeypatch.setitem(sys.modules, "torch", None)  # a runtime-only install
+    assert main(["export", "src", "out"]) == 2
+    err = capsys.readouterr().err
+    assert "export extra (missing: torch)" in err and "download.pytorch.org/whl/cpu" in err
+    assert "Traceback" not in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"onnxpipe {onnxpipe.__version__}"
+
+
+def cli_process(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "onnxpipe.cli", *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_live_stdin_is_answered_line_by_line(artifact):
+    """`tail -f log | onnxpipe run`: each line's answer comes before the next line is even written."""
+    proc = cli_process("run", "-m", str(artifact()), "--variant", "fp32")
+    try:
+        expected = onnxpipe.pipeline(model=artifact(), variant="fp32")(["good film", "bad food"])
+        for text, exp in zip(["good film", "bad food"], expected):
+            proc.stdin.write(text.encode() + b"\n")
+            proc.stdin.flush()
+            assert json.loads(proc.stdout.readline()) == {"text": text, **exp}  # stdin is still open
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+
+
+def test_closed_stdout_ends_quietly(artifact):
+    """`onnxpipe run | head -1`: no 'Broken pipe' message, no traceback, the SIGPIPE status."""
+    proc = cli_process("run", "-m", str(artifact()), "--batch-size", "4")
+    proc.stdin.write(b"good film\n" * 5000)
+    proc.stdin.close()
+    assert json.loads(proc.stdout.readline())["text"] == "good film"
+    proc.stdout.close()
+    deadline = time.time() + 60
+    while proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() == 141
+    assert proc.stderr.read() == b""

@@ -31,6 +31,8 @@ def copy(artifact, tmp_path):
     ([], ValueError, "empty list"),
     (["ok", 5], TypeError, "inputs[1] is a int"),
     ({"text": "a", "text_pair": "b"}, TypeError, "got dict"),
+    (["ok", "caf\udce9"], ValueError, "inputs[1] is not valid Unicode text: surrogates not allowed '\\udce9'"),
+    ("\ud800", ValueError, "inputs[0] is not valid Unicode text"),
 ])
 def test_bad_inputs(pipe, bad, error, words):
     with pytest.raises(error, match=None) as e:

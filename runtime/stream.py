@@ -1,0 +1,70 @@
+"""``onnxpipe run``'s input side: numbered lines from stdin (or arguments), answered as they arrive.
+
+A reader thread queues stdin lines as they come; the main loop blocks for one line, then takes every
+line already waiting (up to the batch size), so a trickle (``tail -f``) is answered line by line and
+a flood is still batched. Lines are decoded here, strictly, one by one: a line that is not UTF-8
+becomes an error record for that line instead of ending the stream.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from typing import BinaryIO, Iterable, Iterator
+
+_EOF = object()
+
+
+@dataclass(frozen=True)
+class Line:
+    number: int  # 1-based, counting blank lines too, so it matches the input file
+    text: str | None  # None when the line could not be decoded
+    error: str | None = None
+
+
+def decode(number: int, raw: bytes) -> Line:
+    raw = raw.rstrip(b"\n").rstrip(b"\r")  # LF or CRLF
+    try:
+        return Line(number, raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        return Line(number, None, f"line {number} is not UTF-8 text (byte 0x{raw[e.start]:02x} at byte {e.start})")
+
+
+def from_arguments(args: Iterable[str]) -> list[Line]:
+    # argv keeps undecodable bytes as lone surrogates (surrogateescape); fsencode gives the bytes back.
+    return [decode(i, os.fsencode(a)) for i, a in enumerate(args, 1)]
+
+
+def batches(stream: BinaryIO, size: int) -> Iterator[list[Line]]:
+    """Lists of non-blank lines: the first that arrives plus whatever else is already waiting."""
+    lines: queue.Queue = queue.Queue(maxsize=16 * size)  # bounded: a fast producer cannot fill memory
+
+    def read() -> None:
+        try:
+            for number, raw in enumerate(stream, 1):
+                lines.put((number, raw))
+        finally:
+            lines.put(_EOF)
+
+    threading.Thread(target=read, name="onnxpipe-stdin", daemon=True).start()
+    done = False
+    while not done:
+        batch = []
+        item = lines.get()
+        while True:
+            if item is _EOF:
+                done = True
+                break
+            line = decode(*item)
+            if line.text is None or line.text.strip():
+                batch.append(line)
+            if len(batch) >= size:
+                break
+            try:
+                item = lines.get_nowait()
+            except queue.Empty:
+                break
+        if batch:
+            yield batch
