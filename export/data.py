@@ -22,6 +22,11 @@ def load_sst2(data_dir: str | Path | None, split: str = "dev") -> tuple[list[str
     path = Path(data_dir) / f"{split}.tsv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: the data folder must hold {split}.tsv (label<TAB>sentence)")
+    return read_labelled_tsv(path)
+
+
+def read_labelled_tsv(path: Path) -> tuple[list[str], list[int]]:
+    """A ``label<TAB>sentence`` file with that header, labels 0 or 1 (the GLUE SST-2 layout)."""
     texts, labels = [], []
     with path.open(encoding="utf-8", newline="") as f:
         # QUOTE_NONE: SST-2 sentences contain bare double quotes that csv would otherwise eat.

@@ -7,6 +7,7 @@ and never destroys a previous one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -23,8 +24,11 @@ from onnxpipe.tokenize import TextEncoder
 
 from . import SUPPORTED_TASKS
 from .manifest import folder_hash, write_manifest
-from .validate import FP32_MAX_GAP, SAMPLES, compare, onnx_logits, torch_logits
-from .variants import FILES, QUANTIZE_CHOICES, UnsupportedArchitecture, optimize_graph, quantize_int8
+from . import budget
+from .quantize import CALIBRATION_TEXTS, Int8Options, canonical_mode, quantizable_nodes, quantize_graph, read_texts
+from .validate import (BATCH_MAX_GAP, FP32_MAX_GAP, SAMPLES, batch_invariance, compare, graph_logits, onnx_logits,
+                       torch_logits)
+from .variants import FILES, UnsupportedArchitecture, optimize_graph
 
 Log = Callable[[str], None]
 
@@ -41,19 +45,26 @@ class ExportError(OnnxPipeError):
 
 
 def export(source: str | Path, outdir: str | Path, task: str = "text-classification", *, optimize: bool = False,
-           quantize: str | None = None, revision: str | None = None, opset: int | None = None,
+           quantize: str | Int8Options | None = None, revision: str | None = None, opset: int | None = None,
            overwrite: bool = False, log: Log | None = None, describe_source: dict | None = None) -> Path:
     """Export ``source`` (hub id or local checkpoint folder) into the artifact folder ``outdir``.
 
     describe_source replaces the manifest's account of where the checkpoint came from, for callers
     that built it themselves (the default model: base package + delta).
+    quantize: a mode ("int8" = "static", "dynamic", "dynamic-per-tensor", "blockwise8") or Int8Options.
     """
     log = log or (lambda msg: None)
     task = canonical_task(task)
     if task not in SUPPORTED_TASKS:
         raise ValueError(f"task {task!r} cannot be exported yet: supported {', '.join(SUPPORTED_TASKS)}")
-    if quantize is not None and quantize not in QUANTIZE_CHOICES:
-        raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES} or None, got {quantize!r}")
+    if isinstance(quantize, str):
+        quantize = Int8Options(mode=quantize)
+    if quantize is not None:
+        if not isinstance(quantize, Int8Options):
+            raise TypeError(f"quantize must be a mode name, Int8Options or None, got {type(quantize).__name__}")
+        quantize = dataclasses.replace(quantize, mode=canonical_mode(quantize.mode))
+        if quantize.max_drop is not None and quantize.eval_data is None:
+            raise ValueError("an accuracy budget (max_drop, --max-drop) needs data to measure it on (--eval DATA)")
     outdir = Path(outdir).expanduser().resolve()
     if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())) and not overwrite:
         raise ExportError(f"{outdir} already exists and is not empty: choose another folder or pass "
@@ -81,7 +92,7 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
                        "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id},
             opset=onnx_opset(tmp / FILES["fp32"]),
             variants=variants,
-            default_variant=next(v for v in VARIANT_PREFERENCE if v in variants),
+            default_variant=choose_default(variants),
         )
         artifact = load_artifact(tmp)  # the runtime's own reader must accept what was written
         artifact.verify(*artifact.manifest["files"])
@@ -146,7 +157,7 @@ def position_limit(model, tokenizer) -> int:
     return int(limit)
 
 
-def build_variants(model, tokenizer, folder: Path, max_length: int, optimize: bool, quantize: str | None,
+def build_variants(model, tokenizer, folder: Path, max_length: int, optimize: bool, quantize: Int8Options | None,
                    opset: int | None, log: Log) -> dict[str, dict]:
     from optimum.exporters.onnx import onnx_export_from_model
 
@@ -168,8 +179,10 @@ def build_variants(model, tokenizer, folder: Path, max_length: int, optimize: bo
             raise ExportError("the exported tokenizer.json and the transformers tokenizer give different token "
                               "ids on the sample sentences; the artifact would not reproduce the checkpoint")
         figures = compare(reference, logits)
+        figures["batch_invariance"] = batch_invariance(folder / FILES[name], encoder, list(SAMPLES))
         log(f"{name}: largest logit gap vs PyTorch {figures['max_logit_gap']:.2e}, "
-            f"label agreement {figures['label_agreement']:.0%}")
+            f"label agreement {figures['label_agreement']:.0%}, "
+            f"score gap alone vs batched {figures['batch_invariance']['max_score_gap']:.1e}")
         if strict and figures["max_logit_gap"] > FP32_MAX_GAP:
             raise ExportError(f"the {name} graph differs from PyTorch by {figures['max_logit_gap']:.2e} "
                               f"(limit {FP32_MAX_GAP:g}) on the sample sentences; not writing the artifact")
@@ -183,12 +196,63 @@ def build_variants(model, tokenizer, folder: Path, max_length: int, optimize: bo
         except UnsupportedArchitecture as e:
             raise ExportError(f"--optimize: {e}") from e
         variants["optimized"] = check("optimized", strict=True, fused_operators=fused)
-    if quantize == "int8":
-        base = "optimized" if optimize else "fp32"
-        log(f"quantizing the {base} graph to dynamic int8 (per-channel weights)")
-        info = quantize_int8(folder / FILES[base], folder / FILES["int8"])
-        variants["int8"] = check("int8", strict=False, quantization=info)
+    if quantize is not None:
+        recipe = build_int8(folder, "optimized" if optimize else "fp32", encoder, quantize, log)
+        if recipe is not None:
+            variants["int8"] = check("int8", strict=False, quantization=recipe)
     return variants
+
+
+def build_int8(folder: Path, base: str, encoder: TextEncoder, opts: Int8Options, log: Log) -> dict | None:
+    """Quantize the ``base`` graph; with a budget, keep nodes in float until it holds (None: nothing did)."""
+    src, dst = folder / FILES[base], folder / FILES["int8"]
+    texts, _, calibration = read_texts(opts.calibration, "train")
+    texts = texts[:CALIBRATION_TEXTS]
+    calibration = f"{calibration} ({len(texts)} texts)"
+    recipes: list[dict] = []
+
+    def feeds(batch: list[str]):  # one unpadded feed per text: padding never enters a range
+        return (encoder.collate([e]) for e in encoder.encode(batch))
+
+    def build(excluded: list[str]) -> Path:
+        recipes.append(quantize_graph(src, dst, opts.mode, feeds=feeds, calibration=texts,
+                                      calibration_name=calibration, method=opts.method, alpha=opts.alpha,
+                                      exclude=[*opts.exclude, *excluded], isa=opts.isa,
+                                      reduce_range=opts.reduce_range))
+        return dst
+
+    log(f"quantizing the {base} graph: {opts.mode} int8"
+        + (f", calibrated on {calibration}" if opts.mode == "static" else ""))
+    if opts.max_drop is None:
+        build([])
+        return recipes[-1]
+    eval_texts, labels, eval_name = read_texts(opts.eval_data, "dev")
+    log(f"measuring the int8 graph against fp32 on {eval_name} ({len(eval_texts)} texts)")
+    score = budget.scorer(graph_logits(folder / FILES["fp32"], encoder, eval_texts), labels)
+    fitted = budget.fit(build, lambda path: score(graph_logits(path, encoder, eval_texts)),
+                        quantizable_nodes(src), opts.max_drop, log)
+    if fitted is None:
+        dst.unlink(missing_ok=True)
+        log(f"no int8 graph holds the budget of {opts.max_drop:g} points on {eval_name}, even with all but one "
+            "node kept in float: the artifact gets no int8 variant and its default stays in float")
+        return None
+    _, measured, excluded = fitted
+    return {**recipes[-1], "budget": {"max_drop": opts.max_drop, "eval": f"{eval_name} ({len(eval_texts)} texts)",
+                                      "measured": measured.figures(), "excluded_by_budget": excluded}}
+
+
+def choose_default(variants: dict[str, dict]) -> str:
+    """The fastest variant whose scores do not move with the batch (a server's batches must not change
+    anyone's answer): int8 when its recipe is batch-invariant, else fused fp32, else fp32."""
+    for name in VARIANT_PREFERENCE:
+        v = variants.get(name)
+        if v is None:
+            continue
+        invariance = v["validation"]["batch_invariance"]
+        recipe_ok = v.get("quantization", {}).get("batch_invariant", True)
+        if recipe_ok and invariance["max_score_gap"] <= BATCH_MAX_GAP and invariance["label_flips"] == 0:
+            return name
+    return "fp32"
 
 
 def onnx_opset(path: Path) -> int:

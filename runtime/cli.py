@@ -90,7 +90,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default", action="store_true", help="build the embedded default sentiment model")
     p.add_argument("--task", default="text-classification", help="the pipeline task (default: text-classification)")
     p.add_argument("--optimize", action="store_true", help="add onnxruntime's fused graph (model_optimized.onnx)")
-    p.add_argument("--quantize", choices=["int8"], help="add a dynamic int8 graph (model_quantized.onnx)")
+    q = p.add_argument_group("int8 (model_quantized.onnx)")
+    q.add_argument("--quantize", choices=["int8", "static", "dynamic", "dynamic-per-tensor", "blockwise8"],
+                   help="add an int8 graph: int8 = static (calibrated, batch-invariant: the default variant); "
+                        "dynamic scales per batch (never the default); blockwise8 = MatMulNBits 8-bit weights")
+    q.add_argument("--calibration", metavar="FILE_OR_DIR",
+                   help="text to calibrate static int8 on: a file (one text a line), a label<TAB>sentence TSV, "
+                        "or a folder with train.tsv (default: a bundled general English set)")
+    q.add_argument("--calibration-method", choices=["minmax", "percentile"], default="minmax",
+                   help="activation range per tensor: min/max over the calibration text, or the 99.9th "
+                        "percentile of per-text extremes (default: minmax)")
+    q.add_argument("--smooth", type=float, default=0.85, metavar="ALPHA",
+                   help="SmoothQuant strength moving activation outliers into weights, 0 to turn off (default 0.85)")
+    q.add_argument("--isa", choices=["auto", "avx2", "avx512", "avx512-vnni", "arm64"], default="auto",
+                   help="CPU the int8 graph is for, recorded in the manifest (default: this one, detected)")
+    q.add_argument("--reduce-range", action="store_true",
+                   help="7-bit weights, onnxruntime's advice against u8 x s8 saturation on x86 without VNNI "
+                        "(off: on MiniLM-SST2 it lowered agreement with PyTorch)")
+    q.add_argument("--exclude", action="append", default=[], metavar="NODE",
+                   help="keep this graph node in float (repeatable)")
+    q.add_argument("--max-drop", type=float, metavar="POINTS",
+                   help="accuracy budget: keep nodes in float, most sensitive first, until the int8 graph loses "
+                        "at most POINTS accuracy (or agreement, unlabelled) against fp32 on --eval")
+    q.add_argument("--eval", metavar="FILE_OR_DIR",
+                   help="data for --max-drop: a label<TAB>sentence TSV, a folder with dev.tsv, or a text file")
     p.add_argument("--revision", help="hub revision (branch, tag or commit)")
     p.add_argument("--opset", type=positive_int, help="ONNX opset (default: optimum's choice for the model)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
@@ -143,7 +166,16 @@ def cmd_export(a: argparse.Namespace) -> int:
         return 0
     if not (a.source and a.outdir):
         raise ValueError("export needs SOURCE and OUTDIR (or --default)")
-    print(export(a.source, a.outdir, a.task, optimize=a.optimize, quantize=a.quantize, revision=a.revision,
+    int8 = None
+    if a.quantize:
+        from onnxpipe.export.quantize import Int8Options
+
+        int8 = Int8Options(mode=a.quantize, calibration=a.calibration, method=a.calibration_method,
+                           alpha=a.smooth or None, isa=a.isa, reduce_range=a.reduce_range,
+                           exclude=tuple(a.exclude), max_drop=a.max_drop, eval_data=a.eval)
+    elif a.max_drop is not None or a.eval or a.calibration:
+        raise ValueError("--max-drop, --eval and --calibration go with --quantize")
+    print(export(a.source, a.outdir, a.task, optimize=a.optimize, quantize=int8, revision=a.revision,
                  opset=a.opset, overwrite=a.overwrite, log=log))
     return 0
 
@@ -161,7 +193,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         source = stream.batches(sys.stdin.buffer, a.batch_size)
     answered = failed = 0
     for batch in source:
-        for line, row in zip(batch, answer(pipe, batch, params)):
+        for row in answer(pipe, batch, params):
             print(json.dumps(row, ensure_ascii=False))
             if "error" in row:
                 failed += 1

@@ -22,17 +22,21 @@ def cache_dir() -> Path:
 
 
 def default_artifact_dir(task: str = "text-classification") -> Path:
-    """The cache folder of ``task``'s default model; keyed by the delta's hash so a new delta rebuilds."""
+    """The cache folder of ``task``'s default model; keyed by the delta's hash and the build recipe, so a
+    new delta or recipe rebuilds."""
     if task not in DEFAULT_MODELS:
         raise ValueError(f"no default model for task {task!r}: pass model=ARTIFACT_DIR "
                          f"(defaults exist for {', '.join(DEFAULT_MODELS)})")
     # The delta folder ships with the package; its __init__ imports nothing heavy.
-    from onnxpipe.export.default_model import DELTA_DIR
+    import hashlib
+
+    from onnxpipe.export.default_model import BUILD_RECIPE, DELTA_DIR
 
     adapter = DELTA_DIR / "adapter_model.safetensors"
     if not adapter.is_file():
         raise OnnxPipeError(f"{adapter} is missing: this onnxpipe install is incomplete; reinstall it")
-    return cache_dir() / f"{DEFAULT_MODELS[task]}-{sha256_file(adapter)[:12]}"
+    key = hashlib.sha256(f"{sha256_file(adapter)} {BUILD_RECIPE}".encode()).hexdigest()[:12]
+    return cache_dir() / f"{DEFAULT_MODELS[task]}-{key}"
 
 
 def ensure_default(task: str = "text-classification", log=None) -> Path:

@@ -9,3 +9,6 @@ from pathlib import Path
 
 DELTA_DIR = Path(__file__).resolve().parent / "minilm-sst2"
 LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
+# How the artifact is built from the delta; part of the cache key, so a new recipe rebuilds old caches.
+# v2: static int8 (calibrated, smoothed, batch-invariant) replaced dynamic int8 as the default variant.
+BUILD_RECIPE = "v2-static-int8"

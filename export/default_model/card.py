@@ -53,7 +53,7 @@ Commands (from the repository root, with the export extra installed):
 encoder into a `BertForSequenceClassification`, applies this adapter with peft and merges it
 (`merge_and_unload`), saves the merged checkpoint, and exports it through the normal export stage
 (validated against PyTorch; fp32, fused and int8). The result lands in
-`~/.cache/onnxpipe/minilm-sst2-<first 12 hex of the adapter's sha256>/` (or `$ONNXPIPE_CACHE`), with the
+`~/.cache/onnxpipe/minilm-sst2-<12 hex of the adapter's sha256 and the build recipe>/` (or `$ONNXPIPE_CACHE`), with the
 merged PyTorch checkpoint kept in its `pytorch/` folder.
 """
 

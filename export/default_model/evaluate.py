@@ -1,4 +1,5 @@
-"""SST-2 dev accuracy of the built default model: PyTorch (merged checkpoint) and every ONNX variant.
+"""SST-2 dev accuracy of the built default model: PyTorch (merged checkpoint) and every ONNX variant,
+with each variant's agreement with PyTorch and its label flips / score gap between batch sizes.
 
     python -m onnxpipe.export.default_model.evaluate --data ../shared/data/sst2 [ARTIFACT]
 
@@ -37,8 +38,20 @@ def evaluate(artifact: Path, data_dir: Path | None) -> dict[str, float]:
     for variant in onnxpipe.load_artifact(artifact).variants:
         pipe = onnxpipe.pipeline(model=artifact, variant=variant)
         id_of = {v: k for k, v in pipe.artifact.id2label.items()}
-        out[variant] = float(np.mean(np.array([id_of[r["label"]] for r in pipe(texts)]) == y))
+        by_batch = {b: pipe(texts, top_k=None, batch_size=b) for b in BATCH_SIZES}
+        label = {b: np.array([id_of[r[0]["label"]] for r in rows]) for b, rows in by_batch.items()}
+        positive = {b: np.array([next(d["score"] for d in r if d["label"] == pipe.artifact.id2label[1])
+                                 for r in rows]) for b, rows in by_batch.items()}
+        out[variant] = float(np.mean(label[32] == y))
+        out[f"{variant} agreement"] = float(np.mean(label[32] == np.array(preds)))
+        out[f"{variant} flips vs batch 1"] = int(sum(np.sum(label[b] != label[1]) for b in BATCH_SIZES))
+        out[f"{variant} score gap vs batch 1"] = float(max(np.max(np.abs(positive[b] - positive[1]))
+                                                           for b in BATCH_SIZES))
     return out
+
+
+# Accuracy is quoted at batch 32; batch invariance compares every batch size with each text alone.
+BATCH_SIZES = (1, 8, 32, 64)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         from onnxpipe.default import ensure_default
 
         a.artifact = ensure_default()
-    print(json.dumps({k: round(v, 4) for k, v in evaluate(a.artifact, a.data).items()}))
+    print(json.dumps({k: v if isinstance(v, int) else round(v, 6) for k, v in evaluate(a.artifact, a.data).items()},
+                     indent=1))
 
 
 if __name__ == "__main__":
