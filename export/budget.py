@@ -3,7 +3,8 @@
 The drop is measured on the user's labelled data (accuracy points lost against the fp32 graph) or, for
 unlabelled text, as the share of inputs whose label differs from the fp32 graph's (points). When the
 full recipe misses the budget, nodes are kept in float, most sensitive first, until it holds; sensitivity
-is measured, not guessed: the drop with each node alone kept in float. If even that fails, there is no
+is measured, not guessed: the drop with each node alone quantized (keeping one node in float at a
+time says little when the others' errors compound). If even that fails, there is no
 int8 variant and the caller falls back to fp32.
 """
 
@@ -52,11 +53,11 @@ def fit(build: Callable[[list[str]], Path], evaluate: Callable[[Path], Score], n
     log(f"int8 with every node quantized: drop {score.drop:.2f} points (budget {max_drop:g})")
     if score.drop <= max_drop:
         return path, score, []
-    gains = {}
-    for node in nodes:  # how much keeping this one node in float helps
-        s = evaluate(build([node]))
-        gains[node] = (s.drop, s.mean_sq_gap)
-    order = sorted(nodes, key=lambda n: gains[n])
+    damage = {}
+    for node in nodes:  # each node quantized alone: its own damage, not masked by the others'
+        s = evaluate(build([n for n in nodes if n != node]))
+        damage[node] = (s.drop, s.mean_sq_gap)
+    order = sorted(nodes, key=lambda n: damage[n], reverse=True)
     excluded: list[str] = []
     for node in order[:-1]:  # all of them in float is the fp32 graph: no int8 variant then
         excluded.append(node)

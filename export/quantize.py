@@ -271,10 +271,18 @@ def _blockwise8(src: Path, dst: Path, exclude: list[str]) -> dict:
 
 
 def quantizable_nodes(path: Path) -> list[str]:
-    """Names of the nodes the int8 recipes quantize: weight MatMuls and fused Attention."""
+    """Names, as ``exclude`` takes them, of the nodes onnxruntime's int8 layout quantizes: weight MatMuls
+    and Gemms (pooler, classifier), fused Attention, the fused embedding layer, embedding lookups."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
-    return [n.name for n in model.graph.node
-            if n.op_type in ("MatMul", "Attention") and len(n.input) > 1 and n.input[1] in inits]
+    names = []
+    for n in model.graph.node:
+        if n.op_type in ("MatMul", "Attention") and len(n.input) > 1 and n.input[1] in inits:
+            names.append(n.name)
+        elif n.op_type == "Gemm" and n.input[1] in inits:  # the quantizer rewrites Gemm as MatMul + Add
+            names.append(f"{n.name}_MatMul")
+        elif n.op_type == "EmbedLayerNormalization" or (n.op_type == "Gather" and n.input[0] in inits):
+            names.append(n.name)
+    return names

@@ -58,13 +58,22 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifact", nargs="?", type=Path, help="built default model (default: build or reuse the cache)")
     p.add_argument("--data", type=Path, help="folder with SST-2 dev.tsv")
+    p.add_argument("--write-card", action="store_true",
+                   help="rewrite the delta's model card (minilm-sst2/README.md) with these figures, keeping the "
+                        "training summary from its train_log.json (for a new build recipe without retraining)")
     a = p.parse_args(argv)
     if a.artifact is None:
         from onnxpipe.default import ensure_default
 
         a.artifact = ensure_default()
-    print(json.dumps({k: v if isinstance(v, int) else round(v, 6) for k, v in evaluate(a.artifact, a.data).items()},
-                     indent=1))
+    figures = evaluate(a.artifact, a.data)
+    print(json.dumps({k: v if isinstance(v, int) else round(v, 6) for k, v in figures.items()}, indent=1))
+    if a.write_card:
+        from . import DELTA_DIR
+        from .card import write_card
+
+        summary = json.loads((DELTA_DIR / "train_log.json").read_text(encoding="utf-8"))
+        print(write_card(DELTA_DIR, summary, figures))
 
 
 if __name__ == "__main__":

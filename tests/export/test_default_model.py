@@ -155,6 +155,20 @@ def test_real_default_matches_pytorch_on_the_same_weights(real_default):
     assert [r["label"] for r in int8] == [t[0]["label"] for t in expected]
 
 
+def test_real_default_variant_gives_the_same_answer_in_any_batch(real_default):
+    """The default variant is static int8: each text's label and scores are the same alone and in
+    padded batches of any size (the bound is the issue's 1e-4; measured 0)."""
+    pipe = onnxpipe.pipeline(model=real_default)
+    assert pipe.variant == "int8" and pipe.artifact.variants["int8"]["quantization"]["mode"] == "static"
+    texts = TEXTS + ["meh", "the plot is thin but the visuals are so inventive that I could not look away . " * 3,
+                     "Worst. Purchase. Ever.", "not bad at all", "x " * 600]
+    alone = [pipe(t, top_k=None) for t in texts]
+    for size in (2, 5, 64):
+        for a, b in zip(alone, pipe(texts, top_k=None, batch_size=size)):
+            assert [d["label"] for d in a] == [d["label"] for d in b]
+            assert max(abs(x["score"] - y["score"]) for x, y in zip(a, b)) <= 1e-4
+
+
 def test_recipe_trains_builds_and_writes_the_card(tmp_path):
     """The training recipe end to end on a tiny base and a tiny SST-2-shaped data folder."""
     from onnxpipe.export.default_model.train import build_and_card, train
@@ -175,7 +189,9 @@ def test_recipe_trains_builds_and_writes_the_card(tmp_path):
     assert summary["log"][-1]["step"] == 3
     assert any(abs(summary["dev_accuracy_pytorch"] - i / 6) < 1e-3 for i in range(7))  # 6 dev sentences
     accuracies = build_and_card(out, data, summary, base_dir=base)
-    assert set(accuracies) == {"pytorch", "fp32", "optimized", "int8"}
+    assert {"pytorch", "fp32", "optimized", "int8"} <= set(accuracies)
+    assert accuracies["fp32 agreement"] == accuracies["optimized agreement"] == 1.0
+    assert accuracies["int8 flips vs batch 1"] == 0 and accuracies["int8 score gap vs batch 1"] <= 1e-4
     assert accuracies["fp32"] == accuracies["optimized"] == accuracies["pytorch"]
     card = (out / "README.md").read_text()
     assert "3 steps at batch 4" in card and f"| PyTorch, merged checkpoint | {100 * accuracies['pytorch']:.2f}% |" in card

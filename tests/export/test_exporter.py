@@ -65,7 +65,7 @@ def test_unsupported_architecture_and_task(tmp_path, checkpoint):
         export(tmp_path / "gpt2", tmp_path / "out")
     with pytest.raises(ValueError, match="unsupported task 'translation'"):
         export(checkpoint(), tmp_path / "out", task="translation")
-    with pytest.raises(ValueError, match="quantize must be one of"):
+    with pytest.raises(ValueError, match="unknown quantization mode 'int4'"):
         export(checkpoint(), tmp_path / "out", quantize="int4")
     with pytest.raises(ExportError, match="cannot load a config from"):
         export(tmp_path / "no-such-folder", tmp_path / "out")
