@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from . import machine, measure, stats
 from .contenders import BY_NAME, CONTENDERS, Contender, Spec
@@ -69,8 +70,11 @@ def missing_packages(c: Contender) -> list[str]:
 
 def run(spec: Spec, texts: list[str], labels: list[int], settings: Settings, names: list[str] | None = None,
         progress: bool = True) -> dict[str, Any]:
-    """Load every contender, then measure latency (interleaved), throughput and cold start."""
+    """Start every contender in a process of its own, then measure latency and throughput with their
+    turns interleaved, then cold start; each worker is loaded while the others sit idle."""
     from tqdm.auto import tqdm
+
+    from .worker import Worker
 
     chosen = [BY_NAME[n] for n in names] if names else list(CONTENDERS)
     if REFERENCE not in [c.name for c in chosen]:
@@ -79,64 +83,95 @@ def run(spec: Spec, texts: list[str], labels: list[int], settings: Settings, nam
     bar = tqdm(total=len(chosen) * (2 + len(settings.batch_sizes)) + blocks, unit="step", disable=not progress)
     status = lambda s: bar.set_description(s[:60].ljust(60))  # noqa: E731
     rows: dict[str, dict[str, Any]] = {}
-    runners = {}
-    for c in chosen:
-        status(f"loading {c.name}")
-        rows[c.name] = {"group": c.group}
-        missing = missing_packages(c)
-        try:
+    workers: dict[str, Worker] = {}
+    try:
+        for c in chosen:
+            status(f"starting {c.name}")
+            rows[c.name] = {"group": c.group}
+            missing = missing_packages(c)
             if missing:
-                raise ModuleNotFoundError(f"not installed: {', '.join(missing)} (pip install 'onnxpipe[peers]')")
-            runners[c.name] = c.load(spec)
-            rows[c.name]["status"] = "ok"
-        except Exception as e:  # a peer that fails to load is reported, never silently dropped
-            rows[c.name].update(status="missing" if missing else "failed",
-                                reason=str(e) if missing else f"{type(e).__name__}: {e}")
-        bar.update(1)
-
-    lat = measure.latencies({n: r.call_one for n, r in runners.items()}, settings.rounds, settings.warmup,
-                            blocks=blocks, status=status, tick=lambda: bar.update(1))
-    batched = {n: r.predict for n, r in runners.items() if BY_NAME[n].group != "bare"}
-    for bs in settings.batch_sizes:
-        # Passes interleaved across contenders, fastest pass kept: one slow moment of a shared
-        # machine then costs every contender a pass, not one contender its only figure.
-        best: dict[str, float] = {}
-        for p in range(settings.passes):
-            for name, predict in batched.items():
-                status(f"dev set at batch {bs}, pass {p + 1}: {name}")
-                seconds, probs = measure.run_throughput(predict, texts, bs)
-                rows[name].setdefault("probs", {})[str(bs)] = probs
-                best[name] = min(seconds, best.get(name, seconds))
-        for name, seconds in best.items():
-            rows[name].setdefault("throughput", {})[str(bs)] = stats.throughput(len(texts), seconds)
-        bar.update(len(chosen))
-    for name, runner in runners.items():
+                rows[c.name].update(status="missing", reason=f"not installed: {', '.join(missing)} "
+                                                             "(pip install '.[peers]')")
+            else:
+                worker = Worker(c.name, spec, texts)
+                if worker.ready["ok"]:
+                    workers[c.name] = worker
+                    rows[c.name].update(status="ok", note=worker.ready["note"], size_bytes=worker.ready["size_bytes"],
+                                        pid=worker.ready["pid"])
+                else:
+                    worker.close()
+                    rows[c.name].update(status="failed", reason=worker.ready["reason"])
+            bar.update(1)
+        measure_latency(workers, rows, settings, blocks, status, lambda: bar.update(1))
+        measure_throughput(workers, rows, settings, len(texts), status, lambda: bar.update(len(chosen)))
+    finally:
+        for worker in workers.values():
+            worker.close()
+    for name in workers:
         c, row = BY_NAME[name], rows[name]
-        row.update(note=runner.note, size_bytes=runner.size_bytes, latency_s=lat[name],
-                   footprint_bytes=machine.install_footprint(list(c.packages))["bytes"])
-        row["latency"] = {k: stats.latency_summary(v) for k, v in lat[name].items()}
-        row["latency"]["mix"] = stats.latency_summary([x for v in lat[name].values() for x in v])
+        row["footprint_bytes"] = machine.install_footprint(list(c.packages))["bytes"]
         if c.cold_start and settings.cold_repeats:
             status(f"{name}: cold start")
             fields = {"artifact": str(spec.artifact), "checkpoint": str(spec.checkpoint), "threads": spec.threads}
             row["cold"] = measure.cold_start(c.cold_start, fields, settings.cold_repeats)
         bar.update(1)
     bar.close()
-    runners.clear()
-    gc.collect()
     if rows[REFERENCE]["status"] != "ok":
         raise RuntimeError(f"the reference contender failed: {rows[REFERENCE].get('reason')}")
     derive(rows, labels)
     return {"machine": machine.describe(), "threads": spec.threads, "n_texts": len(texts),
-            "artifact": str(spec.artifact), "checkpoint": str(spec.checkpoint),
+            "artifact": str(spec.artifact), "checkpoint": str(spec.checkpoint), "isolation": "process",
             "settings": settings.__dict__, "contenders": rows}
+
+
+def measure_latency(workers: dict, rows: dict, settings: Settings, blocks: int, status, tick) -> None:
+    """Blocks of batch-1 rounds, contenders taking turns; each block's p50 is kept for the spread."""
+    for name, worker in workers.items():
+        status(f"warming up {name}")
+        worker.warmup(settings.warmup)
+    per_block = max(1, settings.rounds // blocks)
+    samples: dict[str, dict[str, list[float]]] = {n: {} for n in workers}
+    block_p50: dict[str, list[float]] = {n: [] for n in workers}
+    for b in range(max(1, settings.rounds // per_block)):
+        for name, worker in workers.items():
+            status(f"batch-1 latency, block {b + 1}: {name}")
+            got = worker.latency(per_block)
+            for length, values in got.items():
+                samples[name].setdefault(length, []).extend(values)
+            block_p50[name].append(float(stats.latency_summary(got["sentence"])["p50_ms"]))
+        tick()
+    for name, lat in samples.items():
+        row = rows[name]
+        row["latency_s"] = lat
+        row["latency"] = {k: stats.latency_summary(v) for k, v in lat.items()}
+        row["latency"]["mix"] = stats.latency_summary([x for v in lat.values() for x in v])
+        row["sentence_p50_by_block_ms"] = block_p50[name]
+
+
+def measure_throughput(workers: dict, rows: dict, settings: Settings, n: int, status, tick) -> None:
+    """Passes over the dev set per batch size, contenders taking turns; the fastest pass is quoted and
+    every pass kept (the spread). One slow moment of a shared machine then costs every contender a
+    pass, not one contender its only figure."""
+    batched = {name: w for name, w in workers.items() if BY_NAME[name].group != "bare"}
+    for bs in settings.batch_sizes:
+        for p in range(settings.passes):
+            for name, worker in batched.items():
+                status(f"dev set at batch {bs}, pass {p + 1}: {name}")
+                seconds, probs = worker.throughput(bs)
+                rows[name].setdefault("probs", {})[str(bs)] = np.asarray(probs)
+                rows[name].setdefault("throughput_passes", {}).setdefault(str(bs), []).append(
+                    stats.throughput(n, seconds))
+        for name in batched:
+            rows[name].setdefault("throughput", {})[str(bs)] = max(rows[name]["throughput_passes"][str(bs)])
+        tick()
 
 
 def derive(rows: dict[str, dict[str, Any]], labels: list[int]) -> None:
     """Accuracy, agreement and probability gap against PyTorch fp32, per batch size.
 
-    Per batch size because dynamic int8 quantizes activations per batch: its predictions change
-    (slightly) with what else is in the batch. The headline figures use the quoted batch size.
+    Per batch size because dynamic int8 (PyTorch's, optimum's default) quantizes activations per batch:
+    its predictions change with what else is in the batch, which batch_flips / batch_max_gap count
+    against each text alone. The headline figures use the quoted batch size.
     """
     ref_probs = rows[REFERENCE]["probs"]
     for row in rows.values():
@@ -146,6 +181,10 @@ def derive(rows: dict[str, dict[str, Any]], labels: list[int]) -> None:
         row["accuracy_by_batch"] = {bs: stats.accuracy(p, labels) for bs, p in by_batch.items()}
         row["agreement_by_batch"] = {bs: stats.agreement(p, ref_probs[bs]) for bs, p in by_batch.items()}
         row["max_prob_gap_by_batch"] = {bs: stats.max_gap(p, ref_probs[bs]) for bs, p in by_batch.items()}
+        if "1" in by_batch:  # each text alone vs in batches: what a micro-batching server would change
+            others = [b for b in by_batch if b != "1"]
+            row["batch_flips"] = int(sum(np.sum(by_batch[b].argmax(-1) != by_batch["1"].argmax(-1)) for b in others))
+            row["batch_max_gap"] = max((stats.max_gap(by_batch[b], by_batch["1"]) for b in others), default=0.0)
         bs = quoted_batch(by_batch)
         row["accuracy"] = row["accuracy_by_batch"][bs]
         row["agreement"] = row["agreement_by_batch"][bs]

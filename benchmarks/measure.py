@@ -22,34 +22,21 @@ LENGTH_MIX = {
 }
 
 
-def latencies(calls: dict[str, Callable[[str], Any]], rounds: int, warmup: int, blocks: int = 10,
-              status: Callable[[str], None] = lambda s: None,
-              tick: Callable[[], None] = lambda: None) -> dict[str, dict[str, list[float]]]:
-    """Seconds per call, for every contender and every text of the mix.
+def latency_block(call: Callable[[str], Any], rounds: int) -> dict[str, list[float]]:
+    """Seconds per call for each text of the mix, over ``rounds`` rounds with the lengths interleaved.
 
-    Contenders take turns in blocks of rounds, so that the machine's drift over the run (other
-    tenants, clock changes) lands on all of them alike; each block starts with one untimed round,
-    which absorbs the previous contender's threads still spinning down. Within a round the lengths
-    are interleaved for the same reason.
+    The harness runs contenders' blocks in turn (each in its own process), so that the machine's drift
+    over the run lands on all of them alike; each block starts with one untimed round, which absorbs
+    the previous contender's threads still spinning down.
     """
-    for name, call in calls.items():
-        status(f"warming up {name}")
-        for _ in range(warmup):
-            for text in LENGTH_MIX.values():
-                call(text)
-    out = {c: {k: [] for k in LENGTH_MIX} for c in calls}
-    per_block = max(1, rounds // blocks)
-    for b in range(max(1, rounds // per_block)):
-        for name, call in calls.items():
-            status(f"batch-1 latency, block {b + 1}: {name}")
-            for text in LENGTH_MIX.values():
-                call(text)
-            for _ in range(per_block):
-                for length, text in LENGTH_MIX.items():
-                    t = time.perf_counter()
-                    call(text)
-                    out[name][length].append(time.perf_counter() - t)
-        tick()
+    for text in LENGTH_MIX.values():
+        call(text)
+    out: dict[str, list[float]] = {k: [] for k in LENGTH_MIX}
+    for _ in range(rounds):
+        for length, text in LENGTH_MIX.items():
+            t = time.perf_counter()
+            call(text)
+            out[length].append(time.perf_counter() - t)
     return out
 
 

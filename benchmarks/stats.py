@@ -39,3 +39,14 @@ def ratio(ours: float | None, base: float | None) -> float | None:
     if ours is None or base is None or base == 0:
         return None
     return ours / base
+
+
+def paired_ratios(base: list[float], ours: list[float], higher_is_better: bool = False) -> dict[str, float] | None:
+    """Speed ratios of measurements taken in turns (block i of one contender right after block i of the
+    other): their median and range. The range is the run's noise: a difference inside it is not one."""
+    if not base or not ours:
+        return None
+    pairs = [(o / b if higher_is_better else b / o) for b, o in zip(base, ours) if b > 0 and o > 0]
+    if not pairs:
+        return None
+    return {"median": float(np.median(pairs)), "min": float(min(pairs)), "max": float(max(pairs)), "n": len(pairs)}

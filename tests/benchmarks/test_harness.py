@@ -60,6 +60,17 @@ def test_figures(result, artifact):
         if name != "bare ORT session (best variant)":
             assert set(r["throughput"]) == {"1", "4"} and all(v > 0 for v in r["throughput"].values())
     assert "throughput" not in ok["bare ORT session (best variant)"]
+    # Each contender ran in a process of its own, none in the harness's.
+    import os
+
+    pids = [r["pid"] for r in ok.values()]
+    assert len(set(pids)) == len(pids) and os.getpid() not in pids and result["isolation"] == "process"
+    for name in ("pytorch fp32", "onnxpipe fp32", "onnxpipe int8"):
+        assert len(ok[name]["sentence_p50_by_block_ms"]) == 3  # one per interleaved block
+        assert len(ok[name]["throughput_passes"]["4"]) == 2  # Settings' default passes
+    # Batch invariance against each text alone: fp32 and the static int8 default never flip.
+    assert ok["onnxpipe fp32"]["batch_flips"] == 0 and ok["onnxpipe fp32"]["batch_max_gap"] <= 1e-5
+    assert ok["onnxpipe int8"]["batch_flips"] == 0 and ok["onnxpipe int8"]["batch_max_gap"] <= 1e-4
     for name in ("pytorch fp32", "onnxpipe fp32", "onnxpipe int8"):  # the ones with a cold-start script
         cold = ok[name]["cold"]
         assert cold["cold_start_s"] > cold["import_s"] > 0 and cold["peak_rss_mib"] > 10
@@ -73,7 +84,8 @@ def test_reports(result, tmp_path):
     md = paths["markdown"].read_text()
     table = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(NAMES)  # header + one row per contender
-    assert "| pytorch fp32 |" in md and "1.0×" in md
+    assert "| pytorch fp32 |" in md and "1.0× [1.0–1.0]" in md  # the reference against itself, every block
+    assert "each in a process of its own" in md and "this run's noise" in md
     assert "| ctranslate2 int8 | missing: not installed" in md
     assert "Targets" in md and ("✓" in md or "✗" in md)
     for key in ("latency_plot", "throughput_plot", "accuracy_plot"):
