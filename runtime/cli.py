@@ -131,6 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(func=cmd_explain)
 
+    p = sub.add_parser("score", help="score a JSON lines, CSV or Parquet file into another, resumably")
+    p.add_argument("input", type=Path, help="input table: .jsonl, .csv or .parquet")
+    p.add_argument("output", type=Path, help="output table (.jsonl, .csv or .parquet): every input column plus "
+                                             "the results, rows in input order")
+    add_model_options(p)
+    p.add_argument("--column", default="text", help="the column holding the text (default: text)")
+    p.add_argument("--task", help="the pipeline task (default: the artifact's)")
+    p.add_argument("--prefix", default="", help="prefix for the result columns, e.g. pred_ (default: none)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="texts per graph run (default: 32)")
+    p.add_argument("--chunk-rows", type=positive_int, default=4096,
+                   help="rows read, scored and committed at a time; a resume restarts at a chunk (default: 4096)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process, resumable; ray: Ray Data actors (pip install '.[ray]')")
+    p.add_argument("--ray-address", help="a Ray cluster to join (default: start a local Ray)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=cmd_score)
+
     # Listed for --help only: main() hands `bench ...` to the harness's own parser.
     sub.add_parser("bench", help="benchmark speed and accuracy against PyTorch, optimum and peers "
                                  "(onnxpipe bench --help)")
@@ -208,31 +225,20 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 def answer(pipe, batch: list, params: dict) -> list[dict]:
     """One JSON row per line: the result, or ``{"line", "error"}`` for a line that has none."""
-    rows: list[dict | None] = [None] * len(batch)
-    good = []
-    for i, line in enumerate(batch):
-        if line.error:
-            rows[i] = {"line": line.number, "error": line.error}
-        else:
-            good.append(i)
-    try:
-        results = pipe([batch[i].text for i in good], **params) if good else []
-    except (ValueError, TypeError):
-        # Bad input, not a bad model: answer line by line so one line's error costs only that line.
-        results = []
-        for i in good:
-            try:
-                results.append(pipe([batch[i].text], **params)[0])
-            except (ValueError, TypeError) as e:
-                results.append(e)
-    for i, result in zip(good, results):
-        text = batch[i].text
-        if isinstance(result, Exception):
-            rows[i] = {"line": batch[i].number, "error": f"line {batch[i].number}: {result}"}
+    from .pipeline import call_each
+
+    good = [line for line in batch if line.error is None]
+    results = dict(zip((line.number for line in good), call_each(pipe, [line.text for line in good], **params)))
+    rows = []
+    for line in batch:
+        result = results.get(line.number, line.error)
+        if isinstance(result, (str, Exception)):
+            message = result if isinstance(result, str) else f"line {line.number}: {result}"
+            rows.append({"line": line.number, "error": message})
         elif isinstance(result, dict):
-            rows[i] = {"text": text, **result}
+            rows.append({"text": line.text, **result})
         else:
-            rows[i] = {"text": text, "labels": result}
+            rows.append({"text": line.text, "labels": result})
     return rows
 
 
@@ -243,6 +249,34 @@ def cmd_explain(a: argparse.Namespace) -> int:
     pipe = load(a)
     explain(pipe, a.text, load_seconds=time.perf_counter() - t0)
     return 0
+
+
+def cmd_score(a: argparse.Namespace) -> int:
+    try:
+        from .scale.score import score_local
+    except ImportError as e:
+        raise OnnxPipeError(f"onnxpipe score needs the score extra (missing: {e.name}): "
+                            "pip install '.[score]' (from the onnxpipe repository)") from e
+    from .default import ensure_default
+
+    model = a.model or ensure_default("text-classification")
+    if a.engine == "ray":
+        try:
+            from .scale.ray import score_ray
+        except ImportError as e:
+            raise OnnxPipeError(f"--engine ray needs the ray extra (missing: {e.name}): pip install '.[ray]'") from e
+        summary = score_ray(a.input, a.output, model, a.task, a.column, a.prefix, a.variant, address=a.ray_address,
+                            num_cpus=a.threads)
+    else:
+        from . import pipeline
+
+        pipe = pipeline(a.task, model=model, variant=a.variant, threads=a.threads, batch_size=a.batch_size)
+        summary = score_local(a.input, a.output, pipe, a.column, a.prefix, a.chunk_rows, model_id=str(Path(model)),
+                              progress=not a.no_progress)
+    print(json.dumps({"output": str(a.output), "rows": summary.rows, "errors": summary.errors,
+                      "seconds": round(summary.seconds, 3), "rows_per_second": round(summary.rows_per_second, 1),
+                      "resumed_chunks": summary.resumed_chunks, "engine": a.engine}))
+    return EXIT_SOME_FAILED if summary.errors else 0
 
 
 def cmd_bench(argv: list[str]) -> int:

@@ -120,3 +120,22 @@ class Pipeline:
 
     def finish(self, results: list[Any], single: bool, params: dict[str, Any]) -> Any:
         return results[0] if single else results
+
+
+def call_each(pipe: Pipeline, inputs: list[str], **params: Any) -> list[Any]:
+    """One result per input, or the ValueError / TypeError that input alone raises: the list is
+    batched as usual, and only when the batch is refused are its inputs run one by one, so a bad
+    input costs its own answer and never the others'."""
+    if not inputs:
+        return []
+    try:
+        return list(pipe(list(inputs), **params))
+    except (ValueError, TypeError):
+        pass
+    results: list[Any] = []
+    for text in inputs:
+        try:
+            results.append(pipe([text], **params)[0])
+        except (ValueError, TypeError) as e:
+            results.append(e)
+    return results
