@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.add_argument("--top-k", type=positive_int, help="return the k best labels instead of the best one")
     p.add_argument("--batch-size", type=positive_int, default=32, help="most lines per graph run (default: 32)")
+    p.add_argument("--jsonl", action="store_true",
+                   help='stdin lines are JSON: a string, or an object with a "text" field')
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("explain", help="show each of the four stages for one text")
@@ -207,7 +209,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     elif sys.stdin is None or sys.stdin.isatty():
         raise ValueError("no text given: pass texts as arguments or pipe lines to stdin")
     else:
-        source = stream.batches(sys.stdin.buffer, a.batch_size)
+        source = stream.batches(sys.stdin.buffer, a.batch_size, jsonl=a.jsonl)
     answered = failed = 0
     for batch in source:
         for row in answer(pipe, batch, params):

@@ -3,11 +3,13 @@
 A reader thread queues stdin lines as they come; the main loop blocks for one line, then takes every
 line already waiting (up to the batch size), so a trickle (``tail -f``) is answered line by line and
 a flood is still batched. Lines are decoded here, strictly, one by one: a line that is not UTF-8
-becomes an error record for that line instead of ending the stream.
+becomes an error record for that line instead of ending the stream. With ``--jsonl`` each line is
+JSON (a string, or an object with a ``text`` field; the form that will carry text pairs).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -24,12 +26,24 @@ class Line:
     error: str | None = None
 
 
-def decode(number: int, raw: bytes) -> Line:
+def decode(number: int, raw: bytes, jsonl: bool = False) -> Line:
+    """A line of text, or with ``jsonl`` a JSON string or an object with a ``text`` field."""
     raw = raw.rstrip(b"\n").rstrip(b"\r")  # LF or CRLF
     try:
-        return Line(number, raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         return Line(number, None, f"line {number} is not UTF-8 text (byte 0x{raw[e.start]:02x} at byte {e.start})")
+    if not jsonl or not text.strip():
+        return Line(number, text)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        return Line(number, None, f"line {number} is not valid JSON ({e.msg} at column {e.colno})")
+    if isinstance(value, dict):
+        value = value.get("text")
+    if not isinstance(value, str):
+        return Line(number, None, f"line {number}: give a JSON string or an object with a \"text\" string")
+    return Line(number, value)
 
 
 def from_arguments(args: Iterable[str]) -> list[Line]:
@@ -37,7 +51,7 @@ def from_arguments(args: Iterable[str]) -> list[Line]:
     return [decode(i, os.fsencode(a)) for i, a in enumerate(args, 1)]
 
 
-def batches(stream: BinaryIO, size: int) -> Iterator[list[Line]]:
+def batches(stream: BinaryIO, size: int, jsonl: bool = False) -> Iterator[list[Line]]:
     """Lists of non-blank lines: the first that arrives plus whatever else is already waiting."""
     lines: queue.Queue = queue.Queue(maxsize=16 * size)  # bounded: a fast producer cannot fill memory
 
@@ -57,7 +71,7 @@ def batches(stream: BinaryIO, size: int) -> Iterator[list[Line]]:
             if item is _EOF:
                 done = True
                 break
-            line = decode(*item)
+            line = decode(*item, jsonl=jsonl)
             if line.text is None or line.text.strip():
                 batch.append(line)
             if len(batch) >= size:

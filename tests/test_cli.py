@@ -51,6 +51,16 @@ def test_a_bad_line_gets_an_error_record_and_the_rest_is_answered(artifact, monk
     assert "line 2" in captured.err
 
 
+def test_jsonl_input(artifact, monkeypatch, capsys):
+    fake_stdin(monkeypatch, b'"good film"\n{"text": "bad food", "id": 7}\n{"txt": 1}\n[1, 2]\nnot json\n')
+    assert main(["run", "-m", str(artifact()), "--jsonl"]) == 1
+    rows = rows_of(capsys.readouterr().out)
+    expected = onnxpipe.pipeline(model=artifact())(["good film", "bad food"])
+    assert rows[:2] == [{"text": "good film", **expected[0]}, {"text": "bad food", **expected[1]}]
+    assert [r["line"] for r in rows[2:]] == [3, 4, 5]
+    assert 'object with a "text" string' in rows[2]["error"] and "not valid JSON" in rows[4]["error"]
+
+
 def test_an_undecodable_argument_is_an_error_record(artifact, capsys):
     bad = os.fsdecode(b"caf\xe9")  # what argv holds for a Latin-1 byte: a lone surrogate
     assert main(["run", "-m", str(artifact()), "good", bad]) == 1
