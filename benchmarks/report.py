@@ -213,17 +213,38 @@ def plots(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     paths["throughput_plot"] = _save(fig, out_dir / "throughput.png")
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for n, r in rows.items():
-        if r.get("accuracy") is not None:
-            big = _batch(result)
-            ax.scatter(r["throughput"][big], 100 * r["accuracy"], color=colors[r["group"]], s=40)
-            ax.annotate(n, (r["throughput"][big], 100 * r["accuracy"]), fontsize=7, textcoords="offset points",
-                        xytext=(4, 3 - 10 * (list(rows).index(n) % 2)))  # alternate, so neighbours don't overlap
+    big = _batch(result)
+    points = [(n, r["throughput"][big], 100 * r["accuracy"]) for n, r in rows.items() if r.get("accuracy") is not None]
+    for n, x, y in points:
+        ax.scatter(x, y, color=colors[rows[n]["group"]], s=40)
+    for (n, x, y), dy in zip(points, _label_offsets([(x, y) for _, x, y in points], [n for n, _, _ in points])):
+        ax.annotate(n, (x, y), fontsize=7, textcoords="offset points", xytext=(5 + (12 if dy else 0), dy),
+                    va="center", arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "gray"} if dy else None)
     ax.set_xlabel(f"SST-2 dev sentences / s (batch {_batch(result)})")
     ax.set_ylabel("SST-2 dev accuracy, %")
     ax.grid(alpha=0.3)
     paths["accuracy_plot"] = _save(fig, out_dir / "accuracy_vs_speed.png")
     return paths
+
+
+def _label_offsets(points: list[tuple[float, float]], names: list[str], step: float = 9.0) -> list[float]:
+    """Vertical label offsets (points) so that labels whose text would overprint stack instead:
+    matplotlib has no label placement of its own, and adjustText would be one more dependency."""
+    if not points:
+        return []
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    char = 0.0125 * span_x  # a 7-pt character's width on an 8-inch plot, in data units (measured by eye)
+    extent = [(x, x + char * (len(n) + 2)) for (x, _), n in zip(points, names)]
+    offsets: list[float] = []
+    for i, (_, y) in enumerate(points):
+        near = [offsets[j] for j in range(i) if abs(points[j][1] - y) / span_y < 0.06
+                and extent[j][0] < extent[i][1] and extent[i][0] < extent[j][1]]
+        offset = 0.0
+        while any(abs(offset - o) < step for o in near):
+            offset -= step
+        offsets.append(offset)
+    return offsets
 
 
 def _save(fig, path: Path) -> Path:
