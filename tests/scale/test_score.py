@@ -163,3 +163,12 @@ def test_ray_engine_equals_local(art, tmp_path):
     assert [r["id"] for r in on_ray] == [r["id"] for r in local]
     assert [r["label"] for r in on_ray] == [r["label"] for r in local]
     assert max(abs(a["score"] - b["score"]) for a, b in zip(on_ray, local)) <= 1e-6
+
+
+def test_without_the_score_extra_the_cli_names_it(art, tmp_path, monkeypatch, capsys):
+    for name in [m for m in sys.modules if m.startswith("onnxpipe.scale")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as in a runtime-only install
+    assert main(["score", str(tmp_path / "in.csv"), str(tmp_path / "out.csv"), "-m", str(art)]) == 2
+    err = capsys.readouterr().err
+    assert "needs the score extra (missing: pyarrow)" in err and "pip install '.[score]'" in err
