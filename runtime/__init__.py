@@ -11,6 +11,7 @@ The runtime needs onnxruntime, tokenizers and numpy; it never imports torch or t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .artifact import Artifact, load_artifact
 from .errors import OnnxPipeError
@@ -22,7 +23,8 @@ __all__ = ["pipeline", "Pipeline", "Artifact", "load_artifact", "OnnxPipeError",
 
 
 def pipeline(task: str | None = None, model: str | Path | None = None, variant: str | None = None, *,
-             threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, verify: bool = True) -> Pipeline:
+             threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, verify: bool = True,
+             **defaults: Any) -> Pipeline:
     """Load an exported artifact as a pipeline for ``task``.
 
     task: "text-classification" (alias "sentiment-analysis"); None takes the artifact's own task.
@@ -32,6 +34,8 @@ def pipeline(task: str | None = None, model: str | Path | None = None, variant: 
     threads: intra-op threads; None uses every core this process may run on.
     batch_size: how many texts go through the graph at once when a list is passed.
     verify: check the files used against the manifest's sha256 before loading.
+    defaults: call parameters (``top_k=None``, ``function_to_apply``, ...) for every call, as
+        transformers' ``pipeline(task, model, **kwargs)`` takes them; a call's own override them.
     """
     if task is None and model is None:
         raise ValueError("pass a task, a model, or both: e.g. pipeline('sentiment-analysis')")
@@ -43,4 +47,4 @@ def pipeline(task: str | None = None, model: str | Path | None = None, variant: 
     name = canonical_task(task if task is not None else artifact.task)
     if name != artifact.task:
         raise ValueError(f"task {task!r} does not match the artifact's task {artifact.task!r} ({artifact.path})")
-    return TASKS[name](artifact, variant=variant, threads=threads, batch_size=batch_size, verify=verify)
+    return TASKS[name](artifact, variant=variant, threads=threads, batch_size=batch_size, verify=verify, **defaults)

@@ -43,9 +43,9 @@ def explain(pipe: Pipeline, text: str, load_seconds: float, out: TextIO | None =
         f"                              logits {_fmt(outputs['logits'])}")
 
     t = time.perf_counter()
-    params = pipe.sanitize_parameters(top_k=None)
+    params = pipe.sanitize_parameters(top_k=None)[1]
     ranked = pipe.postprocess(outputs, **params)[0]
-    result = pipe.postprocess(outputs, **pipe.sanitize_parameters())
+    result = pipe.postprocess(outputs, **pipe.sanitize_parameters()[1])
     t_post = time.perf_counter() - t
     probs = ", ".join(f"{d['label']} {d['score']:.4f}" for d in ranked)
     say(f"4. postprocess {t_post * 1e3:8.2f} ms   {params['function']:<6} {probs}",

@@ -8,7 +8,7 @@ caller's order.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from tokenizers import Encoding
@@ -27,15 +27,31 @@ def check_batch_size(batch_size: Any) -> int:
     return batch_size
 
 
-def raise_on_invalid_unicode(texts: list[str]) -> None:
+def _is_stream(inputs: Any) -> bool:
+    return not isinstance(inputs, (str, bytes, dict, list, tuple)) and isinstance(inputs, Iterable)
+
+
+def _pair(item: dict, where: str) -> str | tuple[str, str]:
+    unknown = set(item) - {"text", "text_pair"}
+    if "text" not in item or unknown:
+        raise ValueError(f"{where} must be a dict with 'text' and optionally 'text_pair', got keys {sorted(item)}")
+    text, pair = item["text"], item.get("text_pair")
+    for key, value in (("text", text), ("text_pair", pair)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{where}[{key!r}] is a {type(value).__name__}, not a str")
+    return text if pair is None else (text, pair)
+
+
+def raise_on_invalid_unicode(texts: list) -> None:
     """Name the first text that is not valid Unicode (a lone surrogate, from undecodable bytes).
 
     Checked only after the tokenizer refused a batch, so valid input pays nothing for it."""
-    for i, text in enumerate(texts):
+    for i, item in enumerate(texts):
         try:
-            text.encode("utf-8")
+            for text in (item if isinstance(item, tuple) else (item,)):
+                text.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise ValueError(f"inputs[{i}] is not valid Unicode text: {e.reason} {text[e.start]!r} at character "
+            raise ValueError(f"inputs[{i}] is not valid Unicode text: {e.reason} {e.object[e.start]!r} at character "
                              f"{e.start} (undecodable bytes?); decode the input strictly as UTF-8 first") from None
 
 
@@ -45,13 +61,15 @@ class Pipeline:
     task: str = ""
 
     def __init__(self, artifact: Artifact, variant: str | None = None, threads: int | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE, verify: bool = True):
+                 batch_size: int = DEFAULT_BATCH_SIZE, verify: bool = True, **defaults: Any):
         self.artifact = artifact
         self.variant = variant or artifact.default_variant
         model_file = artifact.variant_file(self.variant)
         if verify:
             artifact.verify(model_file.name, "tokenizer.json")
         self.batch_size = check_batch_size(batch_size)
+        self.sanitize_parameters(**defaults)  # refuse bad defaults now, not at the first call
+        self.defaults = defaults  # parameters given to pipeline(...): every call's, unless it overrides them
         self.encoder = TextEncoder(artifact.path / "tokenizer.json", artifact.max_length,
                                    artifact.pad_id, artifact.pad_token)
         self.session = Session(model_file, threads)
@@ -67,14 +85,18 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={str(self.artifact.path)!r}, variant={self.variant!r})"
 
-    def __call__(self, inputs: Any, batch_size: int | None = None, **params: Any) -> list:
-        texts, single = self.check_inputs(inputs)
-        post = self.sanitize_parameters(**params)
+    def __call__(self, inputs: Any, batch_size: int | None = None, **params: Any) -> Any:
         size = self.batch_size if batch_size is None else check_batch_size(batch_size)
-        encodings = self.preprocess(texts)
-        results: list[Any] = [None] * len(texts)
+        if _is_stream(inputs):  # a generator or other iterable: results as they are ready, as transformers does
+            return self._iterate(inputs, size, params)
+        items, single = self.check_inputs(inputs)
+        pre, post = self.sanitize_parameters(**{**self.defaults, **params})
+        if not items:
+            return []
+        encodings = self.preprocess(items, **pre)
+        results: list[Any] = [None] * len(items)
         # Sorting by token count keeps padding (wasted compute) low inside each batch.
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i]))
+        order = sorted(range(len(items)), key=lambda i: len(encodings[i]))
         for start in range(0, len(order), size):
             idx = order[start:start + size]
             outputs = self._forward(self.encoder.collate([encodings[i] for i in idx]))
@@ -82,25 +104,48 @@ class Pipeline:
                 results[i] = result
         return self.finish(results, single, params)
 
+    def _iterate(self, inputs, size: int, params: dict[str, Any]) -> Iterator[Any]:
+        chunk: list[Any] = []
+        for item in inputs:
+            chunk.append(item)
+            if len(chunk) == size:
+                yield from self(chunk, batch_size=size, **params)
+                chunk = []
+        if chunk:
+            yield from self(chunk, batch_size=size, **params)
+
     # -- input checks shared by the text tasks -------------------------------------------------
     @staticmethod
-    def check_inputs(inputs: Any) -> tuple[list[str], bool]:
-        """``str`` → one input; a list or tuple of ``str`` → a batch. Anything else is refused."""
+    def check_inputs(inputs: Any) -> tuple[list[str | tuple[str, str]], str | None]:
+        """``str`` or ``{"text", "text_pair"}`` → one input (its kind returned); a list or tuple of them
+        (or of the legacy ``[[text, pair]]``) → a batch (kind None). Anything else is refused."""
         if isinstance(inputs, str):
-            return [inputs], True
+            return [inputs], "str"
+        if isinstance(inputs, dict):
+            return [_pair(inputs, "inputs")], "dict"
         if not isinstance(inputs, (list, tuple)):
-            raise TypeError(f"inputs must be a str or a list of str, got {type(inputs).__name__}")
-        if not inputs:
-            raise ValueError("inputs is an empty list: pass at least one text")
-        for i, text in enumerate(inputs):
-            if not isinstance(text, str):
-                raise TypeError(f"inputs[{i}] is a {type(text).__name__}, not a str: every input must be text")
-        return list(inputs), False
+            raise TypeError(f"inputs must be a str, a {{'text', 'text_pair'}} dict or a list of them, "
+                            f"got {type(inputs).__name__}")
+        items: list[str | tuple[str, str]] = []
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):
+                items.append(item)
+            elif isinstance(item, dict):
+                items.append(_pair(item, f"inputs[{i}]"))
+            elif isinstance(item, list) and len(item) == 1 and isinstance(item[0], list) and len(item[0]) == 2:
+                items.append(_pair({"text": item[0][0], "text_pair": item[0][1]}, f"inputs[{i}]"))  # legacy form
+            elif isinstance(item, (list, tuple)):
+                raise ValueError(f"inputs[{i}] is a {type(item).__name__}: to send a text pair, send a dict "
+                                 '{"text": "My text", "text_pair": "My pair"} (as transformers asks)')
+            else:
+                raise TypeError(f"inputs[{i}] is a {type(item).__name__}, not a str: every input must be text")
+        return items, None
 
     # -- the three stages ----------------------------------------------------------------------
-    def preprocess(self, texts: list[str]) -> list[Encoding]:
+    def preprocess(self, texts: list[str | tuple[str, str]], max_length: int | None = None,
+                   strategy: str = "longest_first") -> list[Encoding]:
         try:
-            encodings = self.encoder.encode(texts)
+            encodings = self.encoder.encode(texts, max_length, strategy)
         except TypeError:  # tokenizers' only word on a str it cannot take: "TextInputSequence must be str"
             raise_on_invalid_unicode(texts)
             raise
@@ -112,13 +157,14 @@ class Pipeline:
     def _forward(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.session.run(feed)
 
-    def sanitize_parameters(self, **params: Any) -> dict[str, Any]:
+    def sanitize_parameters(self, **params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(preprocess parameters, postprocess parameters) from a call's keyword arguments."""
         raise NotImplementedError
 
     def postprocess(self, outputs: dict[str, np.ndarray], **params: Any) -> list[Any]:
         raise NotImplementedError
 
-    def finish(self, results: list[Any], single: bool, params: dict[str, Any]) -> Any:
+    def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
         return results[0] if single else results
 
 

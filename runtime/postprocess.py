@@ -35,10 +35,13 @@ def apply(function: str, logits: np.ndarray) -> np.ndarray:
 
 
 def label_scores(scores: np.ndarray, id2label: dict[int, str], top_k: int | None, legacy: bool):
-    """One input's result: the best label as a dict (legacy, top_k not given) or a sorted list."""
-    if legacy:
+    """One input's result, as transformers shapes it: legacy with top_k 1, the best label as a dict;
+    legacy with every label (return_all_scores), all of them in label order; else ranked, cut to top_k."""
+    if legacy and top_k == 1:
         best = int(scores.argmax())
         return {"label": id2label[best], "score": float(scores[best])}
-    ranked = sorted(({"label": id2label[i], "score": float(s)} for i, s in enumerate(scores)),
-                    key=lambda d: d["score"], reverse=True)
+    labelled = [{"label": id2label[i], "score": float(s)} for i, s in enumerate(scores)]
+    if legacy:
+        return labelled
+    ranked = sorted(labelled, key=lambda d: d["score"], reverse=True)
     return ranked if top_k is None else ranked[:top_k]

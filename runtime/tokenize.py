@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +29,35 @@ class TextEncoder:
             raise OnnxPipeError(f"{path} is not a valid tokenizer.json ({e}); export the artifact again") from e
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
+        self._variants: dict[tuple[int, str], Tokenizer] = {}
+        self._lock = threading.Lock()
         self.max_length = max_length
         self.pad_id = pad_id
         self.pad_token = pad_token
 
-    def encode(self, texts: list[str]) -> list[Encoding]:
-        """Truncated, unpadded encodings: callers sort them by length before padding batches."""
-        if len(texts) == 1:  # encode_batch hands even one text to its thread pool: slower at batch 1
-            return [self.tokenizer.encode(texts[0])]
-        return self.tokenizer.encode_batch(texts)
+    def encode(self, items: list[str | tuple[str, str]], max_length: int | None = None,
+               strategy: str = "longest_first") -> list[Encoding]:
+        """Truncated, unpadded encodings of texts or (text, text_pair) tuples: callers sort them by length
+        before padding batches. ``max_length`` below the model's limit and another truncation ``strategy``
+        use a tokenizer of their own, made once and never changed after: a shared tokenizer reconfigured
+        per call would race between threads."""
+        tokenizer = self._configured(max_length, strategy)
+        if len(items) == 1:  # encode_batch hands even one text to its thread pool: slower at batch 1
+            item = items[0]
+            return [tokenizer.encode(*item) if isinstance(item, tuple) else tokenizer.encode(item)]
+        return tokenizer.encode_batch(items)
+
+    def _configured(self, max_length: int | None, strategy: str) -> Tokenizer:
+        length = self.max_length if max_length is None else min(max_length, self.max_length)
+        if length == self.max_length and strategy == "longest_first":
+            return self.tokenizer
+        key = (length, strategy)
+        with self._lock:
+            if key not in self._variants:
+                variant = Tokenizer.from_str(self.tokenizer.to_str())
+                variant.enable_truncation(length, strategy=strategy)
+                self._variants[key] = variant
+            return self._variants[key]
 
     def collate(self, encodings: list[Encoding]) -> dict[str, np.ndarray]:
         """Pad to the longest encoding and stack into the int64 arrays the graph takes."""

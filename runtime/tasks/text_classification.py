@@ -1,4 +1,11 @@
-"""Text classification (sentiment analysis): the transformers pipeline's call shapes and outputs."""
+"""Text classification (sentiment analysis, cross-encoders): the transformers pipeline's call shapes and outputs.
+
+``pipe(text)`` → ``[{'label', 'score'}]``; ``pipe(texts)`` → one dict per text; ``pipe({"text", "text_pair"})``
+→ one dict; ``top_k=None`` → every label, best first; ``top_k=k`` → the k best (``0`` → none);
+``return_all_scores`` (legacy) → every label in label order; ``function_to_apply`` overrides the config's
+choice; ``truncation`` / ``max_length`` as the transformers tokenizer takes them. Parameters given to
+``pipeline(...)`` apply to every call, which may override them.
+"""
 
 from __future__ import annotations
 
@@ -10,33 +17,58 @@ from .. import postprocess as post
 from ..pipeline import Pipeline
 
 _UNSET = object()
+STRATEGIES = ("longest_first", "only_first", "only_second")
 
 
 class TextClassificationPipeline(Pipeline):
-    """``pipe(text)`` → ``[{'label', 'score'}]``; ``pipe(texts)`` → one dict per text;
-    ``top_k=None`` → every label, best first; ``function_to_apply`` overrides the config's choice."""
-
     task = "text-classification"
 
-    def sanitize_parameters(self, top_k: Any = _UNSET, function_to_apply: str | None = None) -> dict[str, Any]:
-        legacy = top_k is _UNSET
-        if not legacy and top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+    def sanitize_parameters(self, top_k: Any = _UNSET, function_to_apply: str | None = None,
+                            return_all_scores: bool | None = None, truncation: bool | str | None = None,
+                            max_length: int | None = None, padding: Any = None
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+        # transformers' rules: top_k given (an int or None) → a ranked list; else return_all_scores
+        # (the call's, or the config's) → every label unranked, or the best as a dict.
+        if return_all_scores is None:
+            return_all_scores = self.artifact.manifest["config"].get("return_all_scores")
+        if top_k is not _UNSET:
+            if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+                raise ValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
+            shape = {"top_k": top_k, "legacy": False}
+        elif return_all_scores:
+            shape = {"top_k": None, "legacy": True}
+        else:
+            shape = {"top_k": 1, "legacy": True}
         if function_to_apply is None:
             function = post.default_function(self.artifact.problem_type, self.artifact.num_labels)
         elif isinstance(function_to_apply, str) and function_to_apply.lower() in post.FUNCTIONS:
             function = function_to_apply.lower()
         else:
             raise ValueError(f"function_to_apply must be one of {post.FUNCTIONS}, got {function_to_apply!r}")
-        return {"function": function, "top_k": None if legacy else top_k, "legacy": legacy}
+        return self._truncation(truncation, max_length), {"function": function, **shape}
+
+    @staticmethod
+    def _truncation(truncation: bool | str | None, max_length: int | None) -> dict[str, Any]:
+        """Deliberate difference: text past the model's limit is always truncated (transformers raises);
+        a shorter ``max_length`` and a strategy apply as the transformers tokenizer applies them."""
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                       or max_length < 1):
+            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+        if truncation is False or truncation == "do_not_truncate" or max_length is None:
+            return {}
+        strategy = "longest_first" if truncation in (None, True) else truncation
+        if strategy not in STRATEGIES:
+            raise ValueError(f"truncation must be a bool or one of {STRATEGIES}, got {truncation!r}")
+        return {"max_length": max_length, "strategy": strategy}
 
     def postprocess(self, outputs: dict[str, np.ndarray], function: str, top_k: int | None,
                     legacy: bool) -> list[Any]:
         scores = post.apply(function, outputs["logits"])
         return [post.label_scores(row, self.artifact.id2label, top_k, legacy) for row in scores]
 
-    def finish(self, results: list[Any], single: bool, params: dict[str, Any]) -> Any:
-        # transformers wraps a single text's best label in a list, but returns top_k lists bare.
-        if single:
+    def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
+        # transformers wraps a single *text*'s result in a list unless the call itself named top_k
+        # (even when pipeline(...) did: its quirk, kept so that code switches with one import).
+        if single == "str":
             return results if "top_k" not in params else results[0]
-        return results
+        return results[0] if single else results

@@ -19,7 +19,8 @@ def test_manifest_describes_the_artifact(artifact, checkpoint):
     assert m["source"]["kind"] == "local" and m["source"]["name_or_path"] == str(checkpoint("bert", "multi"))
     assert len(m["source"]["content_sha256"]) == 64
     assert m["config"] == {"id2label": {"0": "joy", "1": "anger", "2": "fear", "3": "love"},
-                           "problem_type": "multi_label_classification", "num_labels": 4}
+                           "problem_type": "multi_label_classification", "num_labels": 4,
+                           "return_all_scores": None}  # None: the config does not set it
     assert m["tokenizer"] == {"file": "tokenizer.json", "max_length": 64, "pad_token": "[PAD]", "pad_id": 0}
     assert m["opset"] >= 14
     assert {"torch", "transformers", "optimum", "onnxruntime", "tokenizers"} <= set(m["versions"])

@@ -25,12 +25,13 @@ def copy(artifact, tmp_path):
 
 
 @pytest.mark.parametrize("bad, error, words", [
-    (123, TypeError, "str or a list of str, got int"),
+    (123, TypeError, "a {'text', 'text_pair'} dict or a list of them, got int"),
     (None, TypeError, "got NoneType"),
     (b"bytes", TypeError, "got bytes"),
-    ([], ValueError, "empty list"),
     (["ok", 5], TypeError, "inputs[1] is a int"),
-    ({"text": "a", "text_pair": "b"}, TypeError, "got dict"),
+    ([["a", "b"]], ValueError, 'inputs[0] is a list: to send a text pair, send a dict {"text"'),
+    ({"text": "a", "pair": "b"}, ValueError, "must be a dict with 'text' and optionally 'text_pair'"),
+    ({"text": "a", "text_pair": 3}, TypeError, "inputs['text_pair'] is a int, not a str"),
     (["ok", "caf\udce9"], ValueError, "inputs[1] is not valid Unicode text: surrogates not allowed '\\udce9'"),
     ("\ud800", ValueError, "inputs[0] is not valid Unicode text"),
 ])
@@ -41,8 +42,10 @@ def test_bad_inputs(pipe, bad, error, words):
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"top_k": 0}, "top_k must be a positive int"),
-    ({"top_k": "2"}, "top_k must be a positive int"),
+    ({"top_k": -1}, "top_k must be a non-negative int"),
+    ({"top_k": "2"}, "top_k must be a non-negative int"),
+    ({"max_length": 0}, "max_length must be a positive int"),
+    ({"truncation": "only_third", "max_length": 8}, "truncation must be a bool or one of"),
     ({"function_to_apply": "relu"}, "function_to_apply must be one of"),
     ({"batch_size": 0}, "batch_size must be a positive int"),
 ])

@@ -134,3 +134,52 @@ def test_concurrent_calls_match_sequential(artifact):
         got = list(pool.map(lambda job: pipe(job, top_k=None), jobs))
     for g, e in zip(got, expected):
         assert_same(g, e, tol=1e-6)
+
+
+PAIR = {"text": "the food was good", "text_pair": "but the service was bad " * 20}  # long pair: truncated
+CALLS = [  # (inputs, call kwargs): each run through both pipelines
+    ("good film", {}),
+    (["good film", "bad food"], {}),
+    ({"text": "good film", "text_pair": "bad food"}, {}),
+    ([{"text": "good film", "text_pair": "bad food"}, PAIR], {}),
+    ([[["good film", "bad food"]]], {}),  # the legacy pair form
+    ("good film", {"top_k": None}),
+    ("good film", {"top_k": 2}),
+    ("good film", {"top_k": 0}),
+    (["good film", "bad"], {"top_k": 1}),
+    ("good film", {"return_all_scores": True}),
+    ("good film", {"return_all_scores": False}),
+    (PAIR, {"top_k": None}),
+    ("good film " * 50, {"truncation": True, "max_length": 8}),
+    (PAIR, {"truncation": "only_second", "max_length": 12}),
+    ([], {}),
+    ("good film", {"function_to_apply": "sigmoid", "top_k": None}),
+]
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "albert"])
+def test_call_shapes_match_transformers(checkpoint, artifact, arch):
+    theirs = hf_pipeline(checkpoint(arch, "single"), 64)
+    ours = onnxpipe.pipeline(model=artifact(arch, "single"), variant="fp32")
+    for inputs, kwargs in CALLS:
+        assert_same(ours(inputs, **kwargs), theirs(inputs, **kwargs))
+    # Generators come back as iterators of results, as transformers' do.
+    gen = ours((t for t in ["good film", "bad food", "a"]), batch_size=2)
+    assert not isinstance(gen, list)
+    assert_same(list(gen), list(theirs(t for t in ["good film", "bad food", "a"])))
+    with pytest.raises(ValueError, match="text pair"):
+        ours([["good film", "bad food"]])
+    with pytest.raises(ValueError, match="text pairs"):
+        theirs([["good film", "bad food"]])
+
+
+def test_parameters_given_at_construction(checkpoint, artifact):
+    from transformers import pipeline
+
+    for defaults in ({"top_k": None}, {"function_to_apply": "sigmoid"}, {"return_all_scores": True}):
+        theirs = pipeline("text-classification", model=str(checkpoint()), truncation=True, max_length=64, **defaults)
+        ours = onnxpipe.pipeline(model=artifact(), variant="fp32", **defaults)
+        for inputs, kwargs in (("good film", {}), (["good film", "bad"], {}), ("good film", {"top_k": 2})):
+            assert_same(ours(inputs, **kwargs), theirs(inputs, **kwargs))
+    with pytest.raises(ValueError, match="top_k must be"):
+        onnxpipe.pipeline(model=artifact(), top_k="all")
