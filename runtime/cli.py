@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=positive_int, help="return the k best labels instead of the best one")
     p.add_argument("--batch-size", type=positive_int, default=32, help="most lines per graph run (default: 32)")
     p.add_argument("--jsonl", action="store_true",
-                   help='stdin lines are JSON: a string, or an object with a "text" field')
+                   help='stdin lines are JSON: a string, or an object with "text" (and "text_pair")')
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("explain", help="show each of the four stages for one text")
@@ -230,17 +230,16 @@ def answer(pipe, batch: list, params: dict) -> list[dict]:
     from .pipeline import call_each
 
     good = [line for line in batch if line.error is None]
-    results = dict(zip((line.number for line in good), call_each(pipe, [line.text for line in good], **params)))
+    results = dict(zip((line.number for line in good), call_each(pipe, [line.input for line in good], **params)))
     rows = []
     for line in batch:
         result = results.get(line.number, line.error)
         if isinstance(result, (str, Exception)):
             message = result if isinstance(result, str) else f"line {line.number}: {result}"
             rows.append({"line": line.number, "error": message})
-        elif isinstance(result, dict):
-            rows.append({"text": line.text, **result})
         else:
-            rows.append({"text": line.text, "labels": result})
+            given = {"text": line.text} if line.pair is None else {"text": line.text, "text_pair": line.pair}
+            rows.append({**given, **result} if isinstance(result, dict) else {**given, "labels": result})
     return rows
 
 

@@ -4,7 +4,7 @@ A reader thread queues stdin lines as they come; the main loop blocks for one li
 line already waiting (up to the batch size), so a trickle (``tail -f``) is answered line by line and
 a flood is still batched. Lines are decoded here, strictly, one by one: a line that is not UTF-8
 becomes an error record for that line instead of ending the stream. With ``--jsonl`` each line is
-JSON (a string, or an object with a ``text`` field; the form that will carry text pairs).
+JSON (a string, or an object with a ``text`` field and optionally ``text_pair``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ class Line:
     number: int  # 1-based, counting blank lines too, so it matches the input file
     text: str | None  # None when the line could not be decoded
     error: str | None = None
+    pair: str | None = None  # --jsonl {"text", "text_pair"}
+
+    @property
+    def input(self) -> str | dict:
+        return self.text if self.pair is None else {"text": self.text, "text_pair": self.pair}
 
 
 def decode(number: int, raw: bytes, jsonl: bool = False) -> Line:
@@ -39,11 +44,13 @@ def decode(number: int, raw: bytes, jsonl: bool = False) -> Line:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         return Line(number, None, f"line {number} is not valid JSON ({e.msg} at column {e.colno})")
+    pair = None
     if isinstance(value, dict):
-        value = value.get("text")
-    if not isinstance(value, str):
-        return Line(number, None, f"line {number}: give a JSON string or an object with a \"text\" string")
-    return Line(number, value)
+        value, pair = value.get("text"), value.get("text_pair")
+    if not isinstance(value, str) or not isinstance(pair, (str, type(None))):
+        return Line(number, None, f"line {number}: give a JSON string or an object with a \"text\" string "
+                                  "(and optionally a \"text_pair\" string)")
+    return Line(number, value, pair=pair)
 
 
 def from_arguments(args: Iterable[str]) -> list[Line]:

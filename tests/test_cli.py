@@ -52,13 +52,17 @@ def test_a_bad_line_gets_an_error_record_and_the_rest_is_answered(artifact, monk
 
 
 def test_jsonl_input(artifact, monkeypatch, capsys):
-    fake_stdin(monkeypatch, b'"good film"\n{"text": "bad food", "id": 7}\n{"txt": 1}\n[1, 2]\nnot json\n')
+    fake_stdin(monkeypatch, b'"good film"\n{"text": "bad food", "id": 7}\n{"txt": 1}\n[1, 2]\nnot json\n'
+                            b'{"text": "good film", "text_pair": "bad food"}\n')
     assert main(["run", "-m", str(artifact()), "--jsonl"]) == 1
     rows = rows_of(capsys.readouterr().out)
-    expected = onnxpipe.pipeline(model=artifact())(["good film", "bad food"])
+    pipe = onnxpipe.pipeline(model=artifact())
+    expected = pipe(["good film", "bad food"])
     assert rows[:2] == [{"text": "good film", **expected[0]}, {"text": "bad food", **expected[1]}]
-    assert [r["line"] for r in rows[2:]] == [3, 4, 5]
+    assert [r["line"] for r in rows[2:5]] == [3, 4, 5]
     assert 'object with a "text" string' in rows[2]["error"] and "not valid JSON" in rows[4]["error"]
+    pair = {"text": "good film", "text_pair": "bad food"}
+    assert rows[5] == {**pair, **pipe(pair)}
 
 
 def test_an_undecodable_argument_is_an_error_record(artifact, capsys):
