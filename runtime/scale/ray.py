@@ -13,6 +13,8 @@ The artifact folder must be readable on every node (shared storage, or shipped w
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +89,6 @@ def score_ray(input_path: Path, output_path: Path, model: str | Path, task: str 
               prefix: str = "", variant: str | None = None, batch_size: int = 256, address: str | None = None,
               num_cpus: int | None = None) -> Summary:
     """Read, score on actors and write one OUTPUT file in input order. Local Ray unless ``address``."""
-    import time
-
     import ray
 
     input_path, output_path = Path(input_path), Path(output_path)
@@ -118,8 +118,6 @@ def score_ray(input_path: Path, output_path: Path, model: str | Path, task: str 
                 errors += table.num_rows - table.column(prefix + "error").null_count
             _write_atomic(output_path, lambda p: merge_parts(parts, p, fmt) if parts else p.write_bytes(b""))
         finally:
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
     finally:
         if started_here:
