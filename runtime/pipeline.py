@@ -39,7 +39,8 @@ def _pair(item: dict, where: str) -> str | tuple[str, str]:
     for key, value in (("text", text), ("text_pair", pair)):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{where}[{key!r}] is a {type(value).__name__}, not a str")
-    return text if pair is None else (text, pair)
+    # An empty pair encodes the text alone, as the transformers tokenizer does (`if text_pair` there).
+    return (text, pair) if pair else text
 
 
 def raise_on_invalid_unicode(texts: list) -> None:

@@ -66,6 +66,29 @@ class TextClassificationPipeline(Pipeline):
         scores = post.apply(function, outputs["logits"])
         return [post.label_scores(row, self.artifact.id2label, top_k, legacy) for row in scores]
 
+    def rerank(self, query: str, documents: list[str], top_k: int | None = None, label: str | None = None,
+               return_text: bool = False, batch_size: int | None = None) -> list[dict[str, Any]]:
+        """Rank ``documents`` by the cross-encoder's score for (query, document): ``[{"index", "score"}]``,
+        best first, as rerank APIs return them. The score is the one-logit model's (sigmoid by default), or
+        ``label``'s probability; with several labels and no ``label``, the last label's (the "relevant"
+        or "entailment" end of most pair classifiers)."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        if not isinstance(documents, (list, tuple)):
+            raise TypeError(f"documents must be a list of str, got {type(documents).__name__}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+            raise ValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
+        names = list(self.artifact.id2label.values())
+        label = label if label is not None else self.artifact.id2label[max(self.artifact.id2label)]
+        if label not in names:
+            raise ValueError(f"label {label!r} is not one of this model's labels {names}")
+        results = self([{"text": query, "text_pair": d} for d in documents], top_k=None, batch_size=batch_size)
+        ranked = sorted(({"index": i, "score": next(d["score"] for d in r if d["label"] == label)}
+                         for i, r in enumerate(results)), key=lambda d: d["score"], reverse=True)
+        if return_text:
+            ranked = [{**d, "text": documents[d["index"]]} for d in ranked]
+        return ranked if top_k is None else ranked[:top_k]
+
     def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
         # transformers wraps a single *text*'s result in a list unless the call itself named top_k
         # (even when pipeline(...) did: its quirk, kept so that code switches with one import).

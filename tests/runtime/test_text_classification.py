@@ -141,6 +141,7 @@ CALLS = [  # (inputs, call kwargs): each run through both pipelines
     ("good film", {}),
     (["good film", "bad food"], {}),
     ({"text": "good film", "text_pair": "bad food"}, {}),
+    ({"text": "good film", "text_pair": ""}, {}),  # an empty pair: the text alone, in both
     ([{"text": "good film", "text_pair": "bad food"}, PAIR], {}),
     ([[["good film", "bad food"]]], {}),  # the legacy pair form
     ("good film", {"top_k": None}),
@@ -183,3 +184,27 @@ def test_parameters_given_at_construction(checkpoint, artifact):
             assert_same(ours(inputs, **kwargs), theirs(inputs, **kwargs))
     with pytest.raises(ValueError, match="top_k must be"):
         onnxpipe.pipeline(model=artifact(), top_k="all")
+
+
+@pytest.mark.parametrize("head", ["regression", "single"])
+def test_rerank_orders_documents_by_the_pair_score(checkpoint, artifact, head):
+    """rerank() = the pair pipeline's score for each (query, document), best first; here against
+    transformers' own pipeline on the same pairs (one logit: sigmoid; three labels: the last label's)."""
+    theirs = hf_pipeline(checkpoint("bert", head), 64)
+    ours = onnxpipe.pipeline(model=artifact("bert", head), variant="fp32")
+    query, docs = "good film", ["bad food", "a beautiful, moving film", "never again", "i love it", ""]
+    expected = theirs([{"text": query, "text_pair": d} for d in docs], top_k=None,
+                      function_to_apply="sigmoid" if head == "regression" else None)
+    last = ours.artifact.id2label[max(ours.artifact.id2label)]
+    want = sorted(((next(x["score"] for x in r if x["label"] == last), i) for i, r in enumerate(expected)),
+                  reverse=True)
+    if head == "regression":
+        ours = onnxpipe.pipeline(model=artifact("bert", head), variant="fp32", function_to_apply="sigmoid")
+    got = ours.rerank(query, docs)
+    assert [d["index"] for d in got] == [i for _, i in want]
+    assert max(abs(d["score"] - s) for d, (s, _) in zip(got, want)) <= SCORE_TOL
+    top = ours.rerank(query, docs, top_k=2, return_text=True)
+    assert [d["text"] for d in top] == [docs[i] for _, i in want[:2]]
+    assert ours.rerank(query, []) == []
+    with pytest.raises(ValueError, match="not one of this model's labels"):
+        ours.rerank(query, docs, label="nope")
