@@ -20,6 +20,7 @@ import torch
 from onnxpipe.artifact import VARIANT_PREFERENCE, load_artifact
 from onnxpipe.errors import OnnxPipeError
 from onnxpipe.tasks import canonical_task
+from onnxpipe.session import Session
 from onnxpipe.tokenize import TextEncoder
 
 from . import SUPPORTED_TASKS
@@ -175,12 +176,13 @@ def build_variants(model, tokenizer, folder: Path, max_length: int, optimize: bo
     reference, ref_ids = torch_logits(model, tokenizer, list(SAMPLES), max_length)
 
     def check(name: str, strict: bool, **extra) -> dict:
-        logits, ids = onnx_logits(folder / FILES[name], encoder, list(SAMPLES))
+        session = Session(folder / FILES[name], threads=1)
+        logits, ids = onnx_logits(session, encoder, list(SAMPLES))
         if ids != ref_ids:
             raise ExportError("the exported tokenizer.json and the transformers tokenizer give different token "
                               "ids on the sample sentences; the artifact would not reproduce the checkpoint")
         figures = compare(reference, logits)
-        figures["batch_invariance"] = batch_invariance(folder / FILES[name], encoder, list(SAMPLES))
+        figures["batch_invariance"] = batch_invariance(session, encoder, list(SAMPLES))
         log(f"{name}: largest logit gap vs PyTorch {figures['max_logit_gap']:.2e}, "
             f"label agreement {figures['label_agreement']:.0%}, "
             f"score gap alone vs batched {figures['batch_invariance']['max_score_gap']:.1e}")
@@ -211,12 +213,11 @@ def build_int8(folder: Path, base: str, encoder: TextEncoder, opts: Int8Options,
     texts = texts[:CALIBRATION_TEXTS]
     calibration = f"{calibration} ({len(texts)} texts)"
     recipes: list[dict] = []
-
-    def feeds(batch: list[str]):  # one unpadded feed per text: padding never enters a range
-        return (encoder.collate([e]) for e in encoder.encode(batch))
+    # One unpadded feed per text, so padding never enters a range; encoded once for every build.
+    feeds = [encoder.collate([e]) for e in encoder.encode(texts)]
 
     def build(excluded: list[str]) -> Path:
-        recipes.append(quantize_graph(src, dst, opts.mode, feeds=feeds, calibration=texts,
+        recipes.append(quantize_graph(src, dst, opts.mode, feeds=feeds,
                                       calibration_name=calibration, method=opts.method, alpha=opts.alpha,
                                       exclude=[*opts.exclude, *excluded], isa=opts.isa,
                                       reduce_range=opts.reduce_range))

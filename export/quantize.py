@@ -28,7 +28,7 @@ import platform
 from collections import defaultdict
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
@@ -42,8 +42,6 @@ CALIBRATION_DIR = Path(__file__).parent / "calibration"
 DEFAULT_CALIBRATION = CALIBRATION_DIR / "general-en.txt"
 
 CALIBRATION_TEXTS = 300  # ranges and smoothing scales stop moving well before this many texts
-
-Feeds = Callable[[list[str]], Iterable[dict[str, np.ndarray]]]  # texts -> one feed dict per text
 
 
 @dataclass(frozen=True)
@@ -210,9 +208,9 @@ def fix_scales(model, feeds: list[dict], method: str = "minmax", percentile: flo
 
 
 # -- the recipes -------------------------------------------------------------------------------------
-def quantize_graph(src: Path, dst: Path, mode: str = "static", *, feeds: Feeds | None = None,
-             calibration: list[str] | None = None, calibration_name: str = "", method: str = "minmax",
-             alpha: float | None = DEFAULT_ALPHA, exclude: Iterable[str] = (), isa: str = "auto",
+def quantize_graph(src: Path, dst: Path, mode: str = "static", *, feeds: list[dict[str, np.ndarray]] | None = None,
+                   calibration_name: str = "", method: str = "minmax",
+                   alpha: float | None = DEFAULT_ALPHA, exclude: Iterable[str] = (), isa: str = "auto",
                    reduce_range: bool = False) -> dict:
     """Write the int8 graph of ``src`` to ``dst``; returns the recipe for the manifest."""
     import onnx
@@ -230,9 +228,9 @@ def quantize_graph(src: Path, dst: Path, mode: str = "static", *, feeds: Feeds |
 
     model = onnx.load(str(src))
     if mode == "static":
-        if feeds is None or not calibration:
+        if not feeds:
             raise ValueError("static int8 needs calibration text")
-        calib_feeds = list(feeds(calibration))
+        calib_feeds = feeds
         if alpha:
             recipe["smoothed_activations"] = smooth(model, calib_feeds, alpha, set(exclude))
     quiet = logging.getLogger()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from onnxpipe.postprocess import sigmoid, softmax
 from onnxpipe.session import Session
 from onnxpipe.tokenize import TextEncoder
 
@@ -42,9 +43,8 @@ def torch_logits(model, tokenizer, texts: list[str], max_length: int) -> tuple[n
     return np.stack(rows), ids
 
 
-def onnx_logits(onnx_path: Path, encoder: TextEncoder, texts: list[str]) -> tuple[np.ndarray, list[list[int]]]:
+def onnx_logits(session: Session, encoder: TextEncoder, texts: list[str]) -> tuple[np.ndarray, list[list[int]]]:
     """The runtime's own path: tokenizer.json encodings, one padded batch, one session run."""
-    session = Session(onnx_path, threads=1)
     encodings = encoder.encode(texts)
     ids = [list(e.ids) for e in encodings]
     logits = session.run(encoder.collate(encodings))["logits"]
@@ -64,9 +64,8 @@ def graph_logits(onnx_path: Path, encoder: TextEncoder, texts: list[str], batch_
     return np.stack(rows)
 
 
-def batch_invariance(onnx_path: Path, encoder: TextEncoder, texts: list[str]) -> dict:
+def batch_invariance(session: Session, encoder: TextEncoder, texts: list[str]) -> dict:
     """Each text alone vs all of them in one padded batch: the largest score gap and the label flips."""
-    session = Session(onnx_path, threads=1)
     alone = np.concatenate([session.run(encoder.collate(encoder.encode([t])))["logits"] for t in texts])
     together = session.run(encoder.collate(encoder.encode(texts)))["logits"]
     gap = float(np.max(np.abs(scores(alone) - scores(together))))
@@ -77,10 +76,7 @@ def batch_invariance(onnx_path: Path, encoder: TextEncoder, texts: list[str]) ->
 
 def scores(logits: np.ndarray) -> np.ndarray:
     """Probabilities (softmax, or sigmoid for one logit): what a batch-invariance gap is stated in."""
-    if logits.shape[-1] == 1:
-        return 1 / (1 + np.exp(-logits))
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
+    return sigmoid(logits) if logits.shape[-1] == 1 else softmax(logits)
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:

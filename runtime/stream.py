@@ -19,6 +19,14 @@ from typing import BinaryIO, Iterable, Iterator
 _EOF = object()
 
 
+def not_utf8(raw: bytes, e: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text (byte 0x{raw[e.start]:02x} at byte {e.start})"
+
+
+def not_json(e: json.JSONDecodeError) -> str:
+    return f"not valid JSON ({e.msg} at column {e.colno})"
+
+
 @dataclass(frozen=True)
 class Line:
     number: int  # 1-based, counting blank lines too, so it matches the input file
@@ -37,13 +45,13 @@ def decode(number: int, raw: bytes, jsonl: bool = False) -> Line:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return Line(number, None, f"line {number} is not UTF-8 text (byte 0x{raw[e.start]:02x} at byte {e.start})")
+        return Line(number, None, f"line {number} is {not_utf8(raw, e)}")
     if not jsonl or not text.strip():
         return Line(number, text)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        return Line(number, None, f"line {number} is not valid JSON ({e.msg} at column {e.colno})")
+        return Line(number, None, f"line {number} is {not_json(e)}")
     pair = None
     if isinstance(value, dict):
         value, pair = value.get("text"), value.get("text_pair")

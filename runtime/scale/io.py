@@ -16,6 +16,8 @@ from typing import Iterator
 
 import pyarrow as pa
 
+from ..stream import not_json, not_utf8
+
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
            ".pq": "parquet"}
 BAD_INPUT = "_onnxpipe_input_error"  # a reader's note on a row it could not read; becomes the error column
@@ -66,9 +68,9 @@ def _json_record(number: int, raw: bytes, column: str) -> dict:
     try:
         record = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
-        return {BAD_INPUT: f"row {number}: not UTF-8 text (byte 0x{raw[e.start]:02x} at byte {e.start})"}
+        return {BAD_INPUT: f"row {number}: {not_utf8(raw, e)}"}
     except json.JSONDecodeError as e:
-        return {BAD_INPUT: f"row {number}: not valid JSON ({e.msg} at column {e.colno})"}
+        return {BAD_INPUT: f"row {number}: {not_json(e)}"}
     if not isinstance(record, dict):
         return {BAD_INPUT: f"row {number}: a JSON {type(record).__name__}, not an object with a {column!r} field"}
     value = record.get(column)

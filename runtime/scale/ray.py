@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from .io import format_of, merge_parts, write_table
-from .score import Summary, _write_atomic, add_results
+from .score import Summary, write_atomic, add_results
 
 
 class PipelineActor:
@@ -116,7 +116,7 @@ def score_ray(input_path: Path, output_path: Path, model: str | Path, task: str 
                 parts.append(part)
                 rows += table.num_rows
                 errors += table.num_rows - table.column(prefix + "error").null_count
-            _write_atomic(output_path, lambda p: merge_parts(parts, p, fmt) if parts else p.write_bytes(b""))
+            write_atomic(output_path, lambda p: merge_parts(parts, p, fmt) if parts else p.write_bytes(b""))
         finally:
             shutil.rmtree(work, ignore_errors=True)
     finally:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from ..pipeline import Pipeline, call_each
+from ..stream import not_utf8
 from .io import BAD_INPUT, count_rows, format_of, merge_parts, read_chunks, write_table
 
 CHUNK_ROWS = 4096
@@ -91,7 +92,7 @@ def _text_of(value: Any, note: str | None, column: str, where: str) -> tuple[str
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError as e:
-            return None, f"{where}: column {column!r} is not UTF-8 text (byte 0x{value[e.start]:02x} at {e.start})"
+            return None, f"{where}: column {column!r} is {not_utf8(value, e)}"
     if not isinstance(value, str):
         return None, f"{where}: column {column!r} holds a {type(value).__name__}, not text"
     return value, None
@@ -131,17 +132,17 @@ def _run(input_path: Path, output_path: Path, pipe: Pipeline, column: str, prefi
             for message in errors:
                 warn(message)
             record = json.dumps({"rows": table.num_rows, "errors": errors})
-            _write_atomic(meta, lambda p, record=record: p.write_text(record))
-            _write_atomic(part, lambda p, table=table: write_table(table, p, fmt))
+            write_atomic(meta, lambda p, record=record: p.write_text(record))
+            write_atomic(part, lambda p, table=table: write_table(table, p, fmt))
         rows += chunk.num_rows
         bar.update(chunk.num_rows)
     bar.close()
     committed = sorted(parts.glob(f"part-*{output_path.suffix}"))
     errors = sum(len(json.loads(p.with_suffix(".json").read_text())["errors"]) for p in committed)
     if committed:
-        _write_atomic(output_path, lambda p: merge_parts(committed, p, fmt))
+        write_atomic(output_path, lambda p: merge_parts(committed, p, fmt))
     else:  # an empty input still gets its (empty) output
-        _write_atomic(output_path, lambda p: p.write_bytes(b""))
+        write_atomic(output_path, lambda p: p.write_bytes(b""))
     shutil.rmtree(parts)
     return Summary(rows, errors, time.perf_counter() - start, resumed)
 
@@ -160,11 +161,11 @@ def open_parts(input_path: Path, output_path: Path, settings: dict) -> Path:
                              "run the same command to finish it, or delete that folder to start over")
         return parts
     parts.mkdir(parents=True, exist_ok=True)
-    _write_atomic(parts / JOB, lambda p: p.write_text(json.dumps(job, indent=1)))
+    write_atomic(parts / JOB, lambda p: p.write_text(json.dumps(job, indent=1)))
     return parts
 
 
-def _write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
