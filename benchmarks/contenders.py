@@ -4,7 +4,7 @@ A contender is data (name, group, the packages it needs, a loader, a cold-start 
 of its own. Every loader returns a :class:`Runner`: the user-facing single-text call (timed for
 latency) and a batch predictor returning probabilities in label-id order (for throughput and
 accuracy). Engines without a pipeline of their own (OpenVINO, CTranslate2) run inside onnxpipe's
-pipeline with the session swapped, so tokenization and post-processing are identical.
+pipeline with another engine handed in, so tokenization and post-processing are identical.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def load_bare_session(spec: Spec) -> Runner:
 
     def call_one(text: str):
         if text not in feeds:
-            feeds[text] = {n: v for n, v in pipe.encoder.collate(pipe.preprocess([text])).items()
+            feeds[text] = {n: v for n, v in pipe.encoder.collate(pipe.encode([text])).items()
                            if n in pipe.session.input_names}
         return pipe.session.session.run(None, feeds[text])
 
@@ -179,12 +179,12 @@ def _openvino(spec: Spec, quantize: bool) -> Runner:
 
     core = ov.Core()
     model = core.read_model(str(spec.artifact / "model.onnx"))
-    pipe = onnxpipe.pipeline(model=spec.artifact, variant="fp32", threads=spec.threads)
     size = (spec.artifact / "model.onnx").stat().st_size
     if quantize:
-        model, size = _nncf_int8(model, pipe, spec)
+        encoder = onnxpipe.pipeline(model=spec.artifact, variant="fp32", threads=spec.threads)
+        model, size = _nncf_int8(model, encoder, spec)
     compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": spec.threads})
-    pipe.session = _OpenVINOSession(compiled, spec.threads)
+    pipe = onnxpipe.pipeline(model=spec.artifact, variant="fp32", engine=_OpenVINOSession(compiled, spec.threads))
     runner = _onnxpipe_runner(pipe, spec, size)
     precision = compiled.get_property("INFERENCE_PRECISION_HINT")
     runner.note = f"inference precision {getattr(precision, 'get_type_name', lambda: precision)()}"
@@ -200,7 +200,7 @@ def _nncf_int8(model, pipe, spec: Spec):
 
     if not spec.calibration:
         raise RuntimeError("NNCF calibration needs SST-2 train.tsv in --data")
-    items = [pipe.encoder.collate(pipe.preprocess([t])) for t in spec.calibration[:300]]
+    items = [pipe.encoder.collate(pipe.encode([t])) for t in spec.calibration[:300]]
     names = [p.get_any_name() for p in model.inputs]
     dataset = nncf.Dataset(items, lambda feed: {n: feed[n] for n in names})
     qmodel = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
@@ -239,8 +239,8 @@ def load_ctranslate2(spec: Spec) -> Runner:
                                                                                 force=True)
     weights = load_file(str(spec.checkpoint / "model.safetensors"))
     encoder = ctranslate2.Encoder(str(out), device="cpu", compute_type="int8", intra_threads=spec.threads)
-    pipe = onnxpipe.pipeline(model=spec.artifact, variant="fp32", threads=spec.threads)
-    pipe.session = _CT2Session(encoder, weights["classifier.weight"], weights["classifier.bias"], spec.threads)
+    engine = _CT2Session(encoder, weights["classifier.weight"], weights["classifier.bias"], spec.threads)
+    pipe = onnxpipe.pipeline(model=spec.artifact, variant="fp32", engine=engine)
     runner = _onnxpipe_runner(pipe, spec, _dir_size(out, "model.bin"))
     runner.note = "int8 encoder, classifier in numpy"
     return runner

@@ -25,12 +25,12 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     pipe = onnxpipe.pipeline("text-classification" if a.artifact is None else None, model=a.artifact,
                              variant=a.variant)
-    feed = pipe.encoder.collate(pipe.preprocess([SEED]))
+    feed = pipe.encoder.collate(pipe.encode([SEED]))
     run = pipe.session.session.run
     steps = {
         "bare session.run, same encoded input": lambda: run(None, feed),
-        "+ tokenize (result unused)": lambda: (pipe.preprocess([SEED]), run(None, feed)),
-        "+ pad into fresh arrays": lambda: run(None, pipe.encoder.collate(pipe.preprocess([SEED]))),
+        "+ tokenize (result unused)": lambda: (pipe.encode([SEED]), run(None, feed)),
+        "+ pad into fresh arrays": lambda: run(None, pipe.encoder.collate(pipe.encode([SEED]))),
         "+ checks, softmax, dicts: pipe(text)": lambda: pipe(SEED),
     }
     times: dict[str, list[float]] = {k: [] for k in steps}

@@ -11,7 +11,9 @@ from typing import Any
 
 __all__ = ["export", "ExportError", "SUPPORTED_TASKS"]
 
-SUPPORTED_TASKS = ("text-classification",)
+from onnxpipe.tasks import TASKS
+
+SUPPORTED_TASKS = tuple(TASKS)
 
 
 def __getattr__(name: str) -> Any:

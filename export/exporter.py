@@ -19,16 +19,16 @@ import torch
 
 from onnxpipe.artifact import VARIANT_PREFERENCE, load_artifact
 from onnxpipe.errors import OnnxPipeError
-from onnxpipe.tasks import canonical_task
+from onnxpipe.tasks import TASKS, TaskSpec, canonical_task
 from onnxpipe.session import Session
 from onnxpipe.tokenize import TextEncoder
 
-from . import SUPPORTED_TASKS
-from .manifest import folder_hash, write_manifest
 from . import budget
+from .embedding import sentence_transformers_config
+from .manifest import folder_hash, write_manifest
 from .quantize import CALIBRATION_TEXTS, Int8Options, canonical_mode, quantizable_nodes, quantize_graph, read_texts
-from .validate import (BATCH_MAX_GAP, FP32_MAX_GAP, SAMPLES, batch_invariance, compare, graph_logits, onnx_logits,
-                       torch_logits)
+from .validate import (BATCH_MAX_GAP, FP32_MAX_GAP, batch_invariance, compare, graph_logits, onnx_outputs, samples,
+                       torch_outputs)
 from .variants import FILES, UnsupportedArchitecture, optimize_graph
 
 Log = Callable[[str], None]
@@ -56,8 +56,7 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
     """
     log = log or (lambda msg: None)
     task = canonical_task(task)
-    if task not in SUPPORTED_TASKS:
-        raise ValueError(f"task {task!r} cannot be exported yet: supported {', '.join(SUPPORTED_TASKS)}")
+    spec = TASKS[task]
     if isinstance(quantize, str):
         quantize = Int8Options(mode=quantize)
     if quantize is not None:
@@ -66,32 +65,43 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
         quantize = dataclasses.replace(quantize, mode=canonical_mode(quantize.mode))
         if quantize.max_drop is not None and quantize.eval_data is None:
             raise ValueError("an accuracy budget (max_drop, --max-drop) needs data to measure it on (--eval DATA)")
+        if quantize.max_drop is not None and spec.head != "sequence-classification":
+            raise ValueError(f"an accuracy budget (--max-drop) is measured on classification data; {task} has none "
+                             "yet: quantize without it and read the agreement the manifest records")
     outdir = Path(outdir).expanduser().resolve()
     if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())) and not overwrite:
         raise ExportError(f"{outdir} already exists and is not empty: choose another folder or pass "
                           "overwrite=True (--overwrite)")
 
     log(f"loading {source}")
-    model, tokenizer, source_info = load_checkpoint(source, revision)
+    model, tokenizer, source_info = load_checkpoint(source, revision, spec)
     max_length = position_limit(model, tokenizer)
     if tokenizer.pad_token is None:
         raise ExportError(f"{source}'s tokenizer has no pad token, so batches cannot be padded")
+    if spec.head == "masked-lm" and tokenizer.mask_token is None:
+        raise ExportError(f"{source}'s tokenizer has no mask token, so fill-mask cannot run")
+    embedding = sentence_transformers_config(source, revision, max_length) if spec.head == "base" else None
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.partial-", dir=outdir.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the artifact is meant to be shared
     try:
-        variants = build_variants(model, tokenizer, tmp, max_length, optimize, quantize, opset, log)
+        variants = build_variants(model, tokenizer, tmp, max_length, spec, optimize, quantize, opset, log)
         write_manifest(
             tmp,
             task=task,
+            head=spec.head,
             source=describe_source or source_info,
             model_type=model.config.model_type,
             config={"id2label": {str(k): v for k, v in model.config.id2label.items()},
+                    "label2id": {k: int(v) for k, v in model.config.label2id.items()},
                     "problem_type": model.config.problem_type, "num_labels": model.config.num_labels,
                     "return_all_scores": getattr(model.config, "return_all_scores", None)},
             tokenizer={"file": "tokenizer.json", "max_length": max_length,
-                       "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id},
+                       "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id,
+                       "mask_token": tokenizer.mask_token, "mask_id": tokenizer.mask_token_id,
+                       "clean_up_tokenization_spaces": bool(tokenizer.clean_up_tokenization_spaces)},
+            **({"embedding": embedding} if embedding else {}),
             opset=onnx_opset(tmp / FILES["fp32"]),
             variants=variants,
             default_variant=choose_default(variants),
@@ -107,9 +117,12 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
     return outdir
 
 
-def load_checkpoint(source: str | Path, revision: str | None):
-    """The PyTorch model, its fast tokenizer and where they came from (hub id + commit, or folder hash)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+def load_checkpoint(source: str | Path, revision: str | None, spec: TaskSpec):
+    """The PyTorch model with ``spec``'s head, its fast tokenizer, and where they came from (hub id + commit,
+    or folder hash). A checkpoint without trained weights for that head is refused: transformers would fill
+    them at random, and the export would be a confident wrong answer."""
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
 
     local = Path(source).expanduser()
     kwargs = {"revision": revision} if revision else {}
@@ -118,13 +131,23 @@ def load_checkpoint(source: str | Path, revision: str | None):
     except (OSError, ValueError) as e:
         where = "the folder" if local.exists() else "the hub id (is a hub reachable?)"
         raise ExportError(f"cannot load a config from {source}: check {where}. {e}") from e
-    if config.model_type not in supported_architectures():
-        raise ExportError(f"unsupported architecture {config.model_type!r}: onnxpipe exports encoder models "
-                          f"({', '.join(supported_architectures())})")
+    supported = supported_architectures(spec.optimum_task)
+    if config.model_type not in supported:
+        raise ExportError(f"unsupported architecture {config.model_type!r} for {spec.name}: onnxpipe exports encoder "
+                          f"models ({', '.join(supported)})")
+    auto = getattr(transformers, spec.auto_model)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(source), **kwargs).eval()
+        model, info = auto.from_pretrained(str(source), output_loading_info=True, **kwargs)
     except (OSError, ValueError) as e:  # no weights file (an ONNX folder?), or no such head for the config
-        raise ExportError(f"cannot load a PyTorch sequence-classification model from {source}: {e}") from e
+        raise ExportError(f"cannot load a PyTorch {spec.auto_model} ({spec.name}) from {source}: {e}") from e
+    # The pooler is not part of last_hidden_state, and position_ids are buffers, not weights.
+    missing = [k for k in info["missing_keys"]
+               if "position_ids" not in k and not (spec.head == "base" and k.startswith("pooler."))]
+    if missing:
+        raise ExportError(f"{source} has no trained {spec.head} head for {spec.name} (missing weights: "
+                          f"{', '.join(sorted(missing)[:4])}{' ...' if len(missing) > 4 else ''}): export it for "
+                          f"the task it was trained for, or a checkpoint fine-tuned for {spec.name}")
+    model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(source), use_fast=True, **kwargs)
     if not tokenizer.is_fast:
         raise ExportError(f"{source} has no fast tokenizer (tokenizer.json), which the runtime needs")
@@ -136,12 +159,12 @@ def load_checkpoint(source: str | Path, revision: str | None):
     return model, tokenizer, info
 
 
-def supported_architectures() -> list[str]:
-    """Encoder architectures that optimum's ONNX exporter can export for text classification."""
+def supported_architectures(optimum_task: str = "text-classification") -> list[str]:
+    """Encoder architectures that optimum's ONNX exporter can export for ``optimum_task``."""
     import optimum.exporters.onnx.model_configs  # noqa: F401  (fills the TasksManager registry)
     from optimum.exporters.tasks import TasksManager
 
-    exportable = TasksManager.get_supported_model_type_for_task("text-classification", exporter="onnx")
+    exportable = TasksManager.get_supported_model_type_for_task(optimum_task, exporter="onnx")
     return sorted(set(exportable) & ENCODERS)
 
 
@@ -159,8 +182,8 @@ def position_limit(model, tokenizer) -> int:
     return int(limit)
 
 
-def build_variants(model, tokenizer, folder: Path, max_length: int, optimize: bool, quantize: Int8Options | None,
-                   opset: int | None, log: Log) -> dict[str, dict]:
+def build_variants(model, tokenizer, folder: Path, max_length: int, spec: TaskSpec, optimize: bool,
+                   quantize: Int8Options | None, opset: int | None, log: Log) -> dict[str, dict]:
     from optimum.exporters.onnx import onnx_export_from_model
 
     log("exporting the ONNX graph with optimum")
@@ -170,25 +193,27 @@ def build_variants(model, tokenizer, folder: Path, max_length: int, optimize: bo
         # the validation below is what says whether the export is right.
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         warnings.simplefilter("ignore", category=DeprecationWarning)
-        onnx_export_from_model(model, folder, task="text-classification", opset=opset, do_validation=False)
+        onnx_export_from_model(model, folder, task=spec.optimum_task, opset=opset, do_validation=False)
     tokenizer.save_pretrained(folder)
     encoder = TextEncoder(folder / "tokenizer.json", max_length, tokenizer.pad_token_id, tokenizer.pad_token)
-    reference, ref_ids = torch_logits(model, tokenizer, list(SAMPLES), max_length)
+    items = samples(spec.head, tokenizer)
+    reference, ref_ids = torch_outputs(model, tokenizer, items, max_length, spec.output)
 
     def check(name: str, strict: bool, **extra) -> dict:
         session = Session(folder / FILES[name], threads=1)
-        logits, ids = onnx_logits(session, encoder, list(SAMPLES))
+        outputs, ids = onnx_outputs(session, encoder, items, spec.output)
         if ids != ref_ids:
             raise ExportError("the exported tokenizer.json and the transformers tokenizer give different token "
-                              "ids on the sample sentences; the artifact would not reproduce the checkpoint")
-        figures = compare(reference, logits)
-        figures["batch_invariance"] = batch_invariance(session, encoder, list(SAMPLES))
-        log(f"{name}: largest logit gap vs PyTorch {figures['max_logit_gap']:.2e}, "
-            f"label agreement {figures['label_agreement']:.0%}, "
+                              "ids on the sample inputs; the artifact would not reproduce the checkpoint")
+        figures = compare(reference, outputs, spec.output)
+        figures["batch_invariance"] = batch_invariance(session, encoder, items, spec.output)
+        agreement = (f"agreement {figures['agreement']:.2%}" if "agreement" in figures
+                     else f"lowest token cosine {figures['min_cosine']:.6f}")
+        log(f"{name}: largest {spec.output} gap vs PyTorch {figures['max_gap']:.2e}, {agreement}, "
             f"score gap alone vs batched {figures['batch_invariance']['max_score_gap']:.1e}")
-        if strict and figures["max_logit_gap"] > FP32_MAX_GAP:
-            raise ExportError(f"the {name} graph differs from PyTorch by {figures['max_logit_gap']:.2e} "
-                              f"(limit {FP32_MAX_GAP:g}) on the sample sentences; not writing the artifact")
+        if strict and figures["max_gap"] > FP32_MAX_GAP:
+            raise ExportError(f"the {name} graph differs from PyTorch by {figures['max_gap']:.2e} "
+                              f"(limit {FP32_MAX_GAP:g}) on the sample inputs; not writing the artifact")
         return {"file": FILES[name], **extra, "validation": figures}
 
     variants = {"fp32": check("fp32", strict=True)}

@@ -1,4 +1,5 @@
-"""Check an exported graph against PyTorch on fixed sample sentences before the artifact is written."""
+"""Check an exported graph against PyTorch on fixed sample inputs (pairs too, where the head takes them)
+before the artifact is written."""
 
 from __future__ import annotations
 
@@ -25,34 +26,59 @@ SAMPLES = (
     "an endless, repetitive story " * 400,
 )
 
+# Pairs, for the heads that take them (cross-encoders, NLI models): both sides cut, one of them long.
+PAIRS = (
+    ("A man is eating food.", "Someone is having a meal."),
+    ("How do I reset my password?", "Open settings, choose security, then reset. " * 60),
+)
+
 FP32_MAX_GAP = 1e-4
 BATCH_MAX_GAP = 1e-4  # a variant whose scores move more than this with the batch is never the default
 
 
-def torch_logits(model, tokenizer, texts: list[str], max_length: int) -> tuple[np.ndarray, list[list[int]]]:
-    """PyTorch logits one text at a time (no padding), plus the transformers tokenizer's ids."""
+def samples(head: str, tokenizer) -> list:
+    """The inputs every variant of a ``head`` graph is checked on."""
+    items: list = list(SAMPLES)
+    if head == "sequence-classification":
+        items += PAIRS
+    if head == "masked-lm" and tokenizer.mask_token:
+        m = tokenizer.mask_token
+        items += [f"Paris is the {m} of France.", f"The {m} was {m} and the service was bad 😡."]
+    return items
+
+
+def torch_outputs(model, tokenizer, items: list, max_length: int, output: str) -> tuple[list[np.ndarray], list]:
+    """PyTorch's ``output`` one input at a time (no padding), plus the transformers tokenizer's ids."""
     import inspect
 
     accepted = set(inspect.signature(model.forward).parameters)  # DistilBERT takes no token_type_ids
     rows, ids = [], []
     with torch.no_grad():
-        for text in texts:
-            enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")
-            rows.append(model(**{k: v for k, v in enc.items() if k in accepted}).logits[0].float().numpy())
+        for item in items:
+            text, pair = item if isinstance(item, tuple) else (item, None)
+            enc = tokenizer(text, pair or None, truncation=True, max_length=max_length, return_tensors="pt")
+            rows.append(getattr(model(**{k: v for k, v in enc.items() if k in accepted}), output)[0].float().numpy())
             ids.append(enc["input_ids"][0].tolist())
-    return np.stack(rows), ids
+    return rows, ids
 
 
-def onnx_logits(session: Session, encoder: TextEncoder, texts: list[str]) -> tuple[np.ndarray, list[list[int]]]:
+def unpad(outputs: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    """Per-input rows of a batch output; token-level outputs cut to each input's own tokens."""
+    if outputs.ndim == 3:
+        return [outputs[i, :n] for i, n in enumerate(lengths)]
+    return list(outputs)
+
+
+def onnx_outputs(session: Session, encoder: TextEncoder, items: list, output: str) -> tuple[list[np.ndarray], list]:
     """The runtime's own path: tokenizer.json encodings, one padded batch, one session run."""
-    encodings = encoder.encode(texts)
+    encodings = encoder.encode(items)
     ids = [list(e.ids) for e in encodings]
-    logits = session.run(encoder.collate(encodings))["logits"]
-    return logits, ids
+    lengths = [len(e) for e in encodings]
+    return unpad(session.run(encoder.collate(encodings))[output], lengths), ids
 
 
 def graph_logits(onnx_path: Path, encoder: TextEncoder, texts: list[str], batch_size: int = 32) -> np.ndarray:
-    """Logits for many texts, length-sorted into padded batches as the runtime batches them."""
+    """Classifier logits for many texts, length-sorted into padded batches as the runtime batches them."""
     session = Session(onnx_path)
     encodings = encoder.encode(texts)
     order = sorted(range(len(texts)), key=lambda i: len(encodings[i]))
@@ -64,25 +90,37 @@ def graph_logits(onnx_path: Path, encoder: TextEncoder, texts: list[str], batch_
     return np.stack(rows)
 
 
-def batch_invariance(session: Session, encoder: TextEncoder, texts: list[str]) -> dict:
-    """Each text alone vs all of them in one padded batch: the largest score gap and the label flips."""
-    alone = np.concatenate([session.run(encoder.collate(encoder.encode([t])))["logits"] for t in texts])
-    together = session.run(encoder.collate(encoder.encode(texts)))["logits"]
-    gap = float(np.max(np.abs(scores(alone) - scores(together))))
-    flips = int(np.sum(alone.argmax(-1) != together.argmax(-1))) if alone.shape[-1] > 1 else \
-        int(np.sum((alone[:, 0] > 0) != (together[:, 0] > 0)))
+def batch_invariance(session: Session, encoder: TextEncoder, items: list, output: str) -> dict:
+    """Each input alone vs all of them in one padded batch: the largest score gap and the label flips
+    (hidden states: the gap between unit-length token vectors, no labels)."""
+    alone = [onnx_outputs(session, encoder, [item], output)[0][0] for item in items]
+    together = onnx_outputs(session, encoder, items, output)[0]
+    gap = max(float(np.max(np.abs(scores(a, output) - scores(b, output)))) for a, b in zip(alone, together))
+    flips = 0 if output != "logits" else sum(int(np.sum(predicted(a) != predicted(b))) for a, b in zip(alone, together))
     return {"max_score_gap": gap, "label_flips": flips}
 
 
-def scores(logits: np.ndarray) -> np.ndarray:
-    """Probabilities (softmax, or sigmoid for one logit): what a batch-invariance gap is stated in."""
-    return sigmoid(logits) if logits.shape[-1] == 1 else softmax(logits)
+def scores(values: np.ndarray, output: str = "logits") -> np.ndarray:
+    """What a batch-invariance gap is stated in: probabilities (softmax, or sigmoid for one logit), or
+    unit-length vectors for hidden states."""
+    if output != "logits":
+        return values / np.maximum(np.linalg.norm(values, axis=-1, keepdims=True), 1e-12)
+    return sigmoid(values) if values.shape[-1] == 1 else softmax(values)
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
-    gap = float(np.max(np.abs(reference - candidate)))
-    if reference.shape[-1] > 1:
-        agree = float(np.mean(reference.argmax(-1) == candidate.argmax(-1)))
-    else:  # one logit (regression or single-label sigmoid): agreement on the sign
-        agree = float(np.mean((reference[:, 0] > 0) == (candidate[:, 0] > 0)))
-    return {"max_logit_gap": gap, "label_agreement": agree, "samples": int(reference.shape[0])}
+def predicted(logits: np.ndarray) -> np.ndarray:
+    """The label (or token) each row predicts: argmax, or the sign of a single logit."""
+    return logits.argmax(-1) if logits.shape[-1] > 1 else logits[..., 0] > 0
+
+
+def compare(reference: list[np.ndarray], candidate: list[np.ndarray], output: str = "logits") -> dict:
+    """Largest gap, and agreement on predictions (logits) or the lowest token cosine (hidden states)."""
+    gap = max(float(np.max(np.abs(r - c))) for r, c in zip(reference, candidate))
+    figures = {"output": output, "max_gap": gap, "samples": len(reference)}
+    if output == "logits":
+        hits = [predicted(r) == predicted(c) for r, c in zip(reference, candidate)]
+        figures["agreement"] = float(np.mean(np.concatenate([np.atleast_1d(h) for h in hits])))
+    else:
+        figures["min_cosine"] = min(float(np.min(np.sum(scores(r, output) * scores(c, output), axis=-1)))
+                                    for r, c in zip(reference, candidate))
+    return figures

@@ -15,8 +15,8 @@ from typing import Any
 
 from .artifact import Artifact, load_artifact
 from .errors import OnnxPipeError
-from .pipeline import DEFAULT_BATCH_SIZE, Pipeline
-from .tasks import TASKS, canonical_task
+from .pipeline import DEFAULT_BATCH_SIZE, Engine, Pipeline
+from .tasks import TASKS, canonical_task, runs_on
 
 __version__ = "0.1.0"
 __all__ = ["pipeline", "Pipeline", "Artifact", "load_artifact", "OnnxPipeError", "TASKS", "__version__"]
@@ -24,16 +24,21 @@ __all__ = ["pipeline", "Pipeline", "Artifact", "load_artifact", "OnnxPipeError",
 
 def pipeline(task: str | None = None, model: str | Path | None = None, variant: str | None = None, *,
              threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, verify: bool = True,
-             **defaults: Any) -> Pipeline:
+             engine: Engine | None = None, **defaults: Any) -> Pipeline:
     """Load an exported artifact as a pipeline for ``task``.
 
-    task: "text-classification" (alias "sentiment-analysis"); None takes the artifact's own task.
+    task: "text-classification" (alias "sentiment-analysis"), "zero-shot-classification", "feature-extraction",
+        "sentence-embeddings" or "fill-mask"; None takes the artifact's own task. A task runs any artifact
+        exported for a task with the same head (text-classification ↔ zero-shot-classification,
+        feature-extraction ↔ sentence-embeddings).
     model: an artifact folder written by ``onnxpipe export``; None builds or reuses the task's
         embedded default model.
     variant: "fp32", "optimized" or "int8" (whichever the artifact holds); None takes its default.
     threads: intra-op threads; None uses every core this process may run on.
     batch_size: how many texts go through the graph at once when a list is passed.
     verify: check the files used against the manifest's sha256 before loading.
+    engine: something with ``input_names`` and ``run(feed) -> {output: array}`` to run the graph instead
+        of onnxruntime (the benchmark hands in OpenVINO and CTranslate2 this way).
     defaults: call parameters (``top_k=None``, ``function_to_apply``, ...) for every call, as
         transformers' ``pipeline(task, model, **kwargs)`` takes them; a call's own override them.
     """
@@ -45,6 +50,11 @@ def pipeline(task: str | None = None, model: str | Path | None = None, variant: 
         model = ensure_default(canonical_task(task))
     artifact = load_artifact(model)
     name = canonical_task(task if task is not None else artifact.task)
-    if name != artifact.task:
-        raise ValueError(f"task {task!r} does not match the artifact's task {artifact.task!r} ({artifact.path})")
-    return TASKS[name](artifact, variant=variant, threads=threads, batch_size=batch_size, verify=verify, **defaults)
+    if artifact.task not in TASKS:
+        raise OnnxPipeError(f"{artifact.path} was exported for task {artifact.task!r}, which this onnxpipe does not "
+                            f"run (it runs {', '.join(TASKS)}); upgrade onnxpipe or export for another task")
+    if not runs_on(name, artifact.task):
+        raise ValueError(f"task {task!r} does not match the artifact's task {artifact.task!r} ({artifact.path}): "
+                         f"its {TASKS[artifact.task].head} graph cannot run {name}")
+    return TASKS[name].pipeline(artifact, variant=variant, threads=threads, batch_size=batch_size, verify=verify,
+                                engine=engine, **defaults)

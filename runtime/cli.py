@@ -19,6 +19,7 @@ from pathlib import Path
 from . import __version__
 from .artifact import MANIFEST
 from .errors import INSTALL_EXPORT, OnnxPipeError
+from .explain import jsonable
 
 EXIT_SOME_FAILED, EXIT_ERROR, EXIT_SIGPIPE = 1, 2, 141
 
@@ -75,6 +76,24 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core this process may use)")
 
 
+def add_call_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", help="the pipeline task (default: the artifact's; text-classification without -m). "
+                                  "sentence-embeddings without -m uses the embedded embeddings model")
+    p.add_argument("--params", type=json_object, default={}, metavar="JSON",
+                   help='call parameters as a JSON object, e.g. \'{"candidate_labels": ["film", "food"]}\' '
+                        "for zero-shot-classification or '{\"top_k\": 3}'")
+
+
+def json_object(value: str) -> dict:
+    try:
+        params = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg} at column {e.colno}): {value!r}") from None
+    if not isinstance(params, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object of call parameters, got {value!r}")
+    return params
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onnxpipe", description="Hugging Face pipelines on ONNX Runtime.")
     parser.add_argument("--version", action="version", version=f"onnxpipe {__version__}")
@@ -115,9 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("run", help="classify texts (arguments, or lines on stdin as they arrive); JSON lines out")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (none: read lines from stdin)")
+    p = sub.add_parser("run", help="run a pipeline on texts (arguments, or lines on stdin as they arrive); "
+                                   "JSON lines out")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to run (none: read lines from stdin)")
     add_model_options(p)
+    add_call_options(p)
     p.add_argument("--top-k", type=positive_int, help="return the k best labels instead of the best one")
     p.add_argument("--batch-size", type=positive_int, default=32, help="most lines per graph run (default: 32)")
     p.add_argument("--jsonl", action="store_true",
@@ -127,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="show each of the four stages for one text")
     p.add_argument("text", help="the text to walk through the pipeline")
     add_model_options(p)
+    add_call_options(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("score", help="score a JSON lines, CSV or Parquet file into another, resumably")
@@ -155,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 def load(a: argparse.Namespace, **kw):
     from . import pipeline
 
-    return pipeline("text-classification" if a.model is None else None, model=a.model, variant=a.variant,
-                    threads=a.threads, **kw)
+    task = a.task or ("text-classification" if a.model is None else None)
+    return pipeline(task, model=a.model, variant=a.variant, threads=a.threads, **kw)
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -199,7 +221,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from . import stream
 
     pipe = load(a, batch_size=a.batch_size)  # before reading: a bad model fails at once, not at line one
-    params = {} if a.top_k is None else {"top_k": a.top_k}
+    params = {**a.params, **({} if a.top_k is None else {"top_k": a.top_k})}
     if a.texts:
         source = [stream.from_arguments(a.texts)]
     elif sys.stdin is None or sys.stdin.isatty():
@@ -209,7 +231,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     answered = failed = 0
     for batch in source:
         for row in answer(pipe, batch, params):
-            print(json.dumps(row, ensure_ascii=False))
+            print(json.dumps(jsonable(row), ensure_ascii=False))
             if "error" in row:
                 failed += 1
                 print(f"onnxpipe: {row['error']}", file=sys.stderr)
@@ -222,7 +244,8 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def answer(pipe, batch: list, params: dict) -> list[dict]:
-    """One JSON row per line: the result, or ``{"line", "error"}`` for a line that has none."""
+    """One JSON row per line: the result (a dict merged in, anything else under the task's result key:
+    labels, predictions, embedding, features), or ``{"line", "error"}`` for a line that has none."""
     from .pipeline import call_each
 
     good = [line for line in batch if line.error is None]
@@ -235,7 +258,7 @@ def answer(pipe, batch: list, params: dict) -> list[dict]:
             rows.append({"line": line.number, "error": message})
         else:
             given = {"text": line.text} if line.pair is None else {"text": line.text, "text_pair": line.pair}
-            rows.append({**given, **result} if isinstance(result, dict) else {**given, "labels": result})
+            rows.append({**given, **result} if isinstance(result, dict) else {**given, pipe.result_key: result})
     return rows
 
 
@@ -244,7 +267,7 @@ def cmd_explain(a: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     pipe = load(a)
-    explain(pipe, a.text, load_seconds=time.perf_counter() - t0)
+    explain(pipe, a.text, load_seconds=time.perf_counter() - t0, **a.params)
     return 0
 
 

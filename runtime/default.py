@@ -1,7 +1,8 @@
 """The embedded default model: where it is cached and how it is built on first use.
 
 The default sentiment model is built offline from a PyPI-packaged encoder plus a small delta kept
-in the repo (``onnxpipe.export.default_model``); building needs the export extra, using it does not.
+in the repo (``onnxpipe.export.default_model``); the default embeddings model is that packaged encoder
+itself (all-MiniLM-L6-v2). Building needs the export extra, using a built one does not.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from .artifact import MANIFEST, sha256_file
 from .errors import INSTALL_EXPORT, OnnxPipeError
 
 CACHE_ENV = "ONNXPIPE_CACHE"
-DEFAULT_MODELS = {"text-classification": "minilm-sst2"}
+DEFAULT_MODELS = {"text-classification": "minilm-sst2", "sentence-embeddings": "all-minilm-l6-v2",
+                  "feature-extraction": "all-minilm-l6-v2"}
 
 
 def cache_dir() -> Path:
@@ -30,12 +32,15 @@ def default_artifact_dir(task: str = "text-classification") -> Path:
     # The delta folder ships with the package; its __init__ imports nothing heavy.
     import hashlib
 
-    from onnxpipe.export.default_model import BUILD_RECIPE, DELTA_DIR
+    from onnxpipe.export.default_model import BUILD_RECIPE, DELTA_DIR, EMBEDDINGS_RECIPE
 
-    adapter = DELTA_DIR / "adapter_model.safetensors"
-    if not adapter.is_file():
-        raise OnnxPipeError(f"{adapter} is missing: this onnxpipe install is incomplete; reinstall it")
-    key = hashlib.sha256(f"{sha256_file(adapter)} {BUILD_RECIPE}".encode()).hexdigest()[:12]
+    if DEFAULT_MODELS[task] == "minilm-sst2":
+        adapter = DELTA_DIR / "adapter_model.safetensors"
+        if not adapter.is_file():
+            raise OnnxPipeError(f"{adapter} is missing: this onnxpipe install is incomplete; reinstall it")
+        key = hashlib.sha256(f"{sha256_file(adapter)} {BUILD_RECIPE}".encode()).hexdigest()[:12]
+    else:
+        key = hashlib.sha256(EMBEDDINGS_RECIPE.encode()).hexdigest()[:12]
     return cache_dir() / f"{DEFAULT_MODELS[task]}-{key}"
 
 
@@ -46,12 +51,13 @@ def ensure_default(task: str = "text-classification", log=None) -> Path:
         return path
     log = log or (lambda msg: print(f"onnxpipe: {msg}", file=sys.stderr, flush=True))
     try:
-        from onnxpipe.export.default_model.build import build_default
+        from onnxpipe.export.default_model.build import build_default, build_default_embeddings
     except ImportError as e:
         raise OnnxPipeError(
             f"the default {task} model is not built yet ({path}) and building it needs the export extra "
             f"(missing: {e.name}). Install it with:  {INSTALL_EXPORT}  "
             "or pass model=ARTIFACT_DIR to use an artifact you exported elsewhere") from e
     log(f"building the default {task} model into {path} (once; later calls reuse it)")
-    build_default(path, log=log)
+    build = build_default if DEFAULT_MODELS[task] == "minilm-sst2" else build_default_embeddings
+    build(path, log=log)
     return path

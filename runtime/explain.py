@@ -1,21 +1,34 @@
-"""``onnxpipe explain``: the four stages of one call, shown with their data and their time."""
+"""``onnxpipe explain``: the four stages of one call, shown with their data and their time, for any task."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from .pipeline import Pipeline
+
+SHOWN_FEATURES = 8  # zero-shot makes one feature per label; show the first few
 
 
 def _fmt(values) -> str:
     return "[" + ", ".join(f"{v:.4f}" for v in np.asarray(values).ravel()) + "]"
 
 
-def explain(pipe: Pipeline, text: str, load_seconds: float, out: TextIO | None = None) -> list[dict]:
+def jsonable(result: Any) -> Any:
+    """Results as JSON values: numpy arrays (embeddings, feature tensors) become lists."""
+    if isinstance(result, np.ndarray):
+        return result.tolist()
+    if isinstance(result, list):
+        return [jsonable(r) for r in result]
+    if isinstance(result, dict):
+        return {k: jsonable(v) for k, v in result.items()}
+    return result
+
+
+def explain(pipe: Pipeline, inputs: Any, load_seconds: float, out: TextIO | None = None, **params: Any) -> Any:
     import sys
 
     out = out or sys.stdout
@@ -23,32 +36,42 @@ def explain(pipe: Pipeline, text: str, load_seconds: float, out: TextIO | None =
     a = pipe.artifact
     size_mb = pipe.model_path.stat().st_size / 1e6
     say(f"1. load        {load_seconds * 1e3:8.1f} ms   {a.path}",
-        f"                              variant {pipe.variant}: {pipe.model_path.name} ({size_mb:.1f} MB), "
-        f"{pipe.session.threads} threads; tokenizer.json, max {a.max_length} tokens")
+        f"                              task {pipe.task}, variant {pipe.variant}: {pipe.model_path.name} "
+        f"({size_mb:.1f} MB), {pipe.session.threads} threads; tokenizer.json, max {a.max_length} tokens")
 
     t = time.perf_counter()
-    pipe.check_inputs(text)
-    encodings = pipe.preprocess([text])
-    feed = pipe.encoder.collate(encodings)
+    items, single = pipe.check_inputs(inputs)
+    pre, post = pipe.sanitize_parameters(**{**pipe.defaults, **params})
+    features = pipe.preprocess(items, **pre)
+    feed = pipe.encoder.collate([f.encoding for f in features])
     t_pre = time.perf_counter() - t
-    say(f"2. preprocess  {t_pre * 1e3:8.2f} ms   text   {text!r}",
-        f"                              tokens {encodings[0].tokens}",
-        f"                              ids    {encodings[0].ids}")
+    say(f"2. preprocess  {t_pre * 1e3:8.2f} ms   input  {json.dumps(inputs, ensure_ascii=False)}",
+        f"                              {len(features)} feature(s), padded to {feed['input_ids'].shape[1]} tokens")
+    for f in features[:SHOWN_FEATURES]:
+        say(f"                              tokens {f.encoding.tokens[:f.length]}",
+            f"                              ids    {f.encoding.ids[:f.length]}")
 
     t = time.perf_counter()
     outputs = pipe._forward(feed)
     t_fwd = time.perf_counter() - t
     shapes = ", ".join(f"{n} {tuple(feed[n].shape)}" for n in pipe.session.input_names)
-    say(f"3. forward     {t_fwd * 1e3:8.2f} ms   feed   {shapes}",
-        f"                              logits {_fmt(outputs['logits'])}")
+    say(f"3. forward     {t_fwd * 1e3:8.2f} ms   feed   {shapes}")
+    for name, value in outputs.items():
+        small = value.ndim == 2 and value.shape[-1] <= 16  # classifier logits: worth reading
+        say(f"                              {name} {tuple(value.shape)}" + (f" {_fmt(value[:SHOWN_FEATURES])}"
+                                                                               if small else ""))
 
     t = time.perf_counter()
-    params = pipe.sanitize_parameters(top_k=None)[1]
-    ranked = pipe.postprocess(outputs, **params)[0]
-    result = pipe.postprocess(outputs, **pipe.sanitize_parameters()[1])
+    values = pipe.postprocess(features, outputs, **post)
+    grouped: list[list[Any]] = [[] for _ in items]
+    for f, v in zip(features, values):
+        grouped[f.owner].append(v)
+    result = pipe.finish([pipe.aggregate(i, g, **post) for i, g in zip(items, grouped)], single, params)
     t_post = time.perf_counter() - t
-    probs = ", ".join(f"{d['label']} {d['score']:.4f}" for d in ranked)
-    say(f"4. postprocess {t_post * 1e3:8.2f} ms   {params['function']:<6} {probs}",
-        f"                              label  {result[0]['label']}",
-        "", json.dumps(result, ensure_ascii=False))
+    say(f"4. postprocess {t_post * 1e3:8.2f} ms   {pipe.describe_postprocess(post)}")
+    if pipe.task == "text-classification":
+        ranked = pipe.postprocess(features, outputs, **pipe.sanitize_parameters(top_k=None)[1])[0]
+        say("                              " + ", ".join(f"{d['label']} {d['score']:.4f}" for d in ranked),
+            f"                              label  {ranked[0]['label']}")
+    say("", json.dumps(jsonable(result), ensure_ascii=False))
     return result

@@ -1,14 +1,20 @@
-"""The pipeline: load once, then per call preprocess → _forward → postprocess, batched by length.
+"""The pipeline: load once, then per call preprocess → _forward → postprocess → aggregate, batched by length.
 
-Task classes (``tasks/``) supply the three stages and the call's parameters; this base class owns
-what every encoder task shares: input checks, length-sorted batching and returning results in the
-caller's order.
+Task classes (``tasks/``) supply the stages and the call's parameters; this base class owns what every
+encoder task shares: input checks, length-sorted batching and returning results in the caller's order.
+
+An input becomes one or more *features* (an encoding plus what postprocess needs to read its outputs:
+zero-shot makes one per candidate label, span tasks one per window). Features of all inputs are sorted
+by length and batched together; postprocess turns each batch's outputs into one value per feature; the
+task's aggregate builds each input's result from its own features' values, as transformers'
+``ChunkPipeline`` does.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 from tokenizers import Encoding
@@ -21,10 +27,49 @@ from .tokenize import ENCODER_OUTPUTS, TextEncoder
 DEFAULT_BATCH_SIZE = 32
 
 
+@dataclass
+class Feature:
+    """One encoding the graph runs, and where its outputs belong."""
+
+    encoding: Encoding
+    owner: int  # index of the input (in the call's list) this feature belongs to
+    length: int  # tokens before padding (collate pads the encoding in place)
+    context: Any = None  # what the task's postprocess / aggregate needs besides the encoding
+
+
+class Engine(Protocol):
+    """What runs the graph: onnxruntime's :class:`Session` by default; the benchmark hands in others
+    (OpenVINO, CTranslate2) so that tokenization and postprocessing stay onnxpipe's own."""
+
+    input_names: list[str]
+    threads: int
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
 def check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     return batch_size
+
+
+STRATEGIES = ("longest_first", "only_first", "only_second")
+
+
+def truncation_params(truncation: bool | str | None, max_length: int | None) -> dict[str, Any]:
+    """Tokenizer options as transformers' pipelines take them → :meth:`Pipeline.encode`'s.
+
+    Deliberate difference: text past the model's limit is always truncated (transformers raises); a
+    shorter ``max_length`` and a strategy apply as the transformers tokenizer applies them."""
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                   or max_length < 1):
+        raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+    if truncation is False or truncation == "do_not_truncate" or max_length is None:
+        return {}
+    strategy = "longest_first" if truncation in (None, True) else truncation
+    if strategy not in STRATEGIES:
+        raise ValueError(f"truncation must be a bool or one of {STRATEGIES}, got {truncation!r}")
+    return {"max_length": max_length, "strategy": strategy}
 
 
 def _is_stream(inputs: Any) -> bool:
@@ -60,20 +105,22 @@ class Pipeline:
     """Base of every task pipeline; subclasses set ``task`` and implement the three stages."""
 
     task: str = ""
+    result_key = "result"  # `onnxpipe run`'s JSON key for a result that is not a dict
 
     def __init__(self, artifact: Artifact, variant: str | None = None, threads: int | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE, verify: bool = True, **defaults: Any):
+                 batch_size: int = DEFAULT_BATCH_SIZE, verify: bool = True, engine: Engine | None = None,
+                 **defaults: Any):
         self.artifact = artifact
         self.variant = variant or artifact.default_variant
         model_file = artifact.variant_file(self.variant)
         if verify:
             artifact.verify(model_file.name, "tokenizer.json")
         self.batch_size = check_batch_size(batch_size)
-        self.sanitize_parameters(**defaults)  # refuse bad defaults now, not at the first call
-        self.defaults = defaults  # parameters given to pipeline(...): every call's, unless it overrides them
         self.encoder = TextEncoder(artifact.path / "tokenizer.json", artifact.max_length,
                                    artifact.pad_id, artifact.pad_token)
-        self.session = Session(model_file, threads)
+        self.sanitize_parameters(**defaults)  # refuse bad defaults now, not at the first call
+        self.defaults = defaults  # parameters given to pipeline(...): every call's, unless it overrides them
+        self.session = engine if engine is not None else Session(model_file, threads)
         unknown = [n for n in self.session.input_names if n not in ENCODER_OUTPUTS]
         if unknown:
             raise OnnxPipeError(f"{model_file} takes inputs {unknown} that the tokenizer does not produce "
@@ -93,16 +140,21 @@ class Pipeline:
         items, single = self.check_inputs(inputs)
         pre, post = self.sanitize_parameters(**{**self.defaults, **params})
         if not items:
-            return []
-        encodings = self.preprocess(items, **pre)
-        results: list[Any] = [None] * len(items)
+            return self.finish([], single, params)
+        features = self.preprocess(items, **pre)
+        values: list[Any] = [None] * len(features)
         # Sorting by token count keeps padding (wasted compute) low inside each batch.
-        order = sorted(range(len(items)), key=lambda i: len(encodings[i]))
+        order = sorted(range(len(features)), key=lambda i: features[i].length)
         for start in range(0, len(order), size):
             idx = order[start:start + size]
-            outputs = self._forward(self.encoder.collate([encodings[i] for i in idx]))
-            for i, result in zip(idx, self.postprocess(outputs, **post)):
-                results[i] = result
+            batch = [features[i] for i in idx]
+            outputs = self._forward(self.encoder.collate([f.encoding for f in batch]))
+            for i, value in zip(idx, self.postprocess(batch, outputs, **post)):
+                values[i] = value
+        grouped: list[list[Any]] = [[] for _ in items]
+        for feature, value in zip(features, values):
+            grouped[feature.owner].append(value)
+        results = [self.aggregate(item, own, **post) for item, own in zip(items, grouped)]
         return self.finish(results, single, params)
 
     def _iterate(self, inputs, size: int, params: dict[str, Any]) -> Iterator[Any]:
@@ -116,6 +168,18 @@ class Pipeline:
             yield from self(chunk, batch_size=size, **params)
 
     # -- input checks shared by the text tasks -------------------------------------------------
+    @staticmethod
+    def check_texts(inputs: Any) -> tuple[list[str], str | None]:
+        """For tasks that take text only (no pairs): a ``str`` (kind "str") or a list or tuple of them."""
+        if isinstance(inputs, str):
+            return [inputs], "str"
+        if not isinstance(inputs, (list, tuple)):
+            raise TypeError(f"inputs must be a str or a list of str, got {type(inputs).__name__}")
+        for i, item in enumerate(inputs):
+            if not isinstance(item, str):
+                raise TypeError(f"inputs[{i}] is a {type(item).__name__}, not a str: every input must be text")
+        return list(inputs), None
+
     @staticmethod
     def check_inputs(inputs: Any) -> tuple[list[str | tuple[str, str]], str | None]:
         """``str`` or ``{"text", "text_pair"}`` → one input (its kind returned); a list or tuple of them
@@ -142,9 +206,10 @@ class Pipeline:
                 raise TypeError(f"inputs[{i}] is a {type(item).__name__}, not a str: every input must be text")
         return items, None
 
-    # -- the three stages ----------------------------------------------------------------------
-    def preprocess(self, texts: list[str | tuple[str, str]], max_length: int | None = None,
-                   strategy: str = "longest_first") -> list[Encoding]:
+    # -- the stages ----------------------------------------------------------------------------
+    def encode(self, texts: list[str | tuple[str, str]], max_length: int | None = None,
+               strategy: str = "longest_first") -> list[Encoding]:
+        """Encodings of texts or (text, pair) tuples, truncated to the model's limit (or a shorter max_length)."""
         try:
             encodings = self.encoder.encode(texts, max_length, strategy)
         except TypeError:  # tokenizers' only word on a str it cannot take: "TextInputSequence must be str"
@@ -155,6 +220,10 @@ class Pipeline:
                 raise ValueError(f"inputs[{i}] encodes to no tokens at all; pass non-empty text")
         return encodings
 
+    def preprocess(self, items: list[Any], **params: Any) -> list[Feature]:
+        """One feature per input, by default; tasks that need several per input override this."""
+        return [Feature(e, i, len(e)) for i, e in enumerate(self.encode(items, **params))]
+
     def _forward(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.session.run(feed)
 
@@ -162,11 +231,20 @@ class Pipeline:
         """(preprocess parameters, postprocess parameters) from a call's keyword arguments."""
         raise NotImplementedError
 
-    def postprocess(self, outputs: dict[str, np.ndarray], **params: Any) -> list[Any]:
+    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], **params: Any) -> list[Any]:
+        """One value per feature of the batch, from the graph's outputs (rows in the features' order)."""
         raise NotImplementedError
+
+    def aggregate(self, item: Any, values: list[Any], **params: Any) -> Any:
+        """One input's result from its features' values; one feature, one result by default."""
+        return values[0]
 
     def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
         return results[0] if single else results
+
+    def describe_postprocess(self, params: dict[str, Any]) -> str:
+        """One line for ``explain``: the postprocess parameters in force."""
+        return ", ".join(f"{k}={v!r}" for k, v in params.items() if not isinstance(v, (list, np.ndarray)) or len(v) < 9)
 
 
 def call_each(pipe: Pipeline, inputs: list[str], **params: Any) -> list[Any]:

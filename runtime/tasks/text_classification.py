@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 
 from .. import postprocess as post
-from ..pipeline import Pipeline
+from ..pipeline import Feature, Pipeline, truncation_params
 
 _UNSET = object()
-STRATEGIES = ("longest_first", "only_first", "only_second")
 
 
 class TextClassificationPipeline(Pipeline):
     task = "text-classification"
+    result_key = "labels"
 
     def sanitize_parameters(self, top_k: Any = _UNSET, function_to_apply: str | None = None,
                             return_all_scores: bool | None = None, truncation: bool | str | None = None,
@@ -45,24 +45,10 @@ class TextClassificationPipeline(Pipeline):
             function = function_to_apply.lower()
         else:
             raise ValueError(f"function_to_apply must be one of {post.FUNCTIONS}, got {function_to_apply!r}")
-        return self._truncation(truncation, max_length), {"function": function, **shape}
+        return truncation_params(truncation, max_length), {"function": function, **shape}
 
-    @staticmethod
-    def _truncation(truncation: bool | str | None, max_length: int | None) -> dict[str, Any]:
-        """Deliberate difference: text past the model's limit is always truncated (transformers raises);
-        a shorter ``max_length`` and a strategy apply as the transformers tokenizer applies them."""
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
-                                       or max_length < 1):
-            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
-        if truncation is False or truncation == "do_not_truncate" or max_length is None:
-            return {}
-        strategy = "longest_first" if truncation in (None, True) else truncation
-        if strategy not in STRATEGIES:
-            raise ValueError(f"truncation must be a bool or one of {STRATEGIES}, got {truncation!r}")
-        return {"max_length": max_length, "strategy": strategy}
-
-    def postprocess(self, outputs: dict[str, np.ndarray], function: str, top_k: int | None,
-                    legacy: bool) -> list[Any]:
+    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], function: str,
+                    top_k: int | None, legacy: bool) -> list[Any]:
         scores = post.apply(function, outputs["logits"])
         return [post.label_scores(row, self.artifact.id2label, top_k, legacy) for row in scores]
 

@@ -19,15 +19,19 @@ def test_manifest_describes_the_artifact(artifact, checkpoint):
     assert m["source"]["kind"] == "local" and m["source"]["name_or_path"] == str(checkpoint("bert", "multi"))
     assert len(m["source"]["content_sha256"]) == 64
     assert m["config"] == {"id2label": {"0": "joy", "1": "anger", "2": "fear", "3": "love"},
+                           "label2id": {"joy": 0, "anger": 1, "fear": 2, "love": 3},
                            "problem_type": "multi_label_classification", "num_labels": 4,
                            "return_all_scores": None}  # None: the config does not set it
-    assert m["tokenizer"] == {"file": "tokenizer.json", "max_length": 64, "pad_token": "[PAD]", "pad_id": 0}
+    assert m["head"] == "sequence-classification"
+    assert m["tokenizer"] == {"file": "tokenizer.json", "max_length": 64, "pad_token": "[PAD]", "pad_id": 0,
+                              "mask_token": "[MASK]", "mask_id": 4, "clean_up_tokenization_spaces": False}
     assert m["opset"] >= 14
     assert {"torch", "transformers", "optimum", "onnxruntime", "tokenizers"} <= set(m["versions"])
     assert set(m["variants"]) == {"fp32", "optimized", "int8"} and m["default_variant"] == "int8"
     for name in ("fp32", "optimized"):
         v = m["variants"][name]["validation"]
-        assert v["max_logit_gap"] <= 1e-4 and v["label_agreement"] == 1.0 and v["samples"] == 8
+        assert v["output"] == "logits" and v["max_gap"] <= 1e-4 and v["agreement"] == 1.0
+        assert v["samples"] == 10  # 8 texts and 2 pairs
     assert m["variants"]["optimized"]["fused_operators"]["Attention"] == 2  # one per layer
     for name, digest in m["files"].items():
         assert sha256_file(path / name) == digest
@@ -79,7 +83,7 @@ def test_optimum_loads_the_same_folder(artifact):
 
     path = artifact("bert", "single", optimize=True, quantize="int8")
     pipe = onnxpipe.pipeline(model=path, variant="optimized")
-    feed = pipe.encoder.collate(pipe.preprocess(["good film", "the food was bad"]))
+    feed = pipe.encoder.collate(pipe.encode(["good film", "the food was bad"]))
     ours = pipe._forward(feed)["logits"]
     ort_model = ORTModelForSequenceClassification.from_pretrained(path, file_name="model_optimized.onnx")
     import torch
@@ -90,5 +94,20 @@ def test_optimum_loads_the_same_folder(artifact):
 
 def test_an_artifact_is_not_a_checkpoint(artifact, tmp_path):
     """Passing an exported folder (config.json, no weights) as SOURCE is refused, not a traceback."""
-    with pytest.raises(ExportError, match="cannot load a PyTorch sequence-classification model"):
+    with pytest.raises(ExportError, match=r"cannot load a PyTorch AutoModelForSequenceClassification \(text-classification\)"):
         export(artifact(), tmp_path / "out")
+
+
+@pytest.mark.parametrize("task, missing", [("text-classification", "classifier.bias"),
+                                           ("fill-mask", "cls.predictions.bias")])
+def test_a_head_the_checkpoint_never_trained_is_refused(checkpoint, tmp_path, task, missing):
+    """transformers would fill a missing head with random weights; the export would answer confidently wrong."""
+    with pytest.raises(ExportError, match=f"has no trained .* head for {task} .*missing weights: .*{missing}"):
+        export(checkpoint("bert", "base"), tmp_path / "art", task)
+    assert not (tmp_path / "art").exists()
+
+
+def test_unknown_task_names_the_supported_ones(checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="unsupported task 'summarization': onnxpipe supports feature-extraction, "
+                                         "fill-mask, sentence-embeddings, text-classification"):
+        export(checkpoint(), tmp_path / "art", "summarization")

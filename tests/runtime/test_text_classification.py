@@ -89,7 +89,7 @@ def test_overlong_text_is_truncated_to_the_position_limit(artifact):
     pipe = onnxpipe.pipeline(model=artifact("roberta"), variant="fp32")
     limit = pipe.artifact.max_length
     assert limit == 64  # 66 RoBERTa positions less padding_idx + 1
-    encodings = pipe.preprocess(["word " * 1000])
+    encodings = pipe.encode(["word " * 1000])
     assert len(encodings[0].ids) == limit
     assert encodings[0].ids[-1] == 2  # still closed by </s>
     out = pipe("word " * 1000)
@@ -113,7 +113,7 @@ def test_optimized_and_int8_variants(checkpoint, artifact, arch):
     manifest = int8.artifact.manifest["variants"]["int8"]
     assert manifest["quantization"]["from"] == "model_optimized.onnx"
     assert manifest["quantization"]["mode"] == "static"
-    assert 0 <= manifest["validation"]["max_logit_gap"] < 1.0
+    assert 0 <= manifest["validation"]["max_gap"] < 1.0
 
 
 def test_threads_option(artifact):

@@ -1,0 +1,128 @@
+"""feature-extraction (transformers' output: every token's hidden state) and sentence-embeddings (one
+vector per text, pooled and normalised as the exported sentence-transformers model does).
+
+``pipeline("feature-extraction")(text)`` → ``[[[float] * hidden] * tokens]`` (``return_tensors=True``: a
+numpy array of shape ``(1, tokens, hidden)``), one per text for a list, as transformers returns them.
+``pipeline("sentence-embeddings")(texts)`` → numpy ``(n, dim)`` float32, ``(dim,)`` for one text, as
+``SentenceTransformer.encode`` returns them; pooling, normalisation, prompts and the length limit come
+from the manifest, which the exporter read from the model's ``modules.json`` and module configs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import OnnxPipeError
+from ..pipeline import Feature, Pipeline, truncation_params
+
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+
+
+def pool(hidden: np.ndarray, modes: list[str]) -> np.ndarray:
+    """One text's token states (unpadded, ``(tokens, dim)``) → its vector, as sentence-transformers'
+    Pooling module computes it; several modes are concatenated in the order given."""
+    parts = []
+    for mode in modes:
+        if mode == "cls":
+            parts.append(hidden[0])
+        elif mode == "max":
+            parts.append(hidden.max(axis=0))
+        elif mode == "mean":
+            parts.append(hidden.sum(axis=0) / max(hidden.shape[0], 1e-9))
+        elif mode == "mean_sqrt_len_tokens":
+            parts.append(hidden.sum(axis=0) / np.sqrt(max(hidden.shape[0], 1e-9)))
+        elif mode == "weightedmean":
+            weights = np.arange(1, hidden.shape[0] + 1, dtype=hidden.dtype)[:, None]
+            parts.append((hidden * weights).sum(axis=0) / weights.sum())
+        elif mode == "lasttoken":
+            parts.append(hidden[-1])
+        else:
+            raise OnnxPipeError(f"unknown pooling mode {mode!r} in the manifest (known: {', '.join(POOLING_MODES)})")
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def hidden_rows(features: list[Feature], outputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Each feature's token states without its padding."""
+    hidden = outputs["last_hidden_state"]
+    return [hidden[j, :f.length] for j, f in enumerate(features)]
+
+
+class FeatureExtractionPipeline(Pipeline):
+    task = "feature-extraction"
+    check_inputs = staticmethod(Pipeline.check_texts)
+    result_key = "features"
+
+    def sanitize_parameters(self, truncation: bool | str | None = None, tokenize_kwargs: dict | None = None,
+                            return_tensors: bool | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        tokenize_kwargs = dict(tokenize_kwargs or {})
+        if truncation is not None:
+            if "truncation" in tokenize_kwargs:
+                raise ValueError("truncation parameter defined twice (given as keyword argument as well as in "
+                                 "tokenize_kwargs)")
+            tokenize_kwargs["truncation"] = truncation
+        unknown = set(tokenize_kwargs) - {"truncation", "max_length", "padding"}
+        if unknown:
+            raise ValueError(f"tokenize_kwargs {sorted(unknown)} are not supported (truncation, max_length are)")
+        pre = truncation_params(tokenize_kwargs.get("truncation"), tokenize_kwargs.get("max_length"))
+        return pre, {"return_tensors": bool(return_tensors)}
+
+    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray],
+                    return_tensors: bool) -> list[Any]:
+        rows = [row[None] for row in hidden_rows(features, outputs)]  # (1, tokens, hidden), as transformers
+        return rows if return_tensors else [row.tolist() for row in rows]
+
+
+class SentenceEmbeddingsPipeline(Pipeline):
+    task = "sentence-embeddings"
+    check_inputs = staticmethod(Pipeline.check_texts)
+    result_key = "embedding"
+
+    def __init__(self, artifact, *args: Any, **kwargs: Any):
+        self.config = artifact.manifest.get("embedding") or {"pooling": ["mean"], "normalize": False,
+                                                              "prompts": {}, "default_prompt_name": None}
+        super().__init__(artifact, *args, **kwargs)
+
+    @property
+    def dimension(self) -> int | None:
+        return self.config.get("dimension")
+
+    def sanitize_parameters(self, normalize: bool | None = None, prompt_name: str | None = None,
+                            prompt: str | None = None, max_length: int | None = None,
+                            truncation: bool | str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        prompts = self.config.get("prompts") or {}
+        if prompt is None:
+            prompt_name = prompt_name if prompt_name is not None else self.config.get("default_prompt_name")
+            if prompt_name is not None and prompt_name not in prompts:
+                raise ValueError(f"prompt_name {prompt_name!r} is not one of this model's prompts "
+                                 f"{sorted(prompts) or '(it has none)'}")
+            prompt = prompts.get(prompt_name, "") if prompt_name else ""
+        elif not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        if prompt and not self.config.get("include_prompt", True):
+            raise ValueError("this model pools without its prompt tokens (include_prompt false), which onnxpipe "
+                             "does not reproduce yet; pass the text without a prompt")
+        if normalize is None:
+            normalize = bool(self.config.get("normalize"))
+        # sentence-transformers truncates at the model's max_seq_length, which may be below the position limit.
+        limit = max_length if max_length is not None else self.config.get("max_seq_length")
+        pre = truncation_params(truncation, limit)
+        return {"prompt": prompt, **pre}, {"normalize": bool(normalize)}
+
+    def preprocess(self, items: list[str], prompt: str = "", **params: Any) -> list[Feature]:
+        texts = [prompt + t for t in items] if prompt else items
+        return super().preprocess(texts, **params)
+
+    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], normalize: bool) -> list[Any]:
+        vectors = [pool(row, self.config["pooling"]) for row in hidden_rows(features, outputs)]
+        if normalize:  # torch.nn.functional.normalize: v / max(‖v‖, 1e-12)
+            vectors = [v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors]
+        return vectors
+
+    def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
+        if single:
+            return results[0]
+        if not results:
+            return np.zeros((0, self.dimension or 0), dtype=np.float32)
+        return np.stack(results).astype(np.float32, copy=False)

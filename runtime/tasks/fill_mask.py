@@ -1,0 +1,119 @@
+"""fill-mask: the most likely tokens for each mask token, as transformers' fill-mask pipeline gives them.
+
+``pipe("Paris is the [MASK] of France.")`` → ``[{'score', 'token', 'token_str', 'sequence'}]`` best first
+(``top_k``, default 5; ``targets`` restricts the candidates); with several masks, one such list per mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import postprocess as post
+from ..errors import OnnxPipeError
+from ..pipeline import Feature, Pipeline, truncation_params
+
+
+def clean_up_tokenization(text: str) -> str:
+    """transformers' ``clean_up_tokenization`` (spaces before punctuation and contractions), which its
+    decode applies on top of the tokenizers library's when the tokenizer's config asks for it."""
+    for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                          (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(before, after)
+    return text
+
+
+class FillMaskPipeline(Pipeline):
+    task = "fill-mask"
+    check_inputs = staticmethod(Pipeline.check_texts)
+    result_key = "predictions"
+
+    def __init__(self, artifact, *args: Any, **kwargs: Any):
+        tok = artifact.manifest["tokenizer"]
+        if tok.get("mask_id") is None:
+            raise OnnxPipeError(f"{artifact.path}: the tokenizer defines no mask token, so fill-mask cannot run")
+        self.mask_id, self.mask_token = int(tok["mask_id"]), tok["mask_token"]
+        self.clean_up = bool(tok.get("clean_up_tokenization_spaces"))
+        super().__init__(artifact, *args, **kwargs)
+
+    def sanitize_parameters(self, top_k: int | None = None, targets: str | list[str] | None = None,
+                            tokenizer_kwargs: dict | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        tokenizer_kwargs = dict(tokenizer_kwargs or {})
+        unknown = set(tokenizer_kwargs) - {"truncation", "max_length", "padding"}
+        if unknown:
+            raise ValueError(f"tokenizer_kwargs {sorted(unknown)} are not supported (truncation, max_length are)")
+        pre = truncation_params(tokenizer_kwargs.get("truncation"), tokenizer_kwargs.get("max_length"))
+        top_k = 5 if top_k is None else top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        target_ids = None if targets is None else self.target_ids(targets)
+        if target_ids is not None and len(target_ids) < top_k:
+            top_k = len(target_ids)
+        vocab = self.encoder.tokenizer.get_vocab_size(with_added_tokens=True)
+        if top_k > vocab:
+            raise ValueError(f"top_k={top_k} is more than the {vocab} tokens of the vocabulary")
+        return pre, {"top_k": top_k, "target_ids": target_ids}
+
+    def target_ids(self, targets: str | list[str]) -> list[int]:
+        """transformers' rule: a target in the vocabulary is its id; else its first token's id (none: skipped)."""
+        targets = [targets] if isinstance(targets, str) else targets
+        if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
+            raise TypeError("targets must be a str or a list of str")
+        vocab = self.encoder.tokenizer.get_vocab(with_added_tokens=True)
+        ids = []
+        for target in targets:
+            id_ = vocab.get(target)
+            if id_ is None:
+                pieces = self.encoder.tokenizer.encode(target, add_special_tokens=False).ids
+                if not pieces:
+                    continue
+                id_ = pieces[0]
+            ids.append(id_)
+        ids = list(set(ids))  # the same order as transformers' list(set(...)) on the same ints
+        if not ids:
+            raise ValueError("At least one target must be provided when passed.")
+        return ids
+
+    def preprocess(self, items: list[str], **params: Any) -> list[Feature]:
+        features = super().preprocess(items, **params)
+        for f in features:
+            f.context = [i for i, t in enumerate(f.encoding.ids) if t == self.mask_id]
+            if not f.context:
+                raise ValueError(f"inputs[{f.owner}] has no mask token ({self.mask_token}) "
+                                 "(or it was truncated away): nothing to fill")
+        return features
+
+    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], top_k: int,
+                    target_ids: list[int] | None) -> list[Any]:
+        return [self.fill(f, outputs["logits"][j], top_k, target_ids) for j, f in enumerate(features)]
+
+    def fill(self, feature: Feature, logits: np.ndarray, top_k: int, target_ids: list[int] | None) -> Any:
+        ids = np.array(feature.encoding.ids[:feature.length])
+        masks = feature.context
+        probs = post.softmax(logits[masks].astype(np.float32))
+        if target_ids is not None:
+            probs = probs[:, target_ids]
+        single = len(masks) == 1
+        result = []
+        for position, row in zip(masks, probs):
+            best = np.argsort(-row, kind="stable")[:top_k]
+            proposals = []
+            for p in best:
+                token = int(target_ids[p] if target_ids is not None else p)
+                tokens = ids.copy()
+                tokens[position] = token
+                tokens = tokens[tokens != self.encoder.pad_id]
+                # With several masks the other masks are kept (special tokens not skipped), as transformers does.
+                proposals.append({"score": float(row[p]), "token": token, "token_str": self.decode([token]),
+                                  "sequence": self.decode(tokens.tolist(), skip_special_tokens=single)})
+            result.append(proposals)
+        return result[0] if single else result
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        text = self.encoder.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+        return clean_up_tokenization(text) if self.clean_up else text
+
+    def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
+        # transformers unwraps a list of one text too.
+        return results[0] if single or len(results) == 1 else results

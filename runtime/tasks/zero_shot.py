@@ -1,0 +1,90 @@
+"""zero-shot-classification on an NLI model: each candidate label becomes a hypothesis paired with the text.
+
+``pipe(text, candidate_labels=["sports", "politics"])`` → ``{'sequence', 'labels', 'scores'}`` best first;
+one dict per text for a list. ``multi_label`` scores each label alone (entailment vs contradiction);
+otherwise the entailment logits are softmaxed across labels. The entailment index is the first label
+whose name starts with "entail", else the last, as transformers finds it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..pipeline import Feature, Pipeline
+
+DEFAULT_TEMPLATE = "This example is {}."
+
+
+def parse_labels(labels: Any) -> list[str]:
+    if isinstance(labels, str):
+        labels = [label.strip() for label in labels.split(",") if label.strip()]
+    if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
+        raise TypeError(f"candidate_labels must be a str (comma-separated) or a list of str, got {labels!r}")
+    return list(labels)
+
+
+class ZeroShotClassificationPipeline(Pipeline):
+    task = "zero-shot-classification"
+    check_inputs = staticmethod(Pipeline.check_texts)
+
+    def __call__(self, inputs: Any, *args: Any, **params: Any) -> Any:
+        # transformers takes the labels as the second positional argument too: pipe(text, ["a", "b"]).
+        if len(args) == 1 and "candidate_labels" not in params:
+            params["candidate_labels"] = args[0]
+        elif args:
+            raise ValueError(f"Unable to understand extra arguments {args}")
+        return super().__call__(inputs, **params)
+
+    @property
+    def entailment_id(self) -> int:
+        label2id = self.artifact.manifest["config"].get("label2id") or {v: k for k, v in self.artifact.id2label.items()}
+        for label, index in label2id.items():
+            if label.lower().startswith("entail"):
+                return int(index)
+        return -1
+
+    def sanitize_parameters(self, candidate_labels: Any = None, hypothesis_template: str = DEFAULT_TEMPLATE,
+                            multi_label: bool | None = None, multi_class: bool | None = None
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if multi_class is not None:  # transformers' deprecated name for multi_label
+            multi_label = multi_class
+        # No labels is refused at the call (preprocess), not here: pipeline(...) may be built without them.
+        labels = parse_labels(candidate_labels) if candidate_labels is not None else []
+        if labels and (not isinstance(hypothesis_template, str)
+                       or hypothesis_template.format(labels[0]) == hypothesis_template):
+            raise ValueError(f'The provided hypothesis_template "{hypothesis_template}" was not able to be formatted '
+                             "with the target labels. Make sure the passed template includes formatting syntax "
+                             "such as {} where the label should go.")
+        hypotheses = [hypothesis_template.format(label) for label in labels]
+        return {"hypotheses": hypotheses}, {"labels": labels, "multi_label": bool(multi_label)}
+
+    def preprocess(self, items: list[str], hypotheses: list[str]) -> list[Feature]:
+        if not hypotheses:
+            raise ValueError("You must include at least one label and at least one sequence.")
+        pairs = [(text, h) for text in items for h in hypotheses]
+        try:  # only the text is cut, never the hypothesis, as transformers does
+            encodings = self.encode(pairs, strategy="only_first")
+        except Exception as e:  # the hypothesis alone is past the limit: transformers then stops truncating
+            if "too short" not in str(e):
+                raise
+            encodings = self.encode(pairs)  # and fails in the model; the deliberate difference: cut both
+        n = len(hypotheses)
+        return [Feature(e, i // n, len(e), context=items[i // n]) for i, e in enumerate(encodings)]
+
+    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], **params: Any) -> list[Any]:
+        return list(outputs["logits"].astype(np.float32, copy=False))
+
+    def aggregate(self, item: str, values: list[Any], labels: list[str], multi_label: bool) -> dict[str, Any]:
+        logits = np.stack(values)[None]  # (1 sequence, labels, classes): transformers' arithmetic, as it does it
+        if multi_label or len(labels) == 1:
+            entailment = self.entailment_id
+            contradiction = -1 if entailment == 0 else 0
+            pair = logits[..., [contradiction, entailment]]
+            scores = (np.exp(pair) / np.exp(pair).sum(-1, keepdims=True))[..., 1]
+        else:
+            entail = logits[..., self.entailment_id]
+            scores = np.exp(entail) / np.exp(entail).sum(-1, keepdims=True)
+        top = list(reversed(scores[0].argsort()))
+        return {"sequence": item, "labels": [labels[i] for i in top], "scores": scores[0, top].tolist()}
