@@ -134,13 +134,24 @@ class Pipeline:
         return f"{type(self).__name__}(model={str(self.artifact.path)!r}, variant={self.variant!r})"
 
     def __call__(self, inputs: Any, batch_size: int | None = None, **params: Any) -> Any:
-        size = self.batch_size if batch_size is None else check_batch_size(batch_size)
         if _is_stream(inputs):  # a generator or other iterable: results as they are ready, as transformers does
-            return self._iterate(inputs, size, params)
+            return self._iterate(inputs, batch_size, params)
         items, single = self.check_inputs(inputs)
+        return self.finish(self._results(items, batch_size, params), single, params)
+
+    def results(self, inputs: list[Any], batch_size: int | None = None, **params: Any) -> list[Any]:
+        """One result per input of the list, without the call-shape rules ``__call__`` applies for
+        transformers' sake (fill-mask unwraps a list of one; embeddings stack into one array)."""
+        if not isinstance(inputs, (list, tuple)):
+            raise TypeError(f"inputs must be a list, got {type(inputs).__name__}")
+        items, _ = self.check_inputs(list(inputs))
+        return self._results(items, batch_size, params)
+
+    def _results(self, items: list[Any], batch_size: int | None, params: dict[str, Any]) -> list[Any]:
+        size = self.batch_size if batch_size is None else check_batch_size(batch_size)
         pre, post = self.sanitize_parameters(**{**self.defaults, **params})
         if not items:
-            return self.finish([], single, params)
+            return []
         features = self.preprocess(items, **pre)
         values: list[Any] = [None] * len(features)
         # Sorting by token count keeps padding (wasted compute) low inside each batch.
@@ -154,18 +165,18 @@ class Pipeline:
         grouped: list[list[Any]] = [[] for _ in items]
         for feature, value in zip(features, values):
             grouped[feature.owner].append(value)
-        results = [self.aggregate(item, own, **post) for item, own in zip(items, grouped)]
-        return self.finish(results, single, params)
+        return [self.aggregate(item, own, **post) for item, own in zip(items, grouped)]
 
-    def _iterate(self, inputs, size: int, params: dict[str, Any]) -> Iterator[Any]:
+    def _iterate(self, inputs, batch_size: int | None, params: dict[str, Any]) -> Iterator[Any]:
+        size = self.batch_size if batch_size is None else check_batch_size(batch_size)
         chunk: list[Any] = []
         for item in inputs:
             chunk.append(item)
             if len(chunk) == size:
-                yield from self(chunk, batch_size=size, **params)
+                yield from self.results(chunk, size, **params)
                 chunk = []
         if chunk:
-            yield from self(chunk, batch_size=size, **params)
+            yield from self.results(chunk, size, **params)
 
     # -- input checks shared by the text tasks -------------------------------------------------
     @staticmethod
@@ -254,13 +265,13 @@ def call_each(pipe: Pipeline, inputs: list[str], **params: Any) -> list[Any]:
     if not inputs:
         return []
     try:
-        return list(pipe(list(inputs), **params))
+        return pipe.results(list(inputs), **params)
     except (ValueError, TypeError):
         pass
     results: list[Any] = []
     for text in inputs:
         try:
-            results.append(pipe([text], **params)[0])
+            results.append(pipe.results([text], **params)[0])
         except (ValueError, TypeError) as e:
             results.append(e)
     return results

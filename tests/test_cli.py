@@ -91,6 +91,8 @@ def test_explain_shows_the_four_stages(artifact, capsys):
     (["run", "--threads", "x", "hi"], ["--threads", "positive"]),
     (["explain", "one", "two"], ["unrecognized arguments: two"]),
     (["export", "a", "b", "--quantize", "int3"], ["--quantize", "int3"]),
+    (["run", "--params", "[1]", "hi"], ["--params", "JSON object"]),
+    (["run", "--params", "{bad", "hi"], ["--params", "not valid JSON"]),
 ])
 def test_usage_errors_name_the_path_or_option(argv, words, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
@@ -151,3 +153,40 @@ def test_closed_stdout_ends_quietly(artifact):
         time.sleep(0.1)
     assert proc.poll() == 141
     assert proc.stderr.read() == b""
+
+
+def test_run_and_explain_every_task(artifact, capsys):
+    """--task and --params reach the pipeline; results that are not dicts go under the task's key."""
+    nli, mlm, base = artifact("bert", "nli"), artifact("bert", "mlm"), artifact("bert", "base")
+    params = {"candidate_labels": ["film", "food"], "multi_label": True}
+    assert main(["run", "-m", str(nli), "--task", "zero-shot-classification", "--params", json.dumps(params),
+                 "good film"]) == 0
+    zs = onnxpipe.pipeline("zero-shot-classification", model=nli)
+    assert rows_of(capsys.readouterr().out) == [{"text": "good film", **zs("good film", **params)}]
+
+    assert main(["run", "-m", str(mlm), "--params", '{"top_k": 2}', "a [MASK] film"]) == 0
+    fm = onnxpipe.pipeline(model=mlm)
+    assert rows_of(capsys.readouterr().out) == [{"text": "a [MASK] film", "predictions": fm("a [MASK] film", top_k=2)}]
+
+    assert main(["run", "-m", str(base), "--task", "sentence-embeddings", "good film"]) == 0
+    (row,) = rows_of(capsys.readouterr().out)
+    vector = onnxpipe.pipeline("sentence-embeddings", model=base)("good film")
+    assert len(row["embedding"]) == 32 and max(abs(a - b) for a, b in zip(row["embedding"], vector)) < 1e-6
+
+    assert main(["explain", "-m", str(nli), "--task", "zero-shot-classification", "--params",
+                 json.dumps(params), "good film"]) == 0
+    out = capsys.readouterr().out
+    assert "2 feature(s)" in out and "'food', '.', '[SEP]']" in out and "logits (2, 3)" in out
+    assert json.loads(out.strip().splitlines()[-1]) == zs("good film", **params)
+    assert main(["explain", "-m", str(mlm), "a [MASK] film"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == fm("a [MASK] film")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["run", "--task", "summarization", "hi"], ["unsupported task 'summarization'"]),
+    (["run", "--task", "fill-mask", "hi [MASK]"], ["no default model for task 'fill-mask'"]),
+])
+def test_task_and_params_errors(argv, words, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words), err
