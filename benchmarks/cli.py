@@ -23,15 +23,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contenders", help=f"comma-separated subset of: {', '.join(BY_NAME)}")
     p.add_argument("--no-cold-start", action="store_true", help="skip the new-process measurements")
     p.add_argument("--limit", type=int, help="use only the first N dev sentences")
+    p.add_argument("--task", choices=["text-classification", "sentence-embeddings"], default="text-classification",
+                   help="sentence-embeddings: sentence-transformers, fastembed and onnxpipe on the embedded "
+                        "all-MiniLM-L6-v2 (or the embeddings artifact given as target)")
     a = p.parse_args(argv)
 
     from onnxpipe.export.data import load_sst2
-    from onnxpipe.session import default_threads
 
     names = [n.strip() for n in a.contenders.split(",")] if a.contenders else None
     for n in names or []:
         if n not in BY_NAME:
             p.error(f"unknown contender {n!r}; choose from: {', '.join(BY_NAME)}")
+    from onnxpipe.session import default_threads
+
+    a.threads = a.threads or default_threads()
     texts, labels = load_sst2(a.data, "dev")
     if a.limit:
         texts, labels = texts[: a.limit], labels[: a.limit]
@@ -40,9 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     if a.no_cold_start:
         settings = dataclasses.replace(settings, cold_repeats=0)
     log = lambda m: print(f"onnxpipe bench: {m}", file=sys.stderr, flush=True)  # noqa: E731
-    spec = harness.resolve_spec(a.target, a.out, a.threads or default_threads(), calibration, log=log)
+    if a.task == "sentence-embeddings":
+        return embeddings_main(a, texts, settings, log)
+    spec = harness.resolve_spec(a.target, a.out, a.threads, calibration, log=log)
     result = harness.run(spec, texts, labels, settings, names)
     paths = report.write_all(result, a.out)
+    print(paths["markdown"].read_text())
+    log("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def embeddings_main(a: argparse.Namespace, texts: list[str], settings: harness.Settings, log) -> int:
+    from . import embeddings
+
+    spec = embeddings.resolve(a.target, a.threads, log)
+    result = embeddings.run(spec, texts, settings)
+    paths = embeddings.write_all(result, a.out)
     print(paths["markdown"].read_text())
     log("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -152,7 +152,7 @@ def measure_throughput(workers: dict, rows: dict, settings: Settings, n: int, st
     """Passes over the dev set per batch size, contenders taking turns; the fastest pass is quoted and
     every pass kept (the spread). One slow moment of a shared machine then costs every contender a
     pass, not one contender its only figure."""
-    batched = {name: w for name, w in workers.items() if BY_NAME[name].group != "bare"}
+    batched = {name: w for name, w in workers.items() if rows[name]["group"] != "bare"}
     for bs in settings.batch_sizes:
         for p in range(settings.passes):
             for name, worker in batched.items():

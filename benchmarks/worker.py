@@ -38,7 +38,9 @@ def serve() -> None:
     texts = init["texts"]
     say = lambda obj: (stdout.write(json.dumps(obj) + "\n"), stdout.flush())  # noqa: E731
     try:
-        runner = BY_NAME[init["contender"]].load(spec)
+        from .embeddings import BY_NAME as EMBEDDINGS
+
+        runner = {**BY_NAME, **EMBEDDINGS}[init["contender"]].load(spec)
     except Exception as e:  # a peer that fails to load is reported, never silently dropped
         say({"ok": False, "reason": f"{type(e).__name__}: {e}"})
         return

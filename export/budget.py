@@ -1,7 +1,8 @@
 """Accuracy budget for int8: keep the fastest recipe whose drop against fp32 stays within ``max_drop``.
 
 The drop is measured on the user's labelled data (accuracy points lost against the fp32 graph) or, for
-unlabelled text, as the share of inputs whose label differs from the fp32 graph's (points). When the
+unlabelled text, as the share of inputs whose label differs from the fp32 graph's (points). For sentence
+embeddings it is one minus the mean cosine to the fp32 graph's vectors, in points (0.5 = cosine 0.995). When the
 full recipe misses the budget, nodes are kept in float, most sensitive first, until it holds; sensitivity
 is measured, not guessed: the drop with each node alone quantized (keeping one node in float at a
 time says little when the others' errors compound). If even that fails, there is no
@@ -40,6 +41,21 @@ def scorer(reference: np.ndarray, labels: list[int] | None) -> Callable[[np.ndar
         accuracy = None if labels is None else float(np.mean(pred == np.asarray(labels))) * 100
         drop = 100 - agreement if labels is None else max(ref_acc - accuracy, 0.0)
         return Score(agreement, accuracy, float(np.mean((candidate - reference) ** 2)), drop)
+
+    return score
+
+
+def cosine_scorer(reference: np.ndarray) -> Callable[[np.ndarray], Score]:
+    """Compare candidate sentence vectors (n, dim) with the fp32 graph's: agreement is the mean cosine in %."""
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+    ref = unit(reference)
+
+    def score(candidate: np.ndarray) -> Score:
+        cosine = np.sum(unit(candidate) * ref, axis=1)
+        mean = float(cosine.mean())
+        return Score(mean * 100, None, float(np.mean((1 - cosine) ** 2)), (1 - mean) * 100)
 
     return score
 

@@ -65,9 +65,9 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
         quantize = dataclasses.replace(quantize, mode=canonical_mode(quantize.mode))
         if quantize.max_drop is not None and quantize.eval_data is None:
             raise ValueError("an accuracy budget (max_drop, --max-drop) needs data to measure it on (--eval DATA)")
-        if quantize.max_drop is not None and spec.head != "sequence-classification":
-            raise ValueError(f"an accuracy budget (--max-drop) is measured on classification data; {task} has none "
-                             "yet: quantize without it and read the agreement the manifest records")
+        if quantize.max_drop is not None and spec.head not in ("sequence-classification", "base"):
+            raise ValueError(f"an accuracy budget (--max-drop) is measured on labels or sentence vectors; {task} "
+                             "has neither yet: quantize without it and read the agreement the manifest records")
     outdir = Path(outdir).expanduser().resolve()
     if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())) and not overwrite:
         raise ExportError(f"{outdir} already exists and is not empty: choose another folder or pass "
@@ -86,7 +86,8 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.partial-", dir=outdir.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the artifact is meant to be shared
     try:
-        variants = build_variants(model, tokenizer, tmp, max_length, spec, optimize, quantize, opset, log)
+        pooling = embedding["pooling"] if embedding else None
+        variants = build_variants(model, tokenizer, tmp, max_length, spec, optimize, quantize, opset, log, pooling)
         write_manifest(
             tmp,
             task=task,
@@ -100,6 +101,7 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
             tokenizer={"file": "tokenizer.json", "max_length": max_length,
                        "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id,
                        "mask_token": tokenizer.mask_token, "mask_id": tokenizer.mask_token_id,
+                       "unk_token": tokenizer.unk_token,
                        "clean_up_tokenization_spaces": bool(tokenizer.clean_up_tokenization_spaces)},
             **({"embedding": embedding} if embedding else {}),
             opset=onnx_opset(tmp / FILES["fp32"]),
@@ -183,7 +185,8 @@ def position_limit(model, tokenizer) -> int:
 
 
 def build_variants(model, tokenizer, folder: Path, max_length: int, spec: TaskSpec, optimize: bool,
-                   quantize: Int8Options | None, opset: int | None, log: Log) -> dict[str, dict]:
+                   quantize: Int8Options | None, opset: int | None, log: Log,
+                   pooling: list[str] | None = None) -> dict[str, dict]:
     from optimum.exporters.onnx import onnx_export_from_model
 
     log("exporting the ONNX graph with optimum")
@@ -225,14 +228,16 @@ def build_variants(model, tokenizer, folder: Path, max_length: int, spec: TaskSp
             raise ExportError(f"--optimize: {e}") from e
         variants["optimized"] = check("optimized", strict=True, fused_operators=fused)
     if quantize is not None:
-        recipe = build_int8(folder, "optimized" if optimize else "fp32", encoder, quantize, log)
+        recipe = build_int8(folder, "optimized" if optimize else "fp32", encoder, quantize, log, pooling)
         if recipe is not None:
             variants["int8"] = check("int8", strict=False, quantization=recipe)
     return variants
 
 
-def build_int8(folder: Path, base: str, encoder: TextEncoder, opts: Int8Options, log: Log) -> dict | None:
-    """Quantize the ``base`` graph; with a budget, keep nodes in float until it holds (None: nothing did)."""
+def build_int8(folder: Path, base: str, encoder: TextEncoder, opts: Int8Options, log: Log,
+               pooling: list[str] | None = None) -> dict | None:
+    """Quantize the ``base`` graph; with a budget, keep nodes in float until it holds (None: nothing did).
+    ``pooling`` (sentence embeddings) measures the budget as cosine to fp32's pooled vectors."""
     src, dst = folder / FILES[base], folder / FILES["int8"]
     texts, _, calibration = read_texts(opts.calibration, "train")
     texts = texts[:CALIBRATION_TEXTS]
@@ -255,8 +260,9 @@ def build_int8(folder: Path, base: str, encoder: TextEncoder, opts: Int8Options,
         return recipes[-1]
     eval_texts, labels, eval_name = read_texts(opts.eval_data, "dev")
     log(f"measuring the int8 graph against fp32 on {eval_name} ({len(eval_texts)} texts)")
-    score = budget.scorer(graph_logits(folder / FILES["fp32"], encoder, eval_texts), labels)
-    fitted = budget.fit(build, lambda path: score(graph_logits(path, encoder, eval_texts)),
+    reference = graph_logits(folder / FILES["fp32"], encoder, eval_texts, pooling=pooling)
+    score = budget.scorer(reference, labels) if pooling is None else budget.cosine_scorer(reference)
+    fitted = budget.fit(build, lambda path: score(graph_logits(path, encoder, eval_texts, pooling=pooling)),
                         quantizable_nodes(src), opts.max_drop, log)
     if fitted is None:
         dst.unlink(missing_ok=True)

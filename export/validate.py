@@ -77,15 +77,24 @@ def onnx_outputs(session: Session, encoder: TextEncoder, items: list, output: st
     return unpad(session.run(encoder.collate(encodings))[output], lengths), ids
 
 
-def graph_logits(onnx_path: Path, encoder: TextEncoder, texts: list[str], batch_size: int = 32) -> np.ndarray:
-    """Classifier logits for many texts, length-sorted into padded batches as the runtime batches them."""
+def graph_logits(onnx_path: Path, encoder: TextEncoder, texts: list[str], batch_size: int = 32,
+                 pooling: list[str] | None = None) -> np.ndarray:
+    """Classifier logits for many texts (or, given ``pooling``, their pooled sentence vectors), length-sorted
+    into padded batches as the runtime batches them."""
+    from onnxpipe.tasks.feature_extraction import pool
+
     session = Session(onnx_path)
     encodings = encoder.encode(texts)
     order = sorted(range(len(texts)), key=lambda i: len(encodings[i]))
     rows: list = [None] * len(texts)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        for i, row in zip(idx, session.run(encoder.collate([encodings[i] for i in idx]))["logits"]):
+        outputs = session.run(encoder.collate([encodings[i] for i in idx]))
+        if pooling is None:
+            batch = list(outputs["logits"])
+        else:
+            batch = [pool(h, pooling) for h in unpad(outputs["last_hidden_state"], [len(encodings[i]) for i in idx])]
+        for i, row in zip(idx, batch):
             rows[i] = row
     return np.stack(rows)
 

@@ -218,11 +218,12 @@ class Pipeline:
         return items, None
 
     # -- the stages ----------------------------------------------------------------------------
-    def encode(self, texts: list[str | tuple[str, str]], max_length: int | None = None,
-               strategy: str = "longest_first") -> list[Encoding]:
-        """Encodings of texts or (text, pair) tuples, truncated to the model's limit (or a shorter max_length)."""
+    def encode(self, texts: list, max_length: int | None = None, strategy: str = "longest_first",
+               **options: Any) -> list[Encoding]:
+        """Encodings of texts or (text, pair) tuples, truncated to the model's limit (or a shorter max_length);
+        ``options`` (stride, pretokenized) go to :meth:`TextEncoder.encode`."""
         try:
-            encodings = self.encoder.encode(texts, max_length, strategy)
+            encodings = self.encoder.encode(texts, max_length, strategy, **options)
         except TypeError:  # tokenizers' only word on a str it cannot take: "TextInputSequence must be str"
             raise_on_invalid_unicode(texts)
             raise

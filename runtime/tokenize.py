@@ -29,33 +29,36 @@ class TextEncoder:
             raise OnnxPipeError(f"{path} is not a valid tokenizer.json ({e}); export the artifact again") from e
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
-        self._variants: dict[tuple[int, str], Tokenizer] = {}
+        self._variants: dict[tuple[int, str, int], Tokenizer] = {}
         self._lock = threading.Lock()
         self.max_length = max_length
         self.pad_id = pad_id
         self.pad_token = pad_token
 
-    def encode(self, items: list[str | tuple[str, str]], max_length: int | None = None,
-               strategy: str = "longest_first") -> list[Encoding]:
-        """Truncated, unpadded encodings of texts or (text, text_pair) tuples: callers sort them by length
-        before padding batches. ``max_length`` below the model's limit and another truncation ``strategy``
-        use a tokenizer of their own, made once and never changed after: a shared tokenizer reconfigured
-        per call would race between threads."""
-        tokenizer = self._configured(max_length, strategy)
+    def encode(self, items: list, max_length: int | None = None, strategy: str = "longest_first",
+               stride: int = 0, pretokenized: bool = False) -> list[Encoding]:
+        """Truncated, unpadded encodings of texts, (text, text_pair) tuples, or (``pretokenized``) lists of
+        words: callers sort them by length before padding batches. Text cut by the limit is kept in each
+        encoding's ``overflowing`` windows, ``stride`` tokens overlapping, for the tasks that read them.
+        Settings other than the defaults use a tokenizer of their own, made once and never changed after:
+        a shared tokenizer reconfigured per call would race between threads."""
+        tokenizer = self._configured(max_length, strategy, stride)
         if len(items) == 1:  # encode_batch hands even one text to its thread pool: slower at batch 1
             item = items[0]
+            if pretokenized:
+                return [tokenizer.encode(item, is_pretokenized=True)]
             return [tokenizer.encode(*item) if isinstance(item, tuple) else tokenizer.encode(item)]
-        return tokenizer.encode_batch(items)
+        return tokenizer.encode_batch(items, is_pretokenized=pretokenized)
 
-    def _configured(self, max_length: int | None, strategy: str) -> Tokenizer:
+    def _configured(self, max_length: int | None, strategy: str, stride: int = 0) -> Tokenizer:
         length = self.max_length if max_length is None else min(max_length, self.max_length)
-        if length == self.max_length and strategy == "longest_first":
+        if length == self.max_length and strategy == "longest_first" and stride == 0:
             return self.tokenizer
-        key = (length, strategy)
+        key = (length, strategy, stride)
         with self._lock:
             if key not in self._variants:
                 variant = Tokenizer.from_str(self.tokenizer.to_str())
-                variant.enable_truncation(length, strategy=strategy)
+                variant.enable_truncation(length, strategy=strategy, stride=stride)
                 self._variants[key] = variant
             return self._variants[key]
 

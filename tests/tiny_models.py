@@ -111,7 +111,9 @@ HEADS = {
                 label2id={"contradiction": 0, "neutral": 1, "entailment": 2}),
 }
 # Heads that are not sequence classifiers: the transformers class each is built with, and the task it exports for.
-OTHER_HEADS = {"mlm": ("AutoModelForMaskedLM", "fill-mask"), "base": ("AutoModel", "feature-extraction")}
+OTHER_HEADS = {"mlm": ("AutoModelForMaskedLM", "fill-mask"), "base": ("AutoModel", "feature-extraction"),
+               "ner": ("AutoModelForTokenClassification", "token-classification")}
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "MISC"]  # MISC: a tag without B-/I-
 
 
 def task_of(head: str) -> str:
@@ -130,7 +132,9 @@ def build_checkpoint(folder: Path, arch: str = "bert", head: str = "single", see
     names = ["input_ids", "attention_mask"] if arch in ("distilbert", "roberta", "xlm-roberta") else None
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=512, **specials,
                                         **({"model_input_names": names} if names else {}))
-    config = _config(arch, backend.get_vocab_size(), **HEADS.get(head, {}))
+    labels = dict(enumerate(NER_LABELS)) if head == "ner" else None
+    ner = dict(num_labels=len(NER_LABELS), id2label=labels, label2id={v: k for k, v in labels.items()}) if labels else {}
+    config = _config(arch, backend.get_vocab_size(), **HEADS.get(head, ner))
     torch.manual_seed(seed)
     # initializer_range 0.3 (not 0.02) so that logits, and so labels, differ from input to input.
     auto = getattr(transformers, OTHER_HEADS[head][0] if head in OTHER_HEADS else "AutoModelForSequenceClassification")

@@ -14,6 +14,7 @@ from ..pipeline import Pipeline
 from .feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
 from .fill_mask import FillMaskPipeline
 from .text_classification import TextClassificationPipeline
+from .token_classification import TokenClassificationPipeline
 from .zero_shot import ZeroShotClassificationPipeline
 
 
@@ -37,9 +38,11 @@ SPECS = (
     TaskSpec("sentence-embeddings", SentenceEmbeddingsPipeline, "base", "AutoModel", "feature-extraction",
              "last_hidden_state"),
     TaskSpec("fill-mask", FillMaskPipeline, "masked-lm", "AutoModelForMaskedLM", "fill-mask", "logits"),
+    TaskSpec("token-classification", TokenClassificationPipeline, "token-classification",
+             "AutoModelForTokenClassification", "token-classification", "logits"),
 )
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in SPECS}
-ALIASES = {"sentiment-analysis": "text-classification"}
+ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 
 
 def canonical_task(task: str) -> str:

@@ -24,7 +24,8 @@ def test_manifest_describes_the_artifact(artifact, checkpoint):
                            "return_all_scores": None}  # None: the config does not set it
     assert m["head"] == "sequence-classification"
     assert m["tokenizer"] == {"file": "tokenizer.json", "max_length": 64, "pad_token": "[PAD]", "pad_id": 0,
-                              "mask_token": "[MASK]", "mask_id": 4, "clean_up_tokenization_spaces": False}
+                              "mask_token": "[MASK]", "mask_id": 4, "unk_token": "[UNK]",
+                              "clean_up_tokenization_spaces": False}
     assert m["opset"] >= 14
     assert {"torch", "transformers", "optimum", "onnxruntime", "tokenizers"} <= set(m["versions"])
     assert set(m["variants"]) == {"fp32", "optimized", "int8"} and m["default_variant"] == "int8"

@@ -1,0 +1,240 @@
+"""token-classification (alias ner): per-token labels, grouped into entities, exactly as transformers gives them.
+
+``pipe(text)`` → ``[{'entity', 'score', 'index', 'word', 'start', 'end'}]`` per token (``aggregation_strategy``
+"none", the default), or ``[{'entity_group', 'score', 'word', 'start', 'end'}]`` per entity ("simple",
+"first", "average", "max"); ``ignore_labels`` (default ``["O"]``); ``is_split_into_words`` for lists of
+words; ``stride`` runs text past the position limit as overlapping windows instead of cutting it.
+
+The gather → aggregate → group steps follow transformers' ``TokenClassificationPipeline`` line for line
+(its rules for subwords, unknown tokens and window overlaps are what users' code depends on); they are
+re-stated here over the tokenizers library's encodings because that pipeline needs torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..pipeline import Feature, Pipeline
+
+STRATEGIES = ("none", "simple", "first", "average", "max")
+
+
+class TokenClassificationPipeline(Pipeline):
+    task = "token-classification"
+
+    def __init__(self, artifact, *args: Any, **kwargs: Any):
+        super().__init__(artifact, *args, **kwargs)
+        tokenizer = self.encoder.tokenizer
+        # WordPiece marks pieces ("##"): a piece is a token shorter or longer than its text. Other models
+        # fall back to transformers' heuristic (no space before the token).
+        self.subword_prefix = getattr(tokenizer.model, "continuing_subword_prefix", None)
+        unk = artifact.manifest["tokenizer"].get("unk_token")
+        self.unk_id = tokenizer.token_to_id(unk) if unk else None
+
+    @staticmethod
+    def check_inputs(inputs: Any) -> tuple[list[Any], str | None]:
+        """Texts as every text task takes them, or lists of words (is_split_into_words)."""
+        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(w, (list, tuple)) for w in inputs):
+            for i, words in enumerate(inputs):
+                if not all(isinstance(w, str) for w in words):
+                    raise TypeError(f"inputs[{i}] must be a list of str words")
+            return [list(w) for w in inputs], None
+        return Pipeline.check_texts(inputs)
+
+    def __call__(self, inputs: Any, batch_size: int | None = None, **params: Any) -> Any:
+        # With is_split_into_words a list of words is one input, answered (as transformers does) as a list of one.
+        words = {**self.defaults, **params}.get("is_split_into_words")
+        if words and isinstance(inputs, (list, tuple)) and inputs and all(isinstance(w, str) for w in inputs):
+            return super().__call__([list(inputs)], batch_size, **params)
+        return super().__call__(inputs, batch_size, **params)
+
+    def sanitize_parameters(self, ignore_labels: list[str] | None = None, grouped_entities: bool | None = None,
+                            ignore_subwords: bool | None = None, aggregation_strategy: str | None = None,
+                            offset_mapping: Any = None, is_split_into_words: bool = False, stride: int | None = None,
+                            delimiter: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        if offset_mapping is not None:
+            raise ValueError("offset_mapping is for slow tokenizers; onnxpipe's tokenizer.json gives offsets itself")
+        if grouped_entities is not None or ignore_subwords is not None:  # transformers' deprecated switches
+            aggregation_strategy = ("first" if grouped_entities and ignore_subwords
+                                    else "simple" if grouped_entities else "none")
+        strategy = "none" if aggregation_strategy is None else str(getattr(aggregation_strategy, "value",
+                                                                           aggregation_strategy)).lower()
+        if strategy not in STRATEGIES:
+            raise ValueError(f"aggregation_strategy must be one of {STRATEGIES}, got {aggregation_strategy!r}")
+        if ignore_labels is not None and not isinstance(ignore_labels, (list, tuple, set)):
+            raise TypeError(f"ignore_labels must be a list of labels, got {type(ignore_labels).__name__}")
+        pre: dict[str, Any] = {"words": bool(is_split_into_words),
+                               "delimiter": " " if delimiter is None else delimiter}
+        if stride is not None:
+            if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
+                raise ValueError(f"stride must be a non-negative int, got {stride!r}")
+            if stride >= self.encoder.max_length:
+                raise ValueError(f"`stride` must be less than the model's limit of {self.encoder.max_length} tokens "
+                                 "(or even lower, less the special tokens)")
+            if strategy == "none":
+                raise ValueError('`stride` was provided to process all the text but `aggregation_strategy="none"`, '
+                                 "please select another one instead.")
+            pre["stride"] = stride
+        return pre, {"strategy": strategy, "ignore_labels": ["O"] if ignore_labels is None else list(ignore_labels)}
+
+    def preprocess(self, items: list[Any], words: bool, delimiter: str, stride: int | None = None) -> list[Feature]:
+        sentences, char_maps = [], []
+        for i, item in enumerate(items):
+            if words != isinstance(item, list):
+                raise ValueError(f"inputs[{i}]: with is_split_into_words=True each input must be a list of words, "
+                                 "else an untokenized string")
+            if words:
+                starts, at = [], 0
+                for w in item:
+                    starts.append(at)
+                    at += len(w) + len(delimiter)
+                sentences.append(delimiter.join(item))
+                char_maps.append(starts)
+            else:
+                sentences.append(item)
+                char_maps.append(None)
+        encodings = self.encode(items, stride=stride or 0, pretokenized=words)
+        features = []
+        for i, e in enumerate(encodings):
+            windows = [e, *e.overflowing] if stride is not None else [e]
+            for w in windows:
+                features.append(Feature(w, i, len(w), context=(sentences[i], char_maps[i])))
+        return features
+
+    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], strategy: str,
+                    ignore_labels: list[str]) -> list[Any]:
+        results = []
+        for j, f in enumerate(features):
+            logits = outputs["logits"][j, :f.length].astype(np.float32)
+            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            scores = shifted / shifted.sum(axis=-1, keepdims=True)
+            entities = self.group(self.gather(f, scores, strategy), strategy)
+            results.append([e for e in entities if e.get("entity") not in ignore_labels
+                            and e.get("entity_group") not in ignore_labels])
+        return results
+
+    def aggregate(self, item: Any, values: list[list[dict]], strategy: str, ignore_labels: list[str]) -> list[dict]:
+        entities = [e for window in values for e in window]
+        return overlapping(entities) if len(values) > 1 else entities
+
+    # -- transformers' gather_pre_entities / aggregate / group_entities ------------------------------
+    def gather(self, feature: Feature, scores: np.ndarray, strategy: str) -> list[dict]:
+        e = feature.encoding
+        sentence, word_starts = feature.context
+        tokenizer = self.encoder.tokenizer
+        pre = []
+        for idx in range(feature.length):
+            if e.special_tokens_mask[idx]:
+                continue
+            token_id = e.ids[idx]
+            word = tokenizer.id_to_token(token_id)
+            start, end = e.offsets[idx]
+            if word_starts is not None and e.word_ids[idx] is not None:  # offsets are within each word
+                start += word_starts[e.word_ids[idx]]
+                end += word_starts[e.word_ids[idx]]
+            word_ref = sentence[start:end]
+            if self.subword_prefix:
+                is_subword = len(word) != len(word_ref)
+            else:
+                is_subword = start > 0 and " " not in sentence[start - 1:start + 1]
+            if token_id == self.unk_id:
+                word, is_subword = word_ref, False
+            pre.append({"word": word, "scores": scores[idx], "start": start, "end": end, "index": idx,
+                        "is_subword": is_subword})
+        return pre
+
+    def group(self, pre: list[dict], strategy: str) -> list[dict]:
+        if strategy in ("none", "simple"):
+            entities = []
+            for p in pre:
+                best = int(p["scores"].argmax())
+                entities.append({"entity": self.artifact.id2label[best], "score": float(p["scores"][best]),
+                                 "index": p["index"], "word": p["word"], "start": p["start"], "end": p["end"]})
+        else:
+            entities = self.words(pre, strategy)
+        return entities if strategy == "none" else self.group_entities(entities)
+
+    def words(self, pre: list[dict], strategy: str) -> list[dict]:
+        """Tokens of one word forced to one label (first / average / max), as transformers' aggregate_words."""
+        out, group = [], None
+        for p in pre:
+            if group is None:
+                group = [p]
+            elif p["is_subword"]:
+                group.append(p)
+            else:
+                out.append(self.word(group, strategy))
+                group = [p]
+        if group is not None:
+            out.append(self.word(group, strategy))
+        return out
+
+    def word(self, pieces: list[dict], strategy: str) -> dict:
+        if strategy == "first":
+            scores = pieces[0]["scores"]
+        elif strategy == "max":
+            scores = max(pieces, key=lambda p: p["scores"].max())["scores"]
+        else:
+            scores = np.nanmean(np.stack([p["scores"] for p in pieces]), axis=0)
+        best = int(scores.argmax())
+        return {"entity": self.artifact.id2label[best], "score": float(scores[best]),
+                "word": self.tokens_to_string([p["word"] for p in pieces]),
+                "start": pieces[0]["start"], "end": pieces[-1]["end"]}
+
+    def group_entities(self, entities: list[dict]) -> list[dict]:
+        groups, current = [], []
+        for entity in entities:
+            if not current:
+                current.append(entity)
+                continue
+            bi, tag = bio(entity["entity"])
+            _, last_tag = bio(current[-1]["entity"])
+            if tag == last_tag and bi != "B":
+                current.append(entity)
+            else:
+                groups.append(self.group_sub_entities(current))
+                current = [entity]
+        if current:
+            groups.append(self.group_sub_entities(current))
+        return groups
+
+    def group_sub_entities(self, entities: list[dict]) -> dict:
+        score = np.nanmean(np.array([e["score"] for e in entities], dtype=np.float32))
+        return {"entity_group": entities[0]["entity"].split("-", 1)[-1], "score": float(np.mean(score)),
+                "word": self.tokens_to_string([e["word"] for e in entities]),
+                "start": entities[0]["start"], "end": entities[-1]["end"]}
+
+    def tokens_to_string(self, tokens: list[str]) -> str:
+        decoder = self.encoder.tokenizer.decoder
+        return decoder.decode(tokens) if decoder is not None else " ".join(tokens)
+
+    def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
+        return results[0] if single else results
+
+
+def bio(label: str) -> tuple[str, str]:
+    if label.startswith("B-"):
+        return "B", label[2:]
+    if label.startswith("I-"):
+        return "I", label[2:]
+    return "I", label
+
+
+def overlapping(entities: list[dict]) -> list[dict]:
+    """Entities from overlapping windows: of two that overlap, the longer (then the higher-scoring) stays."""
+    if not entities:
+        return entities
+    entities = sorted(entities, key=lambda e: e["start"])
+    kept, previous = [], entities[0]
+    for entity in entities:
+        if previous["start"] <= entity["start"] < previous["end"]:
+            length, previous_length = entity["end"] - entity["start"], previous["end"] - previous["start"]
+            if length > previous_length or length == previous_length and entity["score"] > previous["score"]:
+                previous = entity
+        else:
+            kept.append(previous)
+            previous = entity
+    kept.append(previous)
+    return kept
