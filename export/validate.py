@@ -41,40 +41,52 @@ def samples(head: str, tokenizer) -> list:
     items: list = list(SAMPLES)
     if head == "sequence-classification":
         items += PAIRS
+    if head == "question-answering":  # (question, context), contexts of every kind, one past the limit
+        items = [*PAIRS, *(("What is this about?", text) for text in SAMPLES if text)]
     if head == "masked-lm" and tokenizer.mask_token:
         m = tokenizer.mask_token
         items += [f"Paris is the {m} of France.", f"The {m} was {m} and the service was bad 😡."]
     return items
 
 
-def torch_outputs(model, tokenizer, items: list, max_length: int, output: str) -> tuple[list[np.ndarray], list]:
-    """PyTorch's ``output`` one input at a time (no padding), plus the transformers tokenizer's ids."""
+def torch_outputs(model, tokenizer, items: list, max_length: int, names: tuple[str, ...]
+                  ) -> tuple[dict[str, list[np.ndarray]], list]:
+    """PyTorch's outputs ``names``, one input at a time (no padding), plus the transformers tokenizer's ids."""
     import inspect
 
     accepted = set(inspect.signature(model.forward).parameters)  # DistilBERT takes no token_type_ids
-    rows, ids = [], []
+    rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    ids = []
     with torch.no_grad():
         for item in items:
             text, pair = item if isinstance(item, tuple) else (item, None)
             enc = tokenizer(text, pair or None, truncation=True, max_length=max_length, return_tensors="pt")
-            rows.append(getattr(model(**{k: v for k, v in enc.items() if k in accepted}), output)[0].float().numpy())
+            out = model(**{k: v for k, v in enc.items() if k in accepted})
+            for n in names:
+                rows[n].append(getattr(out, n)[0].float().numpy())
             ids.append(enc["input_ids"][0].tolist())
     return rows, ids
 
 
-def unpad(outputs: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+# 2-D outputs with one value per token (not per label): the span heads' start / end logits.
+PER_TOKEN = {"start_logits", "end_logits"}
+
+
+def unpad(outputs: np.ndarray, lengths: list[int], name: str = "") -> list[np.ndarray]:
     """Per-input rows of a batch output; token-level outputs cut to each input's own tokens."""
-    if outputs.ndim == 3:
+    if outputs.ndim == 3 or name in PER_TOKEN:
         return [outputs[i, :n] for i, n in enumerate(lengths)]
     return list(outputs)
 
 
-def onnx_outputs(session: Session, encoder: TextEncoder, items: list, output: str) -> tuple[list[np.ndarray], list]:
+def onnx_outputs(session: Session, encoder: TextEncoder, items: list, names: tuple[str, ...]
+                 ) -> tuple[dict[str, list[np.ndarray]], list]:
     """The runtime's own path: tokenizer.json encodings, one padded batch, one session run."""
     encodings = encoder.encode(items)
     ids = [list(e.ids) for e in encodings]
     lengths = [len(e) for e in encodings]
-    return unpad(session.run(encoder.collate(encodings))[output], lengths), ids
+    out = session.run(encoder.collate(encodings))
+    return {n: unpad(out[n], lengths, n) for n in names}, ids
 
 
 def graph_logits(onnx_path: Path, encoder: TextEncoder, texts: list[str], batch_size: int = 32,
@@ -93,43 +105,51 @@ def graph_logits(onnx_path: Path, encoder: TextEncoder, texts: list[str], batch_
         if pooling is None:
             batch = list(outputs["logits"])
         else:
-            batch = [pool(h, pooling) for h in unpad(outputs["last_hidden_state"], [len(encodings[i]) for i in idx])]
+            hidden = unpad(outputs["last_hidden_state"], [len(encodings[i]) for i in idx])
+            batch = [pool(h, pooling) for h in hidden]
         for i, row in zip(idx, batch):
             rows[i] = row
     return np.stack(rows)
 
 
-def batch_invariance(session: Session, encoder: TextEncoder, items: list, output: str) -> dict:
-    """Each input alone vs all of them in one padded batch: the largest score gap and the label flips
-    (hidden states: the gap between unit-length token vectors, no labels)."""
-    alone = [onnx_outputs(session, encoder, [item], output)[0][0] for item in items]
-    together = onnx_outputs(session, encoder, items, output)[0]
-    gap = max(float(np.max(np.abs(scores(a, output) - scores(b, output)))) for a, b in zip(alone, together))
-    flips = 0 if output != "logits" else sum(int(np.sum(predicted(a) != predicted(b))) for a, b in zip(alone, together))
+def batch_invariance(session: Session, encoder: TextEncoder, items: list, names: tuple[str, ...]) -> dict:
+    """Each input alone vs all of them in one padded batch: the largest score gap and the flipped predictions
+    (hidden states: the gap between unit-length token vectors, nothing to flip)."""
+    alone = [onnx_outputs(session, encoder, [item], names)[0] for item in items]
+    together = onnx_outputs(session, encoder, items, names)[0]
+    gap, flips = 0.0, 0
+    for n in names:
+        for i, b in enumerate(together[n]):
+            a = alone[i][n][0]
+            gap = max(gap, float(np.max(np.abs(scores(a, n) - scores(b, n)))))
+            if n != "last_hidden_state":
+                flips += int(np.sum(predicted(a) != predicted(b)))
     return {"max_score_gap": gap, "label_flips": flips}
 
 
 def scores(values: np.ndarray, output: str = "logits") -> np.ndarray:
-    """What a batch-invariance gap is stated in: probabilities (softmax, or sigmoid for one logit), or
-    unit-length vectors for hidden states."""
-    if output != "logits":
+    """What a batch-invariance gap is stated in: probabilities (softmax over labels or, for span heads, over
+    tokens; sigmoid for one logit), or unit-length vectors for hidden states."""
+    if output == "last_hidden_state":
         return values / np.maximum(np.linalg.norm(values, axis=-1, keepdims=True), 1e-12)
     return sigmoid(values) if values.shape[-1] == 1 else softmax(values)
 
 
 def predicted(logits: np.ndarray) -> np.ndarray:
-    """The label (or token) each row predicts: argmax, or the sign of a single logit."""
+    """What each row predicts: the label (or token, for span heads) with the largest logit, or the sign of one."""
     return logits.argmax(-1) if logits.shape[-1] > 1 else logits[..., 0] > 0
 
 
-def compare(reference: list[np.ndarray], candidate: list[np.ndarray], output: str = "logits") -> dict:
-    """Largest gap, and agreement on predictions (logits) or the lowest token cosine (hidden states)."""
-    gap = max(float(np.max(np.abs(r - c))) for r, c in zip(reference, candidate))
-    figures = {"output": output, "max_gap": gap, "samples": len(reference)}
-    if output == "logits":
-        hits = [predicted(r) == predicted(c) for r, c in zip(reference, candidate)]
-        figures["agreement"] = float(np.mean(np.concatenate([np.atleast_1d(h) for h in hits])))
+def compare(reference: dict[str, list[np.ndarray]], candidate: dict[str, list[np.ndarray]]) -> dict:
+    """Largest gap over every output, and agreement on predictions (labels, tokens, span ends) or, for
+    hidden states, the lowest token cosine."""
+    names = list(reference)
+    gap = max(float(np.max(np.abs(r - c))) for n in names for r, c in zip(reference[n], candidate[n]))
+    figures = {"outputs": names, "max_gap": gap, "samples": len(reference[names[0]])}
+    if names == ["last_hidden_state"]:
+        figures["min_cosine"] = min(float(np.min(np.sum(scores(r, n) * scores(c, n), axis=-1)))
+                                    for n in names for r, c in zip(reference[n], candidate[n]))
     else:
-        figures["min_cosine"] = min(float(np.min(np.sum(scores(r, output) * scores(c, output), axis=-1)))
-                                    for r, c in zip(reference, candidate))
+        hits = [np.atleast_1d(predicted(r) == predicted(c)) for n in names for r, c in zip(reference[n], candidate[n])]
+        figures["agreement"] = float(np.mean(np.concatenate(hits)))
     return figures

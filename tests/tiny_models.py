@@ -112,7 +112,8 @@ HEADS = {
 }
 # Heads that are not sequence classifiers: the transformers class each is built with, and the task it exports for.
 OTHER_HEADS = {"mlm": ("AutoModelForMaskedLM", "fill-mask"), "base": ("AutoModel", "feature-extraction"),
-               "ner": ("AutoModelForTokenClassification", "token-classification")}
+               "ner": ("AutoModelForTokenClassification", "token-classification"),
+               "qa": ("AutoModelForQuestionAnswering", "question-answering")}
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "MISC"]  # MISC: a tag without B-/I-
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ..pipeline import Pipeline
 from .feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
 from .fill_mask import FillMaskPipeline
+from .question_answering import QuestionAnsweringPipeline
 from .text_classification import TextClassificationPipeline
 from .token_classification import TokenClassificationPipeline
 from .zero_shot import ZeroShotClassificationPipeline
@@ -25,21 +26,23 @@ class TaskSpec:
     head: str  # the graph the task runs; tasks with the same head share artifacts
     auto_model: str  # the transformers class the exporter loads the checkpoint with
     optimum_task: str  # optimum's ONNX export task
-    output: str  # the graph output postprocess reads and export validation compares with PyTorch
+    outputs: tuple[str, ...]  # the graph outputs postprocess reads and export validation compares with PyTorch
 
 
 SPECS = (
     TaskSpec("text-classification", TextClassificationPipeline, "sequence-classification",
-             "AutoModelForSequenceClassification", "text-classification", "logits"),
+             "AutoModelForSequenceClassification", "text-classification", ("logits",)),
     TaskSpec("zero-shot-classification", ZeroShotClassificationPipeline, "sequence-classification",
-             "AutoModelForSequenceClassification", "text-classification", "logits"),
+             "AutoModelForSequenceClassification", "text-classification", ("logits",)),
     TaskSpec("feature-extraction", FeatureExtractionPipeline, "base", "AutoModel", "feature-extraction",
-             "last_hidden_state"),
+             ("last_hidden_state",)),
     TaskSpec("sentence-embeddings", SentenceEmbeddingsPipeline, "base", "AutoModel", "feature-extraction",
-             "last_hidden_state"),
-    TaskSpec("fill-mask", FillMaskPipeline, "masked-lm", "AutoModelForMaskedLM", "fill-mask", "logits"),
+             ("last_hidden_state",)),
+    TaskSpec("fill-mask", FillMaskPipeline, "masked-lm", "AutoModelForMaskedLM", "fill-mask", ("logits",)),
     TaskSpec("token-classification", TokenClassificationPipeline, "token-classification",
-             "AutoModelForTokenClassification", "token-classification", "logits"),
+             "AutoModelForTokenClassification", "token-classification", ("logits",)),
+    TaskSpec("question-answering", QuestionAnsweringPipeline, "question-answering", "AutoModelForQuestionAnswering",
+             "question-answering", ("start_logits", "end_logits")),
 )
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in SPECS}
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}

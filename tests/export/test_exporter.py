@@ -24,14 +24,14 @@ def test_manifest_describes_the_artifact(artifact, checkpoint):
                            "return_all_scores": None}  # None: the config does not set it
     assert m["head"] == "sequence-classification"
     assert m["tokenizer"] == {"file": "tokenizer.json", "max_length": 64, "pad_token": "[PAD]", "pad_id": 0,
-                              "mask_token": "[MASK]", "mask_id": 4, "unk_token": "[UNK]",
+                              "mask_token": "[MASK]", "mask_id": 4, "unk_token": "[UNK]", "cls_token": "[CLS]", "padding_side": "right",
                               "clean_up_tokenization_spaces": False}
     assert m["opset"] >= 14
     assert {"torch", "transformers", "optimum", "onnxruntime", "tokenizers"} <= set(m["versions"])
     assert set(m["variants"]) == {"fp32", "optimized", "int8"} and m["default_variant"] == "int8"
     for name in ("fp32", "optimized"):
         v = m["variants"][name]["validation"]
-        assert v["output"] == "logits" and v["max_gap"] <= 1e-4 and v["agreement"] == 1.0
+        assert v["outputs"] == ["logits"] and v["max_gap"] <= 1e-4 and v["agreement"] == 1.0
         assert v["samples"] == 10  # 8 texts and 2 pairs
     assert m["variants"]["optimized"]["fused_operators"]["Attention"] == 2  # one per layer
     for name, digest in m["files"].items():
