@@ -100,7 +100,7 @@ def run(spec: Spec, texts: list[str], settings, progress: bool = True) -> dict[s
             if missing:
                 rows[c.name].update(status="missing", reason=f"not installed: {', '.join(missing)}")
             else:
-                worker = Worker(c.name, spec, texts)
+                worker = Worker(c.name, spec, texts, task="sentence-embeddings")
                 if worker.ready["ok"]:
                     workers[c.name] = worker
                     rows[c.name].update(status="ok", note=worker.ready["note"], size_bytes=worker.ready["size_bytes"])

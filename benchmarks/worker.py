@@ -5,7 +5,7 @@ Engines sharing a process on 2 cores disturb each other's thread pools (the tran
 still interleaves their turns so that the machine's drift lands on all alike. Each command does a
 whole timed block inside the worker, so no pipe round trip is inside a timer.
 
-    harness → {"contender": NAME, "spec": {...}, "texts": [...]}   worker → {"ok": true, ...} | {"ok": false, ...}
+    harness → {"contender": NAME, "spec": {...}, "texts": [...], "task": T}   worker → {"ok": true, ...} | {"ok": false, ...}
     harness → {"cmd": "latency", "rounds": N}                      worker → {"latency_s": {length: [s, ...]}}
     harness → {"cmd": "throughput", "batch_size": B}               worker → {"seconds": s, "probs": [[...]]}
     harness → {"cmd": "quit"}
@@ -40,7 +40,8 @@ def serve() -> None:
     try:
         from .embeddings import BY_NAME as EMBEDDINGS
 
-        runner = {**BY_NAME, **EMBEDDINGS}[init["contender"]].load(spec)
+        registry = EMBEDDINGS if init.get("task") == "sentence-embeddings" else BY_NAME
+        runner = registry[init["contender"]].load(spec)
     except Exception as e:  # a peer that fails to load is reported, never silently dropped
         say({"ok": False, "reason": f"{type(e).__name__}: {e}"})
         return
@@ -64,12 +65,12 @@ def serve() -> None:
 class Worker:
     """The harness's handle on one contender's process."""
 
-    def __init__(self, name: str, spec: Spec, texts: list[str]):
+    def __init__(self, name: str, spec: Spec, texts: list[str], task: str = "text-classification"):
         self.name = name
         self.proc = subprocess.Popen([sys.executable, "-m", "onnxpipe.bench.worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, encoding="utf-8")
         fields = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()}
-        self.ready = self._ask({"contender": name, "spec": fields, "texts": texts})
+        self.ready = self._ask({"contender": name, "spec": fields, "texts": texts, "task": task})
 
     def _ask(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.proc.stdin.write(json.dumps(obj) + "\n")

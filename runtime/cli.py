@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("explain", help="show each of the four stages for one text")
-    p.add_argument("text", help="the text to walk through the pipeline")
+    p.add_argument("text", help="the text to walk through the pipeline (with --json: a JSON input)")
+    p.add_argument("--json", action="store_true",
+                   help='TEXT is JSON: e.g. \'{"question": "...", "context": "..."}\' for question-answering')
     add_model_options(p)
     add_call_options(p)
     p.set_defaults(func=cmd_explain)
@@ -257,7 +259,8 @@ def answer(pipe, batch: list, params: dict) -> list[dict]:
             message = result if isinstance(result, str) else f"line {line.number}: {result}"
             rows.append({"line": line.number, "error": message})
         else:
-            given = {"text": line.text} if line.pair is None else {"text": line.text, "text_pair": line.pair}
+            given = (line.obj if line.obj is not None else {"text": line.text} if line.pair is None
+                     else {"text": line.text, "text_pair": line.pair})
             rows.append({**given, **result} if isinstance(result, dict) else {**given, pipe.result_key: result})
     return rows
 
@@ -267,7 +270,12 @@ def cmd_explain(a: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     pipe = load(a)
-    explain(pipe, a.text, load_seconds=time.perf_counter() - t0, **a.params)
+    if a.json:
+        try:
+            inputs = json.loads(a.text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--json: TEXT is not valid JSON ({e.msg} at column {e.colno})") from None
+    explain(pipe, inputs if a.json else a.text, load_seconds=time.perf_counter() - t0, **a.params)
     return 0
 
 

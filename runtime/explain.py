@@ -69,9 +69,7 @@ def explain(pipe: Pipeline, inputs: Any, load_seconds: float, out: TextIO | None
     result = pipe.finish([pipe.aggregate(i, g, **post) for i, g in zip(items, grouped)], single, params)
     t_post = time.perf_counter() - t
     say(f"4. postprocess {t_post * 1e3:8.2f} ms   {pipe.describe_postprocess(post)}")
-    if pipe.task == "text-classification":
-        ranked = pipe.postprocess(features, outputs, **pipe.sanitize_parameters(top_k=None)[1])[0]
-        say("                              " + ", ".join(f"{d['label']} {d['score']:.4f}" for d in ranked),
-            f"                              label  {ranked[0]['label']}")
+    for line in pipe.explain_lines(features, outputs, post):
+        say("                              " + line)
     say("", json.dumps(jsonable(result), ensure_ascii=False))
     return result

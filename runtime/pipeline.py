@@ -254,25 +254,34 @@ class Pipeline:
     def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
         return results[0] if single else results
 
+    def explain_lines(self, features: list[Feature], outputs: dict[str, np.ndarray], params: dict[str, Any]
+                      ) -> list[str]:
+        """What ``explain`` shows of the postprocess decision beyond the result (each task its own)."""
+        return []
+
     def describe_postprocess(self, params: dict[str, Any]) -> str:
         """One line for ``explain``: the postprocess parameters in force."""
         return ", ".join(f"{k}={v!r}" for k, v in params.items() if not isinstance(v, (list, np.ndarray)) or len(v) < 9)
 
 
+INPUT_ERRORS = (ValueError, TypeError, KeyError)
+
+
 def call_each(pipe: Pipeline, inputs: list[str], **params: Any) -> list[Any]:
-    """One result per input, or the ValueError / TypeError that input alone raises: the list is
+    """One result per input, or the input error (ValueError, TypeError, or transformers' KeyError for a
+    question-answering dict without its keys) that input alone raises: the list is
     batched as usual, and only when the batch is refused are its inputs run one by one, so a bad
     input costs its own answer and never the others'."""
     if not inputs:
         return []
     try:
         return pipe.results(list(inputs), **params)
-    except (ValueError, TypeError):
+    except INPUT_ERRORS:
         pass
     results: list[Any] = []
     for text in inputs:
         try:
             results.append(pipe.results([text], **params)[0])
-        except (ValueError, TypeError) as e:
+        except INPUT_ERRORS as e:
             results.append(e)
     return results

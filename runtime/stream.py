@@ -4,7 +4,8 @@ A reader thread queues stdin lines as they come; the main loop blocks for one li
 line already waiting (up to the batch size), so a trickle (``tail -f``) is answered line by line and
 a flood is still batched. Lines are decoded here, strictly, one by one: a line that is not UTF-8
 becomes an error record for that line instead of ending the stream. With ``--jsonl`` each line is
-JSON (a string, or an object with a ``text`` field and optionally ``text_pair``).
+JSON: a string, an object with a ``text`` field and optionally ``text_pair``, or any other object, handed
+to the pipeline as it is (``{"question", "context"}`` for question answering).
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ class Line:
     text: str | None  # None when the line could not be decoded
     error: str | None = None
     pair: str | None = None  # --jsonl {"text", "text_pair"}
+    obj: dict | None = None  # --jsonl objects without "text" ({"question", "context"}): the input as it is
 
     @property
     def input(self) -> str | dict:
+        if self.obj is not None:
+            return self.obj
         return self.text if self.pair is None else {"text": self.text, "text_pair": self.pair}
 
 
@@ -53,11 +57,13 @@ def decode(number: int, raw: bytes, jsonl: bool = False) -> Line:
     except json.JSONDecodeError as e:
         return Line(number, None, f"line {number} is {not_json(e)}")
     pair = None
+    if isinstance(value, dict) and "text" not in value:
+        return Line(number, text, obj=value)
     if isinstance(value, dict):
         value, pair = value.get("text"), value.get("text_pair")
     if not isinstance(value, str) or not isinstance(pair, (str, type(None))):
         return Line(number, None, f"line {number}: give a JSON string or an object with a \"text\" string "
-                                  "(and optionally a \"text_pair\" string)")
+                                  "(and optionally a \"text_pair\" string), or the object the task takes")
     return Line(number, value, pair=pair)
 
 

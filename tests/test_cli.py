@@ -60,7 +60,7 @@ def test_jsonl_input(artifact, monkeypatch, capsys):
     expected = pipe(["good film", "bad food"])
     assert rows[:2] == [{"text": "good film", **expected[0]}, {"text": "bad food", **expected[1]}]
     assert [r["line"] for r in rows[2:5]] == [3, 4, 5]
-    assert 'object with a "text" string' in rows[2]["error"] and "not valid JSON" in rows[4]["error"]
+    assert "must be a dict with 'text'" in rows[2]["error"] and "not valid JSON" in rows[4]["error"]
     pair = {"text": "good film", "text_pair": "bad food"}
     assert rows[5] == {**pair, **pipe(pair)}
 
@@ -190,3 +190,26 @@ def test_task_and_params_errors(argv, words, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert all(w in err for w in words), err
+
+
+def test_spans_from_the_command_line(artifact, monkeypatch, capsys):
+    """NER and QA through run (JSON lines in and out) and explain (windows, per-token labels, span decisions)."""
+    ner, qa = artifact("bert", "ner"), artifact("bert", "qa")
+    text = "the food was good but the service was bad " * 4
+    params = {"aggregation_strategy": "simple", "stride": 8, "ignore_labels": []}
+    assert main(["run", "-m", str(ner), "--params", json.dumps(params), text]) == 0
+    assert rows_of(capsys.readouterr().out) == [
+        {"text": text, "entities": onnxpipe.pipeline(model=ner)(text, **params)}]
+    assert main(["explain", "-m", str(ner), "--params", json.dumps(params), text]) == 0
+    out = capsys.readouterr().out
+    assert "window 1/" in out and "food/" in out and "grouped by aggregation_strategy='simple'" in out
+
+    example = {"question": "What was bad?", "context": text}
+    fake_stdin(monkeypatch, (json.dumps(example) + "\n" + json.dumps({"question": "?"}) + "\n").encode())
+    assert main(["run", "-m", str(qa), "--jsonl", "--params", '{"top_k": 2}']) == 1
+    rows = rows_of(capsys.readouterr().out)
+    answer = onnxpipe.pipeline(model=qa)(example, top_k=2)
+    assert rows[0] == {**example, "answers": answer} and "question:..., context:..." in rows[1]["error"]
+    assert main(["explain", "-m", str(qa), "--json", json.dumps(example)]) == 0
+    out = capsys.readouterr().out
+    assert "window 1/" in out and json.loads(out.strip().splitlines()[-1]) == onnxpipe.pipeline(model=qa)(example)

@@ -113,6 +113,7 @@ def decode_spans(start, end, topk, max_answer_len, undesired_tokens):
 
 class QuestionAnsweringPipeline(Pipeline):
     task = "question-answering"
+    result_key = "answers"  # with top_k > 1; one answer is a dict, merged into the row
 
     def __init__(self, artifact, *args: Any, **kwargs: Any):
         super().__init__(artifact, *args, **kwargs)
@@ -187,6 +188,15 @@ class QuestionAnsweringPipeline(Pipeline):
                      for s, t, score in zip(starts, ends, scores)]
             values.append((null, spans))
         return values
+
+    def explain_lines(self, features: list[Feature], outputs: dict[str, np.ndarray], params: dict[str, Any]
+                      ) -> list[str]:
+        """Each window's best spans before answers found in several windows are added up."""
+        lines = []
+        for j, (f, (_, spans)) in enumerate(zip(features, self.postprocess(features, outputs, **params))):
+            best = ", ".join(f"{f.context[s:e]!r} {score:.4f}" for score, s, e in spans[:3]) or "no span"
+            lines.append(f"window {j + 1}/{len(features)} ({f.length} tokens): {best}")
+        return lines
 
     @staticmethod
     def indices(enc, s: int, e: int, sequence_index: int, align_to_words: bool) -> tuple[int, int]:

@@ -52,6 +52,11 @@ class TextClassificationPipeline(Pipeline):
         scores = post.apply(function, outputs["logits"])
         return [post.label_scores(row, self.artifact.id2label, top_k, legacy) for row in scores]
 
+    def explain_lines(self, features: list[Feature], outputs: dict[str, np.ndarray], params: dict[str, Any]
+                      ) -> list[str]:
+        ranked = self.postprocess(features, outputs, **{**params, "top_k": None, "legacy": False})[0]
+        return [", ".join(f"{d['label']} {d['score']:.4f}" for d in ranked), f"label  {ranked[0]['label']}"]
+
     def rerank(self, query: str, documents: list[str], top_k: int | None = None, label: str | None = None,
                return_text: bool = False, batch_size: int | None = None) -> list[dict[str, Any]]:
         """Rank ``documents`` by the cross-encoder's score for (query, document): ``[{"index", "score"}]``,

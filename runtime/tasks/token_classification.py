@@ -23,6 +23,7 @@ STRATEGIES = ("none", "simple", "first", "average", "max")
 
 class TokenClassificationPipeline(Pipeline):
     task = "token-classification"
+    result_key = "entities"
 
     def __init__(self, artifact, *args: Any, **kwargs: Any):
         super().__init__(artifact, *args, **kwargs)
@@ -118,6 +119,16 @@ class TokenClassificationPipeline(Pipeline):
     def aggregate(self, item: Any, values: list[list[dict]], strategy: str, ignore_labels: list[str]) -> list[dict]:
         entities = [e for window in values for e in window]
         return overlapping(entities) if len(values) > 1 else entities
+
+    def explain_lines(self, features: list[Feature], outputs: dict[str, np.ndarray], params: dict[str, Any]
+                      ) -> list[str]:
+        """Each window's tokens with their own label (before grouping); the result shows the grouping."""
+        lines = []
+        for j, (f, tokens) in enumerate(zip(features, self.postprocess(features, outputs, "none", []))):
+            first, last = f.encoding.offsets[1][0] if f.length > 2 else 0, max(o[1] for o in f.encoding.offsets)
+            lines.append(f"window {j + 1}/{len(features)} (characters {first}–{last}): "
+                         + " ".join(f"{t['word']}/{t['entity']}" for t in tokens))
+        return lines + [f"grouped by aggregation_strategy={params['strategy']!r}, ignoring {params['ignore_labels']}"]
 
     # -- transformers' gather_pre_entities / aggregate / group_entities ------------------------------
     def gather(self, feature: Feature, scores: np.ndarray, strategy: str) -> list[dict]:
