@@ -23,9 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contenders", help=f"comma-separated subset of: {', '.join(BY_NAME)}")
     p.add_argument("--no-cold-start", action="store_true", help="skip the new-process measurements")
     p.add_argument("--limit", type=int, help="use only the first N dev sentences")
-    p.add_argument("--task", choices=["text-classification", "sentence-embeddings"], default="text-classification",
+    p.add_argument("--task", choices=["text-classification", "sentence-embeddings", "token-classification",
+                                      "question-answering"], default="text-classification",
                    help="sentence-embeddings: sentence-transformers, fastembed and onnxpipe on the embedded "
-                        "all-MiniLM-L6-v2 (or the embeddings artifact given as target)")
+                        "all-MiniLM-L6-v2 (or the embeddings artifact given as target); token-classification, "
+                        "question-answering: the transformers pipeline vs onnxpipe on a checkpoint folder (default: "
+                        "MiniLM with a random head, for speed and span agreement)")
     a = p.parse_args(argv)
 
     from onnxpipe.export.data import load_sst2
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda m: print(f"onnxpipe bench: {m}", file=sys.stderr, flush=True)  # noqa: E731
     if a.task == "sentence-embeddings":
         return embeddings_main(a, texts, settings, log)
+    if a.task in ("token-classification", "question-answering"):
+        return spans_main(a, texts, settings, log)
     spec = harness.resolve_spec(a.target, a.out, a.threads, calibration, log=log)
     result = harness.run(spec, texts, labels, settings, names)
     paths = report.write_all(result, a.out)
@@ -61,6 +66,17 @@ def embeddings_main(a: argparse.Namespace, texts: list[str], settings: harness.S
     spec = embeddings.resolve(a.target, a.threads, log)
     result = embeddings.run(spec, texts, settings)
     paths = embeddings.write_all(result, a.out)
+    print(paths["markdown"].read_text())
+    log("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def spans_main(a: argparse.Namespace, texts: list[str], settings: harness.Settings, log) -> int:
+    from . import spans
+
+    spec = spans.resolve(a.task, a.target, a.out, a.threads, log)
+    result = spans.run(a.task, spec, texts, settings)
+    paths = spans.write_all(result, a.out)
     print(paths["markdown"].read_text())
     log("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

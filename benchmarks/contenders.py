@@ -26,6 +26,7 @@ class Spec:
     threads: int
     best_variant: str
     calibration: list[str] | None  # SST-2 train sentences for NNCF; None when no train split
+    task: str = "text-classification"
 
 
 @dataclass

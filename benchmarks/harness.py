@@ -158,12 +158,20 @@ def measure_throughput(workers: dict, rows: dict, settings: Settings, n: int, st
             for name, worker in batched.items():
                 status(f"dev set at batch {bs}, pass {p + 1}: {name}")
                 seconds, probs = worker.throughput(bs)
-                rows[name].setdefault("probs", {})[str(bs)] = np.asarray(probs)
+                rows[name].setdefault("probs", {})[str(bs)] = as_array(probs)
                 rows[name].setdefault("throughput_passes", {}).setdefault(str(bs), []).append(
                     stats.throughput(n, seconds))
         for name in batched:
             rows[name].setdefault("throughput", {})[str(bs)] = max(rows[name]["throughput_passes"][str(bs)])
         tick()
+
+
+def as_array(values: list) -> np.ndarray | list:
+    """Probabilities and vectors as arrays; span results (one list per input, of any length) as they are."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (ValueError, TypeError):
+        return values
 
 
 def derive(rows: dict[str, dict[str, Any]], labels: list[int]) -> None:

@@ -38,9 +38,10 @@ def serve() -> None:
     texts = init["texts"]
     say = lambda obj: (stdout.write(json.dumps(obj) + "\n"), stdout.flush())  # noqa: E731
     try:
-        from .embeddings import BY_NAME as EMBEDDINGS
+        from . import embeddings, spans
 
-        registry = EMBEDDINGS if init.get("task") == "sentence-embeddings" else BY_NAME
+        registry = {"sentence-embeddings": embeddings.BY_NAME, "token-classification": spans.BY_NAME,
+                    "question-answering": spans.BY_NAME}.get(init.get("task"), BY_NAME)
         runner = registry[init["contender"]].load(spec)
     except Exception as e:  # a peer that fails to load is reported, never silently dropped
         say({"ok": False, "reason": f"{type(e).__name__}: {e}"})
@@ -57,7 +58,7 @@ def serve() -> None:
             say({})
         elif cmd["cmd"] == "throughput":
             seconds, probs = measure.run_throughput(runner.predict, texts, cmd["batch_size"])
-            say({"seconds": seconds, "probs": probs.tolist()})
+            say({"seconds": seconds, "probs": probs.tolist()})  # object arrays (spans) become lists too
         elif cmd["cmd"] == "quit":
             return
 

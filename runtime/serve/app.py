@@ -1,0 +1,376 @@
+"""``onnxpipe serve``: the pipelines over HTTP (FastAPI on uvicorn), micro-batched by a token budget.
+
+Routes: ``POST /v1/pipeline`` (any task: the Python pipeline's JSON), the shapes TEI clients send
+(``/predict``, ``/embed``, ``/rerank``, ``/tokenize``), OpenAI's ``/v1/embeddings``, ``GET /health``
+(503 until loaded), ``/info``, ``/metrics`` (Prometheus), ``/`` (a live explain page) and the OpenAPI
+document at ``/openapi.json``. Every answer that ran the model carries its timing in headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import __version__
+from ..errors import OnnxPipeError
+from ..explain import jsonable
+from ..pipeline import INPUT_ERRORS, Pipeline
+from .batcher import Batcher, QueueFull
+from .metrics import Metrics
+
+PAGE = Path(__file__).with_name("page.html")
+
+
+@dataclass
+class Settings:
+    max_batch_tokens: int = 16384
+    max_batch_requests: int = 64
+    max_wait_ms: float = 2.0
+    max_queue: int = 1024
+    max_client_batch: int = 256  # inputs per request
+    max_body_bytes: int = 2_000_000
+    timeout_s: float = 30.0
+    threads: int | None = None
+    api_key: str | None = None
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, kind: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.headers = status, kind, headers or {}
+
+
+@dataclass
+class Served:
+    """One model: its pipeline, and the batcher that owns its graph runs."""
+
+    name: str
+    path: Path
+    pipe: Pipeline | None = None
+    batcher: Batcher | None = None
+    others: dict[str, Pipeline] = field(default_factory=dict)  # other tasks on the same graph
+
+    def task_pipe(self, task: str) -> Pipeline:
+        """The pipeline for ``task`` on this model's graph (one session: the first pipeline's engine)."""
+        from .. import pipeline
+        from ..tasks import TASKS, runs_on
+
+        if task == self.pipe.task:
+            return self.pipe
+        if not runs_on(task, self.pipe.task):
+            raise HTTPError(400, f"model {self.name!r} runs {self.pipe.task} ({TASKS[self.pipe.task].head} head); "
+                                 f"this route needs {task}", "wrong_task")
+        if task not in self.others:
+            self.others[task] = pipeline(task, model=self.path, variant=self.pipe.variant, engine=self.pipe.session,
+                                         verify=False)
+        return self.others[task]
+
+
+# -- request bodies (pydantic: a wrong type is a 422 naming the field) ------------------------------
+Text = Union[str, list[str], list[list[str]]]
+
+
+class PipelineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: Any = Field(description="what the Python pipeline takes: a text, a list, a {question, context} dict...")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="call parameters (top_k, ...)")
+    model: str | None = None
+
+
+class PredictRequest(BaseModel):
+    inputs: Text
+    raw_scores: bool = False
+    truncate: bool = True
+    model: str | None = None
+
+
+class EmbedRequest(BaseModel):
+    inputs: Union[str, list[str]]
+    normalize: bool = True
+    truncate: bool = True
+    prompt_name: str | None = None
+    model: str | None = None
+
+
+class RerankRequest(BaseModel):
+    query: str
+    texts: list[str]
+    return_text: bool = False
+    raw_scores: bool = False
+    truncate: bool = True
+    model: str | None = None
+
+
+class TokenizeRequest(BaseModel):
+    inputs: Union[str, list[str]]
+    add_special_tokens: bool = True
+    model: str | None = None
+
+
+class OpenAIEmbeddingsRequest(BaseModel):
+    input: Union[str, list[str]]
+    model: str | None = None
+    encoding_format: str = "float"
+
+
+def create_app(models: dict[str, str | Path], settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+    served = {name: Served(name, Path(path)) for name, path in models.items()}
+    default = next(iter(served))
+    state = {"ready": False, "error": None}
+
+    def load() -> None:
+        from .. import pipeline
+        from ..session import Session
+
+        try:
+            for s in served.values():
+                artifact = pipeline(model=s.path, threads=settings.threads).artifact  # checks every file
+                # No memory arena: it would keep the largest batch's buffers for good (RSS grows with lengths).
+                engine = Session(artifact.variant_file(None), settings.threads, memory_arena=False)
+                s.pipe = pipeline(model=s.path, engine=engine, verify=False)
+                s.batcher = Batcher(s.pipe, settings.max_batch_tokens, settings.max_batch_requests,
+                                    settings.max_wait_ms, settings.max_queue, metrics, s.name)
+            state["ready"] = True
+        except Exception as e:  # reported by /health and every route, never a crash loop
+            state["error"] = f"{type(e).__name__}: {e}"
+
+    async def lifespan(app: FastAPI):
+        threading.Thread(target=load, name="onnxpipe-load", daemon=True).start()
+        yield
+        for s in served.values():  # uvicorn has stopped accepting and answered what it accepted
+            if s.batcher:
+                s.batcher.close()
+
+    app = FastAPI(title="onnxpipe", version=__version__, lifespan=lifespan,
+                  description="Hugging Face pipelines on ONNX Runtime, micro-batched.")
+
+    def model(name: str | None) -> Served:
+        if not state["ready"]:
+            raise HTTPError(503, state["error"] or "the model is loading", "not_ready", {"Retry-After": "1"})
+        if (name or default) not in served:
+            raise HTTPError(404, f"no model {name!r}: this server has {', '.join(served)}", "unknown_model")
+        return served[name or default]
+
+    async def run(s: Served, pipe: Pipeline, inputs: Any, params: dict, truncate: bool = True
+                  ) -> tuple[Any, dict[str, str]]:
+        """One request through preprocess (a worker thread) → the batcher → aggregate, timed."""
+        t0 = time.perf_counter()
+        try:
+            items, single = pipe.check_inputs(inputs)
+            pre, post = pipe.sanitize_parameters(**{**pipe.defaults, **params})
+        except INPUT_ERRORS as e:
+            raise HTTPError(422, str(e), "bad_input") from None
+        if len(items) > settings.max_client_batch:
+            raise HTTPError(413, f"{len(items)} inputs in one request; this server takes at most "
+                                 f"{settings.max_client_batch} (--max-client-batch)", "too_many_inputs")
+        if not items:
+            return pipe.finish([], single, params), {}
+        try:
+            features = await run_in_threadpool(pipe.preprocess, items, **pre)
+        except INPUT_ERRORS as e:
+            raise HTTPError(422, str(e), "bad_input") from None
+        if not truncate and any(f.encoding.overflowing for f in features):
+            raise HTTPError(422, f"an input is longer than the model's {pipe.encoder.max_length} tokens and "
+                                 "truncate is false", "too_long")
+        t_tok = time.perf_counter() - t0
+        try:
+            values, job = await asyncio.wait_for(s.batcher.submit(features, post), settings.timeout_s)
+        except QueueFull as e:
+            raise HTTPError(429, f"{e}: retry shortly", "queue_full", {"Retry-After": "1"}) from None
+        except asyncio.TimeoutError:
+            raise HTTPError(504, f"no answer within {settings.timeout_s:g} s", "timeout") from None
+        grouped: list[list[Any]] = [[] for _ in items]
+        for f, v in zip(features, values):
+            grouped[f.owner].append(v)
+        result = pipe.finish([pipe.aggregate(i, g, **post) for i, g in zip(items, grouped)], single, params)
+        for hist, value in ((metrics.tokenization, t_tok), (metrics.queue, job.queue_s),
+                            (metrics.inference, job.inference_s)):
+            hist.labels(s.name).observe(value)
+        headers = {"x-tokenization-time": f"{t_tok * 1e3:.3f}", "x-queue-time": f"{job.queue_s * 1e3:.3f}",
+                   "x-inference-time": f"{job.inference_s * 1e3:.3f}", "x-batch-requests": str(job.batch_requests),
+                   "x-total-time": f"{(time.perf_counter() - t0) * 1e3:.3f}", "x-model": s.name}
+        return result, headers
+
+    def answer(body: Any, headers: dict[str, str]) -> JSONResponse:
+        return JSONResponse(jsonable(body), headers=headers)
+
+    # -- errors: one JSON shape, counted by kind ----------------------------------------------------
+    @app.exception_handler(HTTPError)
+    async def http_error(request: Request, e: HTTPError):
+        metrics.failures.labels(e.kind).inc()
+        return JSONResponse({"error": str(e), "error_type": e.kind}, status_code=e.status, headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, e: RequestValidationError):
+        metrics.failures.labels("validation").inc()
+        where = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()[:5])
+        return JSONResponse({"error": where, "error_type": "validation"}, status_code=422)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        route = request.url.path
+        if settings.api_key and route != "/health":
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
+                metrics.failures.labels("unauthorized").inc()
+                metrics.requests.labels(route, "401").inc()
+                return JSONResponse({"error": "missing or wrong API key (Authorization: Bearer KEY)",
+                                     "error_type": "unauthorized"}, status_code=401)
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > settings.max_body_bytes:
+            metrics.failures.labels("body_too_large").inc()
+            metrics.requests.labels(route, "413").inc()
+            return JSONResponse({"error": f"body of {size} bytes; the limit is {settings.max_body_bytes} "
+                                          "(--max-body-bytes)", "error_type": "body_too_large"}, status_code=413)
+        try:
+            response = await call_next(request)
+        except OnnxPipeError as e:
+            metrics.failures.labels("model").inc()
+            response = JSONResponse({"error": str(e), "error_type": "model"}, status_code=500)
+        metrics.requests.labels(route if route in KNOWN else "other", str(response.status_code)).inc()
+        return response
+
+    # -- routes ------------------------------------------------------------------------------------
+    @app.post("/v1/pipeline", summary="Any task: the Python pipeline's call and JSON")
+    async def pipeline_route(body: PipelineRequest):
+        s = model(body.model)
+        result, headers = await run(s, s.pipe, body.inputs, body.parameters)
+        return answer(result, headers)
+
+    @app.post("/predict", summary="TEI: classify texts or [text, pair]s")
+    async def predict(body: PredictRequest):
+        s = model(body.model)
+        pipe = s.task_pipe("text-classification")
+        inputs = body.inputs
+        # TEI's reading: [a, b] of two strings is one pair; a list of them (or of texts) a batch.
+        single = isinstance(inputs, str) or (isinstance(inputs, list) and len(inputs) == 2
+                                              and all(isinstance(x, str) for x in inputs))
+        batch = [inputs] if single else inputs
+        items = [{"text": x[0], "text_pair": x[1]} if isinstance(x, list) and len(x) == 2 else x for x in batch]
+        if any(isinstance(x, list) for x in items):
+            raise HTTPError(422, "inputs: each input is a text or a [text, pair] of two texts", "bad_input")
+        params = {"top_k": None, **({"function_to_apply": "none"} if body.raw_scores else {})}
+        result, headers = await run(s, pipe, items, params, body.truncate)
+        return answer(result[0] if single else result, headers)
+
+    @app.post("/embed", summary="TEI: one vector per text")
+    async def embed(body: EmbedRequest):
+        s = model(body.model)
+        pipe = s.task_pipe("sentence-embeddings")
+        texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+        params = {"normalize": body.normalize, **({"prompt_name": body.prompt_name} if body.prompt_name else {})}
+        result, headers = await run(s, pipe, texts, params, body.truncate)
+        return answer(result, headers)
+
+    @app.post("/v1/embeddings", summary="OpenAI-style embeddings")
+    async def openai_embeddings(body: OpenAIEmbeddingsRequest):
+        if body.encoding_format != "float":
+            raise HTTPError(422, "encoding_format: only 'float' is served", "bad_input")
+        s = model(body.model if body.model in served else None)
+        pipe = s.task_pipe("sentence-embeddings")
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        result, headers = await run(s, pipe, texts, {})
+        tokens = sum(len(e) for e in pipe.encoder.encode(texts)) if texts else 0
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(jsonable(result))]
+        return answer({"object": "list", "data": data, "model": s.name,
+                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, headers)
+
+    @app.post("/rerank", summary="TEI: texts ranked by a cross-encoder for the query")
+    async def rerank(body: RerankRequest):
+        s = model(body.model)
+        pipe = s.task_pipe("text-classification")
+        params = {"top_k": None, **({"function_to_apply": "none"} if body.raw_scores else {})}
+        pairs = [{"text": body.query, "text_pair": t} for t in body.texts]
+        results, headers = await run(s, pipe, pairs, params, body.truncate)
+        label = pipe.artifact.id2label[max(pipe.artifact.id2label)]
+        ranked = sorted(({"index": i, "score": next(d["score"] for d in r if d["label"] == label)}
+                         for i, r in enumerate(results)), key=lambda d: d["score"], reverse=True)
+        if body.return_text:
+            ranked = [{**d, "text": body.texts[d["index"]]} for d in ranked]
+        return answer(ranked, headers)
+
+    @app.post("/tokenize", summary="TEI: the tokens of each text")
+    async def tokenize(body: TokenizeRequest):
+        s = model(body.model)
+        texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+        if len(texts) > settings.max_client_batch:
+            raise HTTPError(413, f"{len(texts)} inputs; at most {settings.max_client_batch}", "too_many_inputs")
+        tok = s.pipe.encoder.tokenizer
+        encodings = await run_in_threadpool(tok.encode_batch, texts, add_special_tokens=body.add_special_tokens)
+        return [[{"id": i, "text": t, "special": bool(m), "start": a, "stop": b}
+                 for i, t, m, (a, b) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets)] for e in encodings]
+
+    @app.post("/v1/explain", summary="The four stages of one call, with data and timings (the page's)")
+    async def explain_route(body: PipelineRequest):
+        s = model(body.model)
+        return await run_in_threadpool(stages, s.pipe, body.inputs, body.parameters)
+
+    @app.get("/health")
+    async def health():
+        if state["ready"]:
+            return {"status": "ok"}
+        return JSONResponse({"status": "error" if state["error"] else "loading", "error": state["error"]},
+                            status_code=503)
+
+    @app.get("/info")
+    async def info():
+        return {"version": __version__, "ready": state["ready"], "default_model": default,
+                "models": {n: {"path": str(s.path), **({"task": s.pipe.task, "variant": s.pipe.variant,
+                                                         "max_length": s.pipe.encoder.max_length} if s.pipe else {})}
+                           for n, s in served.items()},
+                "limits": {k: v for k, v in vars(settings).items() if k != "api_key"}}
+
+    @app.get("/metrics")
+    async def prometheus():
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page():
+        return PAGE.read_text(encoding="utf-8")
+
+    KNOWN = {r.path for r in app.routes}
+    app.state.served, app.state.metrics, app.state.settings, app.state.ready = served, metrics, settings, state
+    return app
+
+
+def stages(pipe: Pipeline, inputs: Any, params: dict) -> dict:
+    """One call's four stages as data: what the explain page draws."""
+    t0 = time.perf_counter()
+    try:
+        items, single = pipe.check_inputs(inputs)
+        pre, post = pipe.sanitize_parameters(**{**pipe.defaults, **params})
+        features = pipe.preprocess(items, **pre)
+    except INPUT_ERRORS as e:
+        raise HTTPError(422, str(e), "bad_input") from None
+    feed = pipe.encoder.collate([f.encoding for f in features])
+    t1 = time.perf_counter()
+    outputs = pipe._forward(feed)
+    t2 = time.perf_counter()
+    values = pipe.postprocess(features, outputs, **post)
+    grouped: list[list[Any]] = [[] for _ in items]
+    for f, v in zip(features, values):
+        grouped[f.owner].append(v)
+    result = pipe.finish([pipe.aggregate(i, g, **post) for i, g in zip(items, grouped)], single, params)
+    t3 = time.perf_counter()
+    small = {n: o.tolist() for n, o in outputs.items() if o.ndim == 2 and o.shape[-1] <= 16}
+    return {"task": pipe.task, "variant": pipe.variant,
+            "features": [{"tokens": f.encoding.tokens[:f.length], "ids": f.encoding.ids[:f.length]}
+                         for f in features[:8]],
+            "outputs": {n: list(o.shape) for n, o in outputs.items()}, "logits": small,
+            "decision": pipe.explain_lines(features, outputs, post), "result": jsonable(result),
+            "ms": {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}}

@@ -1,0 +1,163 @@
+"""Micro-batching by a padded-token budget: requests' features gathered into one graph run, one thread.
+
+Callers tokenize off the event loop, then ``submit`` their features with their own postprocess
+parameters. One inference thread takes the oldest request, then every request already waiting while
+the batch stays within ``max_batch_tokens`` (longest × count, what padding costs) and
+``max_batch_requests``; it waits up to ``max_wait_ms`` for more only while requests are still arriving,
+so a lone request on an idle server runs at once. Each request's rows are postprocessed with its own
+parameters and handed back to its own future: a caller only ever sees its own results, and with a
+batch-invariant variant they equal the in-process pipeline's.
+
+Hand-written because no serving library batches by tokens across callers for an onnxruntime graph
+(TEI does so in Rust for its own models; Ray Serve and Triton batch by request count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..pipeline import Feature, Pipeline
+
+
+class QueueFull(Exception):
+    pass
+
+
+@dataclass
+class Job:
+    features: list[Feature]
+    post: dict[str, Any]
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    queued_at: float = field(default_factory=time.perf_counter)
+    cancelled: bool = False
+    queue_s: float = 0.0
+    inference_s: float = 0.0
+    batch_requests: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return max(f.length for f in self.features)
+
+
+class Batcher:
+    def __init__(self, pipe: Pipeline, max_batch_tokens: int = 16384, max_batch_requests: int = 64,
+                 max_wait_ms: float = 2.0, max_queue: int = 1024, metrics=None, model: str = "default"):
+        self.pipe = pipe
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_requests = max_batch_requests
+        self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self.metrics = metrics
+        self.model = model
+        self.queue: queue.Queue[Job | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, name=f"onnxpipe-infer-{model}", daemon=True)
+        self.thread.start()
+
+    def depth(self) -> int:
+        return self.queue.qsize()
+
+    async def submit(self, features: list[Feature], post: dict[str, Any]) -> tuple[list[Any], Job]:
+        if self.queue.qsize() >= self.max_queue:
+            raise QueueFull(f"the queue holds {self.max_queue} requests already")
+        loop = asyncio.get_running_loop()
+        job = Job(features, post, loop.create_future(), loop)
+        self.queue.put(job)
+        if self.metrics:
+            self.metrics.queue_depth.labels(self.model).set(self.queue.qsize())
+        try:
+            return await asyncio.shield(job.future), job
+        except asyncio.CancelledError:  # the caller timed out or left: never run (or answer) it
+            job.cancelled = True
+            raise
+
+    def close(self) -> None:
+        """Stop after every request already queued is answered (graceful shutdown drains)."""
+        self.queue.put(None)
+        self.thread.join(timeout=60)
+
+    # -- the inference thread ------------------------------------------------------------------
+    def _loop(self) -> None:
+        pending: Job | None = None
+        stop = False
+        while not stop:
+            first = pending if pending is not None else self.queue.get()
+            pending = None
+            if first is None:
+                return
+            jobs = [first]
+            longest, count = first.tokens, len(first.features)
+            deadline = time.perf_counter() + self.max_wait
+            while len(jobs) < self.max_batch_requests:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    # Nothing waiting: a lone request runs now; under traffic, wait a little for more.
+                    remaining = deadline - time.perf_counter()
+                    if len(jobs) == 1 or remaining <= 0:
+                        break
+                    try:
+                        nxt = self.queue.get(timeout=remaining)
+                    except queue.Empty:
+                        break
+                if nxt is None:
+                    stop = True
+                    break
+                if max(longest, nxt.tokens) * (count + len(nxt.features)) > self.max_batch_tokens:
+                    pending = nxt  # past the token budget: it opens the next batch
+                    break
+                jobs.append(nxt)
+                longest, count = max(longest, nxt.tokens), count + len(nxt.features)
+            if self.metrics:
+                self.metrics.queue_depth.labels(self.model).set(self.queue.qsize())
+            self._run([j for j in jobs if not j.cancelled])
+        if pending is not None:
+            self._run([pending])
+
+    def _run(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        started = time.perf_counter()
+        features = [(j, f) for j, job in enumerate(jobs) for f in job.features]
+        order = sorted(range(len(features)), key=lambda i: features[i][1].length)
+        size = self.pipe.batch_size
+        rows: dict[int, tuple[dict[str, np.ndarray], int]] = {}
+        try:
+            for start in range(0, len(order), size):
+                idx = order[start:start + size]
+                outputs = self.pipe._forward(self.pipe.encoder.collate([features[i][1].encoding for i in idx]))
+                for r, i in enumerate(idx):
+                    rows[i] = (outputs, r)
+                if self.metrics:
+                    self.metrics.batch_size.labels(self.model).observe(len(idx))
+                    self.metrics.batch_tokens.labels(self.model).observe(
+                        len(idx) * max(features[i][1].length for i in idx))
+            elapsed = time.perf_counter() - started
+            at = 0
+            for job in jobs:
+                n = len(job.features)
+                mine = [rows[i] for i in range(at, at + n)]
+                at += n
+                outputs = {name: np.stack([o[name][r] for o, r in mine]) for name in mine[0][0]}
+                values = self.pipe.postprocess(job.features, outputs, **job.post)
+                job.queue_s, job.inference_s, job.batch_requests = started - job.queued_at, elapsed, len(jobs)
+                job.loop.call_soon_threadsafe(_resolve, job.future, values, None)
+        except BaseException as e:  # a graph failure answers every caller in the batch; the thread lives on
+            for job in jobs:
+                job.loop.call_soon_threadsafe(_resolve, job.future, None, e)
+
+
+def _resolve(future: asyncio.Future, values: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(values)
