@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import __version__
 from ..errors import OnnxPipeError
 from ..explain import jsonable
-from ..pipeline import INPUT_ERRORS, Pipeline
+from ..pipeline import INPUT_ERRORS, Pipeline, raise_on_invalid_unicode
 from .batcher import Batcher, QueueFull
 from .metrics import Metrics
 
@@ -187,7 +187,7 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
                                  "truncate is false", "too_long")
         t_tok = time.perf_counter() - t0
         try:
-            values, job = await asyncio.wait_for(s.batcher.submit(features, post), settings.timeout_s)
+            values, job = await asyncio.wait_for(s.batcher.submit(features, post, pipe), settings.timeout_s)
         except QueueFull as e:
             raise HTTPError(429, f"{e}: retry shortly", "queue_full", {"Retry-After": "1"}) from None
         except asyncio.TimeoutError:
@@ -309,7 +309,14 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         if len(texts) > settings.max_client_batch:
             raise HTTPError(413, f"{len(texts)} inputs; at most {settings.max_client_batch}", "too_many_inputs")
         tok = s.pipe.encoder.tokenizer
-        encodings = await run_in_threadpool(tok.encode_batch, texts, add_special_tokens=body.add_special_tokens)
+        try:
+            encodings = await run_in_threadpool(tok.encode_batch, texts, add_special_tokens=body.add_special_tokens)
+        except TypeError:  # tokenizers' word for text it cannot take: a lone surrogate
+            try:
+                raise_on_invalid_unicode(texts)
+            except ValueError as e:
+                raise HTTPError(422, str(e), "bad_input") from None
+            raise
         return [[{"id": i, "text": t, "special": bool(m), "start": a, "stop": b}
                  for i, t, m, (a, b) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets)] for e in encodings]
 

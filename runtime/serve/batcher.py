@@ -34,6 +34,7 @@ class QueueFull(Exception):
 class Job:
     features: list[Feature]
     post: dict[str, Any]
+    pipe: Pipeline  # the task that postprocesses (a model's graph may serve several: embeddings and features)
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     queued_at: float = field(default_factory=time.perf_counter)
@@ -64,11 +65,12 @@ class Batcher:
     def depth(self) -> int:
         return self.queue.qsize()
 
-    async def submit(self, features: list[Feature], post: dict[str, Any]) -> tuple[list[Any], Job]:
+    async def submit(self, features: list[Feature], post: dict[str, Any], pipe: Pipeline | None = None
+                     ) -> tuple[list[Any], Job]:
         if self.queue.qsize() >= self.max_queue:
             raise QueueFull(f"the queue holds {self.max_queue} requests already")
         loop = asyncio.get_running_loop()
-        job = Job(features, post, loop.create_future(), loop)
+        job = Job(features, post, pipe or self.pipe, loop.create_future(), loop)
         self.queue.put(job)
         if self.metrics:
             self.metrics.queue_depth.labels(self.model).set(self.queue.qsize())
@@ -145,13 +147,22 @@ class Batcher:
                 n = len(job.features)
                 mine = [rows[i] for i in range(at, at + n)]
                 at += n
-                outputs = {name: np.stack([o[name][r] for o, r in mine]) for name in mine[0][0]}
-                values = self.pipe.postprocess(job.features, outputs, **job.post)
+                outputs = {name: stack([o[name][r] for o, r in mine]) for name in mine[0][0]}
+                values = job.pipe.postprocess(job.features, outputs, **job.post)
                 job.queue_s, job.inference_s, job.batch_requests = started - job.queued_at, elapsed, len(jobs)
                 job.loop.call_soon_threadsafe(_resolve, job.future, values, None)
         except BaseException as e:  # a graph failure answers every caller in the batch; the thread lives on
             for job in jobs:
                 job.loop.call_soon_threadsafe(_resolve, job.future, None, e)
+
+
+def stack(rows: list[np.ndarray]) -> np.ndarray:
+    """One request's rows, which may come from graph runs of different padded widths: padded to the widest
+    (postprocess reads each feature only up to its own length)."""
+    width = max(r.shape[0] for r in rows) if rows[0].ndim else 0
+    if all(r.shape == rows[0].shape for r in rows):
+        return np.stack(rows)
+    return np.stack([np.pad(r, [(0, width - r.shape[0])] + [(0, 0)] * (r.ndim - 1)) for r in rows])
 
 
 def _resolve(future: asyncio.Future, values: Any, error: BaseException | None) -> None:

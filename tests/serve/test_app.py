@@ -1,0 +1,149 @@
+"""onnxpipe serve, in process: every route's answer equals the Python pipeline's; limits, auth and errors
+answer with the status and words a client can act on; concurrent callers each get exactly their own."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+import onnxpipe
+from onnxpipe.serve.app import Settings, create_app
+
+TEXTS = ["good film", "the food was bad", "a beautiful, moving film with a great cast", "never again"]
+
+
+def ready(client: TestClient) -> TestClient:
+    for _ in range(300):
+        if client.get("/health").status_code == 200:
+            return client
+        time.sleep(0.05)
+    raise AssertionError(client.get("/health").json())
+
+
+@pytest.fixture(scope="module")
+def client(artifact):
+    models = {"sst": artifact("bert", "single", quantize="int8"), "emb": artifact("bert", "base"),
+              "qa": artifact("bert", "qa"), "ner": artifact("bert", "ner")}
+    with TestClient(create_app(models, Settings(max_client_batch=8, max_body_bytes=20_000))) as c:
+        yield ready(c)
+
+
+def test_pipeline_route_equals_the_python_pipeline(client, artifact):
+    sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
+    r = client.post("/v1/pipeline", json={"inputs": TEXTS, "parameters": {"top_k": 2}})
+    assert r.status_code == 200 and r.json() == sst(TEXTS, top_k=2)
+    for header in ("x-tokenization-time", "x-queue-time", "x-inference-time", "x-total-time"):
+        assert float(r.headers[header]) >= 0
+    qa = onnxpipe.pipeline(model=artifact("bert", "qa"))
+    example = {"question": "Where?", "context": "I live in Berlin and work in Paris."}
+    r = client.post("/v1/pipeline", json={"inputs": example, "parameters": {"top_k": 2}, "model": "qa"})
+    assert r.json() == qa(example, top_k=2)
+    ner = onnxpipe.pipeline(model=artifact("bert", "ner"))
+    r = client.post("/v1/pipeline", json={"inputs": TEXTS[2], "model": "ner",
+                                          "parameters": {"aggregation_strategy": "simple", "ignore_labels": []}})
+    assert r.json() == ner(TEXTS[2], aggregation_strategy="simple", ignore_labels=[])
+
+
+def test_tei_and_openai_routes(client, artifact):
+    sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
+    assert client.post("/predict", json={"inputs": "good film"}).json() == sst("good film", top_k=None)
+    assert client.post("/predict", json={"inputs": TEXTS}).json() == sst(TEXTS, top_k=None)
+    pair = {"text": "good film", "text_pair": "bad food"}
+    assert client.post("/predict", json={"inputs": ["good film", "bad food"]}).json() == sst(pair, top_k=None)
+    raw = client.post("/predict", json={"inputs": "good film", "raw_scores": True}).json()
+    assert raw == sst("good film", top_k=None, function_to_apply="none")
+    ranked = client.post("/rerank", json={"query": "film", "texts": TEXTS, "return_text": True}).json()
+    assert [{k: d[k] for k in ("index", "score")} for d in ranked] == sst.rerank("film", TEXTS)
+    assert all(d["text"] == TEXTS[d["index"]] for d in ranked)
+
+    emb = onnxpipe.pipeline("sentence-embeddings", model=artifact("bert", "base"))
+    vectors = client.post("/embed", json={"inputs": TEXTS, "model": "emb"}).json()
+    unit = emb(TEXTS, normalize=True)
+    assert np.allclose(vectors, unit, atol=1e-6)
+    openai = client.post("/v1/embeddings", json={"input": TEXTS[:2], "model": "emb"}).json()
+    assert openai["object"] == "list" and [d["index"] for d in openai["data"]] == [0, 1]
+    assert np.allclose([d["embedding"] for d in openai["data"]], emb(TEXTS[:2]), atol=1e-6)
+    assert openai["usage"]["prompt_tokens"] == sum(len(e) for e in emb.encoder.encode(TEXTS[:2]))
+    tokens = client.post("/tokenize", json={"inputs": "good film"}).json()
+    assert [t["text"] for t in tokens[0]] == ["[CLS]", "good", "film", "[SEP]"]
+    assert [t["special"] for t in tokens[0]] == [True, False, False, True]
+
+
+def test_limits_and_errors_name_the_problem(client):
+    def check(response, status, *words):
+        assert response.status_code == status, response.text
+        assert all(w in response.json()["error"] for w in words), response.json()
+
+    check(client.post("/v1/pipeline", json={"inputs": ["x"] * 9}), 413, "9 inputs", "at most 8")
+    check(client.post("/v1/pipeline", content=b'{"inputs": "' + b"a" * 30_000 + b'"}',
+                      headers={"content-type": "application/json"}), 413, "limit is 20000")
+    check(client.post("/v1/pipeline", json={"inputs": [1, 2]}), 422, "inputs[0] is a int")
+    check(client.post("/predict", json={"inputs": 5}), 422, "inputs")
+    check(client.post("/v1/pipeline", content=b"{not json", headers={"content-type": "application/json"}), 422)
+    check(client.post("/v1/pipeline", json={"inputs": "x", "parameters": {"top_k": -1}}), 422, "top_k")
+    check(client.post("/embed", json={"inputs": "x"}), 400, "runs text-classification", "needs sentence-embeddings")
+    check(client.post("/v1/pipeline", json={"inputs": "x", "model": "nope"}), 404, "no model 'nope'")
+    long = "the food was bad " * 100
+    check(client.post("/predict", json={"inputs": long, "truncate": False}), 422, "longer than the model's 64 tokens")
+    assert client.post("/predict", json={"inputs": long}).status_code == 200  # truncated by default
+    surrogate = client.post("/v1/pipeline", content=b'{"inputs": "\\ud800 lone surrogate"}',
+                            headers={"content-type": "application/json"})
+    check(surrogate, 422, "not valid Unicode")
+    info = client.get("/info").json()
+    assert info["models"]["sst"]["task"] == "text-classification" and info["limits"]["max_client_batch"] == 8
+    metrics = client.get("/metrics").text
+    assert 'onnxpipe_failures_total{kind="too_many_inputs"}' in metrics and "onnxpipe_batch_size_bucket" in metrics
+    assert client.get("/openapi.json").json()["paths"]["/rerank"]
+
+
+def test_concurrent_callers_each_get_their_own_answer(client, artifact):
+    sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
+    texts = [f"{t} {i}" for i in range(12) for t in TEXTS]  # 48 distinct texts, varied lengths
+    expected = {t: sst(t) for t in texts}
+    got: dict[str, object] = {}
+    batches: list[int] = []
+
+    def call(text):
+        r = client.post("/v1/pipeline", json={"inputs": text})
+        got[text] = r.json()
+        batches.append(int(r.headers["x-batch-requests"]))
+
+    threads = [threading.Thread(target=call, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == expected  # none lost, none swapped, equal to the in-process pipeline (batch-invariant int8)
+    assert max(batches) > 1  # they were micro-batched
+
+
+def test_api_key(artifact):
+    with TestClient(create_app({"m": artifact()}, Settings(api_key="s3cret"))) as c:
+        ready(c)
+        assert c.post("/v1/pipeline", json={"inputs": "x"}).status_code == 401
+        bad = c.post("/v1/pipeline", json={"inputs": "x"}, headers={"authorization": "Bearer nope"})
+        assert bad.status_code == 401 and "API key" in bad.json()["error"]
+        ok = c.post("/v1/pipeline", json={"inputs": "x"}, headers={"authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert c.get("/metrics").status_code == 401
+
+
+def test_broken_artifact_is_reported_by_health_not_a_crash(artifact, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(artifact(), broken)
+    (broken / "model.onnx").write_bytes(b"not onnx")
+    with TestClient(create_app({"m": broken})) as c:
+        for _ in range(100):
+            health = c.get("/health")
+            if health.json()["status"] != "loading":
+                break
+            time.sleep(0.05)
+        assert health.status_code == 503 and "model.onnx" in health.json()["error"]
+        r = c.post("/v1/pipeline", json={"inputs": "x"})
+        assert r.status_code == 503 and "model.onnx" in r.json()["error"]
