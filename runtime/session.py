@@ -22,7 +22,7 @@ def default_threads() -> int:
 class Session:
     """A CPU inference session that feeds the graph only the inputs it declares."""
 
-    def __init__(self, path: str | Path, threads: int | None = None, memory_arena: bool = True):
+    def __init__(self, path: str | Path, threads: int | None = None, serving: bool = False):
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive int, got {threads!r}")
         opts = ort.SessionOptions()
@@ -32,9 +32,12 @@ class Session:
         opts.intra_op_num_threads = threads or default_threads()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # errors only: the optimizer's notices are not for users
-        # The arena keeps the largest batch's buffers for the process's life: fastest for a batch job, but a
-        # server seeing varied lengths grows with them, so `onnxpipe serve` turns it off.
-        opts.enable_cpu_mem_arena = memory_arena
+        if serving:
+            # The arena keeps the largest batch's buffers for the process's life: fine for a batch job, but a
+            # server seeing varied lengths grows with them. Spinning threads wait for work by burning cores
+            # that the server's event loop and tokenizer threads need between graph runs.
+            opts.enable_cpu_mem_arena = False
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own exception types per failure (InvalidProtobuf, Fail, ...)

@@ -138,8 +138,8 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         try:
             for s in served.values():
                 artifact = pipeline(model=s.path, threads=settings.threads).artifact  # checks every file
-                # No memory arena: it would keep the largest batch's buffers for good (RSS grows with lengths).
-                engine = Session(artifact.variant_file(None), settings.threads, memory_arena=False)
+                # Serving options: no memory arena (RSS would grow with lengths), no spinning threads.
+                engine = Session(artifact.variant_file(None), settings.threads, serving=True)
                 s.pipe = pipeline(model=s.path, engine=engine, verify=False)
                 s.batcher = Batcher(s.pipe, settings.max_batch_tokens, settings.max_batch_requests,
                                     settings.max_wait_ms, settings.max_queue, metrics, s.name)
