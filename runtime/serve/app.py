@@ -381,6 +381,8 @@ def stages(pipe: Pipeline, inputs: Any, params: dict) -> dict:
     try:
         items, single = pipe.check_inputs(inputs)
         pre, post = pipe.sanitize_parameters(**{**pipe.defaults, **params})
+        if not items:
+            raise ValueError("inputs is empty: give one input to explain")
         features = pipe.preprocess(items, **pre)
     except INPUT_ERRORS as e:
         raise HTTPError(422, str(e), "bad_input") from None

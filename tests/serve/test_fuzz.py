@@ -46,7 +46,8 @@ def client(artifact):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(route=st.sampled_from(["/v1/pipeline", "/predict", "/rerank", "/tokenize", "/embed", "/v1/embeddings"]),
+@given(route=st.sampled_from(["/v1/pipeline", "/predict", "/rerank", "/tokenize", "/embed", "/v1/embeddings",
+                              "/v1/explain"]),
        body=st.dictionaries(st.sampled_from(["inputs", "parameters", "query", "texts", "input", "model",
                                              "raw_scores", "truncate", "normalize"]), JSONISH, max_size=4))
 def test_http_api_never_answers_5xx(client, route, body):

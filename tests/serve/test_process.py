@@ -88,3 +88,34 @@ def test_sigterm_under_load_answers_every_accepted_request(server, artifact):
     answered = [(t, body) for t, status, body in outcomes if status == 200]
     assert all(status in (200, "refused") for _, status, _ in outcomes), {s for _, s, _ in outcomes}
     assert answered and all(body == pipe(t) for t, body in answered)  # pipe(str) is a list of one, as served
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def test_soak_of_mixed_requests_keeps_memory_flat(server, artifact):
+    """1,500 requests of every length (1 to past the position limit) and route: all answered, and the server's
+    RSS after them within 40 MiB of what it was after the first 300 (sessions run without the memory arena)."""
+    proc, url = server()
+    words = "the food was good but the service was bad and a beautiful moving film with a great cast".split()
+    rng = __import__("random").Random(0)
+
+    def body(i: int):
+        text = " ".join(rng.choice(words) for _ in range(rng.choice([1, 3, 10, 30, 60, 200])))
+        route = ("/v1/pipeline", "/predict", "/rerank", "/tokenize")[i % 4]
+        payload = {"inputs": [text] * (1 + i % 5)} if route != "/rerank" else {"query": text[:20], "texts": [text]}
+        return route, payload
+
+    def run(requests):
+        with httpx.Client(timeout=60) as client, cf.ThreadPoolExecutor(16) as pool:
+            return list(pool.map(lambda rb: client.post(url + rb[0], json=rb[1]).status_code, requests))
+
+    warm = run([body(i) for i in range(300)])
+    before = rss_mib(proc.pid)
+    rest = run([body(i) for i in range(300, 1500)])
+    after = rss_mib(proc.pid)
+    assert set(warm + rest) == {200}
+    print(f"soak: RSS {before:.1f} MiB after 300 requests, {after:.1f} MiB after 1,500")
+    assert after - before < 40, (before, after)
