@@ -8,6 +8,8 @@ import os
 from locust import FastHttpUser, constant, task
 
 ROUTE = os.environ.get("ONNXPIPE_ROUTE", "/v1/pipeline")
+FIELD = os.environ.get("ONNXPIPE_FIELD", "inputs")  # OpenAI-style servers (Infinity) take "input"
+EXTRA = json.loads(os.environ.get("ONNXPIPE_EXTRA", "{}"))  # e.g. {"model": ...}
 with open(os.environ["ONNXPIPE_TEXTS"], encoding="utf-8") as f:
     TEXTS = [line.rstrip("\n") for line in f if line.strip()]
 _next = itertools.cycle(range(len(TEXTS)))
@@ -18,5 +20,5 @@ class Client(FastHttpUser):
 
     @task
     def post(self) -> None:
-        body = json.dumps({"inputs": TEXTS[next(_next)]})
+        body = json.dumps({FIELD: TEXTS[next(_next)], **EXTRA})
         self.client.post(ROUTE, data=body, headers={"content-type": "application/json"}, name=ROUTE)

@@ -31,13 +31,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(artifact: Path, batching: bool, threads: int | None) -> tuple[subprocess.Popen, str]:
+def start(artifact: Path, batching: bool, threads: int | None, infinity: str | None = None
+          ) -> tuple[subprocess.Popen, str]:
+    """onnxpipe serve (or, given its command, Infinity on the same artifact folder) on a free loopback port."""
     import httpx
 
     port = free_port()
-    args = [sys.executable, "-m", "onnxpipe.cli", "serve", "-m", str(artifact), "--port", str(port)]
-    args += [] if batching else ["--max-batch-requests", "1"]
-    args += ["--threads", str(threads)] if threads else []
+    if infinity:  # Infinity's optimum engine picks the folder's model_quantized.onnx: the same int8 graph
+        args = [infinity, "v2", "--model-id", str(artifact), "--engine", "optimum", "--device", "cpu",
+                "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        args = [sys.executable, "-m", "onnxpipe.cli", "serve", "-m", str(artifact), "--port", str(port)]
+        args += [] if batching else ["--max-batch-requests", "1"]
+        args += ["--threads", str(threads)] if threads else []
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -52,13 +58,15 @@ def start(artifact: Path, batching: bool, threads: int | None) -> tuple[subproce
     raise RuntimeError("server did not start")
 
 
-def load(url: str, route: str, texts_file: Path, clients: int, seconds: int, out: Path) -> dict:
+def load(url: str, route: str, texts_file: Path, clients: int, seconds: int, out: Path, field: str = "inputs",
+         extra: dict | None = None) -> dict:
     """One locust run; its CSV's aggregated row → requests/s, p50, p99, failures."""
     import csv
     import os
 
     prefix = out / f"locust-{route.strip('/').replace('/', '_')}-{clients}"
-    env = {**os.environ, "ONNXPIPE_ROUTE": route, "ONNXPIPE_TEXTS": str(texts_file)}
+    env = {**os.environ, "ONNXPIPE_ROUTE": route, "ONNXPIPE_TEXTS": str(texts_file), "ONNXPIPE_FIELD": field,
+           "ONNXPIPE_EXTRA": json.dumps(extra or {})}
     subprocess.run([sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")),
                     "--headless", "-u", str(clients), "-r", str(clients), "-t", f"{seconds}s", "--host", url,
                     "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"],
@@ -79,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", default="1,16,64", help="client counts (default: 1,16,64)")
     p.add_argument("--threads", type=int, help="server intra-op threads (default: all cores)")
     p.add_argument("--out", type=Path, default=Path("bench-out"))
+    p.add_argument("--infinity", metavar="COMMAND",
+                   help="Infinity's infinity_emb command (pip install 'infinity-emb[server,optimum]', best in a venv "
+                        "of its own): serves the embeddings default as the peer")
     a = p.parse_args(argv)
     texts = load_sst2(a.data, "dev")[0]
     a.out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +104,16 @@ def main(argv: list[str] | None = None) -> int:
                 for c in (int(x) for x in a.clients.split(",")):
                     r = load(url, route, texts_file, c, a.seconds, a.out)
                     rows.append({"model": name, "route": route, "batching": batching, **r})
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+        if name == "embeddings" and a.infinity:
+            proc, url = start(artifact, True, a.threads, a.infinity)
+            try:
+                for c in (int(x) for x in a.clients.split(",")):
+                    r = load(url, "/embeddings", texts_file, c, a.seconds, a.out, "input", {"model": str(artifact)})
+                    rows.append({"model": "embeddings (Infinity)", "route": "/embeddings", "batching": True, **r})
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
             finally:
                 proc.terminate()

@@ -152,4 +152,18 @@ def compare(reference: dict[str, list[np.ndarray]], candidate: dict[str, list[np
     else:
         hits = [np.atleast_1d(predicted(r) == predicted(c)) for n in names for r, c in zip(reference[n], candidate[n])]
         figures["agreement"] = float(np.mean(np.concatenate(hits)))
+    if "start_logits" in names:  # QA: the decoded best spans, not only their ends' logits
+        spans = [best_span(rs, re) == best_span(cs, ce) for rs, re, cs, ce in
+                 zip(reference["start_logits"], reference["end_logits"], candidate["start_logits"], candidate["end_logits"])]
+        figures["span_agreement"] = float(np.mean(spans))
     return figures
+
+
+def best_span(start: np.ndarray, end: np.ndarray, max_answer_len: int = 15) -> tuple[int, int]:
+    """The (start, end) token pair the QA pipeline would rank first, every token allowed."""
+    from onnxpipe.tasks.question_answering import select_starts_ends
+
+    n = start.shape[-1]
+    starts, ends, _, _ = select_starts_ends(start[None], end[None], [0] * n, np.ones((1, n), dtype=np.int64),
+                                            max_answer_len=max_answer_len)
+    return (int(starts[0]), int(ends[0])) if len(starts) else (-1, -1)

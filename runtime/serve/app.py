@@ -9,9 +9,11 @@ document at ``/openapi.json``. Every answer that ran the model carries its timin
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -130,6 +132,9 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     served = {name: Served(name, Path(path)) for name, path in models.items()}
     default = next(iter(served))
     state = {"ready": False, "error": None}
+    # Tokenization off the event loop, in one thread of its own: a request's text is a fraction of a
+    # millisecond of work, and a pool of many threads (Starlette's 40) only adds GIL hand-offs under load.
+    tokenizer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxpipe-tokenize")
 
     def load() -> None:
         from .. import pipeline
@@ -153,6 +158,7 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         for s in served.values():  # uvicorn has stopped accepting and answered what it accepted
             if s.batcher:
                 s.batcher.close()
+        tokenizer_pool.shutdown(wait=True)
 
     app = FastAPI(title="onnxpipe", version=__version__, lifespan=lifespan,
                   description="Hugging Face pipelines on ONNX Runtime, micro-batched.")
@@ -179,7 +185,8 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         if not items:
             return pipe.finish([], single, params), {}
         try:
-            features = await run_in_threadpool(pipe.preprocess, items, **pre)
+            features = await asyncio.get_running_loop().run_in_executor(
+                tokenizer_pool, functools.partial(pipe.preprocess, items, **pre))
         except INPUT_ERRORS as e:
             raise HTTPError(422, str(e), "bad_input") from None
         if not truncate and any(f.encoding.overflowing for f in features):

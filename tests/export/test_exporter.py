@@ -113,3 +113,12 @@ def test_unknown_task_names_the_supported_ones(checkpoint, tmp_path):
                                          "fill-mask, question-answering, sentence-embeddings, text-classification, "
                                          "token-classification, zero-shot-classification, ner, sentiment-analysis"):
         export(checkpoint(), tmp_path / "art", "summarization")
+
+
+def test_span_heads_are_validated_on_their_spans(artifact):
+    m = json.loads((artifact("bert", "qa") / "onnxpipe.json").read_text())
+    v = m["variants"]["fp32"]["validation"]
+    assert v["outputs"] == ["start_logits", "end_logits"] and v["span_agreement"] == 1.0 and v["max_gap"] <= 1e-4
+    assert m["head"] == "question-answering" and v["samples"] == 9  # 2 pairs + 7 non-empty contexts
+    ner = json.loads((artifact("bert", "ner") / "onnxpipe.json").read_text())["variants"]["fp32"]["validation"]
+    assert ner["outputs"] == ["logits"] and ner["agreement"] == 1.0  # every token's label
