@@ -83,39 +83,9 @@ def resolve(target: str | Path | None, threads: int, log) -> Spec:
 
 
 def run(spec: Spec, texts: list[str], settings, progress: bool = True) -> dict[str, Any]:
-    from tqdm.auto import tqdm
+    from .harness import measure_task
 
-    from .harness import measure_latency, measure_throughput, missing_packages
-    from .worker import Worker
-
-    rows: dict[str, dict[str, Any]] = {}
-    workers: dict[str, Worker] = {}
-    bar = tqdm(total=len(CONTENDERS) + 10 + len(settings.batch_sizes), unit="step", disable=not progress)
-    status = lambda s: bar.set_description(s[:60].ljust(60))  # noqa: E731
-    try:
-        for c in CONTENDERS:
-            status(f"starting {c.name}")
-            rows[c.name] = {"group": c.group}
-            missing = missing_packages(c)
-            if missing:
-                rows[c.name].update(status="missing", reason=f"not installed: {', '.join(missing)}")
-            else:
-                worker = Worker(c.name, spec, texts, task="sentence-embeddings")
-                if worker.ready["ok"]:
-                    workers[c.name] = worker
-                    rows[c.name].update(status="ok", note=worker.ready["note"], size_bytes=worker.ready["size_bytes"])
-                else:
-                    worker.close()
-                    rows[c.name].update(status="failed", reason=worker.ready["reason"])
-            bar.update(1)
-        measure_latency(workers, rows, settings, 10, status, lambda: bar.update(1))
-        measure_throughput(workers, rows, settings, len(texts), status, lambda: bar.update(1))
-    finally:
-        for worker in workers.values():
-            worker.close()
-    bar.close()
-    if rows[REFERENCE]["status"] != "ok":
-        raise RuntimeError(f"the reference failed: {rows[REFERENCE].get('reason')}")
+    rows = measure_task(CONTENDERS, spec, texts, settings, "sentence-embeddings", REFERENCE, progress)
     derive(rows)
     return {"task": "sentence-embeddings", "machine": machine.describe(), "threads": spec.threads,
             "n_texts": len(texts), "artifact": str(spec.artifact), "isolation": "process",

@@ -124,6 +124,45 @@ def run(spec: Spec, texts: list[str], labels: list[int], settings: Settings, nam
             "settings": settings.__dict__, "contenders": rows}
 
 
+def measure_task(contenders: list[Contender], spec: Spec, texts: list[str], settings: Settings, task: str,
+                 reference: str, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Each contender in a worker process of its own (``task``'s registry), then batch-1 latency and
+    throughput with their turns interleaved: the loop of the embeddings and span benchmarks."""
+    from tqdm.auto import tqdm
+
+    from .worker import Worker
+
+    rows: dict[str, dict[str, Any]] = {}
+    workers: dict[str, Worker] = {}
+    bar = tqdm(total=len(contenders) + 10 + len(settings.batch_sizes), unit="step", disable=not progress)
+    status = lambda s: bar.set_description(s[:60].ljust(60))  # noqa: E731
+    try:
+        for c in contenders:
+            status(f"starting {c.name}")
+            rows[c.name] = {"group": c.group}
+            missing = missing_packages(c)
+            if missing:
+                rows[c.name].update(status="missing", reason=f"not installed: {', '.join(missing)}")
+            else:
+                worker = Worker(c.name, spec, texts, task=task)
+                if worker.ready["ok"]:
+                    workers[c.name] = worker
+                    rows[c.name].update(status="ok", note=worker.ready["note"], size_bytes=worker.ready["size_bytes"])
+                else:
+                    worker.close()
+                    rows[c.name].update(status="failed", reason=worker.ready["reason"])
+            bar.update(1)
+        measure_latency(workers, rows, settings, 10, status, lambda: bar.update(1))
+        measure_throughput(workers, rows, settings, len(texts), status, lambda: bar.update(1))
+    finally:
+        for worker in workers.values():
+            worker.close()
+    bar.close()
+    if rows[reference]["status"] != "ok":
+        raise RuntimeError(f"the reference contender failed: {rows[reference].get('reason')}")
+    return rows
+
+
 def measure_latency(workers: dict, rows: dict, settings: Settings, blocks: int, status, tick) -> None:
     """Blocks of batch-1 rounds, contenders taking turns; each block's p50 is kept for the spread."""
     for name, worker in workers.items():

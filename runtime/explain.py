@@ -63,10 +63,7 @@ def explain(pipe: Pipeline, inputs: Any, load_seconds: float, out: TextIO | None
 
     t = time.perf_counter()
     values = pipe.postprocess(features, outputs, **post)
-    grouped: list[list[Any]] = [[] for _ in items]
-    for f, v in zip(features, values):
-        grouped[f.owner].append(v)
-    result = pipe.finish([pipe.aggregate(i, g, **post) for i, g in zip(items, grouped)], single, params)
+    result = pipe.finish(pipe.assemble(items, features, values, post), single, params)
     t_post = time.perf_counter() - t
     say(f"4. postprocess {t_post * 1e3:8.2f} ms   {pipe.describe_postprocess(post)}")
     for line in pipe.explain_lines(features, outputs, post):

@@ -162,6 +162,11 @@ class Pipeline:
             outputs = self._forward(self.encoder.collate([f.encoding for f in batch]))
             for i, value in zip(idx, self.postprocess(batch, outputs, **post)):
                 values[i] = value
+        return self.assemble(items, features, values, post)
+
+    def assemble(self, items: list[Any], features: list[Feature], values: list[Any], post: dict[str, Any]
+                 ) -> list[Any]:
+        """Each input's result from its own features' values (in feature order), by the task's aggregate."""
         grouped: list[list[Any]] = [[] for _ in items]
         for feature, value in zip(features, values):
             grouped[feature.owner].append(value)

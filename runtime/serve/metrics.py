@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
@@ -24,5 +26,6 @@ class Metrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
         self.batch_tokens = Histogram("onnxpipe_batch_tokens", "Padded tokens per graph run", ["model"],
                                       buckets=(16, 64, 256, 1024, 4096, 16384, 65536), registry=r)
+        self.sent: collections.Counter = collections.Counter()  # whole responses written, by route (shutdown line)
         self.queue_depth = Gauge("onnxpipe_queue_depth", "Requests waiting for the inference thread", ["model"],
                                  registry=r)

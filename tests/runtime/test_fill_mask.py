@@ -22,14 +22,8 @@ def assert_same(ours, theirs, tol=1e-5):
 
 
 @pytest.fixture(scope="module")
-def pipes(artifact, checkpoint):
-    from transformers import pipeline as hf_pipeline
-
-    def make(arch):
-        theirs = hf_pipeline("fill-mask", model=str(checkpoint(arch, "mlm")), device="cpu")
-        return onnxpipe.pipeline("fill-mask", model=artifact(arch, "mlm")), theirs
-
-    return make
+def pipes(parity):
+    return lambda arch: parity("fill-mask", arch, "mlm")
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-import onnxpipe
 
 ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta"]
 CONTEXT = "My name is Wolfgang and I live in Berlin. The food was good but the service was bad."
@@ -25,16 +24,8 @@ def assert_same(ours, theirs, tol=1e-5):
 
 
 @pytest.fixture(scope="module")
-def pipes(artifact, checkpoint):
-    from transformers import pipeline as hf_pipeline
-
-    def make(arch):
-        theirs = hf_pipeline("question-answering", model=str(checkpoint(arch, "qa")), device="cpu")
-        ours = onnxpipe.pipeline("question-answering", model=artifact(arch, "qa"))
-        theirs.tokenizer.model_max_length = ours.artifact.max_length  # the tiny models take 64 tokens
-        return ours, theirs
-
-    return make
+def pipes(parity):
+    return lambda arch: parity("question-answering", arch, "qa")
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -147,3 +147,15 @@ def test_broken_artifact_is_reported_by_health_not_a_crash(artifact, tmp_path):
         assert health.status_code == 503 and "model.onnx" in health.json()["error"]
         r = c.post("/v1/pipeline", json={"inputs": "x"})
         assert r.status_code == 503 and "model.onnx" in r.json()["error"]
+
+
+def test_graph_runs_keep_padding_bounded():
+    from onnxpipe.serve.batcher import chunks
+
+    lengths = [5, 60, 7, 6, 58, 30, 8, 61, 29, 5]
+    runs = chunks(lengths, size=4)
+    assert sorted(i for run in runs for i in run) == list(range(len(lengths)))  # each feature once
+    for run in runs:
+        assert len(run) <= 4
+        assert max(lengths[i] for i in run) * len(run) <= 1.25 * sum(lengths[i] for i in run)
+    assert [[lengths[i] for i in run] for run in runs] == [[5, 5, 6, 7], [8], [29, 30], [58, 60, 61]]
