@@ -167,9 +167,14 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     app = FastAPI(title="onnxpipe", version=__version__, lifespan=lifespan,
                   description="Hugging Face pipelines on ONNX Runtime, micro-batched.")
 
-    def model(name: str | None) -> Served:
+    def model(name: str | None, task: str | None = None) -> Served:
+        """The named model; unnamed, the first that runs ``task`` (a route's), else the default."""
+        from ..tasks import runs_on
+
         if not state["ready"]:
             raise HTTPError(503, state["error"] or "the model is loading", "not_ready", {"Retry-After": "1"})
+        if name is None and task is not None:
+            name = next((n for n, s in served.items() if runs_on(task, s.pipe.task)), None)
         if (name or default) not in served:
             raise HTTPError(404, f"no model {name!r}: this server has {', '.join(served)}", "unknown_model")
         return served[name or default]
@@ -241,7 +246,7 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
 
     @app.post("/predict", summary="TEI: classify texts or [text, pair]s")
     async def predict(body: PredictRequest):
-        s = model(body.model)
+        s = model(body.model, "text-classification")
         pipe = s.task_pipe("text-classification")
         inputs = body.inputs
         # TEI's reading: [a, b] of two strings is one pair; a list of them (or of texts) a batch.
@@ -257,7 +262,7 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
 
     @app.post("/embed", summary="TEI: one vector per text")
     async def embed(body: EmbedRequest):
-        s = model(body.model)
+        s = model(body.model, "sentence-embeddings")
         pipe = s.task_pipe("sentence-embeddings")
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
         params = {"normalize": body.normalize, **({"prompt_name": body.prompt_name} if body.prompt_name else {})}
@@ -268,7 +273,8 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     async def openai_embeddings(body: OpenAIEmbeddingsRequest):
         if body.encoding_format != "float":
             raise HTTPError(422, "encoding_format: only 'float' is served", "bad_input")
-        s = model(body.model if body.model in served else None)
+        # OpenAI clients name their own models: an unknown name means "the embeddings model here".
+        s = model(body.model if body.model in served else None, "sentence-embeddings")
         pipe = s.task_pipe("sentence-embeddings")
         texts = [body.input] if isinstance(body.input, str) else body.input
         result, headers = await run(s, pipe, texts, {})
@@ -279,7 +285,7 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
 
     @app.post("/rerank", summary="TEI: texts ranked by a cross-encoder for the query")
     async def rerank(body: RerankRequest):
-        s = model(body.model)
+        s = model(body.model, "text-classification")
         pipe = s.task_pipe("text-classification")
         params = {"top_k": None, **({"function_to_apply": "none"} if body.raw_scores else {})}
         pairs = [{"text": body.query, "text_pair": t} for t in body.texts]

@@ -64,7 +64,9 @@ def test_tei_and_openai_routes(client, artifact):
     vectors = client.post("/embed", json={"inputs": TEXTS, "model": "emb"}).json()
     unit = emb(TEXTS, normalize=True)
     assert np.allclose(vectors, unit, atol=1e-6)
-    openai = client.post("/v1/embeddings", json={"input": TEXTS[:2], "model": "emb"}).json()
+    # Unnamed, a route takes the first model that runs its task: "emb" here, though "sst" is the default.
+    assert np.allclose(client.post("/embed", json={"inputs": TEXTS}).json(), unit, atol=1e-6)
+    openai = client.post("/v1/embeddings", json={"input": TEXTS[:2], "model": "text-embedding-3-small"}).json()
     assert openai["object"] == "list" and [d["index"] for d in openai["data"]] == [0, 1]
     assert np.allclose([d["embedding"] for d in openai["data"]], emb(TEXTS[:2]), atol=1e-6)
     assert openai["usage"]["prompt_tokens"] == sum(len(e) for e in emb.encoder.encode(TEXTS[:2]))
@@ -85,7 +87,8 @@ def test_limits_and_errors_name_the_problem(client):
     check(client.post("/predict", json={"inputs": 5}), 422, "inputs")
     check(client.post("/v1/pipeline", content=b"{not json", headers={"content-type": "application/json"}), 422)
     check(client.post("/v1/pipeline", json={"inputs": "x", "parameters": {"top_k": -1}}), 422, "top_k")
-    check(client.post("/embed", json={"inputs": "x"}), 400, "runs text-classification", "needs sentence-embeddings")
+    check(client.post("/embed", json={"inputs": "x", "model": "sst"}), 400, "runs text-classification",
+          "needs sentence-embeddings")
     check(client.post("/v1/pipeline", json={"inputs": "x", "model": "nope"}), 404, "no model 'nope'")
     long = "the food was bad " * 100
     check(client.post("/predict", json={"inputs": long, "truncate": False}), 422, "longer than the model's 64 tokens")
