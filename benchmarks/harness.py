@@ -72,52 +72,18 @@ def run(spec: Spec, texts: list[str], labels: list[int], settings: Settings, nam
         progress: bool = True) -> dict[str, Any]:
     """Start every contender in a process of its own, then measure latency and throughput with their
     turns interleaved, then cold start; each worker is loaded while the others sit idle."""
-    from tqdm.auto import tqdm
-
-    from .worker import Worker
-
     chosen = [BY_NAME[n] for n in names] if names else list(CONTENDERS)
     if REFERENCE not in [c.name for c in chosen]:
         chosen.insert(0, BY_NAME[REFERENCE])  # every accuracy figure is relative to it
-    blocks = 10
-    bar = tqdm(total=len(chosen) * (2 + len(settings.batch_sizes)) + blocks, unit="step", disable=not progress)
-    status = lambda s: bar.set_description(s[:60].ljust(60))  # noqa: E731
-    rows: dict[str, dict[str, Any]] = {}
-    workers: dict[str, Worker] = {}
-    try:
-        for c in chosen:
-            status(f"starting {c.name}")
-            rows[c.name] = {"group": c.group}
-            missing = missing_packages(c)
-            if missing:
-                rows[c.name].update(status="missing", reason=f"not installed: {', '.join(missing)} "
-                                                             "(pip install '.[peers]')")
-            else:
-                worker = Worker(c.name, spec, texts)
-                if worker.ready["ok"]:
-                    workers[c.name] = worker
-                    rows[c.name].update(status="ok", note=worker.ready["note"], size_bytes=worker.ready["size_bytes"],
-                                        pid=worker.ready["pid"])
-                else:
-                    worker.close()
-                    rows[c.name].update(status="failed", reason=worker.ready["reason"])
-            bar.update(1)
-        measure_latency(workers, rows, settings, blocks, status, lambda: bar.update(1))
-        measure_throughput(workers, rows, settings, len(texts), status, lambda: bar.update(len(chosen)))
-    finally:
-        for worker in workers.values():
-            worker.close()
-    for name in workers:
-        c, row = BY_NAME[name], rows[name]
+    rows = measure_task(chosen, spec, texts, settings, "text-classification", REFERENCE, progress)
+    for c in chosen:
+        row = rows[c.name]
+        if row["status"] != "ok":
+            continue
         row["footprint_bytes"] = machine.install_footprint(list(c.packages))["bytes"]
         if c.cold_start and settings.cold_repeats:
-            status(f"{name}: cold start")
             fields = {"artifact": str(spec.artifact), "checkpoint": str(spec.checkpoint), "threads": spec.threads}
             row["cold"] = measure.cold_start(c.cold_start, fields, settings.cold_repeats)
-        bar.update(1)
-    bar.close()
-    if rows[REFERENCE]["status"] != "ok":
-        raise RuntimeError(f"the reference contender failed: {rows[REFERENCE].get('reason')}")
     derive(rows, labels)
     return {"machine": machine.describe(), "threads": spec.threads, "n_texts": len(texts),
             "artifact": str(spec.artifact), "checkpoint": str(spec.checkpoint), "isolation": "process",
@@ -142,12 +108,14 @@ def measure_task(contenders: list[Contender], spec: Spec, texts: list[str], sett
             rows[c.name] = {"group": c.group}
             missing = missing_packages(c)
             if missing:
-                rows[c.name].update(status="missing", reason=f"not installed: {', '.join(missing)}")
+                hint = " (pip install '.[peers]')" if c.group == "peer" else ""
+                rows[c.name].update(status="missing", reason=f"not installed: {', '.join(missing)}{hint}")
             else:
                 worker = Worker(c.name, spec, texts, task=task)
                 if worker.ready["ok"]:
                     workers[c.name] = worker
-                    rows[c.name].update(status="ok", note=worker.ready["note"], size_bytes=worker.ready["size_bytes"])
+                    rows[c.name].update(status="ok", note=worker.ready["note"], size_bytes=worker.ready["size_bytes"],
+                                        pid=worker.ready["pid"])
                 else:
                     worker.close()
                     rows[c.name].update(status="failed", reason=worker.ready["reason"])

@@ -32,7 +32,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(artifact: Path, batching: bool, threads: int | None, infinity: str | None = None
+def start(artifact: Path, batching: bool, threads: int | None, infinity: str | None = None, extra: tuple[str, ...] = ()
           ) -> tuple[subprocess.Popen, str]:
     """onnxpipe serve (or, given its command, Infinity on the same artifact folder) on a free loopback port."""
     import httpx
@@ -45,6 +45,7 @@ def start(artifact: Path, batching: bool, threads: int | None, infinity: str | N
         args = [sys.executable, "-m", "onnxpipe.cli", "serve", "-m", str(artifact), "--port", str(port)]
         args += [] if batching else ["--max-batch-requests", "1"]
         args += ["--threads", str(threads)] if threads else []
+        args += list(extra)
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):

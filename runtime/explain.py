@@ -28,6 +28,25 @@ def jsonable(result: Any) -> Any:
     return result
 
 
+def stages(pipe: Pipeline, inputs: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """One call's stages, their data and their times: what `onnxpipe explain` prints and the serve page draws."""
+    t0 = time.perf_counter()
+    items, single = pipe.check_inputs(inputs)
+    pre, post = pipe.sanitize_parameters(**{**pipe.defaults, **params})
+    if not items:
+        raise ValueError("inputs is empty: give one input to explain")
+    features = pipe.preprocess(items, **pre)
+    feed = pipe.encoder.collate([f.encoding for f in features])
+    t1 = time.perf_counter()
+    outputs = pipe._forward(feed)
+    t2 = time.perf_counter()
+    values = pipe.postprocess(features, outputs, **post)
+    result = pipe.finish(pipe.assemble(items, features, values, post), single, params)
+    t3 = time.perf_counter()
+    return {"features": features, "feed": feed, "outputs": outputs, "post": post, "result": result,
+            "ms": {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}}
+
+
 def explain(pipe: Pipeline, inputs: Any, load_seconds: float, out: TextIO | None = None, **params: Any) -> Any:
     import sys
 
@@ -39,33 +58,23 @@ def explain(pipe: Pipeline, inputs: Any, load_seconds: float, out: TextIO | None
         f"                              task {pipe.task}, variant {pipe.variant}: {pipe.model_path.name} "
         f"({size_mb:.1f} MB), {pipe.session.threads} threads; tokenizer.json, max {a.max_length} tokens")
 
-    t = time.perf_counter()
-    items, single = pipe.check_inputs(inputs)
-    pre, post = pipe.sanitize_parameters(**{**pipe.defaults, **params})
-    features = pipe.preprocess(items, **pre)
-    feed = pipe.encoder.collate([f.encoding for f in features])
-    t_pre = time.perf_counter() - t
-    say(f"2. preprocess  {t_pre * 1e3:8.2f} ms   input  {json.dumps(inputs, ensure_ascii=False)}",
+    run = stages(pipe, inputs, params)
+    features, feed, outputs, ms = run["features"], run["feed"], run["outputs"], run["ms"]
+    say(f"2. preprocess  {ms['preprocess']:8.2f} ms   input  {json.dumps(inputs, ensure_ascii=False)}",
         f"                              {len(features)} feature(s), padded to {feed['input_ids'].shape[1]} tokens")
     for f in features[:SHOWN_FEATURES]:
         say(f"                              tokens {f.encoding.tokens[:f.length]}",
             f"                              ids    {f.encoding.ids[:f.length]}")
 
-    t = time.perf_counter()
-    outputs = pipe._forward(feed)
-    t_fwd = time.perf_counter() - t
     shapes = ", ".join(f"{n} {tuple(feed[n].shape)}" for n in pipe.session.input_names)
-    say(f"3. forward     {t_fwd * 1e3:8.2f} ms   feed   {shapes}")
+    say(f"3. forward     {ms['forward']:8.2f} ms   feed   {shapes}")
     for name, value in outputs.items():
         small = value.ndim == 2 and value.shape[-1] <= 16  # classifier logits: worth reading
         say(f"                              {name} {tuple(value.shape)}" + (f" {_fmt(value[:SHOWN_FEATURES])}"
                                                                                if small else ""))
 
-    t = time.perf_counter()
-    values = pipe.postprocess(features, outputs, **post)
-    result = pipe.finish(pipe.assemble(items, features, values, post), single, params)
-    t_post = time.perf_counter() - t
-    say(f"4. postprocess {t_post * 1e3:8.2f} ms   {pipe.describe_postprocess(post)}")
+    post, result = run["post"], run["result"]
+    say(f"4. postprocess {ms['postprocess']:8.2f} ms   {pipe.describe_postprocess(post)}")
     for line in pipe.explain_lines(features, outputs, post):
         say("                              " + line)
     say("", json.dumps(jsonable(result), ensure_ascii=False))

@@ -55,6 +55,9 @@ class TextEncoder:
         if length == self.max_length and strategy == "longest_first" and stride == 0:
             return self.tokenizer
         key = (length, strategy, stride)
+        variant = self._variants.get(key)  # made once: later calls read it without taking the lock
+        if variant is not None:
+            return variant
         with self._lock:
             if key not in self._variants:
                 variant = Tokenizer.from_str(self.tokenizer.to_str())

@@ -29,6 +29,7 @@ from .. import __version__
 from ..errors import OnnxPipeError
 from ..explain import jsonable
 from ..pipeline import INPUT_ERRORS, Pipeline, raise_on_invalid_unicode
+from ..tasks import TASKS, runs_on
 from .batcher import Batcher, QueueFull
 from .metrics import Metrics
 
@@ -67,7 +68,6 @@ class Served:
     def task_pipe(self, task: str) -> Pipeline:
         """The pipeline for ``task`` on this model's graph (one session: the first pipeline's engine)."""
         from .. import pipeline
-        from ..tasks import TASKS, runs_on
 
         if task == self.pipe.task:
             return self.pipe
@@ -138,12 +138,13 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     tokenizer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxpipe-tokenize")
 
     def load() -> None:
-        from .. import pipeline
+        from .. import load_artifact, pipeline
         from ..session import Session
 
         try:
             for s in served.values():
-                artifact = pipeline(model=s.path, threads=settings.threads).artifact  # checks every file
+                artifact = load_artifact(s.path)
+                artifact.verify(artifact.variant_file(None).name, "tokenizer.json")  # before loading anything
                 # Serving options: no memory arena (RSS would grow with lengths), no spinning threads.
                 engine = Session(artifact.variant_file(None), settings.threads, serving=True)
                 s.pipe = pipeline(model=s.path, engine=engine, verify=False)
@@ -169,8 +170,6 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
 
     def model(name: str | None, task: str | None = None) -> Served:
         """The named model; unnamed, the first that runs ``task`` (a route's), else the default."""
-        from ..tasks import runs_on
-
         if not state["ready"]:
             raise HTTPError(503, state["error"] or "the model is loading", "not_ready", {"Retry-After": "1"})
         if name is None and task is not None:
@@ -214,7 +213,8 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
             hist.labels(s.name).observe(value)
         headers = {"x-tokenization-time": f"{t_tok * 1e3:.3f}", "x-queue-time": f"{job.queue_s * 1e3:.3f}",
                    "x-inference-time": f"{job.inference_s * 1e3:.3f}", "x-batch-requests": str(job.batch_requests),
-                   "x-total-time": f"{(time.perf_counter() - t0) * 1e3:.3f}", "x-model": s.name}
+                   "x-total-time": f"{(time.perf_counter() - t0) * 1e3:.3f}", "x-model": s.name,
+                   "x-prompt-tokens": str(sum(f.length for f in features))}
         return result, headers
 
     def answer(body: Any, headers: dict[str, str]) -> JSONResponse:
@@ -278,7 +278,7 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         pipe = s.task_pipe("sentence-embeddings")
         texts = [body.input] if isinstance(body.input, str) else body.input
         result, headers = await run(s, pipe, texts, {})
-        tokens = sum(len(e) for e in pipe.encoder.encode(texts)) if texts else 0
+        tokens = int(headers.get("x-prompt-tokens", 0))  # counted when tokenized, not tokenized again
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(jsonable(result))]
         return answer({"object": "list", "data": data, "model": s.name,
                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, headers)
@@ -392,27 +392,18 @@ class Guard:
 
 
 def stages(pipe: Pipeline, inputs: Any, params: dict) -> dict:
-    """One call's four stages as data: what the explain page draws."""
-    t0 = time.perf_counter()
+    """One call's four stages as JSON: what the explain page draws (`onnxpipe explain`'s own data)."""
+    from ..explain import stages as run_stages
+
     try:
-        items, single = pipe.check_inputs(inputs)
-        pre, post = pipe.sanitize_parameters(**{**pipe.defaults, **params})
-        if not items:
-            raise ValueError("inputs is empty: give one input to explain")
-        features = pipe.preprocess(items, **pre)
+        run = run_stages(pipe, inputs, params)
     except INPUT_ERRORS as e:
         raise HTTPError(422, str(e), "bad_input") from None
-    feed = pipe.encoder.collate([f.encoding for f in features])
-    t1 = time.perf_counter()
-    outputs = pipe._forward(feed)
-    t2 = time.perf_counter()
-    values = pipe.postprocess(features, outputs, **post)
-    result = pipe.finish(pipe.assemble(items, features, values, post), single, params)
-    t3 = time.perf_counter()
+    features, outputs = run["features"], run["outputs"]
     small = {n: o.tolist() for n, o in outputs.items() if o.ndim == 2 and o.shape[-1] <= 16}
     return {"task": pipe.task, "variant": pipe.variant,
             "features": [{"tokens": f.encoding.tokens[:f.length], "ids": f.encoding.ids[:f.length]}
                          for f in features[:8]],
             "outputs": {n: list(o.shape) for n, o in outputs.items()}, "logits": small,
-            "decision": pipe.explain_lines(features, outputs, post), "result": jsonable(result),
-            "ms": {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}}
+            "decision": pipe.explain_lines(features, outputs, run["post"]), "result": jsonable(run["result"]),
+            "ms": run["ms"]}

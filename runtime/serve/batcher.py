@@ -62,9 +62,6 @@ class Batcher:
         self.thread = threading.Thread(target=self._loop, name=f"onnxpipe-infer-{model}", daemon=True)
         self.thread.start()
 
-    def depth(self) -> int:
-        return self.queue.qsize()
-
     async def submit(self, features: list[Feature], post: dict[str, Any], pipe: Pipeline | None = None
                      ) -> tuple[list[Any], Job]:
         if self.queue.qsize() >= self.max_queue:
@@ -127,17 +124,17 @@ class Batcher:
         if not jobs:
             return
         started = time.perf_counter()
-        features = [(j, f) for j, job in enumerate(jobs) for f in job.features]
+        features = [f for job in jobs for f in job.features]
         rows: dict[int, tuple[dict[str, np.ndarray], int]] = {}
         try:
-            for idx in chunks([f.length for _, f in features], self.pipe.batch_size):
-                outputs = self.pipe._forward(self.pipe.encoder.collate([features[i][1].encoding for i in idx]))
+            for idx in chunks([f.length for f in features], self.pipe.batch_size):
+                outputs = self.pipe._forward(self.pipe.encoder.collate([features[i].encoding for i in idx]))
                 for r, i in enumerate(idx):
                     rows[i] = (outputs, r)
                 if self.metrics:
                     self.metrics.batch_size.labels(self.model).observe(len(idx))
                     self.metrics.batch_tokens.labels(self.model).observe(
-                        len(idx) * max(features[i][1].length for i in idx))
+                        len(idx) * max(features[i].length for i in idx))
             elapsed = time.perf_counter() - started
             at = 0
             for job in jobs:

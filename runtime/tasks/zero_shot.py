@@ -37,13 +37,10 @@ class ZeroShotClassificationPipeline(Pipeline):
             raise ValueError(f"Unable to understand extra arguments {args}")
         return super().__call__(inputs, **params)
 
-    @property
-    def entailment_id(self) -> int:
-        label2id = self.artifact.manifest["config"].get("label2id") or {v: k for k, v in self.artifact.id2label.items()}
-        for label, index in label2id.items():
-            if label.lower().startswith("entail"):
-                return int(index)
-        return -1
+    def __init__(self, artifact, *args: Any, **kwargs: Any):
+        super().__init__(artifact, *args, **kwargs)
+        label2id = artifact.manifest["config"].get("label2id") or {v: k for k, v in artifact.id2label.items()}
+        self.entailment_id = next((int(i) for label, i in label2id.items() if label.lower().startswith("entail")), -1)
 
     def sanitize_parameters(self, candidate_labels: Any = None, hypothesis_template: str = DEFAULT_TEMPLATE,
                             multi_label: bool | None = None, multi_class: bool | None = None

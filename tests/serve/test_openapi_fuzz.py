@@ -11,25 +11,10 @@ from hypothesis import HealthCheck, settings
 @pytest.fixture(scope="module")
 def api(artifact):
     import signal
-    import subprocess
-    import sys
-    import time
 
-    import httpx
+    from onnxpipe.bench.serve_load import start
 
-    from .test_process import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "onnxpipe.cli", "serve", "-m",
-                             str(artifact("bert", "single", quantize="int8")), "--port", str(port), "--threads", "1",
-                             "--max-client-batch", "16"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    proc, url = start(artifact("bert", "single", quantize="int8"), True, 1, extra=("--max-client-batch", "16"))
     yield schemathesis.openapi.from_url(url + "/openapi.json")
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)

@@ -6,9 +6,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -17,35 +14,19 @@ import pytest
 import onnxpipe
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(artifact):
+    """server(*extra options) → (process, url) of `onnxpipe serve` on the tiny int8 classifier, 1 thread."""
+    from onnxpipe.bench.serve_load import start
+
     procs = []
 
-    def start(*extra: str):
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "onnxpipe.cli", "serve", "-m", str(artifact("bert", "single",
-                                 quantize="int8")), "--port", str(port), "--threads", "1", *extra],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def make(*extra: str):
+        proc, url = start(artifact("bert", "single", quantize="int8"), True, 1, extra=extra)
         procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    return proc, url
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read())
-            time.sleep(0.1)
-        raise AssertionError("the server did not become healthy in 30 s")
+        return proc, url
 
-    yield start
+    yield make
     for p in procs:
         if p.poll() is None:
             p.kill()
