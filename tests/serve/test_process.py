@@ -6,7 +6,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import signal
-import time
+import threading
 
 import httpx
 import pytest
@@ -54,18 +54,25 @@ def test_sigterm_under_load_answers_every_accepted_request(server, artifact):
     pipe = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
     texts = [f"drain {i} " + "a beautiful, moving film " * (i % 9) for i in range(200)]
 
+    first_answer = threading.Event()
+
     def call(text):
         try:
             r = httpx.post(f"{url}/v1/pipeline", json={"inputs": text}, timeout=30)
+            first_answer.set()
             return text, r.status_code, r.json()
         except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as e:
             return text, type(e).__name__, None
 
     with cf.ThreadPoolExecutor(24) as pool:
         futures = [pool.submit(call, t) for t in texts]
-        time.sleep(0.3)
+        # Signal once the server is answering, not after a fixed sleep: on a slow machine 24 clients may not
+        # have connected 0.3 s in, and then nothing is in flight to drain (CI once saw no answer at all).
+        assert first_answer.wait(timeout=30)
         os.kill(proc.pid, signal.SIGTERM)
+        in_flight = sum(not f.done() for f in futures)
         outcomes = [f.result() for f in futures]
+    assert in_flight >= 24  # the signal really came under load
     # uvicorn re-raises the signal once it has drained, so the exit status says "terminated by SIGTERM".
     assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
     stderr = proc.stderr.read()
