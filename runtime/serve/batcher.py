@@ -121,33 +121,45 @@ class Batcher:
             self._run([pending])
 
     def _run(self, jobs: list[Job]) -> None:
+        """Run the jobs' features in length-sorted graph runs, answering each job as soon as its last row is
+        computed: short requests leave before the long ones' runs, and their clients can send again while
+        the rest of the batch still runs (answering at the end held every client for the whole batch)."""
         if not jobs:
             return
         started = time.perf_counter()
         features = [f for job in jobs for f in job.features]
+        owner = [j for j, job in enumerate(jobs) for _ in job.features]
+        first = np.cumsum([0] + [len(job.features) for job in jobs])
+        left = [len(job.features) for job in jobs]
         rows: dict[int, tuple[dict[str, np.ndarray], int]] = {}
         try:
             for idx in chunks([f.length for f in features], self.pipe.batch_size):
                 outputs = self.pipe._forward(self.pipe.encoder.collate([features[i].encoding for i in idx]))
                 for r, i in enumerate(idx):
                     rows[i] = (outputs, r)
+                    left[owner[i]] -= 1
                 if self.metrics:
                     self.metrics.batch_size.labels(self.model).observe(len(idx))
                     self.metrics.batch_tokens.labels(self.model).observe(
                         len(idx) * max(features[i].length for i in idx))
-            elapsed = time.perf_counter() - started
-            at = 0
-            for job in jobs:
-                n = len(job.features)
-                mine = [rows[i] for i in range(at, at + n)]
-                at += n
-                outputs = {name: stack([o[name][r] for o, r in mine]) for name in mine[0][0]}
-                values = job.pipe.postprocess(job.features, outputs, **job.post)
-                job.queue_s, job.inference_s, job.batch_requests = started - job.queued_at, elapsed, len(jobs)
-                job.loop.call_soon_threadsafe(_resolve, job.future, values, None)
-        except BaseException as e:  # a graph failure answers every caller in the batch; the thread lives on
+                for j in sorted({owner[i] for i in idx}):
+                    if left[j] == 0:
+                        mine = [rows.pop(i) for i in range(first[j], first[j + 1])]
+                        self._answer(jobs[j], mine, started, len(jobs))
+        except BaseException as e:  # a graph failure answers every caller still waiting; the thread lives on
             for job in jobs:
                 job.loop.call_soon_threadsafe(_resolve, job.future, None, e)
+
+    @staticmethod
+    def _answer(job: Job, mine: list[tuple[dict[str, np.ndarray], int]], started: float, batched: int) -> None:
+        """Postprocess one job's rows with its own parameters; an error there answers that job alone."""
+        try:
+            outputs = {name: stack([o[name][r] for o, r in mine]) for name in mine[0][0]}
+            values, error = job.pipe.postprocess(job.features, outputs, **job.post), None
+        except Exception as e:
+            values, error = None, e
+        job.queue_s, job.inference_s, job.batch_requests = started - job.queued_at, time.perf_counter() - started, batched
+        job.loop.call_soon_threadsafe(_resolve, job.future, values, error)
 
 
 PAD_SLACK = 1.25

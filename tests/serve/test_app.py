@@ -162,3 +162,36 @@ def test_graph_runs_keep_padding_bounded():
         assert len(run) <= 4
         assert max(lengths[i] for i in run) * len(run) <= 1.25 * sum(lengths[i] for i in run)
     assert [[lengths[i] for i in run] for run in runs] == [[5, 5, 6, 7], [8], [29, 30], [58, 60, 61]]
+
+
+def test_a_batch_answers_each_request_when_its_rows_are_done(artifact):
+    """In one batch a short request is answered after its own graph run, not after the long one's, and a
+    request whose postprocess fails is answered with its error alone."""
+    import asyncio
+
+    from onnxpipe.serve.batcher import Batcher, Job
+
+    sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
+    batcher = Batcher(sst, max_batch_requests=8)
+    long_text, short_text = "a beautiful, moving film " * 40, "good"
+
+    post = sst.sanitize_parameters(**sst.defaults)[1]
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        jobs = [Job(sst.preprocess(texts), p, sst, loop.create_future(), loop)
+                for texts, p in (([long_text] * 4, post), ([short_text], post), ([short_text], {}))]
+        order: list[int] = []
+        for n, job in enumerate(jobs):
+            job.future.add_done_callback(lambda _, n=n: order.append(n))
+        await loop.run_in_executor(None, batcher._run, jobs)
+        results = await asyncio.gather(*(j.future for j in jobs), return_exceptions=True)
+        return jobs, order, results
+
+    jobs, order, results = asyncio.run(run())
+    batcher.close()
+    assert order[-1] == 0 and jobs[1].inference_s < jobs[0].inference_s
+    for job, result in zip(jobs[:2], results):  # the rows each got are its own
+        alone = sst._forward(sst.encoder.collate([f.encoding for f in job.features]))
+        assert result == sst.postprocess(job.features, alone, **post)
+    assert isinstance(results[2], TypeError)  # its postprocess was given no parameters
