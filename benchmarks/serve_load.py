@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", default="1,16,64", help="client counts (default: 1,16,64)")
     p.add_argument("--passes", type=int, default=2, help="interleaved passes over every cell (default: 2)")
     p.add_argument("--threads", type=int, help="server intra-op threads (default: all cores)")
+    p.add_argument("--models", default=",".join(ROUTES), help=f"which defaults to serve (default: {','.join(ROUTES)})")
     p.add_argument("--out", type=Path, default=Path("bench-out"))
     p.add_argument("--infinity", metavar="COMMAND",
                    help="Infinity's infinity_emb command (pip install 'infinity-emb[server,optimum]', best in a venv "
@@ -100,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     texts_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
     rows = []
     clients = [int(x) for x in a.clients.split(",")]
-    for name, (task, route) in ROUTES.items():
+    for name in a.models.split(","):
+        if name not in ROUTES:
+            p.error(f"--models: {name!r} is not one of {', '.join(ROUTES)}")
+        task, route = ROUTES[name]
         artifact = ensure_default(task)
         # Every contender's server up at once (idle, they cost nothing), then their turns interleaved cell by
         # cell and pass by pass: the machine's drift over the run lands on all of them alike.

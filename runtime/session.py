@@ -19,6 +19,11 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# ORT fuses Add + LayerNormalization into SkipLayerNormalization at load; 1.32's CPU kernel for it is a scalar
+# loop, 3.9x slower than the two it replaces (export/variants.py has the figures), so sessions skip that fusion.
+UNFUSED = ["SkipLayerNormFusion"]
+
+
 class Session:
     """A CPU inference session that feeds the graph only the inputs it declares."""
 
@@ -39,7 +44,8 @@ class Session:
             opts.enable_cpu_mem_arena = False
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
+                                                disabled_optimizers=UNFUSED)
         except Exception as e:  # ORT raises its own exception types per failure (InvalidProtobuf, Fail, ...)
             raise OnnxPipeError(f"onnxruntime cannot load {path}: {type(e).__name__}: {e}. "
                                 "The file is corrupt or not an ONNX model; export the artifact again") from e

