@@ -19,7 +19,7 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-# ORT fuses Add + LayerNormalization into SkipLayerNormalization at load; 1.32's CPU kernel for it is a scalar
+# ORT fuses a fused graph's Add + LayerNormalization into SkipLayerNormalization at load; 1.32's CPU kernel for it is a scalar
 # loop, 3.9x slower than the two it replaces (export/variants.py has the figures), so sessions skip that fusion.
 UNFUSED = ["SkipLayerNormFusion"]
 

@@ -33,7 +33,10 @@ def test_manifest_describes_the_artifact(artifact, checkpoint):
         v = m["variants"][name]["validation"]
         assert v["outputs"] == ["logits"] and v["max_gap"] <= 1e-4 and v["agreement"] == 1.0
         assert v["samples"] == 10  # 8 texts and 2 pairs
-    assert m["variants"]["optimized"]["fused_operators"]["Attention"] == 2  # one per layer
+    fused = m["variants"]["optimized"]["fused_operators"]
+    assert fused["Attention"] == 2  # one per layer
+    # Residual adds stay apart from their layer norms (ORT 1.32's SkipLayerNormalization kernel is slow).
+    assert "SkipLayerNormalization" not in fused and fused["LayerNormalization"] == 4
     for name, digest in m["files"].items():
         assert sha256_file(path / name) == digest
     assert {"model.onnx", "model_optimized.onnx", "model_quantized.onnx", "tokenizer.json", "config.json"} <= set(m["files"])
