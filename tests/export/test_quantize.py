@@ -49,6 +49,26 @@ def test_static_int8_is_the_batch_invariant_default(artifact, arch):
     assert_batch_invariant(pipe, TEXTS)
 
 
+def test_static_int8_dequantizes_inside_the_product(artifact, checkpoint, tmp_path, monkeypatch):
+    """Every MatMulInteger -> Cast -> Mul [-> Add] became one MatMulIntegerToFloat, with the scores of the
+    unfused graph (built again with the rewrite turned off) to float rounding."""
+    import onnx
+
+    from onnxpipe.export import quantize
+
+    path = artifact("bert", "single", optimize=True, quantize="int8")
+    ops = [n.op_type for n in onnx.load(str(path / "model_quantized.onnx")).graph.node]
+    recipe = json.loads((path / "onnxpipe.json").read_text())["variants"]["int8"]["quantization"]
+    assert ops.count("MatMulIntegerToFloat") == recipe["fused_to_float"] >= 4
+    assert "MatMulInteger" not in ops
+    monkeypatch.setattr(quantize, "fuse_to_float", lambda model: 0)
+    unfused = export(checkpoint("bert", "single"), tmp_path / "unfused", optimize=True, quantize="int8")
+    assert "MatMulInteger" in {n.op_type for n in onnx.load(str(unfused / "model_quantized.onnx")).graph.node}
+    fused_scores = scores_by_label(onnxpipe.pipeline(model=path)(TEXTS, top_k=None))
+    unfused_scores = scores_by_label(onnxpipe.pipeline(model=unfused)(TEXTS, top_k=None))
+    assert max(abs(a[k] - b[k]) for a, b in zip(fused_scores, unfused_scores) for k in a) <= 1e-5
+
+
 def test_dynamic_int8_moves_with_the_batch_and_is_never_the_default(checkpoint, tmp_path):
     path = export(checkpoint("bert"), tmp_path / "dyn", optimize=True, quantize="dynamic")
     m = json.loads((path / "onnxpipe.json").read_text())
