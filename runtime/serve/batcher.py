@@ -49,7 +49,7 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, pipe: Pipeline, max_batch_tokens: int = 16384, max_batch_requests: int = 64,
+    def __init__(self, pipe: Pipeline, max_batch_tokens: int = 16384, max_batch_requests: int = 16,
                  max_wait_ms: float = 2.0, max_queue: int = 1024, metrics=None, model: str = "default"):
         self.pipe = pipe
         self.max_batch_tokens = max_batch_tokens
