@@ -216,21 +216,19 @@ def fuse_to_float(model) -> int:
     By hand because ORT's own MatMulIntegerToFloatFusion needs the a_scale x b_scale Mul as a node, and once
     the activation scale is a constant its constant folding removes that node before the fusion runs."""
     from onnx import helper, numpy_helper
+    from onnxruntime.quantization.onnx_model import ONNXModel
 
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = defaultdict(list)
-    for n in graph.node:
-        for i in n.input:
-            consumers[i].append(n)
+    graph = ONNXModel(model)
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = graph.output_name_to_node()
+    consumers = graph.input_name_to_nodes()
 
     def only(name: str, op: str):
-        nodes = consumers[name]
+        nodes = consumers.get(name, [])
         return nodes[0] if len(nodes) == 1 and nodes[0].op_type == op else None
 
-    fused, drop = 0, set()
-    for mm in [n for n in graph.node if n.op_type == "MatMulInteger"]:
+    fused = 0
+    for mm in [n for n in model.graph.node if n.op_type == "MatMulInteger"]:
         quant = producer.get(mm.input[0])
         cast = only(mm.output[0], "Cast")
         mul = cast and only(cast.output[0], "Mul")
@@ -251,11 +249,8 @@ def fuse_to_float(model) -> int:
             gone.append(add)
         mm.CopyFrom(helper.make_node("MatMulIntegerToFloat", inputs, [out], name=f"{mm.name}_to_float",
                                      domain="com.microsoft"))
-        drop.update(n.output[0] for n in gone[1:])  # outputs are unique in a graph; node names need not be
+        graph.remove_nodes(gone[1:])
         fused += 1
-    kept = [n for n in graph.node if n.op_type == "MatMulIntegerToFloat" or n.output[0] not in drop]
-    del graph.node[:]
-    graph.node.extend(kept)
     if fused and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return fused
