@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from onnxpipe.batching import chunks
 from onnxpipe.postprocess import sigmoid, softmax
 from onnxpipe.session import Session
 from onnxpipe.tokenize import TextEncoder
@@ -91,16 +92,14 @@ def onnx_outputs(session: Session, encoder: TextEncoder, items: list, names: tup
 
 def graph_logits(onnx_path: Path, encoder: TextEncoder, texts: list[str], batch_size: int = 32,
                  pooling: list[str] | None = None) -> np.ndarray:
-    """Classifier logits for many texts (or, given ``pooling``, their pooled sentence vectors), length-sorted
-    into padded batches as the runtime batches them."""
+    """Classifier logits for many texts (or, given ``pooling``, their pooled sentence vectors), in graph runs cut
+    as the runtime cuts them."""
     from onnxpipe.tasks.feature_extraction import pool
 
     session = Session(onnx_path)
     encodings = encoder.encode(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(encodings[i]))
     rows: list = [None] * len(texts)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in chunks([len(e) for e in encodings], batch_size):  # the runtime's own batching policy
         outputs = session.run(encoder.collate([encodings[i] for i in idx]))
         if pooling is None:
             batch = list(outputs["logits"])

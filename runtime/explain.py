@@ -8,7 +8,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .pipeline import Pipeline
+from .batching import gather
+from .pipeline import Pipeline, Plan
 
 SHOWN_FEATURES = 8  # zero-shot makes one feature per label; show the first few
 
@@ -28,22 +29,24 @@ def jsonable(result: Any) -> Any:
     return result
 
 
-def stages(pipe: Pipeline, inputs: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """One call's stages, their data and their times: what `onnxpipe explain` prints and the serve page draws."""
-    t0 = time.perf_counter()
-    items, single = pipe.check_inputs(inputs)
-    pre, post = pipe.sanitize_parameters(**{**pipe.defaults, **params})
-    if not items:
+def stages(pipe: Pipeline, plan: Plan) -> dict[str, Any]:
+    """One call's stages (``plan`` as :meth:`Pipeline.read` gave it), their data and their times: what
+    `onnxpipe explain` prints and the serve page draws. The graph runs are the pipeline's own."""
+    if not plan.items:
         raise ValueError("inputs is empty: give one input to explain")
-    features = pipe.preprocess(items, **pre)
-    feed = pipe.encoder.collate([f.encoding for f in features])
+    t0 = time.perf_counter()
+    pipe.featurize(plan)
     t1 = time.perf_counter()
-    outputs = pipe._forward(feed)
+    runs = list(pipe.runs(plan.features, plan.batch_size))
     t2 = time.perf_counter()
-    values = pipe.postprocess(features, outputs, **post)
-    result = pipe.finish(pipe.assemble(items, features, values, post), single, params)
+    outputs = gather(runs, len(plan.features))  # one row per feature, in feature order
+    values = pipe.postprocess(plan.features, outputs, **plan.post)
+    result = pipe.complete(plan, values)
     t3 = time.perf_counter()
-    return {"features": features, "feed": feed, "outputs": outputs, "post": post, "result": result,
+    # (features, padded width) of each graph run
+    shape = [(len(idx), max(plan.features[i].length for i in idx)) for idx, _ in runs]
+    return {"features": plan.features, "runs": shape,
+            "outputs": outputs, "post": plan.post, "result": result,
             "ms": {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}}
 
 
@@ -58,16 +61,17 @@ def explain(pipe: Pipeline, inputs: Any, load_seconds: float, out: TextIO | None
         f"                              task {pipe.task}, variant {pipe.variant}: {pipe.model_path.name} "
         f"({size_mb:.1f} MB), {pipe.session.threads} threads; tokenizer.json, max {a.max_length} tokens")
 
-    run = stages(pipe, inputs, params)
-    features, feed, outputs, ms = run["features"], run["feed"], run["outputs"], run["ms"]
+    run = stages(pipe, pipe.read(inputs, **params))
+    features, outputs, ms = run["features"], run["outputs"], run["ms"]
+    runs = ", ".join(f"{n} x {width}" for n, width in run["runs"])
     say(f"2. preprocess  {ms['preprocess']:8.2f} ms   input  {json.dumps(inputs, ensure_ascii=False)}",
-        f"                              {len(features)} feature(s), padded to {feed['input_ids'].shape[1]} tokens")
+        f"                              {len(features)} feature(s) in {len(run['runs'])} graph run(s) "
+        f"(features x padded tokens: {runs})")
     for f in features[:SHOWN_FEATURES]:
         say(f"                              tokens {f.encoding.tokens[:f.length]}",
             f"                              ids    {f.encoding.ids[:f.length]}")
 
-    shapes = ", ".join(f"{n} {tuple(feed[n].shape)}" for n in pipe.session.input_names)
-    say(f"3. forward     {ms['forward']:8.2f} ms   feed   {shapes}")
+    say(f"3. forward     {ms['forward']:8.2f} ms   feed   {', '.join(pipe.session.input_names)} (int64)")
     for name, value in outputs.items():
         small = value.ndim == 2 and value.shape[-1] <= 16  # classifier logits: worth reading
         say(f"                              {name} {tuple(value.shape)}" + (f" {_fmt(value[:SHOWN_FEATURES])}"

@@ -1,18 +1,18 @@
-"""The pipeline: load once, then per call preprocess → _forward → postprocess → aggregate, batched by length.
+"""The pipeline: load once, then per call read → featurize → execute → complete, batched by length.
 
-Task classes (``tasks/``) supply the stages and the call's parameters; this base class owns what every
-encoder task shares: input checks, length-sorted batching and returning results in the caller's order.
-
-An input becomes one or more *features* (an encoding plus what postprocess needs to read its outputs:
-zero-shot makes one per candidate label, span tasks one per window). Features of all inputs are sorted
-by length and batched together; postprocess turns each batch's outputs into one value per feature; the
-task's aggregate builds each input's result from its own features' values, as transformers'
-``ChunkPipeline`` does.
+Every entry point (a Python call, ``results()``, the server, ``run``, ``score``, ``explain``) drives a call
+through the same public steps: :meth:`Pipeline.read` parses the call as transformers' argument handlers
+do and validates its parameters; :meth:`Pipeline.featurize` tokenizes it into *features* (zero-shot makes
+one per candidate label, span tasks one per window); :meth:`Pipeline.execute` runs the features in graph
+runs cut by the one batching policy (:mod:`.batching`) and postprocesses each run; :meth:`Pipeline.complete`
+builds each input's result from its own features' values (the task's aggregate, as transformers'
+``ChunkPipeline`` does) and gives the call the shape transformers gives it. Task classes (``tasks/``)
+supply the stages; the server's batcher only decides which requests share a graph run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
@@ -20,6 +20,7 @@ import numpy as np
 from tokenizers import Encoding
 
 from .artifact import Artifact
+from .batching import chunks
 from .errors import OnnxPipeError
 from .session import Session
 from .tokenize import ENCODER_OUTPUTS, TextEncoder
@@ -35,6 +36,23 @@ class Feature:
     owner: int  # index of the input (in the call's list) this feature belongs to
     length: int  # tokens before padding (collate pads the encoding in place)
     context: Any = None  # what the task's postprocess / aggregate needs besides the encoding
+
+
+@dataclass
+class Plan:
+    """One call, parsed and validated (:meth:`Pipeline.read`) and tokenized (:meth:`Pipeline.featurize`)."""
+
+    items: list[Any]  # the inputs, one per result
+    shape: str | None  # how the call was shaped: "str" / "dict" for one input, None for a list
+    pre: dict[str, Any]  # preprocess parameters
+    post: dict[str, Any]  # postprocess and aggregate parameters
+    params: dict[str, Any]  # the call's own keyword parameters (some answer shapes depend on what was named)
+    batch_size: int | None = None
+    features: list[Feature] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return sum(f.length for f in self.features)
 
 
 class Engine(Protocol):
@@ -133,46 +151,81 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={str(self.artifact.path)!r}, variant={self.variant!r})"
 
-    def __call__(self, inputs: Any, batch_size: int | None = None, **params: Any) -> Any:
-        if _is_stream(inputs):  # a generator or other iterable: results as they are ready, as transformers does
-            return self._iterate(inputs, batch_size, params)
-        items, single = self.check_inputs(inputs)
-        return self.finish(self._results(items, batch_size, params), single, params)
+    # -- one call, in three public steps, whatever the entry point -----------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and _is_stream(args[0]):  # a generator: results as they are ready, as transformers does
+            batch_size = kwargs.pop("batch_size", None)
+            return self._iterate(args[0], batch_size, kwargs)
+        plan = self.plan(*args, **kwargs)
+        return self.complete(plan, self.execute(plan))
+
+    def plan(self, *args: Any, **kwargs: Any) -> Plan:
+        """A call's arguments → its plan: parsed, validated and tokenized (:meth:`read` then :meth:`featurize`)."""
+        return self.featurize(self.read(*args, **kwargs))
+
+    def read(self, *args: Any, **kwargs: Any) -> Plan:
+        """A call's arguments parsed and validated, as transformers' argument handlers and
+        ``_sanitize_parameters`` read them, before any tokenizing (the server counts inputs here)."""
+        inputs, params = self.parse(args, dict(kwargs))
+        batch_size = params.pop("batch_size", None)
+        if batch_size is not None:
+            check_batch_size(batch_size)
+        items, shape = self.check_inputs(inputs)
+        pre, post = self.sanitize_parameters(**{**self.defaults, **params})
+        return Plan(items, shape, pre, post, params, batch_size)
+
+    def featurize(self, plan: Plan) -> Plan:
+        """The plan's features (one or more encodings per input); the tokenizer's work, done once."""
+        plan.features = self.preprocess(plan.items, **plan.pre) if plan.items else []
+        return plan
+
+    def runs(self, features: list[Feature], batch_size: int | None = None) -> Iterator[tuple[list[int], dict]]:
+        """Graph runs over ``features`` by the one batching policy (:func:`batching.chunks`): each run's feature
+        indices and the graph's outputs, rows in those indices' order."""
+        size = self.batch_size if batch_size is None else check_batch_size(batch_size)
+        for idx in chunks([f.length for f in features], size):
+            yield idx, self.session.run(self.encoder.collate([features[i].encoding for i in idx]))
+
+    def execute(self, plan: Plan, batch_size: int | None = None) -> list[Any]:
+        """The graph runs of a plan and their postprocess: one value per feature, in feature order."""
+        values: list[Any] = [None] * len(plan.features)
+        for idx, outputs in self.runs(plan.features, batch_size or plan.batch_size):
+            for i, value in zip(idx, self.postprocess([plan.features[i] for i in idx], outputs, **plan.post)):
+                values[i] = value
+        return values
+
+    def complete(self, plan: Plan, values: list[Any]) -> Any:
+        """The call's answer from its features' values: each input's result (the task's aggregate), in the
+        shape transformers gives for that call."""
+        return self.finish(self.assemble(plan, values), plan.shape, plan.params)
 
     def results(self, inputs: list[Any], batch_size: int | None = None, **params: Any) -> list[Any]:
-        """One result per input of the list, without the call-shape rules ``__call__`` applies for
+        """One result per input of the list, without the call-shape rules a call applies for
         transformers' sake (fill-mask unwraps a list of one; embeddings stack into one array)."""
         if not isinstance(inputs, (list, tuple)):
             raise TypeError(f"inputs must be a list, got {type(inputs).__name__}")
-        items, _ = self.check_inputs(list(inputs))
-        return self._results(items, batch_size, params)
+        plan = self.plan(list(inputs), batch_size=batch_size, **params)
+        return self.assemble(plan, self.execute(plan))
 
-    def _results(self, items: list[Any], batch_size: int | None, params: dict[str, Any]) -> list[Any]:
-        size = self.batch_size if batch_size is None else check_batch_size(batch_size)
-        pre, post = self.sanitize_parameters(**{**self.defaults, **params})
-        if not items:
-            return []
-        features = self.preprocess(items, **pre)
-        values: list[Any] = [None] * len(features)
-        # Sorting by token count keeps padding (wasted compute) low inside each batch.
-        order = sorted(range(len(features)), key=lambda i: features[i].length)
-        for start in range(0, len(order), size):
-            idx = order[start:start + size]
-            batch = [features[i] for i in idx]
-            outputs = self._forward(self.encoder.collate([f.encoding for f in batch]))
-            for i, value in zip(idx, self.postprocess(batch, outputs, **post)):
-                values[i] = value
-        return self.assemble(items, features, values, post)
+    def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The call's positional and keyword arguments → (inputs, parameters); tasks whose transformers
+        pipeline reads more call forms (zero-shot's labels, question answering's argument handler) override it."""
+        if len(args) > 1:
+            raise ValueError(f"Unable to understand extra arguments {args[1:]!r}: pass parameters by name")
+        if args:
+            return args[0], kwargs
+        if "inputs" in kwargs:
+            return kwargs.pop("inputs"), kwargs
+        raise TypeError(f"{type(self).__name__} needs its inputs: pipe(inputs, **parameters)")
 
-    def assemble(self, items: list[Any], features: list[Feature], values: list[Any], post: dict[str, Any]
-                 ) -> list[Any]:
+    def assemble(self, plan: Plan, values: list[Any]) -> list[Any]:
         """Each input's result from its own features' values (in feature order), by the task's aggregate."""
-        grouped: list[list[Any]] = [[] for _ in items]
-        for feature, value in zip(features, values):
+        grouped: list[list[Any]] = [[] for _ in plan.items]
+        for feature, value in zip(plan.features, values):
             grouped[feature.owner].append(value)
-        return [self.aggregate(item, own, **post) for item, own in zip(items, grouped)]
+        return [self.aggregate(item, own, **plan.post) for item, own in zip(plan.items, grouped)]
 
-    def _iterate(self, inputs, batch_size: int | None, params: dict[str, Any]) -> Iterator[Any]:
+    def _iterate(self, inputs: Iterable[Any], batch_size: int | None, params: dict[str, Any]) -> Iterator[Any]:
         size = self.batch_size if batch_size is None else check_batch_size(batch_size)
         chunk: list[Any] = []
         for item in inputs:
@@ -240,9 +293,6 @@ class Pipeline:
     def preprocess(self, items: list[Any], **params: Any) -> list[Feature]:
         """One feature per input, by default; tasks that need several per input override this."""
         return [Feature(e, i, len(e)) for i, e in enumerate(self.encode(items, **params))]
-
-    def _forward(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.session.run(feed)
 
     def sanitize_parameters(self, **params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """(preprocess parameters, postprocess parameters) from a call's keyword arguments."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,11 @@ from .errors import OnnxPipeError
 
 # What collate() produces; a graph asking for anything else cannot be fed by this encoder.
 ENCODER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+# Tokenizers configured for other truncation settings, the most recently used kept. Each is a full copy
+# (~1.5 MB for a 30k vocabulary) and the settings come from callers (a server's clients), so the count is
+# bounded: unbounded, 500 requests with distinct max_length values grew a server by 720 MiB.
+MAX_VARIANTS = 8
 
 
 class TextEncoder:
@@ -29,41 +35,44 @@ class TextEncoder:
             raise OnnxPipeError(f"{path} is not a valid tokenizer.json ({e}); export the artifact again") from e
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
-        self._variants: dict[tuple[int, str, int], Tokenizer] = {}
+        self._variants: OrderedDict[tuple[int, str, int], Tokenizer] = OrderedDict()
         self._lock = threading.Lock()
         self.max_length = max_length
         self.pad_id = pad_id
         self.pad_token = pad_token
 
     def encode(self, items: list, max_length: int | None = None, strategy: str = "longest_first",
-               stride: int = 0, pretokenized: bool = False) -> list[Encoding]:
+               stride: int = 0, pretokenized: bool = False, add_special_tokens: bool = True) -> list[Encoding]:
         """Truncated, unpadded encodings of texts, (text, text_pair) tuples, or (``pretokenized``) lists of
         words: callers sort them by length before padding batches. Text cut by the limit is kept in each
         encoding's ``overflowing`` windows, ``stride`` tokens overlapping, for the tasks that read them.
-        Settings other than the defaults use a tokenizer of their own, made once and never changed after:
-        a shared tokenizer reconfigured per call would race between threads."""
+        Settings other than the defaults use a tokenizer of their own, never changed after it is made (a shared
+        tokenizer reconfigured per call would race between threads); the last few made are kept."""
         tokenizer = self._configured(max_length, strategy, stride)
         if len(items) == 1:  # encode_batch hands even one text to its thread pool: slower at batch 1
             item = items[0]
             if pretokenized:
-                return [tokenizer.encode(item, is_pretokenized=True)]
-            return [tokenizer.encode(*item) if isinstance(item, tuple) else tokenizer.encode(item)]
-        return tokenizer.encode_batch(items, is_pretokenized=pretokenized)
+                return [tokenizer.encode(item, is_pretokenized=True, add_special_tokens=add_special_tokens)]
+            pair = item if isinstance(item, tuple) else (item, None)
+            return [tokenizer.encode(*pair, add_special_tokens=add_special_tokens)]
+        return tokenizer.encode_batch(items, is_pretokenized=pretokenized, add_special_tokens=add_special_tokens)
 
     def _configured(self, max_length: int | None, strategy: str, stride: int = 0) -> Tokenizer:
         length = self.max_length if max_length is None else min(max_length, self.max_length)
         if length == self.max_length and strategy == "longest_first" and stride == 0:
             return self.tokenizer
         key = (length, strategy, stride)
-        variant = self._variants.get(key)  # made once: later calls read it without taking the lock
-        if variant is not None:
-            return variant
         with self._lock:
-            if key not in self._variants:
+            variant = self._variants.get(key)
+            if variant is None:
                 variant = Tokenizer.from_str(self.tokenizer.to_str())
                 variant.enable_truncation(length, strategy=strategy, stride=stride)
                 self._variants[key] = variant
-            return self._variants[key]
+                if len(self._variants) > MAX_VARIANTS:
+                    self._variants.popitem(last=False)
+            else:
+                self._variants.move_to_end(key)
+            return variant
 
     def collate(self, encodings: list[Encoding]) -> dict[str, np.ndarray]:
         """Pad to the longest encoding and stack into the int64 arrays the graph takes."""

@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any, Union
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__
 from ..errors import OnnxPipeError
 from ..explain import jsonable
-from ..pipeline import INPUT_ERRORS, Pipeline, raise_on_invalid_unicode
+from ..pipeline import INPUT_ERRORS, Pipeline, Plan, raise_on_invalid_unicode
 from ..tasks import TASKS, runs_on
 from .batcher import Batcher, QueueFull
 from .metrics import Metrics
@@ -140,6 +140,9 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     # Tokenization off the event loop, in one thread of its own: a request's text is a fraction of a
     # millisecond of work, and a pool of many threads (Starlette's 40) only adds GIL hand-offs under load.
     tokenizer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxpipe-tokenize")
+    # explain runs its own graph runs (it shows their outputs): one at a time, beside the batcher, never
+    # holding up the tokenizer thread.
+    explain_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxpipe-explain")
 
     def load() -> None:
         from .. import load_artifact, pipeline
@@ -165,6 +168,7 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
             if s.batcher:
                 s.batcher.close()
         tokenizer_pool.shutdown(wait=True)
+        explain_pool.shutdown(wait=True)
         # What an operator (and the drain test) checks: every request the app took was answered.
         sent = ", ".join(f"{route} {n}" for route, n in sorted(metrics.sent.items())) or "none"
         print(f"onnxpipe serve: stopped; responses sent: {sent}", file=sys.stderr, flush=True)
@@ -182,43 +186,53 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
             raise HTTPError(404, f"no model {name!r}: this server has {', '.join(served)}", "unknown_model")
         return served[name or default]
 
+    def read(pipe: Pipeline, inputs: Any, params: dict) -> Plan:
+        """The request read as the Python call ``pipe(inputs, **params)`` reads it, within the input limit."""
+        try:
+            plan = pipe.read(inputs, **params)
+        except INPUT_ERRORS as e:
+            raise HTTPError(422, str(e), "bad_input") from None
+        if len(plan.items) > settings.max_client_batch:
+            raise HTTPError(413, f"{len(plan.items)} inputs in one request; this server takes at most "
+                                 f"{settings.max_client_batch} (--max-client-batch)", "too_many_inputs")
+        return plan
+
+    async def in_pool(pool: ThreadPoolExecutor, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on ``pool``, under the request timeout; input errors become 422s."""
+        try:
+            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, fn, *args),
+                                          settings.timeout_s)
+        except INPUT_ERRORS as e:
+            raise HTTPError(422, str(e), "bad_input") from None
+        except asyncio.TimeoutError:
+            raise HTTPError(504, f"no answer within {settings.timeout_s:g} s", "timeout") from None
+
     async def run(s: Served, pipe: Pipeline, inputs: Any, params: dict, truncate: bool = True
                   ) -> tuple[Any, dict[str, str]]:
-        """One request through preprocess (a worker thread) → the batcher → aggregate, timed."""
+        """One request through read and featurize (a worker thread) → the batcher → complete, timed."""
         t0 = time.perf_counter()
-        try:
-            items, single = pipe.check_inputs(inputs)
-            pre, post = pipe.sanitize_parameters(**{**pipe.defaults, **params})
-        except INPUT_ERRORS as e:
-            raise HTTPError(422, str(e), "bad_input") from None
-        if len(items) > settings.max_client_batch:
-            raise HTTPError(413, f"{len(items)} inputs in one request; this server takes at most "
-                                 f"{settings.max_client_batch} (--max-client-batch)", "too_many_inputs")
-        if not items:
-            return pipe.finish([], single, params), {}
-        try:
-            features = await asyncio.get_running_loop().run_in_executor(
-                tokenizer_pool, functools.partial(pipe.preprocess, items, **pre))
-        except INPUT_ERRORS as e:
-            raise HTTPError(422, str(e), "bad_input") from None
-        if not truncate and any(f.encoding.overflowing for f in features):
+        plan = read(pipe, inputs, params)
+        if not plan.items:
+            return pipe.complete(plan, []), {}
+        await in_pool(tokenizer_pool, pipe.featurize, plan)
+        if not truncate and any(f.encoding.overflowing for f in plan.features):
             raise HTTPError(422, f"an input is longer than the model's {pipe.encoder.max_length} tokens and "
                                  "truncate is false", "too_long")
         t_tok = time.perf_counter() - t0
         try:
-            values, job = await asyncio.wait_for(s.batcher.submit(features, post, pipe), settings.timeout_s)
+            values, job = await asyncio.wait_for(s.batcher.submit(plan, pipe), settings.timeout_s)
         except QueueFull as e:
             raise HTTPError(429, f"{e}: retry shortly", "queue_full", {"Retry-After": "1"}) from None
         except asyncio.TimeoutError:
             raise HTTPError(504, f"no answer within {settings.timeout_s:g} s", "timeout") from None
-        result = pipe.finish(pipe.assemble(items, features, values, post), single, params)
+        result = pipe.complete(plan, values)
         for hist, value in ((metrics.tokenization, t_tok), (metrics.queue, job.queue_s),
                             (metrics.inference, job.inference_s)):
             hist.labels(s.name).observe(value)
         headers = {"x-tokenization-time": f"{t_tok * 1e3:.3f}", "x-queue-time": f"{job.queue_s * 1e3:.3f}",
                    "x-inference-time": f"{job.inference_s * 1e3:.3f}", "x-batch-requests": str(job.batch_requests),
                    "x-total-time": f"{(time.perf_counter() - t0) * 1e3:.3f}", "x-model": s.name,
-                   "x-prompt-tokens": str(sum(f.length for f in features))}
+                   "x-prompt-tokens": str(plan.tokens)}
         return result, headers
 
     def answer(body: Any, headers: dict[str, str]) -> JSONResponse:
@@ -229,6 +243,13 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     async def http_error(request: Request, e: HTTPError):
         metrics.failures.labels(e.kind).inc()
         return JSONResponse({"error": str(e), "error_type": e.kind}, status_code=e.status, headers=e.headers)
+
+    @app.exception_handler(HTTPException)
+    async def starlette_error(request: Request, e: HTTPException):  # 404, 405, a body past the limit
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(e.status_code, "http")
+        metrics.failures.labels(kind).inc()
+        return JSONResponse({"error": str(e.detail), "error_type": kind}, status_code=e.status_code,
+                            headers=getattr(e, "headers", None))
 
     @app.exception_handler(OnnxPipeError)
     async def model_error(request: Request, e: OnnxPipeError):
@@ -309,20 +330,20 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
             raise HTTPError(413, f"{len(texts)} inputs; at most {settings.max_client_batch}", "too_many_inputs")
         tok = s.pipe.encoder.tokenizer
         try:
-            encodings = await run_in_threadpool(tok.encode_batch, texts, add_special_tokens=body.add_special_tokens)
-        except TypeError:  # tokenizers' word for text it cannot take: a lone surrogate
-            try:
-                raise_on_invalid_unicode(texts)
-            except ValueError as e:
-                raise HTTPError(422, str(e), "bad_input") from None
+            encodings = await in_pool(tokenizer_pool, functools.partial(
+                tok.encode_batch, texts, add_special_tokens=body.add_special_tokens))
+        except HTTPError:  # tokenizers' TypeError for text it cannot take: a lone surrogate; name it
+            raise_unicode_422(texts)
             raise
         return [[{"id": i, "text": t, "special": bool(m), "start": a, "stop": b}
                  for i, t, m, (a, b) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets)] for e in encodings]
 
     @app.post("/v1/explain", summary="The four stages of one call, with data and timings (the page's)")
     async def explain_route(body: PipelineRequest):
+        # The same limits, pool and timeout as the other routes; its graph runs are its own (it shows them).
         s = model(body.model)
-        return await run_in_threadpool(stages, s.pipe, body.inputs, body.parameters)
+        plan = read(s.pipe, body.inputs, body.parameters)
+        return await in_pool(explain_pool, stages, s.pipe, plan)
 
     @app.get("/health")
     async def health():
@@ -389,20 +410,36 @@ class Guard:
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 self.metrics.sent[route] += 1  # the whole answer handed to the connection
 
+        limit, read = self.settings.max_body_bytes, {"bytes": 0}
+
+        async def counted_body():
+            # A body sent chunked has no Content-Length to refuse it by: count it as it is read.
+            message = await receive()
+            if message["type"] == "http.request":
+                read["bytes"] += len(message.get("body", b""))
+                if read["bytes"] > limit:  # the app's HTTPException handler answers it in the error shape
+                    raise HTTPException(413, f"body of more than {limit} bytes; the limit is {limit} "
+                                             "(--max-body-bytes)")
+            return message
+
         try:
-            await self.app(scope, receive, counted)
+            await self.app(scope, counted_body, counted)
         finally:
             self.metrics.requests.labels(route, str(status["code"])).inc()
 
 
-def stages(pipe: Pipeline, inputs: Any, params: dict) -> dict:
+def raise_unicode_422(texts: list) -> None:
+    try:
+        raise_on_invalid_unicode(texts)
+    except ValueError as e:
+        raise HTTPError(422, str(e), "bad_input") from None
+
+
+def stages(pipe: Pipeline, plan: Plan) -> dict:
     """One call's four stages as JSON: what the explain page draws (`onnxpipe explain`'s own data)."""
     from ..explain import stages as run_stages
 
-    try:
-        run = run_stages(pipe, inputs, params)
-    except INPUT_ERRORS as e:
-        raise HTTPError(422, str(e), "bad_input") from None
+    run = run_stages(pipe, plan)
     features, outputs = run["features"], run["outputs"]
     small = {n: o.tolist() for n, o in outputs.items() if o.ndim == 2 and o.shape[-1] <= 16}
     return {"task": pipe.task, "variant": pipe.variant,

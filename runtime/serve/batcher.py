@@ -1,7 +1,6 @@
 """Micro-batching by a padded-token budget: requests' features gathered into one graph run, one thread.
 
-Callers tokenize off the event loop, then ``submit`` their features with their own postprocess
-parameters. One inference thread takes the oldest request, then every request already waiting while
+Callers plan and tokenize off the event loop (:meth:`Pipeline.plan`), then ``submit`` the plan. One inference thread takes the oldest request, then every request already waiting while
 the batch stays within ``max_batch_tokens`` (longest × count, what padding costs) and
 ``max_batch_requests``; it waits up to ``max_wait_ms`` for more only while requests are still arriving,
 so a lone request on an idle server runs at once. Each request's rows are postprocessed with its own
@@ -23,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..pipeline import Feature, Pipeline
+from ..batching import stack
+from ..pipeline import Pipeline, Plan
 
 
 class QueueFull(Exception):
@@ -32,8 +32,7 @@ class QueueFull(Exception):
 
 @dataclass
 class Job:
-    features: list[Feature]
-    post: dict[str, Any]
+    plan: Plan
     pipe: Pipeline  # the task that postprocesses (a model's graph may serve several: embeddings and features)
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
@@ -42,6 +41,10 @@ class Job:
     queue_s: float = 0.0
     inference_s: float = 0.0
     batch_requests: int = 0
+
+    @property
+    def features(self) -> list:
+        return self.plan.features
 
     @property
     def tokens(self) -> int:
@@ -62,12 +65,13 @@ class Batcher:
         self.thread = threading.Thread(target=self._loop, name=f"onnxpipe-infer-{model}", daemon=True)
         self.thread.start()
 
-    async def submit(self, features: list[Feature], post: dict[str, Any], pipe: Pipeline | None = None
-                     ) -> tuple[list[Any], Job]:
+    async def submit(self, plan: Plan, pipe: Pipeline | None = None) -> tuple[list[Any], Job]:
+        """The plan's per-feature values (``pipe``'s postprocess, with the plan's own parameters), once its rows
+        have run in some batch; ``pipe.complete(plan, values)`` is the request's answer."""
         if self.queue.qsize() >= self.max_queue:
             raise QueueFull(f"the queue holds {self.max_queue} requests already")
         loop = asyncio.get_running_loop()
-        job = Job(features, post, pipe or self.pipe, loop.create_future(), loop)
+        job = Job(plan, pipe or self.pipe, loop.create_future(), loop)
         self.queue.put(job)
         if self.metrics:
             self.metrics.queue_depth.labels(self.model).set(self.queue.qsize())
@@ -133,8 +137,7 @@ class Batcher:
         left = [len(job.features) for job in jobs]
         rows: dict[int, tuple[dict[str, np.ndarray], int]] = {}
         try:
-            for idx in chunks([f.length for f in features], self.pipe.batch_size):
-                outputs = self.pipe._forward(self.pipe.encoder.collate([features[i].encoding for i in idx]))
+            for idx, outputs in self.pipe.runs(features):
                 for r, i in enumerate(idx):
                     rows[i] = (outputs, r)
                     left[owner[i]] -= 1
@@ -155,44 +158,11 @@ class Batcher:
         """Postprocess one job's rows with its own parameters; an error there answers that job alone."""
         try:
             outputs = {name: stack([o[name][r] for o, r in mine]) for name in mine[0][0]}
-            values, error = job.pipe.postprocess(job.features, outputs, **job.post), None
+            values, error = job.pipe.postprocess(job.features, outputs, **job.plan.post), None
         except Exception as e:
             values, error = None, e
         job.queue_s, job.inference_s, job.batch_requests = started - job.queued_at, time.perf_counter() - started, batched
         job.loop.call_soon_threadsafe(_resolve, job.future, values, error)
-
-
-PAD_SLACK = 1.25
-
-
-def chunks(lengths: list[int], size: int, slack: float = PAD_SLACK) -> list[list[int]]:
-    """Indices grouped into graph runs: sorted by length, at most ``size`` a run, and a run closed before
-    padding would make it cost more than ``slack`` × its real tokens. Requests arrive in any order of
-    length; padding them all to the longest would spend what batching saves (measured: a server batching
-    SST-2 sentences as they came answered 15% fewer requests/s at 16 clients than one at a time)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    runs: list[list[int]] = []
-    run: list[int] = []
-    tokens = 0
-    for i in order:
-        n = lengths[i]
-        if run and (len(run) >= size or n * (len(run) + 1) > slack * (tokens + n)):
-            runs.append(run)
-            run, tokens = [], 0
-        run.append(i)
-        tokens += n
-    if run:
-        runs.append(run)
-    return runs
-
-
-def stack(rows: list[np.ndarray]) -> np.ndarray:
-    """One request's rows, which may come from graph runs of different padded widths: padded to the widest
-    (postprocess reads each feature only up to its own length)."""
-    width = max(r.shape[0] for r in rows) if rows[0].ndim else 0
-    if all(r.shape == rows[0].shape for r in rows):
-        return np.stack(rows)
-    return np.stack([np.pad(r, [(0, width - r.shape[0])] + [(0, 0)] * (r.ndim - 1)) for r in rows])
 
 
 def _resolve(future: asyncio.Future, values: Any, error: BaseException | None) -> None:

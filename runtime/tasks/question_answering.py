@@ -122,14 +122,18 @@ class QuestionAnsweringPipeline(Pipeline):
         # transformers puts the question first when the tokenizer pads on the right (nearly every one).
         self.question_first = artifact.manifest["tokenizer"].get("padding_side", "right") == "right"
 
-    def __call__(self, *args: Any, batch_size: int | None = None, **kwargs: Any) -> Any:
-        examples, params = parse(args, dict(kwargs))
-        results = self._results(examples, batch_size, params)
-        return results[0] if len(results) == 1 else results
+    def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        return parse(args, kwargs)
+
+    def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
+        return results[0] if len(results) == 1 else results  # a list of one example answers as one, as there
 
     @staticmethod
     def check_inputs(inputs: Any) -> tuple[list[tuple[str, str]], str | None]:
-        """For results() and the CLI: one {"question", "context"} dict, or a list of them."""
+        """Examples as :func:`parse` gives them ((question, context) pairs), or what it takes: one
+        {"question", "context"} dict, or a list of them."""
+        if isinstance(inputs, list) and all(isinstance(x, tuple) for x in inputs):
+            return inputs, None
         examples, _ = parse((inputs,), {})
         return examples, "dict" if isinstance(inputs, dict) else None
 

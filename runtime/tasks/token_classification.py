@@ -44,12 +44,13 @@ class TokenClassificationPipeline(Pipeline):
             return [list(w) for w in inputs], None
         return Pipeline.check_texts(inputs)
 
-    def __call__(self, inputs: Any, batch_size: int | None = None, **params: Any) -> Any:
+    def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         # With is_split_into_words a list of words is one input, answered (as transformers does) as a list of one.
+        inputs, params = super().parse(args, kwargs)
         words = {**self.defaults, **params}.get("is_split_into_words")
         if words and isinstance(inputs, (list, tuple)) and inputs and all(isinstance(w, str) for w in inputs):
-            return super().__call__([list(inputs)], batch_size, **params)
-        return super().__call__(inputs, batch_size, **params)
+            inputs = [list(inputs)]
+        return inputs, params
 
     def sanitize_parameters(self, ignore_labels: list[str] | None = None, grouped_entities: bool | None = None,
                             ignore_subwords: bool | None = None, aggregation_strategy: str | None = None,

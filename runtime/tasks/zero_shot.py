@@ -29,13 +29,13 @@ class ZeroShotClassificationPipeline(Pipeline):
     task = "zero-shot-classification"
     check_inputs = staticmethod(Pipeline.check_texts)
 
-    def __call__(self, inputs: Any, *args: Any, **params: Any) -> Any:
-        # transformers takes the labels as the second positional argument too: pipe(text, ["a", "b"]).
-        if len(args) == 1 and "candidate_labels" not in params:
-            params["candidate_labels"] = args[0]
-        elif args:
-            raise ValueError(f"Unable to understand extra arguments {args}")
-        return super().__call__(inputs, **params)
+    def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        # transformers takes the texts as `sequences=` and the labels as the second positional argument too.
+        if not args and "sequences" in kwargs:
+            args = (kwargs.pop("sequences"),)
+        if len(args) == 2 and "candidate_labels" not in kwargs:
+            args, kwargs["candidate_labels"] = args[:1], args[1]
+        return super().parse(args, kwargs)
 
     def __init__(self, artifact, *args: Any, **kwargs: Any):
         super().__init__(artifact, *args, **kwargs)

@@ -88,7 +88,7 @@ def test_optimum_loads_the_same_folder(artifact):
     path = artifact("bert", "single", optimize=True, quantize="int8")
     pipe = onnxpipe.pipeline(model=path, variant="optimized")
     feed = pipe.encoder.collate(pipe.encode(["good film", "the food was bad"]))
-    ours = pipe._forward(feed)["logits"]
+    ours = pipe.session.run(feed)["logits"]
     ort_model = ORTModelForSequenceClassification.from_pretrained(path, file_name="model_optimized.onnx")
     import torch
 

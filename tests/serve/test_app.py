@@ -153,7 +153,7 @@ def test_broken_artifact_is_reported_by_health_not_a_crash(artifact, tmp_path):
 
 
 def test_graph_runs_keep_padding_bounded():
-    from onnxpipe.serve.batcher import chunks
+    from onnxpipe.batching import chunks
 
     lengths = [5, 60, 7, 6, 58, 30, 8, 61, 29, 5]
     runs = chunks(lengths, size=4)
@@ -175,12 +175,11 @@ def test_a_batch_answers_each_request_when_its_rows_are_done(artifact):
     batcher = Batcher(sst, max_batch_requests=8)
     long_text, short_text = "a beautiful, moving film " * 40, "good"
 
-    post = sst.sanitize_parameters(**sst.defaults)[1]
-
     async def run():
         loop = asyncio.get_running_loop()
-        jobs = [Job(sst.preprocess(texts), p, sst, loop.create_future(), loop)
-                for texts, p in (([long_text] * 4, post), ([short_text], post), ([short_text], {}))]
+        plans = [sst.plan([long_text] * 4), sst.plan([short_text]), sst.plan([short_text])]
+        plans[2].post = {}  # a postprocess that fails: given no parameters
+        jobs = [Job(plan, sst, loop.create_future(), loop) for plan in plans]
         order: list[int] = []
         for n, job in enumerate(jobs):
             job.future.add_done_callback(lambda _, n=n: order.append(n))
@@ -192,6 +191,6 @@ def test_a_batch_answers_each_request_when_its_rows_are_done(artifact):
     batcher.close()
     assert order[-1] == 0 and jobs[1].inference_s < jobs[0].inference_s
     for job, result in zip(jobs[:2], results):  # the rows each got are its own
-        alone = sst._forward(sst.encoder.collate([f.encoding for f in job.features]))
-        assert result == sst.postprocess(job.features, alone, **post)
+        alone = sst.session.run(sst.encoder.collate([f.encoding for f in job.features]))
+        assert result == sst.postprocess(job.features, alone, **job.plan.post)
     assert isinstance(results[2], TypeError)  # its postprocess was given no parameters
