@@ -44,3 +44,17 @@ def test_truncation_uses_the_model_limit_not_the_pinned_one(minilm_encoder):
     assert len(enc.ids) == 302  # past the pinned 128, within the model's 512
     (enc,) = minilm_encoder.encode(["good " * 2000])
     assert len(enc.ids) == 512 and enc.ids[0] == 101 and enc.ids[-1] == 102
+
+
+def test_tokenizers_for_other_settings_are_bounded_and_still_exact(minilm_encoder):
+    """Every (max_length, strategy, stride) a caller asks for is a tokenizer copy; only the last few stay,
+    and one evicted and made again truncates exactly as before."""
+    from onnxpipe.tokenize import MAX_VARIANTS
+
+    text = "the food was good but the service was bad " * 5
+    first = [e.ids for e in minilm_encoder.encode([text, text], max_length=7)]
+    for n in range(8, 300):
+        assert len(minilm_encoder.encode([text], max_length=n, stride=n % 3)[0]) == min(n, 47)  # 45 words and [CLS], [SEP]
+    assert len(minilm_encoder._variants) == MAX_VARIANTS
+    assert [e.ids for e in minilm_encoder.encode([text, text], max_length=7)] == first
+    assert first[0] == SEED_IDS[:1] + minilm_encoder.encode([text], add_special_tokens=False)[0].ids[:5] + [102]

@@ -194,3 +194,31 @@ def test_a_batch_answers_each_request_when_its_rows_are_done(artifact):
         alone = sst.session.run(sst.encoder.collate([f.encoding for f in job.features]))
         assert result == sst.postprocess(job.features, alone, **job.plan.post)
     assert isinstance(results[2], TypeError)  # its postprocess was given no parameters
+
+
+def test_pipeline_route_reads_a_request_as_the_python_call_does(client, artifact):
+    """Call forms that the task's argument parsing reads (NER's pre-split words) answer as in Python."""
+    ner = onnxpipe.pipeline(model=artifact("bert", "ner"))
+    words = ["My", "name", "is", "Wolfgang"]
+    params = {"is_split_into_words": True, "ignore_labels": []}
+    r = client.post("/v1/pipeline", json={"inputs": words, "model": "ner", "parameters": params})
+    assert r.status_code == 200 and r.json() == ner(words, **params)
+    assert len(r.json()) == 1 and r.json()[0][0]["start"] == 0  # one input (the words), as a list of one
+
+
+def test_explain_and_bodies_are_under_the_limits(client):
+    r = client.post("/v1/explain", json={"inputs": ["good film"] * 9})  # the client fixture's limit is 8
+    assert r.status_code == 413 and r.json()["error_type"] == "too_many_inputs"
+    r = client.post("/v1/explain", json={"inputs": ["good film"] * 8})
+    assert r.status_code == 200 and len(r.json()["result"]) == 8
+
+    def chunked():  # no Content-Length: counted as it is read (the limit is 20,000 bytes)
+        yield b'{"inputs": ["'
+        for _ in range(100):
+            yield b"x" * 1000
+        yield b'"]}'
+
+    r = client.post("/v1/pipeline", content=chunked(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error_type"] == "body_too_large"
+    for r in (client.get("/nosuch"), client.get("/v1/pipeline")):
+        assert r.status_code in (404, 405) and set(r.json()) == {"error", "error_type"}

@@ -113,3 +113,22 @@ def test_soak_of_mixed_requests_keeps_memory_flat(server, artifact):
     assert set(warm + rest) == {200}
     print(f"soak: RSS {before:.1f} MiB after 300 requests, {after:.1f} MiB after 1,500")
     assert after - before < 40, (before, after)
+
+
+def test_tokenizer_options_a_client_chooses_keep_memory_bounded(server, artifact):
+    """500 requests, each with a max_length of its own: every one truncated as asked, and the server's RSS
+    grows by at most 120 MiB (each distinct option once kept a tokenizer copy for the server's life)."""
+    proc, url = server()
+    pipe = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
+    text = "the food was good but the service was bad " * 10
+    with httpx.Client(timeout=60) as client:
+        client.post(f"{url}/v1/pipeline", json={"inputs": text})
+        before = rss_mib(proc.pid)
+        answers = [client.post(f"{url}/v1/pipeline", json={"inputs": text, "parameters": {
+            "max_length": 3 + i % 60, "truncation": ("longest_first", "only_first")[i // 60 % 2]}})
+            for i in range(500)]
+        after = rss_mib(proc.pid)
+    assert [a.status_code for a in answers] == [200] * 500
+    assert answers[7].json() == pipe(text, max_length=10, truncation="longest_first")
+    print(f"distinct tokenizer options: RSS {before:.1f} MiB before, {after:.1f} MiB after 500 requests")
+    assert after - before <= 120, (before, after)
