@@ -75,7 +75,7 @@ def _json_record(number: int, raw: bytes, column: str) -> dict:
         return {BAD_INPUT: f"row {number}: a JSON {type(record).__name__}, not an object with a {column!r} field"}
     value = record.get(column)
     if value is not None and not isinstance(value, str):
-        return {**record, column: None,
+        return {**record, column: json.dumps(value, ensure_ascii=False),  # kept, as its JSON text
                 BAD_INPUT: f"row {number}: column {column!r} holds a {type(value).__name__}, not text"}
     return record
 

@@ -59,11 +59,13 @@ def add_results(table: pa.Table, pipe: Pipeline, column: str, prefix: str = "", 
     values = table.column(column).to_pylist() if column in table.column_names else [None] * n
     notes = table.column(BAD_INPUT).to_pylist() if BAD_INPUT in table.column_names else [None] * n
     where = (lambda i: f"row {first_row + i}") if first_row is not None else (lambda i: "a row")  # noqa: E731
-    texts: list[str | None] = []
+    texts: list[str | None] = []  # what is scored: None for a row that cannot be
+    shown: list[str | None] = []  # what the output's text column holds: the input as given, error rows too
     errors: list[str | None] = []
     for i, (value, note) in enumerate(zip(values, notes)):
         text, error = _text_of(value, note, column, where(i))
         texts.append(text)
+        shown.append(_as_text(value))
         errors.append(error)
     good = [i for i, t in enumerate(texts) if t is not None]
     labels: list[str | None] = [None] * n
@@ -76,7 +78,7 @@ def add_results(table: pa.Table, pipe: Pipeline, column: str, prefix: str = "", 
     if BAD_INPUT in table.column_names:
         table = table.drop_columns([BAD_INPUT])
     if column in table.column_names:  # CSV text arrives as bytes, decoded per row above
-        table = table.set_column(table.column_names.index(column), column, pa.array(texts, pa.string()))
+        table = table.set_column(table.column_names.index(column), column, pa.array(shown, pa.string()))
     table = (table.append_column(label_col, pa.array(labels, pa.string()))
                   .append_column(score_col, pa.array(scores, pa.float64()))
                   .append_column(error_col, pa.array(errors, pa.string())))
@@ -95,7 +97,18 @@ def _text_of(value: Any, note: str | None, column: str, where: str) -> tuple[str
             return None, f"{where}: column {column!r} is {not_utf8(value, e)}"
     if not isinstance(value, str):
         return None, f"{where}: column {column!r} holds a {type(value).__name__}, not text"
+    if not value.strip():  # the model would score it all the same (POSITIVE 0.83 on the default): no answer
+        return None, f"{where}: column {column!r} is {'empty' if not value else 'only white space'}: no text to score"
     return value, None
+
+
+def _as_text(value: Any) -> str | None:
+    """The input cell as text for the output: decoded (undecodable bytes replaced), or a number's own digits."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def score_local(input_path: Path, output_path: Path, pipe: Pipeline, column: str = "text", prefix: str = "",

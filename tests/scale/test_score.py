@@ -18,7 +18,7 @@ import onnxpipe
 from onnxpipe.cli import main
 from onnxpipe.scale.score import score_local
 
-TEXTS = ["good film", "bad food", "a beautiful, moving film", "never again", "très émouvant 这部 🔥", "",
+TEXTS = ["good film", "bad food", "a beautiful, moving film", "never again", "très émouvant 这部 🔥", "a",
          "the food was good but the service was bad " * 20]
 
 
@@ -59,7 +59,7 @@ def test_round_trip_keeps_columns_and_order(art, expected, tmp_path, src, dst):
     assert summary.rows == len(TEXTS) and summary.errors == 0
     rows = read(tmp_path / f"out.{dst}")
     assert [r["id"] for r in rows] == [f"r{i}" for i in range(len(TEXTS))]  # every row, in input order
-    assert [r["text"] or "" for r in rows] == TEXTS  # (CSV reads an empty cell back as null)
+    assert [r["text"] for r in rows] == TEXTS
     assert [r["label"] for r in rows] == [e["label"] for e in expected]
     assert max(abs(r["score"] - e["score"]) for r, e in zip(rows, expected)) <= 1e-6
     assert all(r["error"] is None for r in rows)
@@ -82,8 +82,22 @@ def test_bad_rows_are_reported_and_the_rest_scored(art, expected, tmp_path, caps
     assert errors[1].startswith("row 2: not valid JSON") and errors[2].startswith("row 3: a JSON list")
     assert errors[3] == "row 4: no text in column 'text'" and errors[4] == "row 5: column 'text' holds a int, not text"
     assert errors[5].startswith("row 6: not UTF-8 text (byte 0xe9")
+    assert rows[4]["text"] == "5"  # an error row keeps its input, as its JSON text
     for n in (2, 3, 4, 5, 6):
         assert f"row {n}:" in err
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_empty_or_blank_text_is_an_error_row_that_keeps_its_input(art, expected, tmp_path, fmt):
+    table = pa.table({"text": ["good film", "", "   \t ", "bad food"]})
+    write(tmp_path / f"in.{fmt}", table)
+    summary = score_local(tmp_path / f"in.{fmt}", tmp_path / f"out.{fmt}", onnxpipe.pipeline(model=art),
+                          progress=False, warn=lambda m: None)
+    rows = read(tmp_path / f"out.{fmt}")
+    assert summary.errors == 2 and [r["text"] for r in rows] == ["good film", "", "   \t ", "bad food"]
+    assert [r["label"] for r in rows] == [expected[0]["label"], None, None, expected[1]["label"]]
+    assert rows[1]["error"] == "row 2: column 'text' is empty: no text to score"
+    assert rows[2]["error"] == "row 3: column 'text' is only white space: no text to score"
 
 
 def test_csv_cell_that_is_not_utf8_is_one_bad_row(art, tmp_path):
@@ -93,6 +107,7 @@ def test_csv_cell_that_is_not_utf8_is_one_bad_row(art, tmp_path):
     rows = read(tmp_path / "out.csv")
     assert summary.errors == 1 and [r["id"] for r in rows] == [1, 2, 3]
     assert rows[1]["error"].startswith("row 2: column 'text' is not UTF-8") and rows[1]["label"] is None
+    assert rows[1]["text"] == "caf\ufffd bad"  # kept, the undecodable byte replaced
     assert rows[0]["label"] is not None and rows[2]["label"] is not None
 
 
