@@ -90,7 +90,7 @@ def truncation_params(truncation: bool | str | None, max_length: int | None) -> 
     return {"max_length": max_length, "strategy": strategy}
 
 
-def _is_stream(inputs: Any) -> bool:
+def is_stream(inputs: Any) -> bool:
     return not isinstance(inputs, (str, bytes, dict, list, tuple)) and isinstance(inputs, Iterable)
 
 
@@ -153,10 +153,10 @@ class Pipeline:
 
     # -- one call, in three public steps, whatever the entry point -----------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if len(args) == 1 and _is_stream(args[0]):  # a generator: results as they are ready, as transformers does
-            batch_size = kwargs.pop("batch_size", None)
-            return self._iterate(args[0], batch_size, kwargs)
-        plan = self.plan(*args, **kwargs)
+        inputs, params = self.parse(args, dict(kwargs))
+        if is_stream(inputs):  # a generator: results as they are ready, as transformers does
+            return self._iterate(inputs, params.pop("batch_size", None), params)
+        plan = self.featurize(self.check(inputs, params))
         return self.complete(plan, self.execute(plan))
 
     def plan(self, *args: Any, **kwargs: Any) -> Plan:
@@ -167,6 +167,12 @@ class Pipeline:
         """A call's arguments parsed and validated, as transformers' argument handlers and
         ``_sanitize_parameters`` read them, before any tokenizing (the server counts inputs here)."""
         inputs, params = self.parse(args, dict(kwargs))
+        if is_stream(inputs):
+            raise TypeError("a generator or other iterator is answered by calling the pipeline itself; pass a list")
+        return self.check(inputs, params)
+
+    def check(self, inputs: Any, params: dict[str, Any]) -> Plan:
+        """Parsed inputs and parameters validated: the plan, not yet tokenized."""
         batch_size = params.pop("batch_size", None)
         if batch_size is not None:
             check_batch_size(batch_size)
@@ -285,6 +291,13 @@ class Pipeline:
         except TypeError:  # tokenizers' only word on a str it cannot take: "TextInputSequence must be str"
             raise_on_invalid_unicode(texts)
             raise
+        except BaseException as e:  # a Rust panic (pyo3's PanicException is no Exception): name the cause
+            if type(e).__name__ != "PanicException" or "stride" not in str(e):
+                raise
+            # transformers crashes with the same panic; the window has no room left beside the fixed part
+            raise ValueError(f"stride={options.get('stride')} leaves the windows no room beside the special tokens "
+                             "(and, for a pair, the part that is not cut): lower the stride or raise the length "
+                             f"(tokenizers: {str(e).split(' (note')[0]})") from None
         for i, e in enumerate(encodings):
             if len(e) == 0:  # only a tokenizer without special tokens can do this, on an empty text
                 raise ValueError(f"inputs[{i}] encodes to no tokens at all; pass non-empty text")

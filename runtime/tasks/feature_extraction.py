@@ -62,10 +62,17 @@ class FeatureExtractionPipeline(Pipeline):
                 raise ValueError("truncation parameter defined twice (given as keyword argument as well as in "
                                  "tokenize_kwargs)")
             tokenize_kwargs["truncation"] = truncation
-        unknown = set(tokenize_kwargs) - {"truncation", "max_length", "padding"}
+        # padding: each text runs unpadded in its result, as transformers tokenizes each text alone
+        unknown = set(tokenize_kwargs) - {"truncation", "max_length", "padding", "add_special_tokens"}
         if unknown:
-            raise ValueError(f"tokenize_kwargs {sorted(unknown)} are not supported (truncation, max_length are)")
+            raise ValueError(f"tokenize_kwargs {sorted(unknown)} are not supported (truncation, max_length, "
+                             "add_special_tokens are)")
         pre = truncation_params(tokenize_kwargs.get("truncation"), tokenize_kwargs.get("max_length"))
+        special = tokenize_kwargs.get("add_special_tokens", True)
+        if not isinstance(special, bool):
+            raise TypeError(f"add_special_tokens must be a bool, got {special!r}")
+        if not special:
+            pre["add_special_tokens"] = False
         return pre, {"return_tensors": bool(return_tensors)}
 
     def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray],

@@ -45,8 +45,8 @@ class FillMaskPipeline(Pipeline):
             raise ValueError(f"tokenizer_kwargs {sorted(unknown)} are not supported (truncation, max_length are)")
         pre = truncation_params(tokenizer_kwargs.get("truncation"), tokenizer_kwargs.get("max_length"))
         top_k = 5 if top_k is None else top_k
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(f"top_k must be a non-negative int, got {top_k!r}")  # 0: no proposals, as there
         target_ids = None if targets is None else self.target_ids(targets)
         if target_ids is not None and len(target_ids) < top_k:
             top_k = len(target_ids)

@@ -13,7 +13,8 @@ torch; its quirks are kept so the answers are the same.
 
 from __future__ import annotations
 
-from typing import Any
+import types
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -40,9 +41,11 @@ def example(item: Any, where: str) -> tuple[str, str]:
     raise ValueError(f"{item!r} argument needs to be of type (SquadExample, dict)")
 
 
-def parse(args: tuple, kwargs: dict) -> tuple[list[tuple[str, str]], dict]:
-    """transformers' QuestionAnsweringArgumentHandler: the call's inputs → examples, and the other kwargs."""
+def parse(args: tuple, kwargs: dict) -> tuple[Any, dict]:
+    """transformers' QuestionAnsweringArgumentHandler: the call's inputs → examples (a generator is passed on
+    as it is, its items read one by one), and the other kwargs."""
     question, context = kwargs.pop("question", None), kwargs.pop("context", None)
+    x, data = kwargs.pop("X", None), kwargs.pop("data", None)
     if args:
         if len(args) == 1:
             inputs = args[0]
@@ -50,6 +53,8 @@ def parse(args: tuple, kwargs: dict) -> tuple[list[tuple[str, str]], dict]:
             inputs = [{"question": args[0], "context": args[1]}]
         else:
             inputs = list(args)
+    elif x is not None or data is not None:  # sklearn / Keras style, deprecated there, still read
+        inputs = x if x is not None else data
     elif question is not None and context is not None:
         if isinstance(question, list) and isinstance(context, str):
             inputs = [{"question": q, "context": context} for q in question]
@@ -63,7 +68,15 @@ def parse(args: tuple, kwargs: dict) -> tuple[list[tuple[str, str]], dict]:
             raise ValueError("Arguments can't be understood")
     else:
         raise ValueError("pass question= and context= (or {'question', 'context'} dicts)")
-    inputs = [inputs] if isinstance(inputs, dict) or hasattr(inputs, "context_text") else list(inputs)
+    if isinstance(inputs, types.GeneratorType):
+        return inputs, kwargs
+    if isinstance(inputs, dict) or hasattr(inputs, "context_text"):
+        inputs = [inputs]
+    elif isinstance(inputs, Iterable) and not isinstance(inputs, str):
+        inputs = list(inputs)
+    else:
+        raise ValueError(f"Invalid arguments: {type(inputs).__name__} inputs; pass question= and context= "
+                         "(or {'question', 'context'} dicts)")
     return [example(item, f"inputs[{i}]") for i, item in enumerate(inputs)], kwargs
 
 

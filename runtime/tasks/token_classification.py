@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..pipeline import Feature, Pipeline
+from ..pipeline import Feature, Pipeline, is_stream
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
@@ -47,6 +47,9 @@ class TokenClassificationPipeline(Pipeline):
     def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         # With is_split_into_words a list of words is one input, answered (as transformers does) as a list of one.
         inputs, params = super().parse(args, kwargs)
+        if not isinstance(inputs, str) and not is_stream(inputs) and (
+                not isinstance(inputs, (list, tuple)) or not inputs):
+            raise ValueError("At least one input is required.")  # transformers' word for [] and None
         words = {**self.defaults, **params}.get("is_split_into_words")
         if words and isinstance(inputs, (list, tuple)) and inputs and all(isinstance(w, str) for w in inputs):
             inputs = [list(inputs)]
@@ -61,6 +64,7 @@ class TokenClassificationPipeline(Pipeline):
         if grouped_entities is not None or ignore_subwords is not None:  # transformers' deprecated switches
             aggregation_strategy = ("first" if grouped_entities and ignore_subwords
                                     else "simple" if grouped_entities else "none")
+        chosen = aggregation_strategy is not None  # stride refuses a strategy "none" named, not the default
         strategy = "none" if aggregation_strategy is None else str(getattr(aggregation_strategy, "value",
                                                                            aggregation_strategy)).lower()
         if strategy not in STRATEGIES:
@@ -75,7 +79,7 @@ class TokenClassificationPipeline(Pipeline):
             if stride >= self.encoder.max_length:
                 raise ValueError(f"`stride` must be less than the model's limit of {self.encoder.max_length} tokens "
                                  "(or even lower, less the special tokens)")
-            if strategy == "none":
+            if strategy == "none" and chosen:
                 raise ValueError('`stride` was provided to process all the text but `aggregation_strategy="none"`, '
                                  "please select another one instead.")
             pre["stride"] = stride

@@ -58,7 +58,7 @@ class ZeroShotClassificationPipeline(Pipeline):
         return {"hypotheses": hypotheses}, {"labels": labels, "multi_label": bool(multi_label)}
 
     def preprocess(self, items: list[str], hypotheses: list[str]) -> list[Feature]:
-        if not hypotheses:
+        if not hypotheses or any(not text for text in items):  # transformers checks each sequence so
             raise ValueError("You must include at least one label and at least one sequence.")
         pairs = [(text, h) for text in items for h in hypotheses]
         try:  # only the text is cut, never the hypothesis, as transformers does

@@ -49,8 +49,8 @@ def test_refusals(pipes):
     ours, _ = pipes("bert")
     with pytest.raises(ValueError, match=r"no mask token \(\[MASK\]\)"):
         ours("nothing to fill here")
-    with pytest.raises(ValueError, match="top_k must be a positive int"):
-        ours("a [MASK]", top_k=0)
+    with pytest.raises(ValueError, match="top_k must be a non-negative int"):
+        ours("a [MASK]", top_k=-1)
     with pytest.raises(TypeError, match="inputs\\[1\\] is a int"):
         ours(["a [MASK]", 3])
     with pytest.raises(TypeError, match="targets must be a str or a list of str"):
