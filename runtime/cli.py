@@ -280,8 +280,8 @@ def answer(pipe, batch: list, params: dict) -> list[dict]:
             message = result if isinstance(result, str) else f"line {line.number}: {result}"
             rows.append({"line": line.number, "error": message})
         else:
-            given = (line.obj if line.obj is not None else {"text": line.text} if line.pair is None
-                     else {"text": line.text, "text_pair": line.pair})
+            given = (line.obj if isinstance(line.obj, dict) else {"inputs": line.obj} if line.obj is not None
+                     else {"text": line.text} if line.pair is None else {"text": line.text, "text_pair": line.pair})
             rows.append({**given, **result} if isinstance(result, dict) else {**given, pipe.result_key: result})
     return rows
 

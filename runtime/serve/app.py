@@ -29,7 +29,7 @@ from .. import __version__
 from ..errors import OnnxPipeError
 from ..explain import jsonable
 from ..pipeline import INPUT_ERRORS, Pipeline, Plan, raise_on_invalid_unicode
-from ..tasks import TASKS, runs_on
+from ..tasks import TASKS, canonical_task, runs_on
 from .batcher import Batcher, QueueFull
 from .metrics import Metrics
 
@@ -93,6 +93,9 @@ class PipelineRequest(BaseModel):
     inputs: Any = Field(description="what the Python pipeline takes: a text, a list, a {question, context} dict...")
     parameters: dict[str, Any] = Field(default_factory=dict, description="call parameters (top_k, ...)")
     model: str | None = None
+    task: str | None = Field(None, description="a task that runs the model's graph (zero-shot-classification on an "
+                                               "NLI classifier, sentence-embeddings on a base encoder); default: "
+                                               "the model's own")
 
 
 class PredictRequest(BaseModel):
@@ -186,6 +189,14 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
             raise HTTPError(404, f"no model {name!r}: this server has {', '.join(served)}", "unknown_model")
         return served[name or default]
 
+    def request_pipe(s: Served, task: str | None) -> Pipeline:
+        if task is None:
+            return s.pipe
+        try:
+            return s.task_pipe(canonical_task(task))
+        except (TypeError, ValueError) as e:
+            raise HTTPError(422, str(e), "bad_input") from None
+
     def read(pipe: Pipeline, inputs: Any, params: dict) -> Plan:
         """The request read as the Python call ``pipe(inputs, **params)`` reads it, within the input limit."""
         try:
@@ -266,7 +277,7 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     @app.post("/v1/pipeline", summary="Any task: the Python pipeline's call and JSON")
     async def pipeline_route(body: PipelineRequest):
         s = model(body.model)
-        result, headers = await run(s, s.pipe, body.inputs, body.parameters)
+        result, headers = await run(s, request_pipe(s, body.task), body.inputs, body.parameters)
         return answer(result, headers)
 
     @app.post("/predict", summary="TEI: classify texts or [text, pair]s")
@@ -342,8 +353,9 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     async def explain_route(body: PipelineRequest):
         # The same limits, pool and timeout as the other routes; its graph runs are its own (it shows them).
         s = model(body.model)
-        plan = read(s.pipe, body.inputs, body.parameters)
-        return await in_pool(explain_pool, stages, s.pipe, plan)
+        pipe = request_pipe(s, body.task)
+        plan = read(pipe, body.inputs, body.parameters)
+        return await in_pool(explain_pool, stages, pipe, plan)
 
     @app.get("/health")
     async def health():
