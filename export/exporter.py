@@ -76,8 +76,8 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
     log(f"loading {source}")
     model, tokenizer, source_info = load_checkpoint(source, revision, spec)
     max_length = position_limit(model, tokenizer)
-    if tokenizer.pad_token is None:
-        raise ExportError(f"{source}'s tokenizer has no pad token, so batches cannot be padded")
+    if tokenizer.pad_token is None:  # as transformers: single inputs run, batches are refused with its words
+        log(f"{source}'s tokenizer has no pad token: the artifact runs one input at a time (batch_size 1)")
     if spec.head == "masked-lm" and tokenizer.mask_token is None:
         raise ExportError(f"{source}'s tokenizer has no mask token, so fill-mask cannot run")
     embedding = sentence_transformers_config(source, revision, max_length) if spec.head == "base" else None
@@ -215,9 +215,10 @@ def build_variants(model, tokenizer, folder: Path, max_length: int, spec: TaskSp
                      else f"lowest token cosine {figures['min_cosine']:.6f}")
         log(f"{name}: largest {'/'.join(spec.outputs)} gap vs PyTorch {figures['max_gap']:.2e}, {agreement}, "
             f"score gap alone vs batched {figures['batch_invariance']['max_score_gap']:.1e}")
-        if strict and figures["max_gap"] > FP32_MAX_GAP:
-            raise ExportError(f"the {name} graph differs from PyTorch by {figures['max_gap']:.2e} "
-                              f"(limit {FP32_MAX_GAP:g}) on the sample inputs; not writing the artifact")
+        if strict and figures["max_gap"] > FP32_MAX_GAP * figures["scale"]:
+            raise ExportError(f"the {name} graph differs from PyTorch by {figures['max_gap']:.2e} (limit "
+                              f"{FP32_MAX_GAP:g} x {figures['scale']:.3g}, the largest output magnitude or 1) on the "
+                              "sample inputs; not writing the artifact")
         return {"file": FILES[name], **extra, "validation": figures}
 
     variants = {"fp32": check("fp32", strict=True)}

@@ -15,7 +15,7 @@ from typing import Any
 
 from .artifact import Artifact, load_artifact
 from .errors import OnnxPipeError
-from .pipeline import DEFAULT_BATCH_SIZE, Engine, Pipeline
+from .pipeline import Engine, Pipeline
 from .tasks import TASKS, canonical_task, runs_on
 
 __version__ = "0.1.0"
@@ -23,7 +23,7 @@ __all__ = ["pipeline", "Pipeline", "Artifact", "load_artifact", "OnnxPipeError",
 
 
 def pipeline(task: str | None = None, model: str | Path | None = None, variant: str | None = None, *,
-             threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, verify: bool = True,
+             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
              engine: Engine | None = None, **defaults: Any) -> Pipeline:
     """Load an exported artifact as a pipeline for ``task``.
 
@@ -35,7 +35,8 @@ def pipeline(task: str | None = None, model: str | Path | None = None, variant: 
         embedded default model.
     variant: "fp32", "optimized" or "int8" (whichever the artifact holds); None takes its default.
     threads: intra-op threads; None uses every core this process may run on.
-    batch_size: how many texts go through the graph at once when a list is passed.
+    batch_size: how many texts go through the graph at once when a list is passed (None: 32, or 1 for a
+        model whose tokenizer has no pad token).
     verify: check the files used against the manifest's sha256 before loading.
     engine: something with ``input_names`` and ``run(feed) -> {output: array}`` to run the graph instead
         of onnxruntime (the benchmark hands in OpenVINO and CTranslate2 this way).

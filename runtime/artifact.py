@@ -37,8 +37,8 @@ class Artifact:
     id2label: dict[int, str]
     problem_type: str | None
     max_length: int
-    pad_id: int
-    pad_token: str
+    pad_id: int | None  # None: the tokenizer has no pad token, so inputs run one at a time
+    pad_token: str | None
     variants: dict[str, dict[str, Any]]
     default_variant: str
     manifest: dict[str, Any] = field(repr=False)
@@ -95,7 +95,7 @@ def load_artifact(path: str | Path) -> Artifact:
             id2label={int(k): v for k, v in cfg["id2label"].items()},
             problem_type=cfg.get("problem_type"),
             max_length=int(tok["max_length"]),
-            pad_id=int(tok["pad_id"]),
+            pad_id=None if tok["pad_id"] is None else int(tok["pad_id"]),
             pad_token=tok["pad_token"],
             variants=variants,
             default_variant=default,

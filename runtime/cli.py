@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     add_call_options(p)
     p.add_argument("--top-k", type=positive_int, help="return the k best labels instead of the best one")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="most lines per graph run (default: 32)")
+    p.add_argument("--batch-size", type=positive_int, help="most lines per graph run (default: 32; 1 for a model "
+                                                           "without a pad token)")
     p.add_argument("--jsonl", action="store_true",
                    help='stdin lines are JSON: a string, or an object with "text" (and "text_pair")')
     p.set_defaults(func=cmd_run)
@@ -161,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--column", default="text", help="the column holding the text (default: text)")
     p.add_argument("--task", help="the pipeline task (default: the artifact's)")
     p.add_argument("--prefix", default="", help="prefix for the result columns, e.g. pred_ (default: none)")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="texts per graph run (default: 32)")
+    p.add_argument("--batch-size", type=positive_int, help="texts per graph run (default: 32; 1 for a model "
+                                                           "without a pad token)")
     p.add_argument("--chunk-rows", type=positive_int, default=4096,
                    help="rows read, scored and committed at a time; a resume restarts at a chunk (default: 4096)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
@@ -250,7 +252,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     elif sys.stdin is None or sys.stdin.isatty():
         raise ValueError("no text given: pass texts as arguments or pipe lines to stdin")
     else:
-        source = stream.batches(sys.stdin.buffer, a.batch_size, jsonl=a.jsonl)
+        source = stream.batches(sys.stdin.buffer, pipe.batch_size, jsonl=a.jsonl)
     answered = failed = 0
     for batch in source:
         for row in answer(pipe, batch, params):

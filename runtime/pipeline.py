@@ -23,7 +23,7 @@ from .artifact import Artifact
 from .batching import chunks
 from .errors import OnnxPipeError
 from .session import Session
-from .tokenize import ENCODER_OUTPUTS, TextEncoder
+from .tokenize import ENCODER_OUTPUTS, NO_PAD_TOKEN, TextEncoder
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -126,14 +126,17 @@ class Pipeline:
     result_key = "result"  # `onnxpipe run`'s JSON key for a result that is not a dict
 
     def __init__(self, artifact: Artifact, variant: str | None = None, threads: int | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE, verify: bool = True, engine: Engine | None = None,
+                 batch_size: int | None = None, verify: bool = True, engine: Engine | None = None,
                  **defaults: Any):
         self.artifact = artifact
         self.variant = variant or artifact.default_variant
         model_file = artifact.variant_file(self.variant)
         if verify:
             artifact.verify(model_file.name, "tokenizer.json")
-        self.batch_size = check_batch_size(batch_size)
+        # Without a pad token, inputs run one at a time (transformers' default batch_size), and a larger
+        # batch_size is refused with transformers' words.
+        default = DEFAULT_BATCH_SIZE if artifact.pad_id is not None else 1
+        self.batch_size = default if batch_size is None else self.check_batch(batch_size)
         self.encoder = TextEncoder(artifact.path / "tokenizer.json", artifact.max_length,
                                    artifact.pad_id, artifact.pad_token)
         self.sanitize_parameters(**defaults)  # refuse bad defaults now, not at the first call
@@ -175,7 +178,7 @@ class Pipeline:
         """Parsed inputs and parameters validated: the plan, not yet tokenized."""
         batch_size = params.pop("batch_size", None)
         if batch_size is not None:
-            check_batch_size(batch_size)
+            self.check_batch(batch_size)
         items, shape = self.check_inputs(inputs)
         pre, post = self.sanitize_parameters(**{**self.defaults, **params})
         return Plan(items, shape, pre, post, params, batch_size)
@@ -188,7 +191,7 @@ class Pipeline:
     def runs(self, features: list[Feature], batch_size: int | None = None) -> Iterator[tuple[list[int], dict]]:
         """Graph runs over ``features`` by the one batching policy (:func:`batching.chunks`): each run's feature
         indices and the graph's outputs, rows in those indices' order."""
-        size = self.batch_size if batch_size is None else check_batch_size(batch_size)
+        size = self.batch_size if batch_size is None else self.check_batch(batch_size)
         for idx in chunks([f.length for f in features], size):
             yield idx, self.session.run(self.encoder.collate([features[i].encoding for i in idx]))
 
@@ -231,8 +234,14 @@ class Pipeline:
             grouped[feature.owner].append(value)
         return [self.aggregate(item, own, **plan.post) for item, own in zip(plan.items, grouped)]
 
+    def check_batch(self, batch_size: Any) -> int:
+        size = check_batch_size(batch_size)
+        if size > 1 and self.artifact.pad_id is None:
+            raise ValueError(NO_PAD_TOKEN)
+        return size
+
     def _iterate(self, inputs: Iterable[Any], batch_size: int | None, params: dict[str, Any]) -> Iterator[Any]:
-        size = self.batch_size if batch_size is None else check_batch_size(batch_size)
+        size = self.batch_size if batch_size is None else self.check_batch(batch_size)
         chunk: list[Any] = []
         for item in inputs:
             chunk.append(item)

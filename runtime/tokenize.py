@@ -15,6 +15,11 @@ from .errors import OnnxPipeError
 # What collate() produces; a graph asking for anything else cannot be fed by this encoder.
 ENCODER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
+# transformers' words when a batch needs padding and the tokenizer has no pad token.
+NO_PAD_TOKEN = ("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it with "
+                "`pipe.tokenizer.pad_token_id = model.config.eos_token_id`. (onnxpipe: this model runs one input "
+                "at a time; pass batch_size=1, its default, or export it with a pad token)")
+
 # Tokenizers configured for other truncation settings, the most recently used kept. Each is a full copy
 # (~1.5 MB for a 30k vocabulary) and the settings come from callers (a server's clients), so the count is
 # bounded: unbounded, 500 requests with distinct max_length values grew a server by 720 MiB.
@@ -28,7 +33,7 @@ class TextEncoder:
     and truncation to a shorter limit than the model's; both are replaced by the artifact's own.
     """
 
-    def __init__(self, path: str | Path, max_length: int, pad_id: int, pad_token: str):
+    def __init__(self, path: str | Path, max_length: int, pad_id: int | None, pad_token: str | None):
         try:
             self.tokenizer = Tokenizer.from_file(str(path))
         except Exception as e:  # tokenizers raises a bare Exception on a malformed file
@@ -78,6 +83,8 @@ class TextEncoder:
         """Pad to the longest encoding and stack into the int64 arrays the graph takes."""
         if len(encodings) > 1:
             longest = max(len(e) for e in encodings)
+            if self.pad_id is None and any(len(e) != longest for e in encodings):
+                raise ValueError(NO_PAD_TOKEN)
             for e in encodings:
                 e.pad(longest, pad_id=self.pad_id, pad_token=self.pad_token)
         return {

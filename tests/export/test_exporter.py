@@ -125,3 +125,51 @@ def test_span_heads_are_validated_on_their_spans(artifact):
     assert m["head"] == "question-answering" and v["samples"] == 9  # 2 pairs + 7 non-empty contexts
     ner = json.loads((artifact("bert", "ner") / "onnxpipe.json").read_text())["variants"]["fp32"]["validation"]
     assert ner["outputs"] == ["logits"] and ner["agreement"] == 1.0  # every token's label
+
+
+def test_a_tokenizer_without_a_pad_token_runs_inputs_alone_as_transformers_does(checkpoint, tmp_path):
+    """transformers answers single inputs (and a list, one at a time) and refuses to batch; so does onnxpipe."""
+    import shutil
+
+    from transformers import AutoTokenizer
+    from transformers import pipeline as hf_pipeline
+
+    folder = tmp_path / "nopad"
+    shutil.copytree(checkpoint("bert", "single"), folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.pad_token = None
+    tok.save_pretrained(folder)
+    path = export(folder, tmp_path / "art", "text-classification")
+    assert json.loads((path / "onnxpipe.json").read_text())["tokenizer"]["pad_id"] is None
+    ours, theirs = onnxpipe.pipeline(model=path), hf_pipeline("text-classification", model=str(folder))
+    texts = ["good film", "the food was good but the service was bad"]
+    for inputs in (texts[0], texts):
+        a, b = ours(inputs), theirs(inputs)
+        assert [d["label"] for d in a] == [d["label"] for d in b]
+        assert np.allclose([d["score"] for d in a], [d["score"] for d in b], atol=1e-5)
+    with pytest.raises(ValueError, match="tokenizer without pad_token cannot do batching"):
+        theirs(texts, batch_size=2)
+    with pytest.raises(ValueError, match="tokenizer without pad_token cannot do batching"):
+        ours(texts, batch_size=2)
+
+
+def test_validation_tolerance_scales_with_the_outputs(checkpoint, tmp_path):
+    """A QA head whose logits are in the thousands: float32 is ~1e-3 "away" from PyTorch there, 1e-7 relative."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+    from transformers import pipeline as hf_pipeline
+
+    folder = tmp_path / "loud"
+    shutil.copytree(checkpoint("bert", "qa"), folder)
+    model = AutoModelForQuestionAnswering.from_pretrained(folder)
+    with torch.no_grad():
+        model.qa_outputs.weight.mul_(3000.0)
+    model.save_pretrained(folder)
+    path = export(folder, tmp_path / "art", "question-answering")
+    fp32 = json.loads((path / "onnxpipe.json").read_text())["variants"]["fp32"]["validation"]
+    assert fp32["scale"] > 1000 and fp32["relative_gap"] <= 1e-4
+    example = {"question": "Where do I live?", "context": "My name is Wolfgang and I live in Berlin."}
+    ours, theirs = onnxpipe.pipeline(model=path)(example), hf_pipeline("question-answering", model=str(folder))(example)
+    assert (ours["start"], ours["end"], ours["answer"]) == (theirs["start"], theirs["end"], theirs["answer"])
