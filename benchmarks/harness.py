@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+import json
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,44 @@ from . import machine, measure, stats
 from .contenders import BY_NAME, CONTENDERS, Contender, Spec
 
 REFERENCE = "pytorch fp32"
+
+
+class Worker:
+    """The harness's handle on one contender's process."""
+
+    def __init__(self, name: str, spec: Spec, texts: list[str], task: str = "text-classification"):
+        self.name = name
+        self.proc = subprocess.Popen([sys.executable, "-m", "onnxpipe.bench.worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, encoding="utf-8")
+        fields = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()}
+        self.ready = self._ask({"contender": name, "spec": fields, "texts": texts, "task": task})
+
+    def _ask(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.name} worker process exited (status {self.proc.wait()})")
+        return json.loads(line)
+
+    def warmup(self, rounds: int) -> None:
+        self._ask({"cmd": "warmup", "rounds": rounds})
+
+    def latency(self, rounds: int) -> dict[str, list[float]]:
+        return self._ask({"cmd": "latency", "rounds": rounds})["latency_s"]
+
+    def throughput(self, batch_size: int) -> tuple[float, list]:
+        reply = self._ask({"cmd": "throughput", "batch_size": batch_size})
+        return reply["seconds"], reply["probs"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
 
 
 @dataclass(frozen=True)
@@ -95,8 +136,6 @@ def measure_task(contenders: list[Contender], spec: Spec, texts: list[str], sett
     """Each contender in a worker process of its own (``task``'s registry), then batch-1 latency and
     throughput with their turns interleaved: the loop of the embeddings and span benchmarks."""
     from tqdm.auto import tqdm
-
-    from .worker import Worker
 
     rows: dict[str, dict[str, Any]] = {}
     workers: dict[str, Worker] = {}

@@ -84,7 +84,7 @@ def build_checkpoint(task: str, folder: Path) -> Path:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoModelForTokenClassification, AutoTokenizer
 
-    from onnxpipe.export.default_model.train import base_model_dir
+    from onnxpipe.export.default_model.base import base_model_dir
 
     base = base_model_dir()
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
-"""One contender in a process of its own, driven by the harness over stdin/stdout (JSON lines).
+"""One contender in a process of its own (``python -m onnxpipe.bench.worker``), driven by the harness's
+:class:`~onnxpipe.bench.harness.Worker` over stdin/stdout (JSON lines).
 
 Engines sharing a process on 2 cores disturb each other's thread pools (the transformers pipeline read
 9.9 ms beside the others and 5.8 ms alone), so each contender gets a fresh interpreter; the harness
@@ -15,11 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from . import measure
 from .contenders import BY_NAME, Spec
@@ -61,44 +59,6 @@ def serve() -> None:
             say({"seconds": seconds, "probs": probs.tolist()})  # object arrays (spans) become lists too
         elif cmd["cmd"] == "quit":
             return
-
-
-class Worker:
-    """The harness's handle on one contender's process."""
-
-    def __init__(self, name: str, spec: Spec, texts: list[str], task: str = "text-classification"):
-        self.name = name
-        self.proc = subprocess.Popen([sys.executable, "-m", "onnxpipe.bench.worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, encoding="utf-8")
-        fields = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()}
-        self.ready = self._ask({"contender": name, "spec": fields, "texts": texts, "task": task})
-
-    def _ask(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self.proc.stdin.write(json.dumps(obj) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the {self.name} worker process exited (status {self.proc.wait()})")
-        return json.loads(line)
-
-    def warmup(self, rounds: int) -> None:
-        self._ask({"cmd": "warmup", "rounds": rounds})
-
-    def latency(self, rounds: int) -> dict[str, list[float]]:
-        return self._ask({"cmd": "latency", "rounds": rounds})["latency_s"]
-
-    def throughput(self, batch_size: int) -> tuple[float, list]:
-        reply = self._ask({"cmd": "throughput", "batch_size": batch_size})
-        return reply["seconds"], reply["probs"]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-                self.proc.stdin.close()
-                self.proc.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
 
 
 if __name__ == "__main__":

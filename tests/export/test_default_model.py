@@ -13,7 +13,8 @@ import onnxpipe
 from conftest import SEED_SENTENCE
 from onnxpipe import OnnxPipeError
 from onnxpipe.export.default_model import build as build_mod
-from onnxpipe.export.default_model.train import LORA_TARGETS, load_base_classifier
+from onnxpipe.export.default_model.base import load_base_classifier
+from onnxpipe.export.default_model.train import LORA_TARGETS
 from tiny_models import build_base_encoder
 
 TEXTS = [SEED_SENTENCE, "This movie was terrible, boring and far too long.", "a beautiful film", "bad food"]
