@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import __version__
 from ..errors import OnnxPipeError
 from ..explain import jsonable
-from ..pipeline import INPUT_ERRORS, Pipeline, Plan, raise_on_invalid_unicode
+from ..inputs import INPUT_ERRORS, raise_on_invalid_unicode
+from ..pipeline import Pipeline, Plan
 from ..tasks import TASKS, canonical_task, runs_on
 from .batcher import Batcher, QueueFull
 from .metrics import Metrics

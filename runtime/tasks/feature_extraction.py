@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import OnnxPipeError
-from ..pipeline import Feature, Pipeline, truncation_params
+from ..inputs import check_texts, truncation_params
+from ..pipeline import Feature, Pipeline
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 
@@ -51,7 +52,7 @@ def hidden_rows(features: list[Feature], outputs: dict[str, np.ndarray]) -> list
 
 class FeatureExtractionPipeline(Pipeline):
     task = "feature-extraction"
-    check_inputs = staticmethod(Pipeline.check_texts)
+    check_inputs = staticmethod(check_texts)
     result_key = "features"
 
     def sanitize_parameters(self, truncation: bool | str | None = None, tokenize_kwargs: dict | None = None,
@@ -83,7 +84,7 @@ class FeatureExtractionPipeline(Pipeline):
 
 class SentenceEmbeddingsPipeline(Pipeline):
     task = "sentence-embeddings"
-    check_inputs = staticmethod(Pipeline.check_texts)
+    check_inputs = staticmethod(check_texts)
     result_key = "embedding"
 
     def __init__(self, artifact, *args: Any, **kwargs: Any):

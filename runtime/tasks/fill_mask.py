@@ -12,7 +12,8 @@ import numpy as np
 
 from .. import postprocess as post
 from ..errors import OnnxPipeError
-from ..pipeline import Feature, Pipeline, truncation_params
+from ..inputs import check_texts, truncation_params
+from ..pipeline import Feature, Pipeline
 
 
 def clean_up_tokenization(text: str) -> str:
@@ -26,7 +27,7 @@ def clean_up_tokenization(text: str) -> str:
 
 class FillMaskPipeline(Pipeline):
     task = "fill-mask"
-    check_inputs = staticmethod(Pipeline.check_texts)
+    check_inputs = staticmethod(check_texts)
     result_key = "predictions"
 
     def __init__(self, artifact, *args: Any, **kwargs: Any):

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from .. import postprocess as post
-from ..pipeline import Feature, Pipeline, truncation_params
+from ..inputs import truncation_params
+from ..pipeline import Feature, Pipeline
 
 _UNSET = object()
 

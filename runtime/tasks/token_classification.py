@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..pipeline import Feature, Pipeline, is_stream
+from ..inputs import check_texts, is_stream
+from ..pipeline import Feature, Pipeline
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
@@ -42,7 +43,7 @@ class TokenClassificationPipeline(Pipeline):
                 if not all(isinstance(w, str) for w in words):
                     raise TypeError(f"inputs[{i}] must be a list of str words")
             return [list(w) for w in inputs], None
-        return Pipeline.check_texts(inputs)
+        return check_texts(inputs)
 
     def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         # With is_split_into_words a list of words is one input, answered (as transformers does) as a list of one.

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..inputs import check_texts
 from ..pipeline import Feature, Pipeline
 
 DEFAULT_TEMPLATE = "This example is {}."
@@ -27,7 +28,7 @@ def parse_labels(labels: Any) -> list[str]:
 
 class ZeroShotClassificationPipeline(Pipeline):
     task = "zero-shot-classification"
-    check_inputs = staticmethod(Pipeline.check_texts)
+    check_inputs = staticmethod(check_texts)
 
     def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         # transformers takes the texts as `sequences=` and the labels as the second positional argument too.
