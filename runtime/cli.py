@@ -20,6 +20,7 @@ from . import __version__
 from .artifact import MANIFEST
 from .errors import INSTALL_EXPORT, OnnxPipeError
 from .explain import jsonable
+from .serve.settings import Settings
 
 EXIT_SOME_FAILED, EXIT_ERROR, EXIT_SIGPIPE = 1, 2, 141
 
@@ -178,19 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "none: the embedded default sentiment model)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=positive_int, default=8080)
-    p.add_argument("--max-batch-tokens", type=positive_int, default=16384,
-                   help="padded tokens (longest × count) per graph run (default: 16384)")
-    p.add_argument("--max-batch-requests", type=positive_int, default=16,
-                   help="requests per batch; more raises requests/s under load and the p99 with it (default: 16)")
-    p.add_argument("--max-wait-ms", type=float, default=2.0,
-                   help="longest wait for more requests while others are arriving (default: 2); a lone request never waits")
-    p.add_argument("--max-queue", type=positive_int, default=1024, help="waiting requests before 429 (default: 1024)")
-    p.add_argument("--max-client-batch", type=positive_int, default=256, help="inputs per request (default: 256)")
-    p.add_argument("--max-body-bytes", type=positive_int, default=2_000_000, help="request body size (default: 2 MB)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds before a request gets 504 (default: 30)")
-    p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core this process may use)")
-    p.add_argument("--api-key", help="require Authorization: Bearer KEY on every route but /health "
-                                     "(default: $ONNXPIPE_API_KEY, if set)")
+    Settings.add_arguments(p)  # one flag per server setting, from the settings themselves
     p.set_defaults(func=cmd_serve)
 
     # Listed for --help only: main() hands `bench ...` to the harness's own parser.
@@ -334,7 +323,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .serve.app import Settings, create_app
+        from .serve.app import create_app
     except ImportError as e:
         raise OnnxPipeError(f"onnxpipe serve needs the serve extra (missing: {e.name}): "
                             "pip install '.[serve]' (from the onnxpipe repository)") from e
@@ -349,14 +338,11 @@ def cmd_serve(a: argparse.Namespace) -> int:
         from .default import ensure_default
 
         models["default"] = ensure_default("text-classification")
-    settings = Settings(max_batch_tokens=a.max_batch_tokens, max_batch_requests=a.max_batch_requests,
-                        max_wait_ms=a.max_wait_ms, max_queue=a.max_queue, max_client_batch=a.max_client_batch,
-                        max_body_bytes=a.max_body_bytes, timeout_s=a.timeout, threads=a.threads,
-                        api_key=a.api_key or os.environ.get("ONNXPIPE_API_KEY") or None)
+    settings = Settings.from_arguments(a)
     # uvicorn drains on SIGTERM / SIGINT: it stops accepting, answers what it accepted, then the app's
     # shutdown lets the inference thread finish its queue.
     uvicorn.run(create_app(models, settings), host=a.host, port=a.port, log_level="warning",
-                timeout_graceful_shutdown=int(a.timeout) + 5)
+                timeout_graceful_shutdown=int(settings.timeout_s) + 5)
     return 0
 
 

@@ -1,0 +1,228 @@
+"""The routes: each turns its request shape (the Python call's, TEI's, OpenAI's) into a pipeline call through
+:meth:`Server.run` and its answer back into that shape. Bodies are pydantic models: a wrong type is a 422
+naming the field."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Union
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..explain import jsonable
+from ..inputs import raise_on_invalid_unicode
+from ..pipeline import Pipeline, Plan
+from .server import HTTPError, Server
+
+PAGE = Path(__file__).with_name("page.html")
+router = APIRouter()
+
+
+def of(request: Request) -> Server:
+    server: Server = request.app.state.server
+    return server
+
+
+def answer(body: Any, headers: dict[str, str]) -> JSONResponse:
+    return JSONResponse(jsonable(body), headers=headers)
+
+
+Text = Union[str, list[str], list[list[str]]]
+
+
+class PipelineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: Any = Field(description="what the Python pipeline takes: a text, a list, a {question, context} dict...")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="call parameters (top_k, ...)")
+    model: str | None = None
+    task: str | None = Field(None, description="a task that runs the model's graph (zero-shot-classification on an "
+                                               "NLI classifier, sentence-embeddings on a base encoder); default: "
+                                               "the model's own")
+
+
+class PredictRequest(BaseModel):
+    inputs: Text
+    raw_scores: bool = False
+    truncate: bool = True
+    model: str | None = None
+
+
+class EmbedRequest(BaseModel):
+    inputs: Union[str, list[str]]
+    normalize: bool = True
+    truncate: bool = True
+    prompt_name: str | None = None
+    model: str | None = None
+
+
+class RerankRequest(BaseModel):
+    query: str
+    texts: list[str]
+    return_text: bool = False
+    raw_scores: bool = False
+    truncate: bool = True
+    model: str | None = None
+
+
+class TokenizeRequest(BaseModel):
+    inputs: Union[str, list[str]]
+    add_special_tokens: bool = True
+    model: str | None = None
+
+
+class OpenAIEmbeddingsRequest(BaseModel):
+    input: Union[str, list[str]]
+    model: str | None = None
+    encoding_format: str = "float"
+
+
+
+@router.post("/v1/pipeline", summary="Any task: the Python pipeline's call and JSON")
+async def pipeline_route(body: PipelineRequest, request: Request) -> JSONResponse:
+    server = of(request)
+    s = server.model(body.model)
+    result, headers = await server.run(s, server.pipe_for(s, body.task), body.inputs, body.parameters)
+    return answer(result, headers)
+
+
+@router.post("/predict", summary="TEI: classify texts or [text, pair]s")
+async def predict(body: PredictRequest, request: Request) -> JSONResponse:
+    server = of(request)
+    s = server.model(body.model, "text-classification")
+    pipe = s.task_pipe("text-classification")
+    inputs = body.inputs
+    # TEI's reading: [a, b] of two strings is one pair; a list of them (or of texts) a batch.
+    single = isinstance(inputs, str) or (isinstance(inputs, list) and len(inputs) == 2
+                                          and all(isinstance(x, str) for x in inputs))
+    batch = [inputs] if single else inputs
+    items = [{"text": x[0], "text_pair": x[1]} if isinstance(x, list) and len(x) == 2 else x for x in batch]
+    if any(isinstance(x, list) for x in items):
+        raise HTTPError(422, "inputs: each input is a text or a [text, pair] of two texts", "bad_input")
+    params = {"top_k": None, **({"function_to_apply": "none"} if body.raw_scores else {})}
+    result, headers = await server.run(s, pipe, items, params, body.truncate)
+    return answer(result[0] if single else result, headers)
+
+
+@router.post("/embed", summary="TEI: one vector per text")
+async def embed(body: EmbedRequest, request: Request) -> JSONResponse:
+    server = of(request)
+    s = server.model(body.model, "sentence-embeddings")
+    pipe = s.task_pipe("sentence-embeddings")
+    texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+    params = {"normalize": body.normalize, **({"prompt_name": body.prompt_name} if body.prompt_name else {})}
+    result, headers = await server.run(s, pipe, texts, params, body.truncate)
+    return answer(result, headers)
+
+
+@router.post("/v1/embeddings", summary="OpenAI-style embeddings")
+async def openai_embeddings(body: OpenAIEmbeddingsRequest, request: Request) -> JSONResponse:
+    server = of(request)
+    if body.encoding_format != "float":
+        raise HTTPError(422, "encoding_format: only 'float' is served", "bad_input")
+    # OpenAI clients name their own models: an unknown name means "the embeddings model here".
+    s = server.model(body.model if body.model in server.served else None, "sentence-embeddings")
+    pipe = s.task_pipe("sentence-embeddings")
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    result, headers = await server.run(s, pipe, texts, {})
+    tokens = int(headers.get("x-prompt-tokens", 0))  # counted when tokenized, not tokenized again
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(jsonable(result))]
+    return answer({"object": "list", "data": data, "model": s.name,
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, headers)
+
+
+@router.post("/rerank", summary="TEI: texts ranked by a cross-encoder for the query")
+async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
+    server = of(request)
+    s = server.model(body.model, "text-classification")
+    pipe = s.task_pipe("text-classification")
+    params = {"top_k": None, **({"function_to_apply": "none"} if body.raw_scores else {})}
+    pairs = [{"text": body.query, "text_pair": t} for t in body.texts]
+    results, headers = await server.run(s, pipe, pairs, params, body.truncate)
+    label = pipe.artifact.id2label[max(pipe.artifact.id2label)]
+    ranked = sorted(({"index": i, "score": next(d["score"] for d in r if d["label"] == label)}
+                     for i, r in enumerate(results)), key=lambda d: d["score"], reverse=True)
+    if body.return_text:
+        ranked = [{**d, "text": body.texts[d["index"]]} for d in ranked]
+    return answer(ranked, headers)
+
+
+@router.post("/tokenize", summary="TEI: the tokens of each text")
+async def tokenize(body: TokenizeRequest, request: Request) -> list[list[dict[str, Any]]]:
+    server = of(request)
+    s = server.model(body.model)
+    texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+    limit = server.settings.max_client_batch
+    if len(texts) > limit:
+        raise HTTPError(413, f"{len(texts)} inputs; at most {limit} (--max-client-batch)", "too_many_inputs")
+    tok = s.loaded.encoder.tokenizer
+    try:
+        encodings = await server.in_pool(server.tokenizer_pool, functools.partial(
+            tok.encode_batch, texts, add_special_tokens=body.add_special_tokens))
+    except HTTPError:  # tokenizers' TypeError for text it cannot take: a lone surrogate; name it
+        raise_unicode_422(texts)
+        raise
+    return [[{"id": i, "text": t, "special": bool(m), "start": a, "stop": b}
+             for i, t, m, (a, b) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets)] for e in encodings]
+
+
+@router.post("/v1/explain", summary="The four stages of one call, with data and timings (the page's)")
+async def explain_route(body: PipelineRequest, request: Request) -> dict[str, Any]:
+    server = of(request)
+    # The same limits, pool and timeout as the other routes; its graph runs are its own (it shows them).
+    s = server.model(body.model)
+    pipe = server.pipe_for(s, body.task)
+    plan = server.read(pipe, body.inputs, body.parameters)
+    result: dict[str, Any] = await server.in_pool(server.explain_pool, stages, pipe, plan)
+    return result
+
+
+@router.get("/health")
+async def health(request: Request) -> Any:
+    server = of(request)
+    if server.ready:
+        return {"status": "ok"}
+    return JSONResponse({"status": "error" if server.error else "loading", "error": server.error},
+                        status_code=503)
+
+
+@router.get("/info")
+async def info(request: Request) -> dict[str, Any]:
+    return of(request).info()
+
+
+
+@router.get("/metrics")
+async def prometheus(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def page() -> str:
+    return PAGE.read_text(encoding="utf-8")
+
+
+def raise_unicode_422(texts: list) -> None:
+    try:
+        raise_on_invalid_unicode(texts)
+    except ValueError as e:
+        raise HTTPError(422, str(e), "bad_input") from None
+
+
+def stages(pipe: Pipeline, plan: Plan) -> dict:
+    """One call's four stages as JSON: what the explain page draws (`onnxpipe explain`'s own data)."""
+    from ..explain import stages as run_stages
+
+    run = run_stages(pipe, plan)
+    features, outputs = run["features"], run["outputs"]
+    small = {n: o.tolist() for n, o in outputs.items() if o.ndim == 2 and o.shape[-1] <= 16}
+    return {"task": pipe.task, "variant": pipe.variant,
+            "features": [{"tokens": f.encoding.tokens[:f.length], "ids": f.encoding.ids[:f.length]}
+                         for f in features[:8]],
+            "outputs": {n: list(o.shape) for n, o in outputs.items()}, "logits": small,
+            "decision": pipe.explain_lines(features, outputs, run["post"]), "result": jsonable(run["result"]),
+            "ms": run["ms"]}

@@ -1,0 +1,187 @@
+"""The server's state and the one path every route's request takes: read (the Python call's parsing, under the
+input limit) → featurize (the tokenizer thread) → the model's batcher → complete, each step bounded by the
+request timeout. Routes (:mod:`.routes`) only translate their request shape into a call and back."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..inputs import INPUT_ERRORS
+from ..pipeline import Pipeline, Plan
+from ..tasks import TASKS, canonical_task, runs_on
+from .batcher import Batcher, QueueFull
+from .metrics import Metrics
+from .settings import Settings
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.headers = status, kind, headers or {}
+
+
+@dataclass
+class Served:
+    """One model: its pipeline, and the batcher that owns its graph runs."""
+
+    name: str
+    path: Path
+    pipe: Pipeline | None = None
+    batcher: Batcher | None = None
+    others: dict[str, Pipeline] = field(default_factory=dict)  # other tasks on the same graph
+
+    @property
+    def loaded(self) -> Pipeline:
+        assert self.pipe is not None, "served before load"  # the server answers 503 until every model loads
+        return self.pipe
+
+    def task_pipe(self, task: str | None) -> Pipeline:
+        """The pipeline for ``task`` on this model's graph (one session: the first pipeline's engine)."""
+        from .. import pipeline
+
+        pipe = self.loaded
+        if task is None or task == pipe.task:
+            return pipe
+        if not runs_on(task, pipe.task):
+            raise HTTPError(400, f"model {self.name!r} runs {pipe.task} ({TASKS[pipe.task].head} head); "
+                                 f"this route needs {task}", "wrong_task")
+        if task not in self.others:
+            self.others[task] = pipeline(task, model=self.path, variant=pipe.variant, engine=pipe.session,
+                                         verify=False)
+        return self.others[task]
+
+
+class Server:
+    def __init__(self, models: dict[str, str | Path], settings: Settings | None = None):
+        self.settings = settings or Settings()
+        self.metrics = Metrics()
+        self.served = {name: Served(name, Path(path)) for name, path in models.items()}
+        self.default = next(iter(self.served))
+        self.ready: bool = False
+        self.error: str | None = None
+        # Tokenization off the event loop, in one thread of its own: a request's text is a fraction of a
+        # millisecond of work, and a pool of many threads (Starlette's 40) only adds GIL hand-offs under load.
+        self.tokenizer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxpipe-tokenize")
+        # explain runs its own graph runs (it shows their outputs): one at a time, beside the batcher, never
+        # holding up the tokenizer thread.
+        self.explain_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxpipe-explain")
+
+    # -- life ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        threading.Thread(target=self._load, name="onnxpipe-load", daemon=True).start()
+
+    def _load(self) -> None:
+        from .. import load_artifact, pipeline
+        from ..session import Session
+
+        s = self.settings
+        try:
+            for m in self.served.values():
+                artifact = load_artifact(m.path)
+                artifact.verify(artifact.variant_file(None).name, "tokenizer.json")  # before loading anything
+                # Serving options: no memory arena (RSS would grow with lengths), no spinning threads.
+                engine = Session(artifact.variant_file(None), s.threads, serving=True)
+                m.pipe = pipeline(model=m.path, engine=engine, verify=False)
+                m.batcher = Batcher(m.pipe, s.max_batch_tokens, s.max_batch_requests, s.max_wait_ms, s.max_queue,
+                                    self.metrics, m.name)
+            self.ready = True
+            models = ", ".join(f"{m.name}={m.path} ({m.loaded.task}, {m.loaded.variant})" for m in self.served.values())
+            print(f"onnxpipe serve: ready; models {models}; limits {self.settings.public()}", file=sys.stderr,
+                  flush=True)
+        except Exception as e:  # reported by /health and every route, never a crash loop
+            self.error = f"{type(e).__name__}: {e}"
+            print(f"onnxpipe serve: could not load the models: {self.error}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        for m in self.served.values():  # uvicorn has stopped accepting and answered what it accepted
+            if m.batcher:
+                m.batcher.close()
+        self.tokenizer_pool.shutdown(wait=True)
+        self.explain_pool.shutdown(wait=True)
+        # What an operator (and the drain test) checks: every request the app took was answered.
+        sent = ", ".join(f"{route} {n}" for route, n in sorted(self.metrics.sent.items())) or "none"
+        print(f"onnxpipe serve: stopped; responses sent: {sent}", file=sys.stderr, flush=True)
+
+    # -- one request ----------------------------------------------------------------------------
+    def model(self, name: str | None, task: str | None = None) -> Served:
+        """The named model; unnamed, the first that runs ``task`` (a route's), else the default."""
+        if not self.ready:
+            raise HTTPError(503, self.error or "the model is loading", "not_ready", {"Retry-After": "1"})
+        if name is None and task is not None:
+            name = next((n for n, m in self.served.items() if runs_on(task, m.loaded.task)), None)
+        if (name or self.default) not in self.served:
+            raise HTTPError(404, f"no model {name!r}: this server has {', '.join(self.served)}", "unknown_model")
+        return self.served[name or self.default]
+
+    def pipe_for(self, served: Served, task: str | None) -> Pipeline:
+        """``served``'s pipeline for a request's task (canonical name or alias); its own task when None."""
+        try:
+            return served.task_pipe(None if task is None else canonical_task(task))
+        except (TypeError, ValueError) as e:
+            raise HTTPError(422, str(e), "bad_input") from None
+
+    def read(self, pipe: Pipeline, inputs: Any, params: dict[str, Any]) -> Plan:
+        """The request read as the Python call ``pipe(inputs, **params)`` reads it, within the input limit."""
+        try:
+            plan = pipe.read(inputs, **params)
+        except INPUT_ERRORS as e:
+            raise HTTPError(422, str(e), "bad_input") from None
+        if len(plan.items) > self.settings.max_client_batch:
+            raise HTTPError(413, f"{len(plan.items)} inputs in one request; this server takes at most "
+                                 f"{self.settings.max_client_batch} (--max-client-batch)", "too_many_inputs")
+        return plan
+
+    async def in_pool(self, pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on ``pool``, under the request timeout; input errors become 422s."""
+        try:
+            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, fn, *args),
+                                          self.settings.timeout_s)
+        except INPUT_ERRORS as e:
+            raise HTTPError(422, str(e), "bad_input") from None
+        except asyncio.TimeoutError:
+            raise HTTPError(504, f"no answer within {self.settings.timeout_s:g} s", "timeout") from None
+
+    async def run(self, served: Served, pipe: Pipeline, inputs: Any, params: dict[str, Any], truncate: bool = True
+                  ) -> tuple[Any, dict[str, str]]:
+        """One request through read and featurize (a worker thread) → the batcher → complete, timed."""
+        t0 = time.perf_counter()
+        plan = self.read(pipe, inputs, params)
+        if not plan.items:
+            return pipe.complete(plan, []), {}
+        await self.in_pool(self.tokenizer_pool, pipe.featurize, plan)
+        if not truncate and any(f.encoding.overflowing for f in plan.features):
+            raise HTTPError(422, f"an input is longer than the model's {pipe.encoder.max_length} tokens and "
+                                 "truncate is false", "too_long")
+        t_tok = time.perf_counter() - t0
+        assert served.batcher is not None
+        try:
+            values, job = await asyncio.wait_for(served.batcher.submit(plan, pipe), self.settings.timeout_s)
+        except QueueFull as e:
+            raise HTTPError(429, f"{e}: retry shortly", "queue_full", {"Retry-After": "1"}) from None
+        except asyncio.TimeoutError:
+            raise HTTPError(504, f"no answer within {self.settings.timeout_s:g} s", "timeout") from None
+        result = pipe.complete(plan, values)
+        for hist, value in ((self.metrics.tokenization, t_tok), (self.metrics.queue, job.queue_s),
+                            (self.metrics.inference, job.inference_s)):
+            hist.labels(served.name).observe(value)
+        headers = {"x-tokenization-time": f"{t_tok * 1e3:.3f}", "x-queue-time": f"{job.queue_s * 1e3:.3f}",
+                   "x-inference-time": f"{job.inference_s * 1e3:.3f}", "x-batch-requests": str(job.batch_requests),
+                   "x-total-time": f"{(time.perf_counter() - t0) * 1e3:.3f}", "x-model": served.name,
+                   "x-prompt-tokens": str(plan.tokens)}
+        return result, headers
+
+    def info(self) -> dict[str, Any]:
+        from .. import __version__
+
+        return {"version": __version__, "ready": self.ready, "default_model": self.default,
+                "models": {n: {"path": str(m.path), **({"task": m.pipe.task, "variant": m.pipe.variant,
+                                                         "max_length": m.pipe.encoder.max_length} if m.pipe else {})}
+                           for n, m in self.served.items()},
+                "limits": self.settings.public()}

@@ -1,0 +1,74 @@
+"""The server's settings: one dataclass, from which ``onnxpipe serve``'s flags are made (stdlib only, so the
+CLI builds its parser without the serve extra installed)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+
+def _setting(default: Any, help: str, flag: str | None = None, kind: type = int) -> Any:
+    return field(default=default, metadata={"help": help, "flag": flag, "kind": kind})
+
+
+@dataclass
+class Settings:
+    max_batch_tokens: int = _setting(16384, "padded tokens (longest × count) per graph run")
+    # 16, measured (embeddings default, 64 closed-loop clients, two interleaved passes): a request that arrives
+    # while a batch runs waits for all of it, so the cap sets the tail. At 64 requests a batch p99 was 670-690 ms
+    # against 490-570 ms one at a time; at 16 it was 500-550 ms, with requests/s still at or above one at a time
+    # (153 and 172 vs 152 and 124). 64 gave ~10% more requests/s (168 and 191) for that tail.
+    max_batch_requests: int = _setting(16, "requests per batch; more raises requests/s under load and the p99 "
+                                           "with it")
+    max_wait_ms: float = _setting(2.0, "longest wait for more requests while others are arriving; a lone request "
+                                       "never waits", kind=float)
+    max_queue: int = _setting(1024, "waiting requests before 429")
+    max_client_batch: int = _setting(256, "inputs per request (and per /v1/explain or /tokenize call)")
+    max_body_bytes: int = _setting(2_000_000, "request body size in bytes, counted as read (chunked bodies too)")
+    timeout_s: float = _setting(30.0, "seconds before a request gets 504", flag="--timeout", kind=float)
+    threads: int | None = _setting(None, "intra-op threads (default: every core this process may use)")
+    api_key: str | None = _setting(None, "require Authorization: Bearer KEY on every route but /health "
+                                         "(default: $ONNXPIPE_API_KEY, if set)", kind=str)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """One flag per setting, named, typed and documented by the field."""
+        for f in fields(cls):
+            meta = f.metadata
+            default = None if f.default is MISSING else f.default
+            shown = "" if default is None else f" (default: {default})"
+            kind = positive if meta["kind"] is int else non_negative if meta["kind"] is float else str
+            parser.add_argument(meta["flag"] or "--" + f.name.replace("_", "-"), dest=f.name, type=kind,
+                                default=default, help=meta["help"] + shown)
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> Settings:
+        values = {f.name: getattr(args, f.name) for f in fields(cls)}
+        values["api_key"] = values["api_key"] or os.environ.get("ONNXPIPE_API_KEY") or None
+        return cls(**values)
+
+    def public(self) -> dict[str, Any]:
+        """What ``/info`` and the start-up line show: every setting but the key."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
+
+
+def positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def non_negative(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
+    if not x >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return x
