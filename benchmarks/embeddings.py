@@ -75,7 +75,7 @@ def resolve(target: str | Path | None, threads: int, log) -> Spec:
 
     artifact_dir = Path(target) if target else ensure_default("sentence-embeddings", log=log)
     artifact = onnxpipe.load_artifact(artifact_dir)
-    base = artifact.manifest.get("source", {}).get("base") or artifact.manifest.get("source", {}).get("name_or_path")
+    base = artifact.manifest.source.get("base") or artifact.manifest.source.get("name_or_path")
     if not base or not Path(base).is_dir():
         raise ValueError(f"{artifact_dir}'s source is not a local sentence-transformers folder to compare with")
     return Spec(artifact=artifact_dir, checkpoint=Path(base), id2label={}, max_length=artifact.max_length,

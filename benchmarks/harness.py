@@ -94,7 +94,7 @@ def resolve_spec(target: str | Path | None, out_dir: Path, threads: int, calibra
     artifact = onnxpipe.load_artifact(artifact_dir)
     checkpoint = artifact_dir / "pytorch"
     if not checkpoint.is_dir():
-        source = artifact.manifest.get("source", {}).get("name_or_path")
+        source = artifact.manifest.source.get("name_or_path")
         checkpoint = Path(source) if source and Path(source).is_dir() else None
     if checkpoint is None:
         raise ValueError(f"{artifact_dir} has no pytorch/ folder and its source is not a local folder: "

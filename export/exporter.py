@@ -3,6 +3,9 @@
 Everything is built in a temporary folder beside OUTDIR and moved into place only after every
 variant has been checked against PyTorch, so a failed export never leaves a half-written artifact
 and never destroys a previous one.
+
+Longer than 300 lines (by a few) because loading, building, validating and writing are one transaction
+over the temporary folder.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from onnxpipe.tokenize import TextEncoder
 
 from . import budget
 from .embedding import sentence_transformers_config
+from onnxpipe.manifest import EmbeddingInfo, Manifest, ModelConfig, TokenizerInfo
+
 from .manifest import folder_hash, write_manifest
 from .quantize import CALIBRATION_TEXTS, Int8Options, canonical_mode, quantizable_nodes, quantize_graph, read_texts
 from .validate import (BATCH_MAX_GAP, FP32_MAX_GAP, batch_invariance, compare, graph_logits, onnx_outputs, samples,
@@ -88,29 +93,27 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
     try:
         pooling = embedding["pooling"] if embedding else None
         variants = build_variants(model, tokenizer, tmp, max_length, spec, optimize, quantize, opset, log, pooling)
-        write_manifest(
-            tmp,
+        write_manifest(tmp, Manifest(
             task=task,
             head=spec.head,
             source=describe_source or source_info,
             model_type=model.config.model_type,
-            config={"id2label": {str(k): v for k, v in model.config.id2label.items()},
-                    "label2id": {k: int(v) for k, v in model.config.label2id.items()},
-                    "problem_type": model.config.problem_type, "num_labels": model.config.num_labels,
-                    "return_all_scores": getattr(model.config, "return_all_scores", None)},
-            tokenizer={"file": "tokenizer.json", "max_length": max_length,
-                       "pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id,
-                       "mask_token": tokenizer.mask_token, "mask_id": tokenizer.mask_token_id,
-                       "unk_token": tokenizer.unk_token, "cls_token": tokenizer.cls_token,
-                       "padding_side": tokenizer.padding_side,
-                       "clean_up_tokenization_spaces": bool(tokenizer.clean_up_tokenization_spaces)},
-            **({"embedding": embedding} if embedding else {}),
+            config=ModelConfig(id2label={int(k): v for k, v in model.config.id2label.items()},
+                               label2id={k: int(v) for k, v in model.config.label2id.items()},
+                               problem_type=model.config.problem_type, num_labels=model.config.num_labels,
+                               return_all_scores=getattr(model.config, "return_all_scores", None)),
+            tokenizer=TokenizerInfo(max_length=max_length, pad_token=tokenizer.pad_token, pad_id=tokenizer.pad_token_id,
+                                    mask_token=tokenizer.mask_token, mask_id=tokenizer.mask_token_id,
+                                    unk_token=tokenizer.unk_token, cls_token=tokenizer.cls_token,
+                                    padding_side=tokenizer.padding_side,
+                                    clean_up_tokenization_spaces=bool(tokenizer.clean_up_tokenization_spaces)),
+            embedding=EmbeddingInfo.from_dict(embedding) if embedding else None,
             opset=onnx_opset(tmp / FILES["fp32"]),
             variants=variants,
             default_variant=choose_default(variants),
-        )
+        ))
         artifact = load_artifact(tmp)  # the runtime's own reader must accept what was written
-        artifact.verify(*artifact.manifest["files"])
+        artifact.verify(*artifact.manifest.files)
         replace_folder(tmp, outdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

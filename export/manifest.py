@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-from onnxpipe.artifact import FORMAT_VERSION, MANIFEST, sha256_file
+from onnxpipe.artifact import MANIFEST, sha256_file
+from onnxpipe.manifest import Manifest
 
 _LIBRARIES = ("onnxpipe", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "tokenizers")
 
@@ -34,14 +35,11 @@ def folder_hash(folder: Path, patterns=("*.json", "*.safetensors", "*.bin", "*.t
     return h.hexdigest()
 
 
-def write_manifest(folder: Path, **fields: Any) -> dict:
+def write_manifest(folder: Path, manifest: Manifest) -> Manifest:
+    """``manifest`` with the folder's file hashes, the time and the library versions, written as onnxpipe.json."""
     files = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
-    manifest = {
-        "format": FORMAT_VERSION,
-        **fields,
-        "files": files,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": library_versions(),
-    }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    manifest = dataclasses.replace(manifest, files=files, versions=library_versions(),
+                                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    text = json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    (folder / MANIFEST).write_text(text, encoding="utf-8")
     return manifest

@@ -20,6 +20,9 @@ its QOperator format fails on per-channel MatMul (onnxruntime 1.32); its calibra
 inferred type and so miss the same activations (1 of 26 found on MiniLM); and its SmoothQuant option
 needs Intel Neural Compressor and a QDQ graph. Both steps here are small graph rewrites, and a third
 (``fuse_to_float``) does the dequantizing fusion that ORT's optimizer no longer can once scales are fixed.
+
+Longer than 300 lines because those three rewrites and the calibration that feeds them share one graph
+walk and its names; apart, each would carry a copy of it.
 """
 
 from __future__ import annotations

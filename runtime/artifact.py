@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OnnxPipeError
+from .manifest import FORMAT_VERSION, Manifest
 
 MANIFEST = "onnxpipe.json"
-FORMAT_VERSION = 1
 # The variant the runtime prefers when the caller names none and the manifest names no default.
 VARIANT_PREFERENCE = ("int8", "optimized", "fp32")
 
@@ -33,15 +33,39 @@ class Artifact:
     """What the runtime needs to know about an exported model, read from its manifest."""
 
     path: Path
-    task: str
-    id2label: dict[int, str]
-    problem_type: str | None
-    max_length: int
-    pad_id: int | None  # None: the tokenizer has no pad token, so inputs run one at a time
-    pad_token: str | None
-    variants: dict[str, dict[str, Any]]
-    default_variant: str
-    manifest: dict[str, Any] = field(repr=False)
+    manifest: Manifest = field(repr=False)
+
+    @property
+    def task(self) -> str:
+        return self.manifest.task
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return self.manifest.config.id2label
+
+    @property
+    def problem_type(self) -> str | None:
+        return self.manifest.config.problem_type
+
+    @property
+    def max_length(self) -> int:
+        return self.manifest.tokenizer.max_length
+
+    @property
+    def pad_id(self) -> int | None:  # None: the tokenizer has no pad token, so inputs run one at a time
+        return self.manifest.tokenizer.pad_id
+
+    @property
+    def pad_token(self) -> str | None:
+        return self.manifest.tokenizer.pad_token
+
+    @property
+    def variants(self) -> dict[str, dict[str, Any]]:
+        return self.manifest.variants
+
+    @property
+    def default_variant(self) -> str:
+        return self.manifest.default_variant or next(v for v in VARIANT_PREFERENCE if v in self.variants)
 
     @property
     def num_labels(self) -> int:
@@ -57,7 +81,7 @@ class Artifact:
 
     def verify(self, *names: str) -> None:
         """Check that the named files exist and match the manifest's sha256."""
-        hashes = self.manifest.get("files", {})
+        hashes = self.manifest.files
         for name in names:
             p = self.path / name
             if not p.is_file():
@@ -86,21 +110,9 @@ def load_artifact(path: str | Path) -> Artifact:
         if m.get("format") != FORMAT_VERSION:
             raise OnnxPipeError(f"{mpath} has format {m.get('format')!r}; this onnxpipe reads format "
                                 f"{FORMAT_VERSION}: export the artifact again with this version")
-        cfg, tok = m["config"], m["tokenizer"]
-        variants = m["variants"]
-        default = m.get("default_variant") or next(v for v in VARIANT_PREFERENCE if v in variants)
-        return Artifact(
-            path=root,
-            task=m["task"],
-            id2label={int(k): v for k, v in cfg["id2label"].items()},
-            problem_type=cfg.get("problem_type"),
-            max_length=int(tok["max_length"]),
-            pad_id=None if tok["pad_id"] is None else int(tok["pad_id"]),
-            pad_token=tok["pad_token"],
-            variants=variants,
-            default_variant=default,
-            manifest=m,
-        )
+        artifact = Artifact(root, Manifest.from_dict(m))
+        artifact.variant_file(None)  # a default variant the manifest names must be one it has
+        return artifact
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, StopIteration, AttributeError) as e:
         raise OnnxPipeError(f"{mpath} is not a valid onnxpipe manifest ({type(e).__name__}: {e}); "
                             "export the artifact again") from e

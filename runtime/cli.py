@@ -5,6 +5,9 @@ dependencies, and these sub-commands need nothing more.
 
 Exit status: 0 success; 1 some inputs could not be answered (each has an error record); 2 a usage,
 model or file error (one line on stderr); 130 interrupted; 141 the reader closed stdout (``| head``).
+
+Longer than 300 lines because it is five sub-commands' parsers and their thin handlers, each read top to
+bottom; the work itself lives in the modules each handler calls.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OnnxPipeError
+from ..manifest import EmbeddingInfo
 from ..inputs import check_texts, truncation_params
 from ..pipeline import Feature, Pipeline
 
@@ -88,33 +89,32 @@ class SentenceEmbeddingsPipeline(Pipeline):
     result_key = "embedding"
 
     def __init__(self, artifact, *args: Any, **kwargs: Any):
-        self.config = artifact.manifest.get("embedding") or {"pooling": ["mean"], "normalize": False,
-                                                              "prompts": {}, "default_prompt_name": None}
+        self.config = artifact.manifest.embedding or EmbeddingInfo()
         super().__init__(artifact, *args, **kwargs)
 
     @property
     def dimension(self) -> int | None:
-        return self.config.get("dimension")
+        return self.config.dimension
 
     def sanitize_parameters(self, normalize: bool | None = None, prompt_name: str | None = None,
                             prompt: str | None = None, max_length: int | None = None,
                             truncation: bool | str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        prompts = self.config.get("prompts") or {}
+        prompts = self.config.prompts
         if prompt is None:
-            prompt_name = prompt_name if prompt_name is not None else self.config.get("default_prompt_name")
+            prompt_name = prompt_name if prompt_name is not None else self.config.default_prompt_name
             if prompt_name is not None and prompt_name not in prompts:
                 raise ValueError(f"prompt_name {prompt_name!r} is not one of this model's prompts "
                                  f"{sorted(prompts) or '(it has none)'}")
             prompt = prompts.get(prompt_name, "") if prompt_name else ""
         elif not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-        if prompt and not self.config.get("include_prompt", True):
+        if prompt and not self.config.include_prompt:
             raise ValueError("this model pools without its prompt tokens (include_prompt false), which onnxpipe "
                              "does not reproduce yet; pass the text without a prompt")
         if normalize is None:
-            normalize = bool(self.config.get("normalize"))
+            normalize = self.config.normalize
         # sentence-transformers truncates at the model's max_seq_length, which may be below the position limit.
-        limit = max_length if max_length is not None else self.config.get("max_seq_length")
+        limit = max_length if max_length is not None else self.config.max_seq_length
         pre = truncation_params(truncation, limit)
         return {"prompt": prompt, **pre}, {"normalize": bool(normalize)}
 
@@ -123,7 +123,7 @@ class SentenceEmbeddingsPipeline(Pipeline):
         return super().preprocess(texts, **params)
 
     def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], normalize: bool) -> list[Any]:
-        vectors = [pool(row, self.config["pooling"]) for row in hidden_rows(features, outputs)]
+        vectors = [pool(row, self.config.pooling) for row in hidden_rows(features, outputs)]
         if normalize:  # torch.nn.functional.normalize: v / max(‖v‖, 1e-12)
             vectors = [v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors]
         return vectors

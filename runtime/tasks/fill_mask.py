@@ -31,11 +31,11 @@ class FillMaskPipeline(Pipeline):
     result_key = "predictions"
 
     def __init__(self, artifact, *args: Any, **kwargs: Any):
-        tok = artifact.manifest["tokenizer"]
-        if tok.get("mask_id") is None:
+        tok = artifact.manifest.tokenizer
+        if tok.mask_id is None or tok.mask_token is None:
             raise OnnxPipeError(f"{artifact.path}: the tokenizer defines no mask token, so fill-mask cannot run")
-        self.mask_id, self.mask_token = int(tok["mask_id"]), tok["mask_token"]
-        self.clean_up = bool(tok.get("clean_up_tokenization_spaces"))
+        self.mask_id, self.mask_token = tok.mask_id, tok.mask_token
+        self.clean_up = tok.clean_up_tokenization_spaces
         super().__init__(artifact, *args, **kwargs)
 
     def sanitize_parameters(self, top_k: int | None = None, targets: str | list[str] | None = None,

@@ -130,10 +130,10 @@ class QuestionAnsweringPipeline(Pipeline):
 
     def __init__(self, artifact, *args: Any, **kwargs: Any):
         super().__init__(artifact, *args, **kwargs)
-        cls = artifact.manifest["tokenizer"].get("cls_token")
+        cls = artifact.manifest.tokenizer.cls_token
         self.cls_id = self.encoder.tokenizer.token_to_id(cls) if cls else None
         # transformers puts the question first when the tokenizer pads on the right (nearly every one).
-        self.question_first = artifact.manifest["tokenizer"].get("padding_side", "right") == "right"
+        self.question_first = artifact.manifest.tokenizer.padding_side == "right"
 
     def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         return parse(args, kwargs)

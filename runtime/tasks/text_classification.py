@@ -31,7 +31,7 @@ class TextClassificationPipeline(Pipeline):
         # transformers' rules: top_k given (an int or None) → a ranked list; else return_all_scores
         # (the call's, or the config's) → every label unranked, or the best as a dict.
         if return_all_scores is None:
-            return_all_scores = self.artifact.manifest["config"].get("return_all_scores")
+            return_all_scores = self.artifact.manifest.config.return_all_scores
         if top_k is not _UNSET:
             if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
                 raise ValueError(f"top_k must be a non-negative int or None, got {top_k!r}")

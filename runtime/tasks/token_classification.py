@@ -32,7 +32,7 @@ class TokenClassificationPipeline(Pipeline):
         # WordPiece marks pieces ("##"): a piece is a token shorter or longer than its text. Other models
         # fall back to transformers' heuristic (no space before the token).
         self.subword_prefix = getattr(tokenizer.model, "continuing_subword_prefix", None)
-        unk = artifact.manifest["tokenizer"].get("unk_token")
+        unk = artifact.manifest.tokenizer.unk_token
         self.unk_id = tokenizer.token_to_id(unk) if unk else None
 
     @staticmethod

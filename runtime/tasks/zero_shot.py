@@ -40,7 +40,7 @@ class ZeroShotClassificationPipeline(Pipeline):
 
     def __init__(self, artifact, *args: Any, **kwargs: Any):
         super().__init__(artifact, *args, **kwargs)
-        label2id = artifact.manifest["config"].get("label2id") or {v: k for k, v in artifact.id2label.items()}
+        label2id = artifact.manifest.config.label2id
         self.entailment_id = next((int(i) for label, i in label2id.items() if label.lower().startswith("entail")), -1)
 
     def sanitize_parameters(self, candidate_labels: Any = None, hypothesis_template: str = DEFAULT_TEMPLATE,

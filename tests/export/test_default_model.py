@@ -57,8 +57,8 @@ def test_build_from_tiny_delta_matches_the_unmerged_adapter(tiny_base_and_delta,
     np.testing.assert_allclose(ours, expected, atol=1e-5)
     assert set(pipe.artifact.id2label.values()) == {"NEGATIVE", "POSITIVE"}
     m = pipe.artifact.manifest
-    assert m["source"]["kind"] == "onnxpipe default" and len(m["source"]["delta_sha256"]) == 64
-    assert set(m["variants"]) == {"fp32", "optimized", "int8"}
+    assert m.source["kind"] == "onnxpipe default" and len(m.source["delta_sha256"]) == 64
+    assert set(m.variants) == {"fp32", "optimized", "int8"}
     merged = json.loads((out / "pytorch" / "config.json").read_text())
     assert merged["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
     assert (out / "pytorch" / "model.safetensors").is_file()

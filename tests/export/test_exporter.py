@@ -173,3 +173,25 @@ def test_validation_tolerance_scales_with_the_outputs(checkpoint, tmp_path):
     example = {"question": "Where do I live?", "context": "My name is Wolfgang and I live in Berlin."}
     ours, theirs = onnxpipe.pipeline(model=path)(example), hf_pipeline("question-answering", model=str(folder))(example)
     assert (ours["start"], ours["end"], ours["answer"]) == (theirs["start"], theirs["end"], theirs["answer"])
+
+
+def test_the_manifest_round_trips_through_its_types_and_old_ones_load(artifact, tmp_path):
+    """Exporter and runtime share Manifest.to_dict / from_dict: what is written reads back equal, and a
+    manifest of the first format (before the types: no head, no label2id, an unknown key) still loads."""
+    import shutil
+
+    from onnxpipe.manifest import Manifest
+
+    path = artifact("bert", "base")
+    written = json.loads((path / "onnxpipe.json").read_text())
+    assert Manifest.from_dict(written).to_dict() == written
+    old = tmp_path / "old"
+    shutil.copytree(path, old)
+    legacy = {k: v for k, v in written.items() if k not in ("head", "opset", "created", "default_variant")}
+    legacy["config"] = {"id2label": written["config"]["id2label"]}
+    legacy["tokenizer"] = {k: written["tokenizer"][k] for k in ("file", "max_length", "pad_token", "pad_id")}
+    legacy["notes"] = "kept"
+    (old / "onnxpipe.json").write_text(json.dumps(legacy))
+    pipe = onnxpipe.pipeline("feature-extraction", model=old)
+    assert pipe.artifact.manifest.extra == {"notes": "kept"} and pipe.artifact.manifest.embedding is not None
+    assert np.allclose(pipe("good film"), onnxpipe.pipeline("feature-extraction", model=path)("good film"))

@@ -61,8 +61,8 @@ def test_sentence_transformers_folder_records_its_modules(tmp_path, checkpoint):
     st.save(str(tmp_path / "st"))
     out = export(tmp_path / "st", tmp_path / "art", "sentence-embeddings")
     ours = onnxpipe.pipeline(model=out)
-    assert ours.config["pooling"] == ["cls"] and ours.config["normalize"] is False
-    assert ours.config["max_seq_length"] == 12 and ours.config["prompts"]["query"] == "query: "
+    assert ours.config.pooling == ["cls"] and ours.config.normalize is False
+    assert ours.config.max_seq_length == 12 and ours.config.prompts["query"] == "query: "
     st = SentenceTransformer(str(tmp_path / "st"), device="cpu")
     for kwargs in ({}, {"prompt_name": "query"}):
         assert np.max(np.abs(ours(TEXTS, **kwargs) - st.encode(TEXTS, **kwargs))) < 1e-5

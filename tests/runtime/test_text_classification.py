@@ -110,7 +110,7 @@ def test_optimized_and_int8_variants(checkpoint, artifact, arch):
     gaps = [abs(o["score"] - t["score"]) for os_, ts in zip(int8(TEXTS, top_k=None, batch_size=1), theirs)
             for o, t in zip(sorted(os_, key=lambda d: d["label"]), sorted(ts, key=lambda d: d["label"]))]
     assert max(gaps) < 0.25
-    manifest = int8.artifact.manifest["variants"]["int8"]
+    manifest = int8.artifact.manifest.variants["int8"]
     assert manifest["quantization"]["from"] == "model_optimized.onnx"
     assert manifest["quantization"]["mode"] == "static"
     assert 0 <= manifest["validation"]["max_gap"] < 1.0
