@@ -36,10 +36,12 @@ def serve() -> None:
     texts = init["texts"]
     say = lambda obj: (stdout.write(json.dumps(obj) + "\n"), stdout.flush())  # noqa: E731
     try:
-        from . import embeddings, spans
+        import importlib
 
-        registry = {"sentence-embeddings": embeddings.BY_NAME, "token-classification": spans.BY_NAME,
-                    "question-answering": spans.BY_NAME}.get(init.get("task"), BY_NAME)
+        from onnxpipe.tasks import TASKS
+
+        module = TASKS[init.get("task") or "text-classification"].bench  # the task's contenders, by the registry
+        registry = importlib.import_module(module).BY_NAME if module else BY_NAME
         runner = registry[init["contender"]].load(spec)
     except Exception as e:  # a peer that fails to load is reported, never silently dropped
         say({"ok": False, "reason": f"{type(e).__name__}: {e}"})

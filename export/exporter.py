@@ -22,7 +22,7 @@ import torch
 
 from onnxpipe.artifact import VARIANT_PREFERENCE, load_artifact
 from onnxpipe.errors import OnnxPipeError
-from onnxpipe.tasks import TASKS, TaskSpec, canonical_task
+from onnxpipe.tasks import BASE, TASKS, TaskSpec, canonical_task
 from onnxpipe.session import Session
 from onnxpipe.tokenize import TextEncoder
 
@@ -70,7 +70,7 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
         quantize = dataclasses.replace(quantize, mode=canonical_mode(quantize.mode))
         if quantize.max_drop is not None and quantize.eval_data is None:
             raise ValueError("an accuracy budget (max_drop, --max-drop) needs data to measure it on (--eval DATA)")
-        if quantize.max_drop is not None and spec.head not in ("sequence-classification", "base"):
+        if quantize.max_drop is not None and spec.head.budget_metric is None:
             raise ValueError(f"an accuracy budget (--max-drop) is measured on labels or sentence vectors; {task} "
                              "has neither yet: quantize without it and read the agreement the manifest records")
     outdir = Path(outdir).expanduser().resolve()
@@ -83,9 +83,9 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
     max_length = position_limit(model, tokenizer)
     if tokenizer.pad_token is None:  # as transformers: single inputs run, batches are refused with its words
         log(f"{source}'s tokenizer has no pad token: the artifact runs one input at a time (batch_size 1)")
-    if spec.head == "masked-lm" and tokenizer.mask_token is None:
+    if spec.head.needs_mask_token and tokenizer.mask_token is None:
         raise ExportError(f"{source}'s tokenizer has no mask token, so fill-mask cannot run")
-    embedding = sentence_transformers_config(source, revision, max_length) if spec.head == "base" else None
+    embedding = sentence_transformers_config(source, revision, max_length) if spec.head.sentence_transformers else None
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.partial-", dir=outdir.parent))
@@ -95,7 +95,7 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
         variants = build_variants(model, tokenizer, tmp, max_length, spec, optimize, quantize, opset, log, pooling)
         write_manifest(tmp, Manifest(
             task=task,
-            head=spec.head,
+            head=spec.head.name,
             source=describe_source or source_info,
             model_type=model.config.model_type,
             config=ModelConfig(id2label={int(k): v for k, v in model.config.id2label.items()},
@@ -148,9 +148,9 @@ def load_checkpoint(source: str | Path, revision: str | None, spec: TaskSpec):
         raise ExportError(f"cannot load a PyTorch {spec.auto_model} ({spec.name}) from {source}: {e}") from e
     # The pooler is not part of last_hidden_state, and position_ids are buffers, not weights.
     missing = [k for k in info["missing_keys"]
-               if "position_ids" not in k and not (spec.head == "base" and k.startswith("pooler."))]
+               if "position_ids" not in k and not (spec.head is BASE and k.startswith("pooler."))]
     if missing:
-        raise ExportError(f"{source} has no trained {spec.head} head for {spec.name} (missing weights: "
+        raise ExportError(f"{source} has no trained {spec.head.name} head for {spec.name} (missing weights: "
                           f"{', '.join(sorted(missing)[:4])}{' ...' if len(missing) > 4 else ''}): export it for "
                           f"the task it was trained for, or a checkpoint fine-tuned for {spec.name}")
     model.eval()
@@ -203,7 +203,7 @@ def build_variants(model, tokenizer, folder: Path, max_length: int, spec: TaskSp
         onnx_export_from_model(model, folder, task=spec.optimum_task, opset=opset, do_validation=False)
     tokenizer.save_pretrained(folder)
     encoder = TextEncoder(folder / "tokenizer.json", max_length, tokenizer.pad_token_id, tokenizer.pad_token)
-    items = samples(spec.head, tokenizer)
+    items = samples(spec.head.samples, tokenizer)
     reference, ref_ids = torch_outputs(model, tokenizer, items, max_length, spec.outputs)
 
     def check(name: str, strict: bool, **extra) -> dict:

@@ -39,14 +39,14 @@ FP32_MAX_GAP = 1e-4
 BATCH_MAX_GAP = 1e-4  # a variant whose scores move more than this with the batch is never the default
 
 
-def samples(head: str, tokenizer) -> list:
-    """The inputs every variant of a ``head`` graph is checked on."""
+def samples(kind: str, tokenizer) -> list:
+    """The inputs every variant of a graph is checked on, by its head's kind of samples (``HeadSpec.samples``)."""
     items: list = list(SAMPLES)
-    if head == "sequence-classification":
+    if kind == "texts+pairs":
         items += PAIRS
-    if head == "question-answering":  # (question, context), contexts of every kind, one past the limit
+    if kind == "questions":  # (question, context), contexts of every kind, one past the limit
         items = [*PAIRS, *(("What is this about?", text) for text in SAMPLES if text)]
-    if head == "masked-lm" and tokenizer.mask_token:
+    if kind == "texts+masks" and tokenizer.mask_token:
         m = tokenizer.mask_token
         items += [f"Paris is the {m} of France.", f"The {m} was {m} and the service was bad 😡."]
     return items

@@ -56,6 +56,6 @@ def pipeline(task: str | None = None, model: str | Path | None = None, variant: 
                             f"run (it runs {', '.join(TASKS)}); upgrade onnxpipe or export for another task")
     if not runs_on(name, artifact.task):
         raise ValueError(f"task {task!r} does not match the artifact's task {artifact.task!r} ({artifact.path}): "
-                         f"its {TASKS[artifact.task].head} graph cannot run {name}")
+                         f"its {TASKS[artifact.task].head.name} graph cannot run {name}")
     return TASKS[name].pipeline(artifact, variant=variant, threads=threads, batch_size=batch_size, verify=verify,
                                 engine=engine, **defaults)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from .artifact import MANIFEST, sha256_file
 from .errors import INSTALL_EXPORT, OnnxPipeError
+from .tasks import SPECS
 
 CACHE_ENV = "ONNXPIPE_CACHE"
-DEFAULT_MODELS = {"text-classification": "minilm-sst2", "sentence-embeddings": "all-minilm-l6-v2",
-                  "feature-extraction": "all-minilm-l6-v2"}
+# task → its embedded default model, from the task registry
+DEFAULT_MODELS = {spec.name: spec.default_model for spec in SPECS if spec.default_model}
 
 
 def cache_dir() -> Path:

@@ -41,17 +41,26 @@ class Summary:
 
 
 def result_columns(task: str, prefix: str) -> tuple[str, ...]:
-    if task != "text-classification":
-        raise ValueError(f"onnxpipe score has no result columns for task {task!r} yet")
-    return tuple(prefix + c for c in ("label", "score", "error"))
+    """The columns ``score`` adds for ``task`` (its registry entry's result fields) and the error column."""
+    from ..tasks import TASKS
+
+    fields = [name for name, _ in TASKS[task].score_columns]
+    if not fields:
+        scored = ", ".join(name for name, spec in TASKS.items() if spec.score_columns)
+        raise ValueError(f"onnxpipe score has no result columns for task {task!r} yet (it scores {scored})")
+    return tuple(prefix + c for c in (*fields, "error"))
 
 
 def add_results(table: pa.Table, pipe: Pipeline, column: str, prefix: str = "", first_row: int | None = None,
                 **params: Any) -> tuple[pa.Table, list[str]]:
     """``table`` with the text column decoded and label / score / error columns appended, plus the
     error messages. ``first_row`` (1-based) numbers rows in messages; None (Ray) leaves numbers out."""
-    label_col, score_col, error_col = result_columns(pipe.task, prefix)
-    clash = [c for c in (label_col, score_col, error_col) if c in table.column_names]
+    from ..tasks import TASKS
+
+    *result_cols, error_col = result_columns(pipe.task, prefix)
+    types = dict(TASKS[pipe.task].score_columns)
+    fields = list(types)
+    clash = [c for c in (*result_cols, error_col) if c in table.column_names]
     if clash:
         raise ValueError(f"the input already has column(s) {', '.join(clash)}: pass --prefix (e.g. --prefix pred_) "
                          "to name the result columns apart")
@@ -68,20 +77,20 @@ def add_results(table: pa.Table, pipe: Pipeline, column: str, prefix: str = "", 
         shown.append(_as_text(value))
         errors.append(error)
     good = [i for i, t in enumerate(texts) if t is not None]
-    labels: list[str | None] = [None] * n
-    scores: list[float | None] = [None] * n
+    columns: dict[str, list[Any]] = {f: [None] * n for f in fields}
     for i, result in zip(good, call_each(pipe, [texts[i] for i in good], **params)):
         if isinstance(result, Exception):
             errors[i] = f"{where(i)}: {result}"
         else:
-            labels[i], scores[i] = result["label"], result["score"]
+            for f in fields:
+                columns[f][i] = result[f]
     if BAD_INPUT in table.column_names:
         table = table.drop_columns([BAD_INPUT])
     if column in table.column_names:  # CSV text arrives as bytes, decoded per row above
         table = table.set_column(table.column_names.index(column), column, pa.array(shown, pa.string()))
-    table = (table.append_column(label_col, pa.array(labels, pa.string()))
-                  .append_column(score_col, pa.array(scores, pa.float64()))
-                  .append_column(error_col, pa.array(errors, pa.string())))
+    for name, f in zip(result_cols, fields):  # typed, so that a chunk of errors only has the same schema
+        table = table.append_column(name, pa.array(columns[f], pa.type_for_alias(types[f])))
+    table = table.append_column(error_col, pa.array(errors, pa.string()))
     return table, [e for e in errors if e is not None]
 
 

@@ -50,7 +50,7 @@ class Served:
         if task is None or task == pipe.task:
             return pipe
         if not runs_on(task, pipe.task):
-            raise HTTPError(400, f"model {self.name!r} runs {pipe.task} ({TASKS[pipe.task].head} head); "
+            raise HTTPError(400, f"model {self.name!r} runs {pipe.task} ({TASKS[pipe.task].head.name} head); "
                                  f"this route needs {task}", "wrong_task")
         if task not in self.others:
             self.others[task] = pipeline(task, model=self.path, variant=pipe.variant, engine=pipe.session,

@@ -1,6 +1,7 @@
 """The task registry: what each task runs and how it is exported, read by the runtime and the exporter alike.
 
-A new encoder task is one module here and one :class:`TaskSpec` in ``SPECS``. Tasks that run the same
+A new encoder task is one module here and one :class:`TaskSpec` in ``SPECS`` (and, for a new graph kind, one
+:class:`HeadSpec`): the runtime, the exporter, ``score``, the default models and the benchmark read it. Tasks that run the same
 graph share a *head*: an artifact exported for one of them loads for the others (a text-classification
 NLI model runs zero-shot-classification; a feature-extraction export runs sentence-embeddings), as the
 transformers pipelines accept any checkpoint with the right head.
@@ -20,29 +21,65 @@ from .zero_shot import ZeroShotClassificationPipeline
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class HeadSpec:
+    """A graph kind: how the exporter loads, exports and checks it. Tasks that run the same head share artifacts."""
+
     name: str
-    pipeline: type[Pipeline]
-    head: str  # the graph the task runs; tasks with the same head share artifacts
     auto_model: str  # the transformers class the exporter loads the checkpoint with
     optimum_task: str  # optimum's ONNX export task
     outputs: tuple[str, ...]  # the graph outputs postprocess reads and export validation compares with PyTorch
+    samples: str  # export validation's inputs: "texts", "texts+pairs", "questions" or "texts+masks"
+    budget_metric: str | None = None  # what an int8 accuracy budget (--max-drop) measures; None: no budget
+    needs_mask_token: bool = False
+    sentence_transformers: bool = False  # reads pooling and prompts from a sentence-transformers folder
 
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task: the pipeline that runs it, its head, and what the entry points do with it."""
+
+    name: str
+    pipeline: type[Pipeline]
+    head: HeadSpec
+    default_model: str | None = None  # the embedded default built on first use (onnxpipe.default)
+    # result fields `onnxpipe score` writes as columns, with their Arrow types (none: not scored)
+    score_columns: tuple[tuple[str, str], ...] = ()
+    bench: str | None = None  # the benchmark module whose contenders run this task
+
+    @property
+    def auto_model(self) -> str:
+        return self.head.auto_model
+
+    @property
+    def optimum_task(self) -> str:
+        return self.head.optimum_task
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.head.outputs
+
+
+CLASSIFIER = HeadSpec("sequence-classification", "AutoModelForSequenceClassification", "text-classification",
+                      ("logits",), "texts+pairs", budget_metric="agreement")
+BASE = HeadSpec("base", "AutoModel", "feature-extraction", ("last_hidden_state",), "texts", budget_metric="cosine",
+                sentence_transformers=True)
+MASKED_LM = HeadSpec("masked-lm", "AutoModelForMaskedLM", "fill-mask", ("logits",), "texts+masks",
+                     needs_mask_token=True)
+TOKENS = HeadSpec("token-classification", "AutoModelForTokenClassification", "token-classification", ("logits",),
+                  "texts")
+SPANS = HeadSpec("question-answering", "AutoModelForQuestionAnswering", "question-answering",
+                 ("start_logits", "end_logits"), "questions")
 
 SPECS = (
-    TaskSpec("text-classification", TextClassificationPipeline, "sequence-classification",
-             "AutoModelForSequenceClassification", "text-classification", ("logits",)),
-    TaskSpec("zero-shot-classification", ZeroShotClassificationPipeline, "sequence-classification",
-             "AutoModelForSequenceClassification", "text-classification", ("logits",)),
-    TaskSpec("feature-extraction", FeatureExtractionPipeline, "base", "AutoModel", "feature-extraction",
-             ("last_hidden_state",)),
-    TaskSpec("sentence-embeddings", SentenceEmbeddingsPipeline, "base", "AutoModel", "feature-extraction",
-             ("last_hidden_state",)),
-    TaskSpec("fill-mask", FillMaskPipeline, "masked-lm", "AutoModelForMaskedLM", "fill-mask", ("logits",)),
-    TaskSpec("token-classification", TokenClassificationPipeline, "token-classification",
-             "AutoModelForTokenClassification", "token-classification", ("logits",)),
-    TaskSpec("question-answering", QuestionAnsweringPipeline, "question-answering", "AutoModelForQuestionAnswering",
-             "question-answering", ("start_logits", "end_logits")),
+    TaskSpec("text-classification", TextClassificationPipeline, CLASSIFIER, default_model="minilm-sst2",
+             score_columns=(("label", "string"), ("score", "double")), bench="onnxpipe.bench.contenders"),
+    TaskSpec("zero-shot-classification", ZeroShotClassificationPipeline, CLASSIFIER),
+    TaskSpec("feature-extraction", FeatureExtractionPipeline, BASE, default_model="all-minilm-l6-v2"),
+    TaskSpec("sentence-embeddings", SentenceEmbeddingsPipeline, BASE, default_model="all-minilm-l6-v2",
+             bench="onnxpipe.bench.embeddings"),
+    TaskSpec("fill-mask", FillMaskPipeline, MASKED_LM),
+    TaskSpec("token-classification", TokenClassificationPipeline, TOKENS, bench="onnxpipe.bench.spans"),
+    TaskSpec("question-answering", QuestionAnsweringPipeline, SPANS, bench="onnxpipe.bench.spans"),
 )
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in SPECS}
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
