@@ -29,6 +29,7 @@ class Worker:
         self.ready = self._ask({"contender": name, "spec": fields, "texts": texts, "task": task})
 
     def _ask(self, obj: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both are pipes (Popen above)
         self.proc.stdin.write(json.dumps(obj) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
@@ -49,6 +50,7 @@ class Worker:
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
+                assert self.proc.stdin is not None
                 self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
                 self.proc.stdin.close()
                 self.proc.wait(timeout=30)

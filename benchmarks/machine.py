@@ -24,7 +24,7 @@ def describe() -> dict:
         flags = set(m.group(1).split()) if m else set()
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
             versions[name] = metadata.version(name)

@@ -55,7 +55,7 @@ def start(artifact: Path, batching: bool, threads: int | None, infinity: str | N
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read())
+            raise RuntimeError(proc.stderr.read() if proc.stderr else f"exit status {proc.returncode}")
         time.sleep(0.1)
     raise RuntimeError("server did not start")
 

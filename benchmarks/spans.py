@@ -24,8 +24,9 @@ QUESTION = "What is this about?"
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 
 
-def spans(task: str, results: list) -> np.ndarray:
+def spans(task: str, results: list[Any]) -> np.ndarray:
     """Each input's result without scores, as JSON-ready lists: what agreement compares."""
+    rows: list[Any]
     if task == "token-classification":
         rows = [[[e["entity_group"], int(e["start"]), int(e["end"])] for e in r] for r in results]
     else:
@@ -50,7 +51,7 @@ def load_transformers(spec: Spec) -> Runner:
 
     torch.set_num_threads(spec.threads)
     task = spec.task
-    pipe = pipeline(task, model=str(spec.checkpoint), device="cpu")
+    pipe = pipeline(task, model=str(spec.checkpoint), device="cpu")  # type: ignore[call-overload]  # task: one of two, not a Literal
     return Runner(call_one=lambda t: call(task, pipe, [t]),
                   predict=lambda texts, bs: spans(task, call(task, pipe, texts, batch_size=bs)),
                   size_bytes=sum(p.stat().st_size for p in spec.checkpoint.glob("*.safetensors")))

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import measure
 from .contenders import BY_NAME, Spec
@@ -34,7 +35,10 @@ def serve() -> None:
                    "checkpoint": Path(spec_fields["checkpoint"]),
                    "id2label": {int(k): v for k, v in spec_fields["id2label"].items()}})
     texts = init["texts"]
-    say = lambda obj: (stdout.write(json.dumps(obj) + "\n"), stdout.flush())  # noqa: E731
+    def say(obj: dict[str, Any]) -> None:
+        stdout.write(json.dumps(obj) + "\n")
+        stdout.flush()
+
     try:
         import importlib
 

@@ -39,7 +39,7 @@ def scorer(reference: np.ndarray, labels: list[int] | None) -> Callable[[np.ndar
         pred = candidate.argmax(-1)
         agreement = float(np.mean(pred == ref_pred)) * 100
         accuracy = None if labels is None else float(np.mean(pred == np.asarray(labels))) * 100
-        drop = 100 - agreement if labels is None else max(ref_acc - accuracy, 0.0)
+        drop = 100 - agreement if ref_acc is None or accuracy is None else max(ref_acc - accuracy, 0.0)
         return Score(agreement, accuracy, float(np.mean((candidate - reference) ** 2)), drop)
 
     return score

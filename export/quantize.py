@@ -141,7 +141,7 @@ def smooth(model, feeds: list[dict], alpha: float, exclude: set[str]):
     from onnx import helper, numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
-    uses = defaultdict(int)
+    uses: defaultdict[str, int] = defaultdict(int)
     for node in model.graph.node:
         for name in node.input:
             uses[name] += 1

@@ -11,20 +11,74 @@ The runtime needs onnxruntime, tokenizers and numpy; it never imports torch or t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .artifact import Artifact, load_artifact
 from .errors import OnnxPipeError
 from .pipeline import Engine, Pipeline
 from .tasks import TASKS, canonical_task, runs_on
+from .tasks.feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
+from .tasks.fill_mask import FillMaskPipeline
+from .tasks.question_answering import QuestionAnsweringPipeline
+from .tasks.text_classification import TextClassificationPipeline
+from .tasks.token_classification import TokenClassificationPipeline
+from .tasks.zero_shot import ZeroShotClassificationPipeline
 
 __version__ = "0.1.0"
 __all__ = ["pipeline", "Pipeline", "Artifact", "load_artifact", "OnnxPipeError", "TASKS", "__version__"]
 
 
+@overload
+def pipeline(task: Literal["text-classification", "sentiment-analysis"], model: str | Path | None = None, variant: str | None = None, *,
+             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
+             engine: Engine | None = None, **defaults: Any) -> TextClassificationPipeline: ...
+
+
+@overload
+def pipeline(task: Literal["zero-shot-classification"], model: str | Path | None = None, variant: str | None = None, *,
+             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
+             engine: Engine | None = None, **defaults: Any) -> ZeroShotClassificationPipeline: ...
+
+
+@overload
+def pipeline(task: Literal["feature-extraction"], model: str | Path | None = None, variant: str | None = None, *,
+             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
+             engine: Engine | None = None, **defaults: Any) -> FeatureExtractionPipeline: ...
+
+
+@overload
+def pipeline(task: Literal["sentence-embeddings"], model: str | Path | None = None, variant: str | None = None, *,
+             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
+             engine: Engine | None = None, **defaults: Any) -> SentenceEmbeddingsPipeline: ...
+
+
+@overload
+def pipeline(task: Literal["fill-mask"], model: str | Path | None = None, variant: str | None = None, *,
+             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
+             engine: Engine | None = None, **defaults: Any) -> FillMaskPipeline: ...
+
+
+@overload
+def pipeline(task: Literal["token-classification", "ner"], model: str | Path | None = None, variant: str | None = None, *,
+             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
+             engine: Engine | None = None, **defaults: Any) -> TokenClassificationPipeline: ...
+
+
+@overload
+def pipeline(task: Literal["question-answering"], model: str | Path | None = None, variant: str | None = None, *,
+             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
+             engine: Engine | None = None, **defaults: Any) -> QuestionAnsweringPipeline: ...
+
+
+@overload
 def pipeline(task: str | None = None, model: str | Path | None = None, variant: str | None = None, *,
              threads: int | None = None, batch_size: int | None = None, verify: bool = True,
-             engine: Engine | None = None, **defaults: Any) -> Pipeline:
+             engine: Engine | None = None, **defaults: Any) -> Pipeline[Any, Any, Any]: ...
+
+
+def pipeline(task: str | None = None, model: str | Path | None = None, variant: str | None = None, *,
+             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
+             engine: Engine | None = None, **defaults: Any) -> Pipeline[Any, Any, Any]:
     """Load an exported artifact as a pipeline for ``task``.
 
     task: "text-classification" (alias "sentiment-analysis"), "zero-shot-classification", "feature-extraction",
@@ -43,9 +97,9 @@ def pipeline(task: str | None = None, model: str | Path | None = None, variant: 
     defaults: call parameters (``top_k=None``, ``function_to_apply``, ...) for every call, as
         transformers' ``pipeline(task, model, **kwargs)`` takes them; a call's own override them.
     """
-    if task is None and model is None:
-        raise ValueError("pass a task, a model, or both: e.g. pipeline('sentiment-analysis')")
     if model is None:
+        if task is None:
+            raise ValueError("pass a task, a model, or both: e.g. pipeline('sentiment-analysis')")
         from .default import ensure_default
 
         model = ensure_default(canonical_task(task))

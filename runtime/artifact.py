@@ -77,7 +77,7 @@ class Artifact:
         if name not in self.variants:
             raise ValueError(f"unknown variant {name!r} for {self.path}: this artifact has "
                              f"{', '.join(sorted(self.variants))}")
-        return self.path / self.variants[name]["file"]
+        return self.path / str(self.variants[name]["file"])
 
     def verify(self, *names: str) -> None:
         """Check that the named files exist and match the manifest's sha256."""

@@ -18,11 +18,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, Iterable
 
-from . import __version__
+from . import __version__, stream
 from .artifact import MANIFEST
 from .errors import INSTALL_EXPORT, OnnxPipeError
 from .explain import jsonable
+from .pipeline import Pipeline
 from .serve.settings import Settings
 
 EXIT_SOME_FAILED, EXIT_ERROR, EXIT_SIGPIPE = 1, 2, 141
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded(lambda: args.func(args))
 
 
-def run_guarded(command) -> int:
+def run_guarded(command: Callable[[], int | None]) -> int:
     try:
         return command() or 0
     # Errors the user can act on get one line; anything else is a bug and keeps its traceback.
@@ -88,7 +90,7 @@ def add_call_options(p: argparse.ArgumentParser) -> None:
                         "for zero-shot-classification or '{\"top_k\": 3}'")
 
 
-def json_object(value: str) -> dict:
+def json_object(value: str) -> dict[str, Any]:
     try:
         params = json.loads(value)
     except json.JSONDecodeError as e:
@@ -191,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load(a: argparse.Namespace, **kw):
+def load(a: argparse.Namespace, **kw: Any) -> Pipeline[Any, Any, Any]:
     from . import pipeline
 
     task = a.task or ("text-classification" if a.model is None else None)
@@ -199,7 +201,9 @@ def load(a: argparse.Namespace, **kw):
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    log = lambda msg: print(f"onnxpipe: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    def log(msg: str) -> None:
+        print(f"onnxpipe: {msg}", file=sys.stderr, flush=True)
+
     try:
         import torch  # noqa: F401  (the one check that tells a runtime-only install apart)
         from onnxpipe.export import export
@@ -235,10 +239,9 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from . import stream
-
     pipe = load(a, batch_size=a.batch_size)  # before reading: a bad model fails at once, not at line one
     params = {**a.params, **({} if a.top_k is None else {"top_k": a.top_k})}
+    source: Iterable[list[stream.Line]]
     if a.texts:
         source = [stream.from_arguments(a.texts)]
     elif sys.stdin is None or sys.stdin.isatty():
@@ -260,7 +263,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failed else 0
 
 
-def answer(pipe, batch: list, params: dict) -> list[dict]:
+def answer(pipe: Pipeline[Any, Any, Any], batch: list[stream.Line], params: dict[str, Any]) -> list[dict[str, Any]]:
     """One JSON row per line: the result (a dict merged in, anything else under the task's result key:
     labels, predictions, embedding, features), or ``{"line", "error"}`` for a line that has none."""
     from .pipeline import call_each
@@ -330,7 +333,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     except ImportError as e:
         raise OnnxPipeError(f"onnxpipe serve needs the serve extra (missing: {e.name}): "
                             "pip install '.[serve]' (from the onnxpipe repository)") from e
-    models: dict[str, Path] = {}
+    models: dict[str, str | Path] = {}
     for spec in a.model:
         name, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
         try:
@@ -355,7 +358,8 @@ def cmd_bench(argv: list[str]) -> int:
     except ImportError as e:
         raise OnnxPipeError(f"the benchmark needs the bench extra (missing: {e.name}): "
                             "pip install '.[bench]' (from the onnxpipe repository)") from e
-    return bench_main(argv)
+    code: int = bench_main(argv)
+    return code
 
 
 if __name__ == "__main__":

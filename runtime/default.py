@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from .artifact import MANIFEST, sha256_file
 from .errors import INSTALL_EXPORT, OnnxPipeError
@@ -45,7 +46,7 @@ def default_artifact_dir(task: str = "text-classification") -> Path:
     return cache_dir() / f"{DEFAULT_MODELS[task]}-{key}"
 
 
-def ensure_default(task: str = "text-classification", log=None) -> Path:
+def ensure_default(task: str = "text-classification", log: Callable[[str], None] | None = None) -> Path:
     """Return the default model's artifact folder, building it first if the cache has none."""
     path = default_artifact_dir(task)
     if (path / MANIFEST).is_file():

@@ -14,7 +14,7 @@ from .pipeline import Pipeline, Plan
 SHOWN_FEATURES = 8  # zero-shot makes one feature per label; show the first few
 
 
-def _fmt(values) -> str:
+def _fmt(values: Any) -> str:
     return "[" + ", ".join(f"{v:.4f}" for v in np.asarray(values).ravel()) + "]"
 
 
@@ -29,7 +29,7 @@ def jsonable(result: Any) -> Any:
     return result
 
 
-def stages(pipe: Pipeline, plan: Plan) -> dict[str, Any]:
+def stages(pipe: Pipeline[Any, Any, Any], plan: Plan[Any]) -> dict[str, Any]:
     """One call's stages (``plan`` as :meth:`Pipeline.read` gave it), their data and their times: what
     `onnxpipe explain` prints and the serve page draws. The graph runs are the pipeline's own."""
     if not plan.items:
@@ -50,11 +50,13 @@ def stages(pipe: Pipeline, plan: Plan) -> dict[str, Any]:
             "ms": {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}}
 
 
-def explain(pipe: Pipeline, inputs: Any, load_seconds: float, out: TextIO | None = None, **params: Any) -> Any:
+def explain(pipe: Pipeline[Any, Any, Any], inputs: Any, load_seconds: float, out: TextIO | None = None, **params: Any) -> Any:
     import sys
 
     out = out or sys.stdout
-    say = lambda *lines: print(*lines, sep="\n", file=out)  # noqa: E731
+    def say(*lines: str) -> None:
+        print(*lines, sep="\n", file=out)
+
     a = pipe.artifact
     size_mb = pipe.model_path.stat().st_size / 1e6
     say(f"1. load        {load_seconds * 1e3:8.1f} ms   {a.path}",

@@ -37,7 +37,7 @@ def is_stream(inputs: Any) -> bool:
     return not isinstance(inputs, (str, bytes, dict, list, tuple)) and isinstance(inputs, Iterable)
 
 
-def _pair(item: dict, where: str) -> str | tuple[str, str]:
+def _pair(item: dict[str, Any], where: str) -> str | tuple[str, str]:
     unknown = set(item) - {"text", "text_pair"}
     if "text" not in item or unknown:
         raise ValueError(f"{where} must be a dict with 'text' and optionally 'text_pair', got keys {sorted(item)}")
@@ -49,7 +49,7 @@ def _pair(item: dict, where: str) -> str | tuple[str, str]:
     return (text, pair) if pair else text
 
 
-def raise_on_invalid_unicode(texts: list) -> None:
+def raise_on_invalid_unicode(texts: list[Any]) -> None:
     """Name the first text that is not valid Unicode (a lone surrogate, from undecodable bytes).
 
     Checked only after the tokenizer refused a batch, so valid input pays nothing for it."""

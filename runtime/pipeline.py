@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Generic, Iterable, Iterator, Protocol, TypeVar, cast
 
 import numpy as np
 from tokenizers import Encoding
 
+from .arrays import Outputs
 from .artifact import Artifact
 from .batching import chunks
 from .inputs import INPUT_ERRORS, check_batch_size, check_texts_or_pairs, is_stream, raise_on_invalid_unicode
@@ -27,6 +28,14 @@ from .session import Session
 from .tokenize import ENCODER_OUTPUTS, NO_PAD_TOKEN, TextEncoder
 
 DEFAULT_BATCH_SIZE = 32
+
+# The task contract: each task is a Pipeline[Item, Value, Result] and its stages must agree with it, which
+# the type checker holds them to. Item: one input as check_inputs gives it (a text, a (text, pair), a
+# (question, context), a list of words); Value: what postprocess makes of one feature; Result: what
+# aggregate makes of one input's values. Parameters (top_k, ...) are each task's own keywords.
+ItemT = TypeVar("ItemT")
+ValueT = TypeVar("ValueT")
+ResultT = TypeVar("ResultT")
 
 
 @dataclass
@@ -40,10 +49,10 @@ class Feature:
 
 
 @dataclass
-class Plan:
+class Plan(Generic[ItemT]):
     """One call, parsed and validated (:meth:`Pipeline.read`) and tokenized (:meth:`Pipeline.featurize`)."""
 
-    items: list[Any]  # the inputs, one per result
+    items: list[ItemT]  # the inputs, one per result
     shape: str | None  # how the call was shaped: "str" / "dict" for one input, None for a list
     pre: dict[str, Any]  # preprocess parameters
     post: dict[str, Any]  # postprocess and aggregate parameters
@@ -63,11 +72,11 @@ class Engine(Protocol):
     input_names: list[str]
     threads: int
 
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def run(self, feed: Outputs) -> Outputs: ...
 
 
-class Pipeline:
-    """Base of every task pipeline; subclasses set ``task`` and implement the three stages."""
+class Pipeline(Generic[ItemT, ValueT, ResultT]):
+    """Base of every task pipeline; subclasses set ``task`` and implement the stages."""
 
     task: str = ""
     result_key = "result"  # `onnxpipe run`'s JSON key for a result that is not a dict
@@ -109,11 +118,11 @@ class Pipeline:
         plan = self.featurize(self.check(inputs, params))
         return self.complete(plan, self.execute(plan))
 
-    def plan(self, *args: Any, **kwargs: Any) -> Plan:
+    def plan(self, *args: Any, **kwargs: Any) -> Plan[ItemT]:
         """A call's arguments → its plan: parsed, validated and tokenized (:meth:`read` then :meth:`featurize`)."""
         return self.featurize(self.read(*args, **kwargs))
 
-    def read(self, *args: Any, **kwargs: Any) -> Plan:
+    def read(self, *args: Any, **kwargs: Any) -> Plan[ItemT]:
         """A call's arguments parsed and validated, as transformers' argument handlers and
         ``_sanitize_parameters`` read them, before any tokenizing (the server counts inputs here)."""
         inputs, params = self.parse(args, dict(kwargs))
@@ -121,7 +130,7 @@ class Pipeline:
             raise TypeError("a generator or other iterator is answered by calling the pipeline itself; pass a list")
         return self.check(inputs, params)
 
-    def check(self, inputs: Any, params: dict[str, Any]) -> Plan:
+    def check(self, inputs: Any, params: dict[str, Any]) -> Plan[ItemT]:
         """Parsed inputs and parameters validated: the plan, not yet tokenized."""
         batch_size = params.pop("batch_size", None)
         if batch_size is not None:
@@ -130,19 +139,19 @@ class Pipeline:
         pre, post = self.sanitize_parameters(**{**self.defaults, **params})
         return Plan(items, shape, pre, post, params, batch_size)
 
-    def featurize(self, plan: Plan) -> Plan:
+    def featurize(self, plan: Plan[ItemT]) -> Plan[ItemT]:
         """The plan's features (one or more encodings per input); the tokenizer's work, done once."""
         plan.features = self.preprocess(plan.items, **plan.pre) if plan.items else []
         return plan
 
-    def runs(self, features: list[Feature], batch_size: int | None = None) -> Iterator[tuple[list[int], dict]]:
+    def runs(self, features: list[Feature], batch_size: int | None = None) -> Iterator[tuple[list[int], Outputs]]:
         """Graph runs over ``features`` by the one batching policy (:func:`batching.chunks`): each run's feature
         indices and the graph's outputs, rows in those indices' order."""
         size = self.batch_size if batch_size is None else self.check_batch(batch_size)
         for idx in chunks([f.length for f in features], size):
             yield idx, self.session.run(self.encoder.collate([features[i].encoding for i in idx]))
 
-    def execute(self, plan: Plan, batch_size: int | None = None) -> list[Any]:
+    def execute(self, plan: Plan[ItemT], batch_size: int | None = None) -> list[ValueT]:
         """The graph runs of a plan and their postprocess: one value per feature, in feature order."""
         values: list[Any] = [None] * len(plan.features)
         for idx, outputs in self.runs(plan.features, batch_size or plan.batch_size):
@@ -150,12 +159,12 @@ class Pipeline:
                 values[i] = value
         return values
 
-    def complete(self, plan: Plan, values: list[Any]) -> Any:
+    def complete(self, plan: Plan[ItemT], values: list[ValueT]) -> Any:
         """The call's answer from its features' values: each input's result (the task's aggregate), in the
         shape transformers gives for that call."""
         return self.finish(self.assemble(plan, values), plan.shape, plan.params)
 
-    def results(self, inputs: list[Any], batch_size: int | None = None, **params: Any) -> list[Any]:
+    def results(self, inputs: list[Any], batch_size: int | None = None, **params: Any) -> list[ResultT]:
         """One result per input of the list, without the call-shape rules a call applies for
         transformers' sake (fill-mask unwraps a list of one; embeddings stack into one array)."""
         if not isinstance(inputs, (list, tuple)):
@@ -163,7 +172,7 @@ class Pipeline:
         plan = self.plan(list(inputs), batch_size=batch_size, **params)
         return self.assemble(plan, self.execute(plan))
 
-    def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    def parse(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The call's positional and keyword arguments → (inputs, parameters); tasks whose transformers
         pipeline reads more call forms (zero-shot's labels, question answering's argument handler) override it."""
         if len(args) > 1:
@@ -174,9 +183,9 @@ class Pipeline:
             return kwargs.pop("inputs"), kwargs
         raise TypeError(f"{type(self).__name__} needs its inputs: pipe(inputs, **parameters)")
 
-    def assemble(self, plan: Plan, values: list[Any]) -> list[Any]:
+    def assemble(self, plan: Plan[ItemT], values: list[ValueT]) -> list[ResultT]:
         """Each input's result from its own features' values (in feature order), by the task's aggregate."""
-        grouped: list[list[Any]] = [[] for _ in plan.items]
+        grouped: list[list[ValueT]] = [[] for _ in plan.items]
         for feature, value in zip(plan.features, values):
             grouped[feature.owner].append(value)
         return [self.aggregate(item, own, **plan.post) for item, own in zip(plan.items, grouped)]
@@ -187,7 +196,7 @@ class Pipeline:
             raise ValueError(NO_PAD_TOKEN)
         return size
 
-    def _iterate(self, inputs: Iterable[Any], batch_size: int | None, params: dict[str, Any]) -> Iterator[Any]:
+    def _iterate(self, inputs: Iterable[Any], batch_size: int | None, params: dict[str, Any]) -> Iterator[ResultT]:
         size = self.batch_size if batch_size is None else self.check_batch(batch_size)
         chunk: list[Any] = []
         for item in inputs:
@@ -198,11 +207,8 @@ class Pipeline:
         if chunk:
             yield from self.results(chunk, size, **params)
 
-    # the call's inputs → (items, shape): text, or text pairs by default; tasks that take other inputs override it
-    check_inputs = staticmethod(check_texts_or_pairs)
-
     # -- the stages ----------------------------------------------------------------------------
-    def encode(self, texts: list, max_length: int | None = None, strategy: str = "longest_first",
+    def encode(self, texts: list[Any], max_length: int | None = None, strategy: str = "longest_first",
                **options: Any) -> list[Encoding]:
         """Encodings of texts or (text, pair) tuples, truncated to the model's limit (or a shorter max_length);
         ``options`` (stride, pretokenized) go to :meth:`TextEncoder.encode`."""
@@ -211,38 +217,44 @@ class Pipeline:
         except TypeError:  # tokenizers' only word on a str it cannot take: "TextInputSequence must be str"
             raise_on_invalid_unicode(texts)
             raise
-        except BaseException as e:  # a Rust panic (pyo3's PanicException is no Exception): name the cause
-            if type(e).__name__ != "PanicException" or "stride" not in str(e):
+        except BaseException as panic:  # a Rust panic (pyo3's PanicException is no Exception): name the cause
+            if type(panic).__name__ != "PanicException" or "stride" not in str(panic):
                 raise
             # transformers crashes with the same panic; the window has no room left beside the fixed part
             raise ValueError(f"stride={options.get('stride')} leaves the windows no room beside the special tokens "
                              "(and, for a pair, the part that is not cut): lower the stride or raise the length "
-                             f"(tokenizers: {str(e).split(' (note')[0]})") from None
+                             f"(tokenizers: {str(panic).split(' (note')[0]})") from None
         for i, e in enumerate(encodings):
             if len(e) == 0:  # only a tokenizer without special tokens can do this, on an empty text
                 raise ValueError(f"inputs[{i}] encodes to no tokens at all; pass non-empty text")
         return encodings
 
-    def preprocess(self, items: list[Any], **params: Any) -> list[Feature]:
+    def check_inputs(self, inputs: Any) -> tuple[list[ItemT], str | None]:
+        """The call's inputs → (items, shape): text or text pairs by default (:func:`check_texts_or_pairs`);
+        tasks that take other inputs override it."""
+        items, shape = check_texts_or_pairs(inputs)
+        return cast("list[ItemT]", items), shape
+
+    def preprocess(self, items: list[ItemT], *args: Any, **params: Any) -> list[Feature]:
         """One feature per input, by default; tasks that need several per input override this."""
         return [Feature(e, i, len(e)) for i, e in enumerate(self.encode(items, **params))]
 
-    def sanitize_parameters(self, **params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def sanitize_parameters(self, *args: Any, **params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """(preprocess parameters, postprocess parameters) from a call's keyword arguments."""
         raise NotImplementedError
 
-    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], **params: Any) -> list[Any]:
+    def postprocess(self, features: list[Feature], outputs: Outputs, *args: Any, **params: Any) -> list[ValueT]:
         """One value per feature of the batch, from the graph's outputs (rows in the features' order)."""
         raise NotImplementedError
 
-    def aggregate(self, item: Any, values: list[Any], **params: Any) -> Any:
+    def aggregate(self, item: ItemT, values: list[ValueT], *args: Any, **params: Any) -> ResultT:
         """One input's result from its features' values; one feature, one result by default."""
-        return values[0]
+        return cast(ResultT, values[0])  # (tasks that keep this default have one type for Value and Result)
 
-    def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
+    def finish(self, results: list[ResultT], single: str | None, params: dict[str, Any]) -> Any:
         return results[0] if single else results
 
-    def explain_lines(self, features: list[Feature], outputs: dict[str, np.ndarray], params: dict[str, Any]
+    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]
                       ) -> list[str]:
         """What ``explain`` shows of the postprocess decision beyond the result (each task its own)."""
         return []
@@ -252,7 +264,7 @@ class Pipeline:
         return ", ".join(f"{k}={v!r}" for k, v in params.items() if not isinstance(v, (list, np.ndarray)) or len(v) < 9)
 
 
-def call_each(pipe: Pipeline, inputs: list[str], **params: Any) -> list[Any]:
+def call_each(pipe: Pipeline[Any, Any, Any], inputs: list[Any], **params: Any) -> list[Any]:
     """One result per input, or the input error (ValueError, TypeError, or transformers' KeyError for a
     question-answering dict without its keys) that input alone raises: the list is
     batched as usual, and only when the batch is refused are its inputs run one by one, so a bad

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
+
+from .arrays import Array
 
 FUNCTIONS = ("softmax", "sigmoid", "none")
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: Array) -> Array:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    out: Array = e / e.sum(axis=-1, keepdims=True)
+    return out
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+def sigmoid(x: Array) -> Array:
+    out: Array = 1.0 / (1.0 + np.exp(-x))
+    return out
 
 
 def default_function(problem_type: str | None, num_labels: int) -> str:
@@ -25,7 +31,7 @@ def default_function(problem_type: str | None, num_labels: int) -> str:
     return "softmax"
 
 
-def apply(function: str, logits: np.ndarray) -> np.ndarray:
+def apply(function: str, logits: Array) -> Array:
     logits = logits.astype(np.float32, copy=False)
     if function == "softmax":
         return softmax(logits)
@@ -34,13 +40,21 @@ def apply(function: str, logits: np.ndarray) -> np.ndarray:
     return logits
 
 
-def label_scores(scores: np.ndarray, id2label: dict[int, str], top_k: int | None, legacy: bool):
+class LabelScore(TypedDict):
+    """One label's score: text-classification's result (or each entry of it, for several labels)."""
+
+    label: str
+    score: float
+
+
+def label_scores(scores: Array, id2label: dict[int, str], top_k: int | None, legacy: bool
+                 ) -> LabelScore | list[LabelScore]:
     """One input's result, as transformers shapes it: legacy with top_k 1, the best label as a dict;
     legacy with every label (return_all_scores), all of them in label order; else ranked, cut to top_k."""
     if legacy and top_k == 1:
         best = int(scores.argmax())
-        return {"label": id2label[best], "score": float(scores[best])}
-    labelled = [{"label": id2label[i], "score": float(s)} for i, s in enumerate(scores)]
+        return LabelScore(label=id2label[best], score=float(scores[best]))
+    labelled = [LabelScore(label=id2label[i], score=float(s)) for i, s in enumerate(scores)]
     if legacy:
         return labelled
     ranked = sorted(labelled, key=lambda d: d["score"], reverse=True)

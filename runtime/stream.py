@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator, cast
 
 _EOF = object()
 
@@ -57,10 +57,11 @@ def decode(number: int, raw: bytes, jsonl: bool = False) -> Line:
     except json.JSONDecodeError as e:
         return Line(number, None, f"line {number} is {not_json(e)}")
     pair = None
-    if isinstance(value, dict) and "text" not in value or isinstance(value, list):
+    if isinstance(value, list) or isinstance(value, dict) and "text" not in value:
         return Line(number, text, obj=value)  # the task checks it as the Python call would
     if isinstance(value, dict):
-        value, pair = value.get("text"), value.get("text_pair")
+        fields: dict[str, Any] = value
+        value, pair = fields.get("text"), fields.get("text_pair")
     if not isinstance(value, str) or not isinstance(pair, (str, type(None))):
         return Line(number, None, f"line {number}: give a JSON string or an object with a \"text\" string "
                                   "(and optionally a \"text_pair\" string), or the object the task takes")
@@ -74,7 +75,7 @@ def from_arguments(args: Iterable[str]) -> list[Line]:
 
 def batches(stream: BinaryIO, size: int, jsonl: bool = False) -> Iterator[list[Line]]:
     """Lists of non-blank lines: the first that arrives plus whatever else is already waiting."""
-    lines: queue.Queue = queue.Queue(maxsize=16 * size)  # bounded: a fast producer cannot fill memory
+    lines: queue.Queue[tuple[int, bytes] | object] = queue.Queue(maxsize=16 * size)  # bounded: a fast producer cannot fill memory
 
     def read() -> None:
         try:
@@ -92,7 +93,8 @@ def batches(stream: BinaryIO, size: int, jsonl: bool = False) -> Iterator[list[L
             if item is _EOF:
                 done = True
                 break
-            line = decode(*item, jsonl=jsonl)
+            number, raw = cast("tuple[int, bytes]", item)  # not _EOF: one of read()'s (number, raw) pairs
+            line = decode(number, raw, jsonl=jsonl)
             if line.text is None or line.text.strip():
                 batch.append(line)
             if len(batch) >= size:

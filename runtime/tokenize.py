@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
@@ -46,7 +47,7 @@ class TextEncoder:
         self.pad_id = pad_id
         self.pad_token = pad_token
 
-    def encode(self, items: list, max_length: int | None = None, strategy: str = "longest_first",
+    def encode(self, items: list[Any], max_length: int | None = None, strategy: str = "longest_first",
                stride: int = 0, pretokenized: bool = False, add_special_tokens: bool = True) -> list[Encoding]:
         """Truncated, unpadded encodings of texts, (text, text_pair) tuples, or (``pretokenized``) lists of
         words: callers sort them by length before padding batches. Text cut by the limit is kept in each
@@ -60,7 +61,9 @@ class TextEncoder:
                 return [tokenizer.encode(item, is_pretokenized=True, add_special_tokens=add_special_tokens)]
             pair = item if isinstance(item, tuple) else (item, None)
             return [tokenizer.encode(*pair, add_special_tokens=add_special_tokens)]
-        return tokenizer.encode_batch(items, is_pretokenized=pretokenized, add_special_tokens=add_special_tokens)
+        encodings: list[Encoding] = tokenizer.encode_batch(items, is_pretokenized=pretokenized,
+                                                           add_special_tokens=add_special_tokens)
+        return encodings
 
     def _configured(self, max_length: int | None, strategy: str, stride: int = 0) -> Tokenizer:
         length = self.max_length if max_length is None else min(max_length, self.max_length)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 
@@ -53,7 +53,7 @@ def read_chunks(path: Path, rows: int, column: str) -> Iterator[pa.Table]:
 
 
 def _jsonl_batches(path: Path, rows: int, column: str) -> Iterator[pa.Table]:
-    records: list[dict] = []
+    records: list[dict[str, Any]] = []
     with path.open("rb") as f:
         for number, raw in enumerate(f, 1):
             records.append(_json_record(number, raw, column))
@@ -64,7 +64,7 @@ def _jsonl_batches(path: Path, rows: int, column: str) -> Iterator[pa.Table]:
         yield _table(records)
 
 
-def _json_record(number: int, raw: bytes, column: str) -> dict:
+def _json_record(number: int, raw: bytes, column: str) -> dict[str, Any]:
     try:
         record = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
@@ -80,7 +80,7 @@ def _json_record(number: int, raw: bytes, column: str) -> dict:
     return record
 
 
-def _table(records: list[dict]) -> pa.Table:
+def _table(records: list[dict[str, Any]]) -> pa.Table:
     """Records → table with every key any record has (pyarrow's from_pylist takes the first record's
     keys only); a column whose values no one Arrow type holds (1 here, "a" there) is kept as JSON text
     rather than failing the chunk."""
@@ -118,7 +118,8 @@ def count_rows(path: Path) -> int | None:
     if format_of(path) == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows
+        rows: int = pq.ParquetFile(path).metadata.num_rows
+        return rows
     return None
 
 

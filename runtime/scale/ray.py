@@ -51,13 +51,13 @@ def plan(cpus: int, threads: int | None = None) -> tuple[int, int, int]:
     return max(1, spare // reserve), threads, reserve
 
 
-def map_pipeline(dataset, model: str | Path, task: str | None = None, column: str = "text", *, prefix: str = "",
+def map_pipeline(dataset: Any, model: str | Path, task: str | None = None, column: str = "text", *, prefix: str = "",
                  variant: str | None = None, batch_size: int = 256, concurrency: int | None = None,
-                 num_cpus: int | None = None, **params: Any):
+                 num_cpus: int | None = None, **params: Any) -> Any:
     """``dataset`` with the pipeline's result columns added (label / score / error for classification)."""
     import ray
 
-    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))  # type: ignore[no-untyped-call]  # ray's API is unannotated
     actors, threads, reserve = plan(cpus, num_cpus)
     return dataset.map_batches(
         PipelineActor, batch_format="pyarrow", batch_size=batch_size, concurrency=concurrency or actors,
@@ -66,7 +66,7 @@ def map_pipeline(dataset, model: str | Path, task: str | None = None, column: st
                                                  "batch_size": 32, "params": params})
 
 
-def read(path: Path, column: str):
+def read(path: Path, column: str) -> Any:
     """A Ray dataset of ``path``, read as the local engine reads it (CSV cells as text, the text column as
     bytes so each row decodes on its own)."""
     import ray

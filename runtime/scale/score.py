@@ -9,6 +9,7 @@ order. The parts are merged into OUTPUT (again by rename) and removed at the end
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -51,7 +52,7 @@ def result_columns(task: str, prefix: str) -> tuple[str, ...]:
     return tuple(prefix + c for c in (*fields, "error"))
 
 
-def add_results(table: pa.Table, pipe: Pipeline, column: str, prefix: str = "", first_row: int | None = None,
+def add_results(table: pa.Table, pipe: Pipeline[Any, Any, Any], column: str, prefix: str = "", first_row: int | None = None,
                 **params: Any) -> tuple[pa.Table, list[str]]:
     """``table`` with the text column decoded and label / score / error columns appended, plus the
     error messages. ``first_row`` (1-based) numbers rows in messages; None (Ray) leaves numbers out."""
@@ -67,7 +68,9 @@ def add_results(table: pa.Table, pipe: Pipeline, column: str, prefix: str = "", 
     n = table.num_rows
     values = table.column(column).to_pylist() if column in table.column_names else [None] * n
     notes = table.column(BAD_INPUT).to_pylist() if BAD_INPUT in table.column_names else [None] * n
-    where = (lambda i: f"row {first_row + i}") if first_row is not None else (lambda i: "a row")  # noqa: E731
+    def where(i: int) -> str:
+        return f"row {first_row + i}" if first_row is not None else "a row"
+
     texts: list[str | None] = []  # what is scored: None for a row that cannot be
     shown: list[str | None] = []  # what the output's text column holds: the input as given, error rows too
     errors: list[str | None] = []
@@ -120,7 +123,7 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def score_local(input_path: Path, output_path: Path, pipe: Pipeline, column: str = "text", prefix: str = "",
+def score_local(input_path: Path, output_path: Path, pipe: Pipeline[Any, Any, Any], column: str = "text", prefix: str = "",
                 chunk_rows: int = CHUNK_ROWS, model_id: str = "", progress: bool = True,
                 warn: Callable[[str], None] = lambda m: print(f"onnxpipe: {m}", file=sys.stderr)) -> Summary:
     input_path, output_path = Path(input_path), Path(output_path)
@@ -140,7 +143,7 @@ def score_local(input_path: Path, output_path: Path, pipe: Pipeline, column: str
         raise
 
 
-def _run(input_path: Path, output_path: Path, pipe: Pipeline, column: str, prefix: str, chunk_rows: int, fmt: str,
+def _run(input_path: Path, output_path: Path, pipe: Pipeline[Any, Any, Any], column: str, prefix: str, chunk_rows: int, fmt: str,
          parts: Path, progress: bool, warn: Callable[[str], None]) -> Summary:
     bar = _progress(count_rows(input_path), progress)
     start, rows, resumed = time.perf_counter(), 0, 0
@@ -150,12 +153,12 @@ def _run(input_path: Path, output_path: Path, pipe: Pipeline, column: str, prefi
         if part.is_file() and meta.is_file():  # committed by an earlier run
             resumed += 1
         else:
-            table, errors = add_results(chunk, pipe, column, prefix, first_row=index * chunk_rows + 1)
-            for message in errors:
+            table, messages = add_results(chunk, pipe, column, prefix, first_row=index * chunk_rows + 1)
+            for message in messages:
                 warn(message)
-            record = json.dumps({"rows": table.num_rows, "errors": errors})
-            write_atomic(meta, lambda p, record=record: p.write_text(record))
-            write_atomic(part, lambda p, table=table: write_table(table, p, fmt))
+            record = json.dumps({"rows": table.num_rows, "errors": messages})
+            write_atomic(meta, functools.partial(_write_text, text=record))
+            write_atomic(part, functools.partial(write_table, table, fmt=fmt))
         rows += chunk.num_rows
         bar.update(chunk.num_rows)
     bar.close()
@@ -169,7 +172,11 @@ def _run(input_path: Path, output_path: Path, pipe: Pipeline, column: str, prefi
     return Summary(rows, errors, time.perf_counter() - start, resumed)
 
 
-def open_parts(input_path: Path, output_path: Path, settings: dict) -> Path:
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def open_parts(input_path: Path, output_path: Path, settings: dict[str, Any]) -> Path:
     """The folder of committed chunks beside OUTPUT; a resume must be the same job."""
     stat = input_path.stat()
     job = {"input": str(input_path.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
@@ -198,7 +205,7 @@ def write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _progress(total: int | None, enabled: bool):
+def _progress(total: int | None, enabled: bool) -> Any:
     try:
         from tqdm.auto import tqdm
     except ImportError:  # the bar is a nicety: the runtime-only install scores without it

@@ -10,6 +10,7 @@ path is :class:`.server.Server`'s; the door (key, body size) is :class:`.guard.G
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -30,6 +31,7 @@ __all__ = ["Settings", "create_app", "HTTPError", "Server"]
 def create_app(models: dict[str, str | Path], settings: Settings | None = None) -> FastAPI:
     server = Server(models, settings)
 
+    @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         server.start()
         yield

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..batching import stack
-from ..pipeline import Pipeline, Plan
+from ..pipeline import Feature, Pipeline, Plan
+from .metrics import Metrics
 
 
 class QueueFull(Exception):
@@ -32,9 +33,9 @@ class QueueFull(Exception):
 
 @dataclass
 class Job:
-    plan: Plan
-    pipe: Pipeline  # the task that postprocesses (a model's graph may serve several: embeddings and features)
-    future: asyncio.Future
+    plan: Plan[Any]
+    pipe: Pipeline[Any, Any, Any]  # the task that postprocesses (a model's graph may serve several: embeddings and features)
+    future: asyncio.Future[list[Any]]
     loop: asyncio.AbstractEventLoop
     queued_at: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
@@ -43,7 +44,7 @@ class Job:
     batch_requests: int = 0
 
     @property
-    def features(self) -> list:
+    def features(self) -> list[Feature]:
         return self.plan.features
 
     @property
@@ -52,8 +53,9 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, pipe: Pipeline, max_batch_tokens: int = 16384, max_batch_requests: int = 16,
-                 max_wait_ms: float = 2.0, max_queue: int = 1024, metrics=None, model: str = "default"):
+    def __init__(self, pipe: Pipeline[Any, Any, Any], max_batch_tokens: int = 16384, max_batch_requests: int = 16,
+                 max_wait_ms: float = 2.0, max_queue: int = 1024, metrics: Metrics | None = None,
+                 model: str = "default"):
         self.pipe = pipe
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_requests = max_batch_requests
@@ -65,7 +67,7 @@ class Batcher:
         self.thread = threading.Thread(target=self._loop, name=f"onnxpipe-infer-{model}", daemon=True)
         self.thread.start()
 
-    async def submit(self, plan: Plan, pipe: Pipeline | None = None) -> tuple[list[Any], Job]:
+    async def submit(self, plan: Plan[Any], pipe: Pipeline[Any, Any, Any] | None = None) -> tuple[list[Any], Job]:
         """The plan's per-feature values (``pipe``'s postprocess, with the plan's own parameters), once its rows
         have run in some batch; ``pipe.complete(plan, values)`` is the request's answer."""
         if self.queue.qsize() >= self.max_queue:
@@ -165,7 +167,7 @@ class Batcher:
         job.loop.call_soon_threadsafe(_resolve, job.future, values, error)
 
 
-def _resolve(future: asyncio.Future, values: Any, error: BaseException | None) -> None:
+def _resolve(future: asyncio.Future[list[Any]], values: Any, error: BaseException | None) -> None:
     if future.done():
         return
     if error is not None:

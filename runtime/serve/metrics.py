@@ -26,6 +26,6 @@ class Metrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
         self.batch_tokens = Histogram("onnxpipe_batch_tokens", "Padded tokens per graph run", ["model"],
                                       buckets=(16, 64, 256, 1024, 4096, 16384, 65536), registry=r)
-        self.sent: collections.Counter = collections.Counter()  # whole responses written, by route (shutdown line)
+        self.sent: collections.Counter[str] = collections.Counter()  # whole responses written, by route (shutdown line)
         self.queue_depth = Gauge("onnxpipe_queue_depth", "Requests waiting for the inference thread", ["model"],
                                  registry=r)

@@ -206,14 +206,14 @@ async def page() -> str:
     return PAGE.read_text(encoding="utf-8")
 
 
-def raise_unicode_422(texts: list) -> None:
+def raise_unicode_422(texts: list[Any]) -> None:
     try:
         raise_on_invalid_unicode(texts)
     except ValueError as e:
         raise HTTPError(422, str(e), "bad_input") from None
 
 
-def stages(pipe: Pipeline, plan: Plan) -> dict:
+def stages(pipe: Pipeline[Any, Any, Any], plan: Plan[Any]) -> dict[str, Any]:
     """One call's four stages as JSON: what the explain page draws (`onnxpipe explain`'s own data)."""
     from ..explain import stages as run_stages
 

@@ -33,16 +33,16 @@ class Served:
 
     name: str
     path: Path
-    pipe: Pipeline | None = None
+    pipe: Pipeline[Any, Any, Any] | None = None
     batcher: Batcher | None = None
-    others: dict[str, Pipeline] = field(default_factory=dict)  # other tasks on the same graph
+    others: dict[str, Pipeline[Any, Any, Any]] = field(default_factory=dict)  # other tasks on the same graph
 
     @property
-    def loaded(self) -> Pipeline:
+    def loaded(self) -> Pipeline[Any, Any, Any]:
         assert self.pipe is not None, "served before load"  # the server answers 503 until every model loads
         return self.pipe
 
-    def task_pipe(self, task: str | None) -> Pipeline:
+    def task_pipe(self, task: str | None) -> Pipeline[Any, Any, Any]:
         """The pipeline for ``task`` on this model's graph (one session: the first pipeline's engine)."""
         from .. import pipeline
 
@@ -120,14 +120,14 @@ class Server:
             raise HTTPError(404, f"no model {name!r}: this server has {', '.join(self.served)}", "unknown_model")
         return self.served[name or self.default]
 
-    def pipe_for(self, served: Served, task: str | None) -> Pipeline:
+    def pipe_for(self, served: Served, task: str | None) -> Pipeline[Any, Any, Any]:
         """``served``'s pipeline for a request's task (canonical name or alias); its own task when None."""
         try:
             return served.task_pipe(None if task is None else canonical_task(task))
         except (TypeError, ValueError) as e:
             raise HTTPError(422, str(e), "bad_input") from None
 
-    def read(self, pipe: Pipeline, inputs: Any, params: dict[str, Any]) -> Plan:
+    def read(self, pipe: Pipeline[Any, Any, Any], inputs: Any, params: dict[str, Any]) -> Plan[Any]:
         """The request read as the Python call ``pipe(inputs, **params)`` reads it, within the input limit."""
         try:
             plan = pipe.read(inputs, **params)
@@ -148,7 +148,7 @@ class Server:
         except asyncio.TimeoutError:
             raise HTTPError(504, f"no answer within {self.settings.timeout_s:g} s", "timeout") from None
 
-    async def run(self, served: Served, pipe: Pipeline, inputs: Any, params: dict[str, Any], truncate: bool = True
+    async def run(self, served: Served, pipe: Pipeline[Any, Any, Any], inputs: Any, params: dict[str, Any], truncate: bool = True
                   ) -> tuple[Any, dict[str, str]]:
         """One request through read and featurize (a worker thread) → the batcher → complete, timed."""
         t0 = time.perf_counter()

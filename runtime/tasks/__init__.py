@@ -10,6 +10,7 @@ transformers pipelines accept any checkpoint with the right head.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..pipeline import Pipeline
 from .feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
@@ -39,7 +40,7 @@ class TaskSpec:
     """A task: the pipeline that runs it, its head, and what the entry points do with it."""
 
     name: str
-    pipeline: type[Pipeline]
+    pipeline: type[Pipeline[Any, Any, Any]]
     head: HeadSpec
     default_model: str | None = None  # the embedded default built on first use (onnxpipe.default)
     # result fields `onnxpipe score` writes as columns, with their Arrow types (none: not scored)

@@ -17,6 +17,8 @@ import numpy as np
 from ..errors import OnnxPipeError
 from ..manifest import EmbeddingInfo
 from ..inputs import check_texts, truncation_params
+from ..arrays import Array, Outputs
+from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
@@ -45,18 +47,20 @@ def pool(hidden: np.ndarray, modes: list[str]) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
-def hidden_rows(features: list[Feature], outputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+def hidden_rows(features: list[Feature], outputs: Outputs) -> list[Array]:
     """Each feature's token states without its padding."""
     hidden = outputs["last_hidden_state"]
     return [hidden[j, :f.length] for j, f in enumerate(features)]
 
 
-class FeatureExtractionPipeline(Pipeline):
+class FeatureExtractionPipeline(Pipeline[str, Any, Any]):  # nested lists, or arrays (return_tensors)
     task = "feature-extraction"
-    check_inputs = staticmethod(check_texts)
     result_key = "features"
 
-    def sanitize_parameters(self, truncation: bool | str | None = None, tokenize_kwargs: dict | None = None,
+    def check_inputs(self, inputs: Any) -> tuple[list[str], str | None]:
+        return check_texts(inputs)
+
+    def sanitize_parameters(self, truncation: bool | str | None = None, tokenize_kwargs: dict[str, Any] | None = None,
                             return_tensors: bool | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         tokenize_kwargs = dict(tokenize_kwargs or {})
         if truncation is not None:
@@ -77,18 +81,20 @@ class FeatureExtractionPipeline(Pipeline):
             pre["add_special_tokens"] = False
         return pre, {"return_tensors": bool(return_tensors)}
 
-    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray],
+    def postprocess(self, features: list[Feature], outputs: Outputs,
                     return_tensors: bool) -> list[Any]:
         rows = [row[None] for row in hidden_rows(features, outputs)]  # (1, tokens, hidden), as transformers
         return rows if return_tensors else [row.tolist() for row in rows]
 
 
-class SentenceEmbeddingsPipeline(Pipeline):
+class SentenceEmbeddingsPipeline(Pipeline[str, Array, Array]):
     task = "sentence-embeddings"
-    check_inputs = staticmethod(check_texts)
     result_key = "embedding"
 
-    def __init__(self, artifact, *args: Any, **kwargs: Any):
+    def check_inputs(self, inputs: Any) -> tuple[list[str], str | None]:
+        return check_texts(inputs)
+
+    def __init__(self, artifact: Artifact, *args: Any, **kwargs: Any):
         self.config = artifact.manifest.embedding or EmbeddingInfo()
         super().__init__(artifact, *args, **kwargs)
 
@@ -122,7 +128,7 @@ class SentenceEmbeddingsPipeline(Pipeline):
         texts = [prompt + t for t in items] if prompt else items
         return super().preprocess(texts, **params)
 
-    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], normalize: bool) -> list[Any]:
+    def postprocess(self, features: list[Feature], outputs: Outputs, normalize: bool) -> list[Any]:
         vectors = [pool(row, self.config.pooling) for row in hidden_rows(features, outputs)]
         if normalize:  # torch.nn.functional.normalize: v / max(‖v‖, 1e-12)
             vectors = [v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors]

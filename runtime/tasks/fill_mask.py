@@ -6,13 +6,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Union
 
 import numpy as np
 
 from .. import postprocess as post
 from ..errors import OnnxPipeError
 from ..inputs import check_texts, truncation_params
+from ..arrays import Array, Outputs
+from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
 
 
@@ -25,12 +27,24 @@ def clean_up_tokenization(text: str) -> str:
     return text
 
 
-class FillMaskPipeline(Pipeline):
+class Proposal(TypedDict):
+    score: float
+    token: int
+    token_str: str
+    sequence: str
+
+
+Filled = Union[list[Proposal], list[list[Proposal]]]  # one mask's proposals, or one list per mask
+
+
+class FillMaskPipeline(Pipeline[str, Filled, Filled]):
     task = "fill-mask"
-    check_inputs = staticmethod(check_texts)
     result_key = "predictions"
 
-    def __init__(self, artifact, *args: Any, **kwargs: Any):
+    def check_inputs(self, inputs: Any) -> tuple[list[str], str | None]:
+        return check_texts(inputs)
+
+    def __init__(self, artifact: Artifact, *args: Any, **kwargs: Any):
         tok = artifact.manifest.tokenizer
         if tok.mask_id is None or tok.mask_token is None:
             raise OnnxPipeError(f"{artifact.path}: the tokenizer defines no mask token, so fill-mask cannot run")
@@ -39,7 +53,7 @@ class FillMaskPipeline(Pipeline):
         super().__init__(artifact, *args, **kwargs)
 
     def sanitize_parameters(self, top_k: int | None = None, targets: str | list[str] | None = None,
-                            tokenizer_kwargs: dict | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                            tokenizer_kwargs: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         tokenizer_kwargs = dict(tokenizer_kwargs or {})
         unknown = set(tokenizer_kwargs) - {"truncation", "max_length", "padding"}
         if unknown:
@@ -85,34 +99,34 @@ class FillMaskPipeline(Pipeline):
                                  "(or it was truncated away): nothing to fill")
         return features
 
-    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], top_k: int,
-                    target_ids: list[int] | None) -> list[Any]:
+    def postprocess(self, features: list[Feature], outputs: Outputs, top_k: int,
+                    target_ids: list[int] | None) -> list[Filled]:
         return [self.fill(f, outputs["logits"][j], top_k, target_ids) for j, f in enumerate(features)]
 
-    def fill(self, feature: Feature, logits: np.ndarray, top_k: int, target_ids: list[int] | None) -> Any:
+    def fill(self, feature: Feature, logits: Array, top_k: int, target_ids: list[int] | None) -> Filled:
         ids = np.array(feature.encoding.ids[:feature.length])
         masks = feature.context
         probs = post.softmax(logits[masks].astype(np.float32))
         if target_ids is not None:
             probs = probs[:, target_ids]
         single = len(masks) == 1
-        result = []
+        result: list[list[Proposal]] = []
         for position, row in zip(masks, probs):
             best = np.argsort(-row, kind="stable")[:top_k]
-            proposals = []
+            proposals: list[Proposal] = []
             for p in best:
                 token = int(target_ids[p] if target_ids is not None else p)
                 tokens = ids.copy()
                 tokens[position] = token
                 tokens = tokens[tokens != self.encoder.pad_id]
                 # With several masks the other masks are kept (special tokens not skipped), as transformers does.
-                proposals.append({"score": float(row[p]), "token": token, "token_str": self.decode([token]),
-                                  "sequence": self.decode(tokens.tolist(), skip_special_tokens=single)})
+                proposals.append(Proposal(score=float(row[p]), token=token, token_str=self.decode([token]),
+                                          sequence=self.decode(tokens.tolist(), skip_special_tokens=single)))
             result.append(proposals)
         return result[0] if single else result
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
-        text = self.encoder.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+        text: str = self.encoder.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
         return clean_up_tokenization(text) if self.clean_up else text
 
     def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:

@@ -14,10 +14,13 @@ torch; its quirks are kept so the answers are the same.
 from __future__ import annotations
 
 import types
-from typing import Any, Iterable
+from typing import Any, Iterable, TypedDict, Union
 
 import numpy as np
+from tokenizers import Encoding
 
+from ..arrays import Array, Outputs
+from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
 
 NULL_SCORE = 1000000  # transformers' starting "large and positive" no-answer score
@@ -41,7 +44,7 @@ def example(item: Any, where: str) -> tuple[str, str]:
     raise ValueError(f"{item!r} argument needs to be of type (SquadExample, dict)")
 
 
-def parse(args: tuple, kwargs: dict) -> tuple[Any, dict]:
+def parse(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """transformers' QuestionAnsweringArgumentHandler: the call's inputs → examples (a generator is passed on
     as it is, its items read one by one), and the other kwargs."""
     question, context = kwargs.pop("question", None), kwargs.pop("context", None)
@@ -80,8 +83,9 @@ def parse(args: tuple, kwargs: dict) -> tuple[Any, dict]:
     return [example(item, f"inputs[{i}]") for i, item in enumerate(inputs)], kwargs
 
 
-def select_starts_ends(start, end, p_mask, attention_mask, min_null_score=NULL_SCORE, top_k=1,
-                       handle_impossible_answer=False, max_answer_len=15):
+def select_starts_ends(start: Array, end: Array, p_mask: list[int], attention_mask: Array | None,
+                       min_null_score: float = NULL_SCORE, top_k: int = 1, handle_impossible_answer: bool = False,
+                       max_answer_len: int = 15) -> tuple[Array, Array, Array, float]:
     """transformers' select_starts_ends: mask, normalise, then decode_spans."""
     undesired_tokens = np.abs(np.array(p_mask) - 1)
     if attention_mask is not None:
@@ -100,7 +104,8 @@ def select_starts_ends(start, end, p_mask, attention_mask, min_null_score=NULL_S
     return starts, ends, scores, min_null_score
 
 
-def decode_spans(start, end, topk, max_answer_len, undesired_tokens):
+def decode_spans(start: Array, end: Array, topk: int, max_answer_len: int, undesired_tokens: Array
+                 ) -> tuple[Array, Array, Array]:
     """transformers' decode_spans: the top-k (start, end) pairs by start × end probability, no longer than
     max_answer_len, both ends on allowed tokens."""
     if start.ndim == 1:
@@ -110,6 +115,7 @@ def decode_spans(start, end, topk, max_answer_len, undesired_tokens):
     outer = np.matmul(np.expand_dims(start, -1), np.expand_dims(end, 1))
     candidates = np.tril(np.triu(outer), max_answer_len - 1)
     scores_flat = candidates.flatten()
+    idx_sort: Any
     if topk == 1:
         idx_sort = [np.argmax(scores_flat)]
     elif len(scores_flat) < topk:
@@ -124,18 +130,28 @@ def decode_spans(start, end, topk, max_answer_len, undesired_tokens):
     return starts, ends, candidates[0, starts, ends]
 
 
-class QuestionAnsweringPipeline(Pipeline):
+class Answer(TypedDict):
+    score: float
+    start: int
+    end: int
+    answer: str
+
+
+Spans = tuple[float, list[tuple[float, int, int]]]  # one window's no-answer score and its (score, start, end) spans
+
+
+class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Union[Answer, list[Answer]]]):
     task = "question-answering"
     result_key = "answers"  # with top_k > 1; one answer is a dict, merged into the row
 
-    def __init__(self, artifact, *args: Any, **kwargs: Any):
+    def __init__(self, artifact: Artifact, *args: Any, **kwargs: Any):
         super().__init__(artifact, *args, **kwargs)
         cls = artifact.manifest.tokenizer.cls_token
         self.cls_id = self.encoder.tokenizer.token_to_id(cls) if cls else None
         # transformers puts the question first when the tokenizer pads on the right (nearly every one).
         self.question_first = artifact.manifest.tokenizer.padding_side == "right"
 
-    def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    def parse(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         return parse(args, kwargs)
 
     def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
@@ -187,7 +203,7 @@ class QuestionAnsweringPipeline(Pipeline):
         return [Feature(w, i, len(w), context=items[i][1]) for i, e in enumerate(encodings)
                 for w in (e, *e.overflowing)]
 
-    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], top_k: int,
+    def postprocess(self, features: list[Feature], outputs: Outputs, top_k: int,
                     handle_impossible_answer: bool, max_answer_len: int, align_to_words: bool) -> list[Any]:
         values = []
         context_index = 1 if self.question_first else 0
@@ -206,7 +222,7 @@ class QuestionAnsweringPipeline(Pipeline):
             values.append((null, spans))
         return values
 
-    def explain_lines(self, features: list[Feature], outputs: dict[str, np.ndarray], params: dict[str, Any]
+    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]
                       ) -> list[str]:
         """Each window's best spans before answers found in several windows are added up."""
         lines = []
@@ -216,7 +232,7 @@ class QuestionAnsweringPipeline(Pipeline):
         return lines
 
     @staticmethod
-    def indices(enc, s: int, e: int, sequence_index: int, align_to_words: bool) -> tuple[int, int]:
+    def indices(enc: Encoding, s: int, e: int, sequence_index: int, align_to_words: bool) -> tuple[int, int]:
         """Token span → character span in the context: whole words when aligning (transformers' get_indices)."""
         if align_to_words:
             try:
@@ -227,10 +243,10 @@ class QuestionAnsweringPipeline(Pipeline):
                 pass
         return enc.offsets[s][0], enc.offsets[e][1]
 
-    def aggregate(self, item: tuple[str, str], values: list[Any], top_k: int, handle_impossible_answer: bool,
-                  max_answer_len: int, align_to_words: bool) -> Any:
+    def aggregate(self, item: tuple[str, str], values: list[Spans], top_k: int, handle_impossible_answer: bool,
+                  max_answer_len: int, align_to_words: bool) -> Answer | list[Answer]:
         context = item[1]
-        answers: list[dict] = []
+        answers: list[Answer] = []
         for _, spans in values:  # windows in order; an answer found again adds its score, as there
             for score, start, end in spans:
                 text = context[start:end]
@@ -238,9 +254,8 @@ class QuestionAnsweringPipeline(Pipeline):
                 if same:
                     same["score"] += score
                 else:
-                    answers.append({"score": score, "start": start, "end": end, "answer": text})
+                    answers.append(Answer(score=score, start=start, end=end, answer=text))
         if handle_impossible_answer:
-            answers.append({"score": min([NULL_SCORE, *(null for null, _ in values)]), "start": 0, "end": 0,
-                            "answer": ""})
+            answers.append(Answer(score=min([NULL_SCORE, *(null for null, _ in values)]), start=0, end=0, answer=""))
         answers = sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
         return answers[0] if len(answers) == 1 else answers

@@ -9,18 +9,23 @@ choice; ``truncation`` / ``max_length`` as the transformers tokenizer takes them
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
 
-import numpy as np
 
 from .. import postprocess as post
 from ..inputs import truncation_params
+from ..arrays import Outputs
 from ..pipeline import Feature, Pipeline
+from ..postprocess import LabelScore
 
 _UNSET = object()
 
 
-class TextClassificationPipeline(Pipeline):
+TextInput = Union[str, tuple[str, str]]  # a text, or (text, text_pair)
+LabelResult = Union[LabelScore, list[LabelScore]]  # the best label, or several (top_k, return_all_scores)
+
+
+class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
     task = "text-classification"
     result_key = "labels"
 
@@ -48,12 +53,12 @@ class TextClassificationPipeline(Pipeline):
             raise ValueError(f"function_to_apply must be one of {post.FUNCTIONS}, got {function_to_apply!r}")
         return truncation_params(truncation, max_length), {"function": function, **shape}
 
-    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], function: str,
+    def postprocess(self, features: list[Feature], outputs: Outputs, function: str,
                     top_k: int | None, legacy: bool) -> list[Any]:
         scores = post.apply(function, outputs["logits"])
         return [post.label_scores(row, self.artifact.id2label, top_k, legacy) for row in scores]
 
-    def explain_lines(self, features: list[Feature], outputs: dict[str, np.ndarray], params: dict[str, Any]
+    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]
                       ) -> list[str]:
         ranked = self.postprocess(features, outputs, **{**params, "top_k": None, "legacy": False})[0]
         return [", ".join(f"{d['label']} {d['score']:.4f}" for d in ranked), f"label  {ranked[0]['label']}"]

@@ -12,21 +12,26 @@ re-stated here over the tokenizers library's encodings because that pipeline nee
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
 from ..inputs import check_texts, is_stream
+from ..arrays import Outputs
+from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
 
-class TokenClassificationPipeline(Pipeline):
+Entity = dict[str, Any]  # {entity | entity_group, score, index?, word, start, end}, as transformers gives it
+
+
+class TokenClassificationPipeline(Pipeline[Union[str, list[str]], list[Entity], list[Entity]]):
     task = "token-classification"
     result_key = "entities"
 
-    def __init__(self, artifact, *args: Any, **kwargs: Any):
+    def __init__(self, artifact: Artifact, *args: Any, **kwargs: Any):
         super().__init__(artifact, *args, **kwargs)
         tokenizer = self.encoder.tokenizer
         # WordPiece marks pieces ("##"): a piece is a token shorter or longer than its text. Other models
@@ -45,7 +50,7 @@ class TokenClassificationPipeline(Pipeline):
             return [list(w) for w in inputs], None
         return check_texts(inputs)
 
-    def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    def parse(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         # With is_split_into_words a list of words is one input, answered (as transformers does) as a list of one.
         inputs, params = super().parse(args, kwargs)
         if not isinstance(inputs, str) and not is_stream(inputs) and (
@@ -87,7 +92,8 @@ class TokenClassificationPipeline(Pipeline):
         return pre, {"strategy": strategy, "ignore_labels": ["O"] if ignore_labels is None else list(ignore_labels)}
 
     def preprocess(self, items: list[Any], words: bool, delimiter: str, stride: int | None = None) -> list[Feature]:
-        sentences, char_maps = [], []
+        sentences: list[str] = []
+        char_maps: list[list[int] | None] = []  # each word's first character, for pre-split words
         for i, item in enumerate(items):
             if words != isinstance(item, list):
                 raise ValueError(f"inputs[{i}]: with is_split_into_words=True each input must be a list of words, "
@@ -110,7 +116,7 @@ class TokenClassificationPipeline(Pipeline):
                 features.append(Feature(w, i, len(w), context=(sentences[i], char_maps[i])))
         return features
 
-    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], strategy: str,
+    def postprocess(self, features: list[Feature], outputs: Outputs, strategy: str,
                     ignore_labels: list[str]) -> list[Any]:
         results = []
         for j, f in enumerate(features):
@@ -122,11 +128,11 @@ class TokenClassificationPipeline(Pipeline):
                             and e.get("entity_group") not in ignore_labels])
         return results
 
-    def aggregate(self, item: Any, values: list[list[dict]], strategy: str, ignore_labels: list[str]) -> list[dict]:
+    def aggregate(self, item: Any, values: list[list[Entity]], strategy: str, ignore_labels: list[str]) -> list[Entity]:
         entities = [e for window in values for e in window]
         return overlapping(entities) if len(values) > 1 else entities
 
-    def explain_lines(self, features: list[Feature], outputs: dict[str, np.ndarray], params: dict[str, Any]
+    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]
                       ) -> list[str]:
         """Each window's tokens with their own label (before grouping); the result shows the grouping."""
         lines = []
@@ -137,7 +143,7 @@ class TokenClassificationPipeline(Pipeline):
         return lines + [f"grouped by aggregation_strategy={params['strategy']!r}, ignoring {params['ignore_labels']}"]
 
     # -- transformers' gather_pre_entities / aggregate / group_entities ------------------------------
-    def gather(self, feature: Feature, scores: np.ndarray, strategy: str) -> list[dict]:
+    def gather(self, feature: Feature, scores: np.ndarray, strategy: str) -> list[Entity]:
         e = feature.encoding
         sentence, word_starts = feature.context
         tokenizer = self.encoder.tokenizer
@@ -162,7 +168,7 @@ class TokenClassificationPipeline(Pipeline):
                         "is_subword": is_subword})
         return pre
 
-    def group(self, pre: list[dict], strategy: str) -> list[dict]:
+    def group(self, pre: list[Entity], strategy: str) -> list[Entity]:
         if strategy in ("none", "simple"):
             entities = []
             for p in pre:
@@ -173,7 +179,7 @@ class TokenClassificationPipeline(Pipeline):
             entities = self.words(pre, strategy)
         return entities if strategy == "none" else self.group_entities(entities)
 
-    def words(self, pre: list[dict], strategy: str) -> list[dict]:
+    def words(self, pre: list[Entity], strategy: str) -> list[Entity]:
         """Tokens of one word forced to one label (first / average / max), as transformers' aggregate_words."""
         out, group = [], None
         for p in pre:
@@ -188,7 +194,7 @@ class TokenClassificationPipeline(Pipeline):
             out.append(self.word(group, strategy))
         return out
 
-    def word(self, pieces: list[dict], strategy: str) -> dict:
+    def word(self, pieces: list[Entity], strategy: str) -> Entity:
         if strategy == "first":
             scores = pieces[0]["scores"]
         elif strategy == "max":
@@ -200,8 +206,9 @@ class TokenClassificationPipeline(Pipeline):
                 "word": self.tokens_to_string([p["word"] for p in pieces]),
                 "start": pieces[0]["start"], "end": pieces[-1]["end"]}
 
-    def group_entities(self, entities: list[dict]) -> list[dict]:
-        groups, current = [], []
+    def group_entities(self, entities: list[Entity]) -> list[Entity]:
+        groups: list[Entity] = []
+        current: list[Entity] = []
         for entity in entities:
             if not current:
                 current.append(entity)
@@ -217,7 +224,7 @@ class TokenClassificationPipeline(Pipeline):
             groups.append(self.group_sub_entities(current))
         return groups
 
-    def group_sub_entities(self, entities: list[dict]) -> dict:
+    def group_sub_entities(self, entities: list[Entity]) -> Entity:
         score = np.nanmean(np.array([e["score"] for e in entities], dtype=np.float32))
         return {"entity_group": entities[0]["entity"].split("-", 1)[-1], "score": float(np.mean(score)),
                 "word": self.tokens_to_string([e["word"] for e in entities]),
@@ -239,7 +246,7 @@ def bio(label: str) -> tuple[str, str]:
     return "I", label
 
 
-def overlapping(entities: list[dict]) -> list[dict]:
+def overlapping(entities: list[Entity]) -> list[Entity]:
     """Entities from overlapping windows: of two that overlap, the longer (then the higher-scoring) stays."""
     if not entities:
         return entities

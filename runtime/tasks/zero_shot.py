@@ -8,11 +8,13 @@ whose name starts with "entail", else the last, as transformers finds it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from ..inputs import check_texts
+from ..arrays import Array, Outputs
+from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
 
 DEFAULT_TEMPLATE = "This example is {}."
@@ -26,19 +28,28 @@ def parse_labels(labels: Any) -> list[str]:
     return list(labels)
 
 
-class ZeroShotClassificationPipeline(Pipeline):
-    task = "zero-shot-classification"
-    check_inputs = staticmethod(check_texts)
+class ZeroShotResult(TypedDict):
+    sequence: str
+    labels: list[str]
+    scores: list[float]
 
-    def parse(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+
+class ZeroShotClassificationPipeline(Pipeline[str, Array, ZeroShotResult]):
+    task = "zero-shot-classification"
+
+    def check_inputs(self, inputs: Any) -> tuple[list[str], str | None]:
+        return check_texts(inputs)
+
+    def parse(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         # transformers takes the texts as `sequences=` and the labels as the second positional argument too.
         if not args and "sequences" in kwargs:
             args = (kwargs.pop("sequences"),)
         if len(args) == 2 and "candidate_labels" not in kwargs:
-            args, kwargs["candidate_labels"] = args[:1], args[1]
+            kwargs["candidate_labels"] = args[1]
+            args = args[:1]
         return super().parse(args, kwargs)
 
-    def __init__(self, artifact, *args: Any, **kwargs: Any):
+    def __init__(self, artifact: Artifact, *args: Any, **kwargs: Any):
         super().__init__(artifact, *args, **kwargs)
         label2id = artifact.manifest.config.label2id
         self.entailment_id = next((int(i) for label, i in label2id.items() if label.lower().startswith("entail")), -1)
@@ -71,10 +82,10 @@ class ZeroShotClassificationPipeline(Pipeline):
         n = len(hypotheses)
         return [Feature(e, i // n, len(e), context=items[i // n]) for i, e in enumerate(encodings)]
 
-    def postprocess(self, features: list[Feature], outputs: dict[str, np.ndarray], **params: Any) -> list[Any]:
+    def postprocess(self, features: list[Feature], outputs: Outputs, *args: Any, **params: Any) -> list[Array]:
         return list(outputs["logits"].astype(np.float32, copy=False))
 
-    def aggregate(self, item: str, values: list[Any], labels: list[str], multi_label: bool) -> dict[str, Any]:
+    def aggregate(self, item: str, values: list[Array], labels: list[str], multi_label: bool) -> ZeroShotResult:
         logits = np.stack(values)[None]  # (1 sequence, labels, classes): transformers' arithmetic, as it does it
         if multi_label or len(labels) == 1:
             entailment = self.entailment_id
