@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = harness.Settings.quick() if a.quick else harness.Settings.full()
     if a.no_cold_start:
         settings = dataclasses.replace(settings, cold_repeats=0)
-    log = lambda m: print(f"onnxpipe bench: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda m: print(f"onnxpipe bench: {m}", file=sys.stderr, flush=True)
     if a.task == "sentence-embeddings":
         return embeddings_main(a, texts, settings, log)
     if a.task in ("token-classification", "question-answering"):

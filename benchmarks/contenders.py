@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -214,10 +215,9 @@ def _nncf_int8(model, pipe, spec: Spec):
 class _CT2Session:
     """CTranslate2's int8 encoder (its pooler output) with the checkpoint's own classifier in numpy."""
 
-    input_names = ["input_ids", "attention_mask", "token_type_ids"]
-
     def __init__(self, encoder, weight: np.ndarray, bias: np.ndarray, threads: int):
         self.encoder, self.weight, self.bias, self.threads = encoder, weight, bias, threads
+        self.input_names = ["input_ids", "attention_mask", "token_type_ids"]
 
     def run(self, feed):
         lengths = feed["attention_mask"].sum(1)
@@ -250,12 +250,12 @@ def load_ctranslate2(spec: Spec) -> Runner:
 # -- cold start scripts: new process → first result, then peak RSS ------------------------------
 
 def _cold_onnxpipe(variant: str) -> str:
-    return """
+    return f"""
 import onnxpipe
 t_import = time.time()
-pipe = onnxpipe.pipeline(model={artifact!r}, variant=%r, threads={threads})
+pipe = onnxpipe.pipeline(model={{artifact!r}}, variant={variant!r}, threads={{threads}})
 pipe(TEXT)
-""" % variant
+"""
 _COLD_TORCH = """
 import torch
 from transformers import pipeline

@@ -67,11 +67,11 @@ class Settings:
     passes: int = 2         # timed passes over the dev set per batch size; the fastest counts
 
     @classmethod
-    def quick(cls) -> "Settings":
+    def quick(cls) -> Settings:
         return cls(rounds=30, warmup=3, batch_sizes=(1, 32), cold_repeats=1, passes=2)
 
     @classmethod
-    def full(cls) -> "Settings":
+    def full(cls) -> Settings:
         return cls(rounds=200, warmup=10, batch_sizes=(1, 8, 32, 64), cold_repeats=3, passes=3)
 
 
@@ -142,7 +142,7 @@ def measure_task(contenders: list[Contender], spec: Spec, texts: list[str], sett
     rows: dict[str, dict[str, Any]] = {}
     workers: dict[str, Worker] = {}
     bar = tqdm(total=len(contenders) + 10 + len(settings.batch_sizes), unit="step", disable=not progress)
-    status = lambda s: bar.set_description(s[:60].ljust(60))  # noqa: E731
+    status = lambda s: bar.set_description(s[:60].ljust(60))
     try:
         for c in contenders:
             status(f"starting {c.name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+from pathlib import Path
 from importlib import metadata
 
 from packaging.requirements import Requirement
@@ -17,7 +18,7 @@ LIBRARIES = ("onnxpipe", "onnxruntime", "tokenizers", "numpy", "torch", "transfo
 def describe() -> dict:
     cpu, flags = platform.processor() or "unknown", set()
     try:
-        text = open("/proc/cpuinfo", encoding="utf-8").read()
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
         m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
         cpu = m.group(1).strip() if m else cpu
         m = re.search(r"^flags\s*:\s*(.+)$", text, re.M)

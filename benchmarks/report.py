@@ -110,8 +110,8 @@ def targets(result: dict[str, Any]) -> list[tuple[bool, str]]:
         return []
     b, ref = rows[best], rows[REFERENCE]
     big = _batch(result)
-    p50 = lambda r: r["latency"]["sentence"]["p50_ms"]  # noqa: E731
-    thr = lambda r: r["throughput"][big]  # noqa: E731
+    p50 = lambda r: r["latency"]["sentence"]["p50_ms"]
+    thr = lambda r: r["throughput"][big]
     out = []
 
     def check(name, op, value, goal, text):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["export", "ExportError", "SUPPORTED_TASKS"]
+__all__ = ["SUPPORTED_TASKS", "ExportError", "export"]
 
 from onnxpipe.tasks import TASKS
 

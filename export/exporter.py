@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

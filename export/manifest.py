@@ -10,6 +10,7 @@ from pathlib import Path
 
 from onnxpipe.artifact import MANIFEST, sha256_file
 from onnxpipe.manifest import Manifest
+import contextlib
 
 _LIBRARIES = ("onnxpipe", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "tokenizers")
 
@@ -17,10 +18,8 @@ _LIBRARIES = ("onnxpipe", "torch", "transformers", "optimum", "optimum-onnx", "o
 def library_versions() -> dict[str, str]:
     versions = {}
     for name in _LIBRARIES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 

@@ -32,7 +32,7 @@ import platform
 from collections import defaultdict
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -243,12 +243,12 @@ def fuse_to_float(model) -> int:
             continue
         a_scale = quant.input[1]
         b_scale = next(i for i in scales.input if i != a_scale)
-        zero_points = (list(mm.input[2:4]) + ["", ""])[:2]
+        zero_points = ([*list(mm.input[2:4]), "", ""])[:2]
         inputs, out, gone = [mm.input[0], mm.input[1], a_scale, b_scale, *zero_points], mul.output[0], [mm, cast, mul, scales]
         add = only(out, "Add")
         bias = add and (add.input[1] if add.input[0] == out else add.input[0])
         if bias in inits and numpy_helper.to_array(inits[bias]).ndim == 1:
-            inputs, out = inputs + [bias], add.output[0]
+            inputs, out = [*inputs, bias], add.output[0]
             gone.append(add)
         mm.CopyFrom(helper.make_node("MatMulIntegerToFloat", inputs, [out], name=f"{mm.name}_to_float",
                                      domain="com.microsoft"))

@@ -25,7 +25,7 @@ from .tasks.token_classification import TokenClassificationPipeline
 from .tasks.zero_shot import ZeroShotClassificationPipeline
 
 __version__ = "0.1.0"
-__all__ = ["pipeline", "Pipeline", "Artifact", "load_artifact", "OnnxPipeError", "TASKS", "__version__"]
+__all__ = ["TASKS", "Artifact", "OnnxPipeError", "Pipeline", "__version__", "load_artifact", "pipeline"]
 
 
 @overload

@@ -7,7 +7,7 @@ The in-process pipeline, the server's batcher, ``explain`` and the exporter's va
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

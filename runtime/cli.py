@@ -18,7 +18,8 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 from . import __version__, stream
 from .artifact import MANIFEST

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from .artifact import MANIFEST, sha256_file
 from .errors import INSTALL_EXPORT, OnnxPipeError

@@ -3,7 +3,8 @@ problem: shared by every task and entry point (the Python call, the server, ``ru
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 # What a bad input raises: transformers' KeyError for a question-answering dict without its keys included.
 INPUT_ERRORS = (ValueError, TypeError, KeyError)

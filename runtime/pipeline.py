@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Iterable, Iterator, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from tokenizers import Encoding

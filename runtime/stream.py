@@ -15,7 +15,8 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterable, Iterator, cast
+from typing import Any, BinaryIO, cast
+from collections.abc import Iterable, Iterator
 
 _EOF = object()
 
@@ -57,7 +58,7 @@ def decode(number: int, raw: bytes, jsonl: bool = False) -> Line:
     except json.JSONDecodeError as e:
         return Line(number, None, f"line {number} is {not_json(e)}")
     pair = None
-    if isinstance(value, list) or isinstance(value, dict) and "text" not in value:
+    if isinstance(value, list) or (isinstance(value, dict) and "text" not in value):
         return Line(number, text, obj=value)  # the task checks it as the Python call would
     if isinstance(value, dict):
         fields: dict[str, Any] = value

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_models import build_checkpoint, task_of  # noqa: E402
+from tiny_models import build_checkpoint, task_of
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

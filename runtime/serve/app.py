@@ -25,7 +25,7 @@ from .routes import router
 from .server import HTTPError, Server
 from .settings import Settings
 
-__all__ = ["Settings", "create_app", "HTTPError", "Server"]
+__all__ = ["HTTPError", "Server", "Settings", "create_app"]
 
 
 def create_app(models: dict[str, str | Path], settings: Settings | None = None) -> FastAPI:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -30,7 +30,7 @@ def answer(body: Any, headers: dict[str, str]) -> JSONResponse:
     return JSONResponse(jsonable(body), headers=headers)
 
 
-Text = Union[str, list[str], list[list[str]]]
+Text = str | list[str] | list[list[str]]
 
 
 class PipelineRequest(BaseModel):
@@ -51,7 +51,7 @@ class PredictRequest(BaseModel):
 
 
 class EmbedRequest(BaseModel):
-    inputs: Union[str, list[str]]
+    inputs: str | list[str]
     normalize: bool = True
     truncate: bool = True
     prompt_name: str | None = None
@@ -68,13 +68,13 @@ class RerankRequest(BaseModel):
 
 
 class TokenizeRequest(BaseModel):
-    inputs: Union[str, list[str]]
+    inputs: str | list[str]
     add_special_tokens: bool = True
     model: str | None = None
 
 
 class OpenAIEmbeddingsRequest(BaseModel):
-    input: Union[str, list[str]]
+    input: str | list[str]
     model: str | None = None
     encoding_format: str = "float"
 

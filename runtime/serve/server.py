@@ -11,7 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..inputs import INPUT_ERRORS
 from ..pipeline import Pipeline, Plan

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict, Union
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class Proposal(TypedDict):
     sequence: str
 
 
-Filled = Union[list[Proposal], list[list[Proposal]]]  # one mask's proposals, or one list per mask
+Filled = list[Proposal] | list[list[Proposal]]  # one mask's proposals, or one list per mask
 
 
 class FillMaskPipeline(Pipeline[str, Filled, Filled]):

@@ -14,7 +14,8 @@ torch; its quirks are kept so the answers are the same.
 from __future__ import annotations
 
 import types
-from typing import Any, Iterable, TypedDict, Union
+from typing import Any, TypedDict
+from collections.abc import Iterable
 
 import numpy as np
 from tokenizers import Encoding
@@ -140,7 +141,7 @@ class Answer(TypedDict):
 Spans = tuple[float, list[tuple[float, int, int]]]  # one window's no-answer score and its (score, start, end) spans
 
 
-class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Union[Answer, list[Answer]]]):
+class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[Answer]]):
     task = "question-answering"
     result_key = "answers"  # with top_k > 1; one answer is a dict, merged into the row
 

@@ -9,7 +9,7 @@ choice; ``truncation`` / ``max_length`` as the transformers tokenizer takes them
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 
 from .. import postprocess as post
@@ -21,8 +21,8 @@ from ..postprocess import LabelScore
 _UNSET = object()
 
 
-TextInput = Union[str, tuple[str, str]]  # a text, or (text, text_pair)
-LabelResult = Union[LabelScore, list[LabelScore]]  # the best label, or several (top_k, return_all_scores)
+TextInput = str | tuple[str, str]  # a text, or (text, text_pair)
+LabelResult = LabelScore | list[LabelScore]  # the best label, or several (top_k, return_all_scores)
 
 
 class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):

@@ -12,7 +12,7 @@ re-stated here over the tokenizers library's encodings because that pipeline nee
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +27,7 @@ STRATEGIES = ("none", "simple", "first", "average", "max")
 Entity = dict[str, Any]  # {entity | entity_group, score, index?, word, start, end}, as transformers gives it
 
 
-class TokenClassificationPipeline(Pipeline[Union[str, list[str]], list[Entity], list[Entity]]):
+class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[Entity]]):
     task = "token-classification"
     result_key = "entities"
 
@@ -140,7 +140,7 @@ class TokenClassificationPipeline(Pipeline[Union[str, list[str]], list[Entity], 
             first, last = f.encoding.offsets[1][0] if f.length > 2 else 0, max(o[1] for o in f.encoding.offsets)
             lines.append(f"window {j + 1}/{len(features)} (characters {first}–{last}): "
                          + " ".join(f"{t['word']}/{t['entity']}" for t in tokens))
-        return lines + [f"grouped by aggregation_strategy={params['strategy']!r}, ignoring {params['ignore_labels']}"]
+        return [*lines, f"grouped by aggregation_strategy={params['strategy']!r}, ignoring {params['ignore_labels']}"]
 
     # -- transformers' gather_pre_entities / aggregate / group_entities ------------------------------
     def gather(self, feature: Feature, scores: np.ndarray, strategy: str) -> list[Entity]:
@@ -255,7 +255,7 @@ def overlapping(entities: list[Entity]) -> list[Entity]:
     for entity in entities:
         if previous["start"] <= entity["start"] < previous["end"]:
             length, previous_length = entity["end"] - entity["start"], previous["end"] - previous["start"]
-            if length > previous_length or length == previous_length and entity["score"] > previous["score"]:
+            if length > previous_length or (length == previous_length and entity["score"] > previous["score"]):
                 previous = entity
         else:
             kept.append(previous)

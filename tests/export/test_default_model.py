@@ -146,7 +146,7 @@ def test_real_default_matches_pytorch_on_the_same_weights(real_default):
     from transformers import pipeline
 
     theirs = pipeline("text-classification", model=str(real_default / "pytorch"), truncation=True)
-    texts = TEXTS + ["it 's a charming and often affecting journey . " * 60]
+    texts = [*TEXTS, "it 's a charming and often affecting journey . " * 60]
     expected = theirs(texts, top_k=None)
     for variant in ("fp32", "optimized"):
         ours = onnxpipe.pipeline(model=real_default, variant=variant)(texts, top_k=None)
@@ -162,8 +162,7 @@ def test_real_default_variant_gives_the_same_answer_in_any_batch(real_default):
     padded batches of any size (the bound is the issue's 1e-4; measured 0)."""
     pipe = onnxpipe.pipeline(model=real_default)
     assert pipe.variant == "int8" and pipe.artifact.variants["int8"]["quantization"]["mode"] == "static"
-    texts = TEXTS + ["meh", "the plot is thin but the visuals are so inventive that I could not look away . " * 3,
-                     "Worst. Purchase. Ever.", "not bad at all", "x " * 600]
+    texts = [*TEXTS, "meh", "the plot is thin but the visuals are so inventive that I could not look away . " * 3, "Worst. Purchase. Ever.", "not bad at all", "x " * 600]
     alone = [pipe(t, top_k=None) for t in texts]
     for size in (2, 5, 64):
         for a, b in zip(alone, pipe(texts, top_k=None, batch_size=size)):

@@ -15,7 +15,7 @@ from onnxpipe.export.quantize import Int8Options, read_texts
 from tiny_models import CORPUS
 
 # Texts of very different lengths, so that every batch holds a lot of padding.
-TEXTS = sorted(set(CORPUS), key=len) + ["a", "the food was good but the service was bad " * 40, "très émouvant 这部 🔥"]
+TEXTS = [*sorted(set(CORPUS), key=len), "a", "the food was good but the service was bad " * 40, "très émouvant 这部 🔥"]
 BATCH_TOL = 1e-4  # the bound on a score's move between batches; static int8 measures 0
 
 

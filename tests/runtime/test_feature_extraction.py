@@ -94,7 +94,7 @@ def sentence_transformer(minilm_dir):
 
 
 def test_default_embeddings_match_sentence_transformers(embeddings_default, sentence_transformer):
-    texts = TEXTS + ["an endless, repetitive story " * 80]  # past max_seq_length 256: cut there, as ST does
+    texts = [*TEXTS, "an endless, repetitive story " * 80]  # past max_seq_length 256: cut there, as ST does
     reference = sentence_transformer.encode(texts)
     fp32 = onnxpipe.pipeline("sentence-embeddings", model=embeddings_default, variant="fp32")
     vectors = fp32(texts)

@@ -93,7 +93,7 @@ def test_soak_of_mixed_requests_keeps_memory_flat(server, artifact):
     """1,500 requests of every length (1 to past the position limit) and route: all answered, and the server's
     RSS after them within 40 MiB of what it was after the first 300 (sessions run without the memory arena)."""
     proc, url = server()
-    words = "the food was good but the service was bad and a beautiful moving film with a great cast".split()
+    words = ["the", "food", "was", "good", "but", "the", "service", "was", "bad", "and", "a", "beautiful", "moving", "film", "with", "a", "great", "cast"]
     rng = __import__("random").Random(0)
 
     def body(i: int):
