@@ -13,22 +13,32 @@ from .contenders import BY_NAME
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="onnxpipe bench", description=__doc__)
-    p.add_argument("target", nargs="?", help="artifact folder, checkpoint folder or hub id "
-                                             "(default: the embedded default sentiment model)")
-    p.add_argument("--data", type=Path, help="folder with SST-2 dev.tsv (and train.tsv for NNCF calibration); "
-                                             "default: datasets' glue/sst2 from the hub")
+    p.add_argument(
+        "target",
+        nargs="?",
+        help="artifact folder, checkpoint folder or hub id (default: the embedded default sentiment model)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="folder with SST-2 dev.tsv (and train.tsv for NNCF calibration); "
+        "default: datasets' glue/sst2 from the hub",
+    )
     p.add_argument("--quick", action="store_true", help="fewer rounds and batch sizes: about 5 minutes on 2 cores")
     p.add_argument("--out", type=Path, default=Path("bench-out"), help="where results go (default: bench-out)")
     p.add_argument("--threads", type=int, default=None, help="threads for every contender (default: all cores)")
     p.add_argument("--contenders", help=f"comma-separated subset of: {', '.join(BY_NAME)}")
     p.add_argument("--no-cold-start", action="store_true", help="skip the new-process measurements")
     p.add_argument("--limit", type=int, help="use only the first N dev sentences")
-    p.add_argument("--task", choices=["text-classification", "sentence-embeddings", "token-classification",
-                                      "question-answering"], default="text-classification",
-                   help="sentence-embeddings: sentence-transformers, fastembed and onnxpipe on the embedded "
-                        "all-MiniLM-L6-v2 (or the embeddings artifact given as target); token-classification, "
-                        "question-answering: the transformers pipeline vs onnxpipe on a checkpoint folder (default: "
-                        "MiniLM with a random head, for speed and span agreement)")
+    p.add_argument(
+        "--task",
+        choices=["text-classification", "sentence-embeddings", "token-classification", "question-answering"],
+        default="text-classification",
+        help="sentence-embeddings: sentence-transformers, fastembed and onnxpipe on the embedded "
+        "all-MiniLM-L6-v2 (or the embeddings artifact given as target); token-classification, "
+        "question-answering: the transformers pipeline vs onnxpipe on a checkpoint folder (default: "
+        "MiniLM with a random head, for speed and span agreement)",
+    )
     a = p.parse_args(argv)
 
     from onnxpipe.export.data import load_sst2

@@ -5,6 +5,9 @@ of its own. Every loader returns a :class:`Runner`: the user-facing single-text 
 latency) and a batch predictor returning probabilities in label-id order (for throughput and
 accuracy). Engines without a pipeline of their own (OpenVINO, CTranslate2) run inside onnxpipe's
 pipeline with another engine handed in, so tokenization and post-processing are identical.
+
+Longer than 300 lines because it is one loader per engine (PyTorch, optimum, onnxpipe's variants, OpenVINO,
+CTranslate2, a bare session) and the registry of them; split, each file would hold one small function.
 """
 
 from __future__ import annotations
@@ -59,11 +62,12 @@ def _probs(results: list[list[dict]], id2label: dict[int, str]) -> np.ndarray:
 def _hf_runner(model, tokenizer, spec: Spec, size: int | None, factory=None) -> Runner:
     if factory is None:
         from transformers import pipeline as factory
-    pipe = factory("text-classification", model=model, tokenizer=tokenizer, truncation=True,
-                   max_length=spec.max_length)
-    return Runner(call_one=lambda t: pipe(t),
-                  predict=lambda texts, bs: _probs(pipe(texts, top_k=None, batch_size=bs), spec.id2label),
-                  size_bytes=size)
+    pipe = factory("text-classification", model=model, tokenizer=tokenizer, truncation=True, max_length=spec.max_length)
+    return Runner(
+        call_one=lambda t: pipe(t),
+        predict=lambda texts, bs: _probs(pipe(texts, top_k=None, batch_size=bs), spec.id2label),
+        size_bytes=size,
+    )
 
 
 def _dir_size(path: Path, pattern: str) -> int:
@@ -72,14 +76,16 @@ def _dir_size(path: Path, pattern: str) -> int:
 
 # -- PyTorch ---------------------------------------------------------------------------------------
 
+
 def load_torch_fp32(spec: Spec) -> Runner:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.set_num_threads(spec.threads)
     model = AutoModelForSequenceClassification.from_pretrained(spec.checkpoint).eval()
-    return _hf_runner(model, AutoTokenizer.from_pretrained(spec.checkpoint), spec,
-                      _dir_size(spec.checkpoint, "*.safetensors"))
+    return _hf_runner(
+        model, AutoTokenizer.from_pretrained(spec.checkpoint), spec, _dir_size(spec.checkpoint, "*.safetensors")
+    )
 
 
 def load_torch_int8(spec: Spec) -> Runner:
@@ -98,6 +104,7 @@ def load_torch_int8(spec: Spec) -> Runner:
 
 # -- optimum's ORT pipeline ------------------------------------------------------------------------
 
+
 def _optimum(spec: Spec, file_name: str) -> Runner:
     import onnxruntime as ort
     from optimum.onnxruntime import ORTModelForSequenceClassification
@@ -107,8 +114,13 @@ def _optimum(spec: Spec, file_name: str) -> Runner:
     so = ort.SessionOptions()
     so.intra_op_num_threads = spec.threads
     model = ORTModelForSequenceClassification.from_pretrained(spec.artifact, file_name=file_name, session_options=so)
-    runner = _hf_runner(model, AutoTokenizer.from_pretrained(spec.artifact), spec,
-                        (spec.artifact / file_name).stat().st_size, factory=ort_pipeline)
+    runner = _hf_runner(
+        model,
+        AutoTokenizer.from_pretrained(spec.artifact),
+        spec,
+        (spec.artifact / file_name).stat().st_size,
+        factory=ort_pipeline,
+    )
     runner.note = file_name
     return runner
 
@@ -126,10 +138,14 @@ def load_optimum_same_file(spec: Spec) -> Runner:
 
 # -- onnxpipe ---------------------------------------------------------------------------------------
 
+
 def _onnxpipe_runner(pipe, spec: Spec, size: int | None = None) -> Runner:
-    return Runner(call_one=lambda t: pipe(t),
-                  predict=lambda texts, bs: _probs(pipe(texts, top_k=None, batch_size=bs), spec.id2label),
-                  size_bytes=pipe.model_path.stat().st_size if size is None else size, note=pipe.variant)
+    return Runner(
+        call_one=lambda t: pipe(t),
+        predict=lambda texts, bs: _probs(pipe(texts, top_k=None, batch_size=bs), spec.id2label),
+        size_bytes=pipe.model_path.stat().st_size if size is None else size,
+        note=pipe.variant,
+    )
 
 
 def onnxpipe_loader(variant: str) -> Callable[[Spec], Runner]:
@@ -151,8 +167,9 @@ def load_bare_session(spec: Spec) -> Runner:
 
     def call_one(text: str):
         if text not in feeds:
-            feeds[text] = {n: v for n, v in pipe.encoder.collate(pipe.encode([text])).items()
-                           if n in pipe.session.input_names}
+            feeds[text] = {
+                n: v for n, v in pipe.encoder.collate(pipe.encode([text])).items() if n in pipe.session.input_names
+            }
         return pipe.session.session.run(None, feeds[text])
 
     runner = _onnxpipe_runner(pipe, spec)
@@ -161,6 +178,7 @@ def load_bare_session(spec: Spec) -> Runner:
 
 
 # -- peers: OpenVINO and CTranslate2 inside onnxpipe's pipeline -----------------------------------
+
 
 class _OpenVINOSession:
     def __init__(self, compiled, threads: int):
@@ -236,8 +254,9 @@ def load_ctranslate2(spec: Spec) -> Runner:
     import onnxpipe
 
     out = Path(tempfile.mkdtemp(prefix="onnxpipe-ct2-"))
-    ctranslate2.converters.TransformersConverter(str(spec.checkpoint)).convert(str(out), quantization="int8",
-                                                                                force=True)
+    ctranslate2.converters.TransformersConverter(str(spec.checkpoint)).convert(
+        str(out), quantization="int8", force=True
+    )
     weights = load_file(str(spec.checkpoint / "model.safetensors"))
     encoder = ctranslate2.Encoder(str(out), device="cpu", compute_type="int8", intra_threads=spec.threads)
     engine = _CT2Session(encoder, weights["classifier.weight"], weights["classifier.bias"], spec.threads)
@@ -249,6 +268,7 @@ def load_ctranslate2(spec: Spec) -> Runner:
 
 # -- cold start scripts: new process → first result, then peak RSS ------------------------------
 
+
 def _cold_onnxpipe(variant: str) -> str:
     return f"""
 import onnxpipe
@@ -256,6 +276,8 @@ t_import = time.time()
 pipe = onnxpipe.pipeline(model={{artifact!r}}, variant={variant!r}, threads={{threads}})
 pipe(TEXT)
 """
+
+
 _COLD_TORCH = """
 import torch
 from transformers import pipeline
@@ -278,23 +300,47 @@ pipe(TEXT)
 CONTENDERS: list[Contender] = [
     Contender("pytorch fp32", "pytorch", ("torch", "transformers"), load_torch_fp32, _COLD_TORCH),
     Contender("pytorch int8 (dynamic)", "pytorch", ("torch", "transformers"), load_torch_int8),
-    Contender("optimum ORT (default export)", "optimum", ("optimum-onnx", "onnxruntime"), load_optimum_default,
-              _COLD_OPTIMUM),
-    Contender("optimum ORT (onnxpipe's best file)", "optimum", ("optimum-onnx", "onnxruntime"),
-              load_optimum_same_file),
-    Contender("onnxpipe fp32", "onnxpipe", ("onnxruntime", "tokenizers", "numpy"), onnxpipe_loader("fp32"),
-              _cold_onnxpipe("fp32")),
-    Contender("onnxpipe optimized", "onnxpipe", ("onnxruntime", "tokenizers", "numpy"),
-              onnxpipe_loader("optimized"), _cold_onnxpipe("optimized")),
-    Contender("onnxpipe int8", "onnxpipe", ("onnxruntime", "tokenizers", "numpy"), onnxpipe_loader("int8"),
-              _cold_onnxpipe("int8")),
+    Contender(
+        "optimum ORT (default export)", "optimum", ("optimum-onnx", "onnxruntime"), load_optimum_default, _COLD_OPTIMUM
+    ),
+    Contender("optimum ORT (onnxpipe's best file)", "optimum", ("optimum-onnx", "onnxruntime"), load_optimum_same_file),
+    Contender(
+        "onnxpipe fp32",
+        "onnxpipe",
+        ("onnxruntime", "tokenizers", "numpy"),
+        onnxpipe_loader("fp32"),
+        _cold_onnxpipe("fp32"),
+    ),
+    Contender(
+        "onnxpipe optimized",
+        "onnxpipe",
+        ("onnxruntime", "tokenizers", "numpy"),
+        onnxpipe_loader("optimized"),
+        _cold_onnxpipe("optimized"),
+    ),
+    Contender(
+        "onnxpipe int8",
+        "onnxpipe",
+        ("onnxruntime", "tokenizers", "numpy"),
+        onnxpipe_loader("int8"),
+        _cold_onnxpipe("int8"),
+    ),
     Contender("bare ORT session (best variant)", "bare", ("onnxruntime",), load_bare_session),
     Contender("openvino (default precision)", "peer", ("openvino", "tokenizers"), lambda s: _openvino(s, False)),
     Contender("openvino int8 (NNCF)", "peer", ("openvino", "nncf", "tokenizers"), lambda s: _openvino(s, True)),
     Contender("ctranslate2 int8", "peer", ("ctranslate2", "tokenizers"), load_ctranslate2),
 ]
 BY_NAME = {c.name: c for c in CONTENDERS}
-QUICK = ("pytorch fp32", "pytorch int8 (dynamic)", "optimum ORT (default export)",
-         "optimum ORT (onnxpipe's best file)", "onnxpipe fp32", "onnxpipe optimized", "onnxpipe int8",
-         "bare ORT session (best variant)", "openvino (default precision)", "openvino int8 (NNCF)",
-         "ctranslate2 int8")
+QUICK = (
+    "pytorch fp32",
+    "pytorch int8 (dynamic)",
+    "optimum ORT (default export)",
+    "optimum ORT (onnxpipe's best file)",
+    "onnxpipe fp32",
+    "onnxpipe optimized",
+    "onnxpipe int8",
+    "bare ORT session (best variant)",
+    "openvino (default precision)",
+    "openvino int8 (NNCF)",
+    "ctranslate2 int8",
+)

@@ -27,9 +27,11 @@ def load_sentence_transformers(spec: Spec) -> Runner:
 
     torch.set_num_threads(spec.threads)
     model = SentenceTransformer(str(spec.checkpoint), device="cpu")
-    return Runner(call_one=lambda t: model.encode(t),
-                  predict=lambda texts, bs: model.encode(texts, batch_size=bs),
-                  size_bytes=sum(p.stat().st_size for p in spec.checkpoint.glob("*.safetensors")))
+    return Runner(
+        call_one=lambda t: model.encode(t),
+        predict=lambda texts, bs: model.encode(texts, batch_size=bs),
+        size_bytes=sum(p.stat().st_size for p in spec.checkpoint.glob("*.safetensors")),
+    )
 
 
 def load_fastembed(spec: Spec) -> Runner:
@@ -37,13 +39,21 @@ def load_fastembed(spec: Spec) -> Runner:
     from fastembed import TextEmbedding
     from fastembed.common.model_description import ModelSource, PoolingType
 
-    TextEmbedding.add_custom_model(model=FASTEMBED_NAME, pooling=PoolingType.MEAN, normalization=True,
-                                   sources=ModelSource(hf="sentence-transformers/all-MiniLM-L6-v2"), dim=384,
-                                   model_file="model.onnx")
+    TextEmbedding.add_custom_model(
+        model=FASTEMBED_NAME,
+        pooling=PoolingType.MEAN,
+        normalization=True,
+        sources=ModelSource(hf="sentence-transformers/all-MiniLM-L6-v2"),
+        dim=384,
+        model_file="model.onnx",
+    )
     model = TextEmbedding(FASTEMBED_NAME, specific_model_path=str(spec.artifact), threads=spec.threads)
-    return Runner(call_one=lambda t: next(iter(model.embed([t]))),
-                  predict=lambda texts, bs: np.stack(list(model.embed(texts, batch_size=bs))),
-                  size_bytes=(spec.artifact / "model.onnx").stat().st_size, note="model.onnx (onnxpipe's fp32)")
+    return Runner(
+        call_one=lambda t: next(iter(model.embed([t]))),
+        predict=lambda texts, bs: np.stack(list(model.embed(texts, batch_size=bs))),
+        size_bytes=(spec.artifact / "model.onnx").stat().st_size,
+        note="model.onnx (onnxpipe's fp32)",
+    )
 
 
 def onnxpipe_embeddings(variant: str):
@@ -51,8 +61,12 @@ def onnxpipe_embeddings(variant: str):
         import onnxpipe
 
         pipe = onnxpipe.pipeline("sentence-embeddings", model=spec.artifact, variant=variant, threads=spec.threads)
-        return Runner(call_one=lambda t: pipe(t), predict=lambda texts, bs: pipe(texts, batch_size=bs),
-                      size_bytes=pipe.model_path.stat().st_size, note=variant)
+        return Runner(
+            call_one=lambda t: pipe(t),
+            predict=lambda texts, bs: pipe(texts, batch_size=bs),
+            size_bytes=pipe.model_path.stat().st_size,
+            note=variant,
+        )
 
     return load
 
@@ -78,8 +92,15 @@ def resolve(target: str | Path | None, threads: int, log) -> Spec:
     base = artifact.manifest.source.get("base") or artifact.manifest.source.get("name_or_path")
     if not base or not Path(base).is_dir():
         raise ValueError(f"{artifact_dir}'s source is not a local sentence-transformers folder to compare with")
-    return Spec(artifact=artifact_dir, checkpoint=Path(base), id2label={}, max_length=artifact.max_length,
-                threads=threads, best_variant=artifact.default_variant, calibration=None)
+    return Spec(
+        artifact=artifact_dir,
+        checkpoint=Path(base),
+        id2label={},
+        max_length=artifact.max_length,
+        threads=threads,
+        best_variant=artifact.default_variant,
+        calibration=None,
+    )
 
 
 def run(spec: Spec, texts: list[str], settings, progress: bool = True) -> dict[str, Any]:
@@ -87,9 +108,16 @@ def run(spec: Spec, texts: list[str], settings, progress: bool = True) -> dict[s
 
     rows = measure_task(CONTENDERS, spec, texts, settings, "sentence-embeddings", REFERENCE, progress)
     derive(rows)
-    return {"task": "sentence-embeddings", "machine": machine.describe(), "threads": spec.threads,
-            "n_texts": len(texts), "artifact": str(spec.artifact), "isolation": "process",
-            "settings": settings.__dict__, "contenders": rows}
+    return {
+        "task": "sentence-embeddings",
+        "machine": machine.describe(),
+        "threads": spec.threads,
+        "n_texts": len(texts),
+        "artifact": str(spec.artifact),
+        "isolation": "process",
+        "settings": settings.__dict__,
+        "contenders": rows,
+    }
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -107,8 +135,9 @@ def derive(rows: dict[str, dict[str, Any]]) -> None:
         cosine = np.sum(unit(np.asarray(vectors[big])) * unit(np.asarray(ref_vectors[big])), axis=1)
         row["cosine_min"], row["cosine_mean"] = float(cosine.min()), float(cosine.mean())
         if "1" in vectors:
-            row["batch_max_gap"] = max(float(np.max(np.abs(np.asarray(vectors[b]) - np.asarray(vectors["1"]))))
-                                       for b in vectors)
+            row["batch_max_gap"] = max(
+                float(np.max(np.abs(np.asarray(vectors[b]) - np.asarray(vectors["1"])))) for b in vectors
+            )
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -116,11 +145,15 @@ def markdown(result: dict[str, Any]) -> str:
     fast = rows.get("fastembed (onnx fp32)", {})
     sizes = sorted(rows[REFERENCE]["throughput"], key=int)
     big = sizes[-1]
-    lines = [f"sentence-embeddings, {result['n_texts']} SST-2 dev sentences, {result['threads']} threads, "
-             f"each contender in its own process; {result['machine'].get('cpu', '')}", "",
-             "| contender | b1 p50 ms (sentence) | vs fastembed | " + " | ".join(f"texts/s @{b}" for b in sizes)
-             + f" | × fastembed @{big} | cosine to ST min / mean | alone = batched |",
-             "|---|---|---|" + "---|" * len(sizes) + "---|---|---|"]
+    lines = [
+        f"sentence-embeddings, {result['n_texts']} SST-2 dev sentences, {result['threads']} threads, "
+        f"each contender in its own process; {result['machine'].get('cpu', '')}",
+        "",
+        "| contender | b1 p50 ms (sentence) | vs fastembed | "
+        + " | ".join(f"texts/s @{b}" for b in sizes)
+        + f" | × fastembed @{big} | cosine to ST min / mean | alone = batched |",
+        "|---|---|---|" + "---|" * len(sizes) + "---|---|---|",
+    ]
     for name, r in rows.items():
         if r["status"] != "ok":
             lines.append(f"| {name} | {r['status']}: {r.get('reason', '')} |")
@@ -129,8 +162,7 @@ def markdown(result: dict[str, Any]) -> str:
         fp50 = fast.get("latency", {}).get("sentence", {}).get("p50_ms")
         tput = r["throughput"]
         ftput = fast.get("throughput", {}).get(big)
-        lines.append(
-            f"| {name} | {p50:.2f} | {p50 / fp50:.2f}× | " if fp50 else f"| {name} | {p50:.2f} | – | ")
+        lines.append(f"| {name} | {p50:.2f} | {p50 / fp50:.2f}× | " if fp50 else f"| {name} | {p50:.2f} | – | ")
         lines[-1] += " | ".join(f"{tput[b]:.0f}" for b in sizes)
         lines[-1] += f" | {tput[big] / ftput:.2f}× | " if ftput else " | – | "
         lines[-1] += f"{r['cosine_min']:.6f} / {r['cosine_mean']:.6f} | "
@@ -148,8 +180,10 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     big = max(result["contenders"][REFERENCE]["throughput"], key=int)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     names = list(ok)
-    colors = ["#c44e52" if ok[n]["group"] == "pytorch" else "#8172b3" if ok[n]["group"] == "peer" else "#4c72b0"
-              for n in names]
+    colors = [
+        "#c44e52" if ok[n]["group"] == "pytorch" else "#8172b3" if ok[n]["group"] == "peer" else "#4c72b0"
+        for n in names
+    ]
     a.barh(names, [ok[n]["latency"]["sentence"]["p50_ms"] for n in names], color=colors)
     a.set_xlabel("batch-1 p50, ms (lower is better)")
     a.invert_yaxis()

@@ -31,7 +31,7 @@ def measure(path: Path, artifact: Path, data: Path, threads: int | None, calls: 
     pipe = onnxpipe.pipeline(model=artifact, variant="fp32")
     texts = sorted(load_sst2(data, "dev")[0], key=len)
     session = Session(path, threads=threads)
-    batches = [pipe.encoder.collate(pipe.encode(texts[i:i + 32])) for i in range(0, len(texts), 32)]
+    batches = [pipe.encoder.collate(pipe.encode(texts[i : i + 32])) for i in range(0, len(texts), 32)]
     seed = pipe.encoder.collate(pipe.encode([SEED]))
     for feed in batches[:3] + [seed] * 50:
         session.run(feed)
@@ -71,8 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict]] = {name: [] for name in graphs}
     for _ in range(a.rounds):
         for name, file in graphs.items():
-            args = [sys.executable, "-m", "onnxpipe.bench.graphs", "--one", f"{name}={file}", "--data", str(a.data),
-                    "--calls", str(a.calls)] + (["--threads", str(a.threads)] if a.threads else [])
+            args = [
+                sys.executable,
+                "-m",
+                "onnxpipe.bench.graphs",
+                "--one",
+                f"{name}={file}",
+                "--data",
+                str(a.data),
+                "--calls",
+                str(a.calls),
+            ] + (["--threads", str(a.threads)] if a.threads else [])
             out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
             runs[name].append(json.loads(out))
             print(json.dumps({"graph": name, **runs[name][-1]}), file=sys.stderr, flush=True)

@@ -23,8 +23,13 @@ class Worker:
 
     def __init__(self, name: str, spec: Spec, texts: list[str], task: str = "text-classification"):
         self.name = name
-        self.proc = subprocess.Popen([sys.executable, "-m", "onnxpipe.bench.worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "onnxpipe.bench.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
         fields = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()}
         self.ready = self._ask({"contender": name, "spec": fields, "texts": texts, "task": task})
 
@@ -60,11 +65,11 @@ class Worker:
 
 @dataclass(frozen=True)
 class Settings:
-    rounds: int             # latency rounds over the length mix
+    rounds: int  # latency rounds over the length mix
     warmup: int
     batch_sizes: tuple[int, ...]
-    cold_repeats: int       # 0 skips cold start
-    passes: int = 2         # timed passes over the dev set per batch size; the fastest counts
+    cold_repeats: int  # 0 skips cold start
+    passes: int = 2  # timed passes over the dev set per batch size; the fastest counts
 
     @classmethod
     def quick(cls) -> Settings:
@@ -75,8 +80,9 @@ class Settings:
         return cls(rounds=200, warmup=10, batch_sizes=(1, 8, 32, 64), cold_repeats=3, passes=3)
 
 
-def resolve_spec(target: str | Path | None, out_dir: Path, threads: int, calibration: list[str] | None,
-                 log=print) -> Spec:
+def resolve_spec(
+    target: str | Path | None, out_dir: Path, threads: int, calibration: list[str] | None, log=print
+) -> Spec:
     """An artifact plus the PyTorch checkpoint with the very same weights (exporting first if needed)."""
     import onnxpipe
     from onnxpipe.artifact import MANIFEST
@@ -99,11 +105,19 @@ def resolve_spec(target: str | Path | None, out_dir: Path, threads: int, calibra
         source = artifact.manifest.source.get("name_or_path")
         checkpoint = Path(source) if source and Path(source).is_dir() else None
     if checkpoint is None:
-        raise ValueError(f"{artifact_dir} has no pytorch/ folder and its source is not a local folder: "
-                         "benchmark the checkpoint instead (onnxpipe bench CHECKPOINT) so both share weights")
-    return Spec(artifact=artifact_dir, checkpoint=checkpoint, id2label=artifact.id2label,
-                max_length=artifact.max_length, threads=threads, best_variant=artifact.default_variant,
-                calibration=calibration)
+        raise ValueError(
+            f"{artifact_dir} has no pytorch/ folder and its source is not a local folder: "
+            "benchmark the checkpoint instead (onnxpipe bench CHECKPOINT) so both share weights"
+        )
+    return Spec(
+        artifact=artifact_dir,
+        checkpoint=checkpoint,
+        id2label=artifact.id2label,
+        max_length=artifact.max_length,
+        threads=threads,
+        best_variant=artifact.default_variant,
+        calibration=calibration,
+    )
 
 
 def missing_packages(c: Contender) -> list[str]:
@@ -111,8 +125,14 @@ def missing_packages(c: Contender) -> list[str]:
     return [p for p in c.packages if importlib.util.find_spec(mods.get(p, p).replace("-", "_")) is None]
 
 
-def run(spec: Spec, texts: list[str], labels: list[int], settings: Settings, names: list[str] | None = None,
-        progress: bool = True) -> dict[str, Any]:
+def run(
+    spec: Spec,
+    texts: list[str],
+    labels: list[int],
+    settings: Settings,
+    names: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Start every contender in a process of its own, then measure latency and throughput with their
     turns interleaved, then cold start; each worker is loaded while the others sit idle."""
     chosen = [BY_NAME[n] for n in names] if names else list(CONTENDERS)
@@ -128,13 +148,27 @@ def run(spec: Spec, texts: list[str], labels: list[int], settings: Settings, nam
             fields = {"artifact": str(spec.artifact), "checkpoint": str(spec.checkpoint), "threads": spec.threads}
             row["cold"] = measure.cold_start(c.cold_start, fields, settings.cold_repeats)
     derive(rows, labels)
-    return {"machine": machine.describe(), "threads": spec.threads, "n_texts": len(texts),
-            "artifact": str(spec.artifact), "checkpoint": str(spec.checkpoint), "isolation": "process",
-            "settings": settings.__dict__, "contenders": rows}
+    return {
+        "machine": machine.describe(),
+        "threads": spec.threads,
+        "n_texts": len(texts),
+        "artifact": str(spec.artifact),
+        "checkpoint": str(spec.checkpoint),
+        "isolation": "process",
+        "settings": settings.__dict__,
+        "contenders": rows,
+    }
 
 
-def measure_task(contenders: list[Contender], spec: Spec, texts: list[str], settings: Settings, task: str,
-                 reference: str, progress: bool = True) -> dict[str, dict[str, Any]]:
+def measure_task(
+    contenders: list[Contender],
+    spec: Spec,
+    texts: list[str],
+    settings: Settings,
+    task: str,
+    reference: str,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
     """Each contender in a worker process of its own (``task``'s registry), then batch-1 latency and
     throughput with their turns interleaved: the loop of the embeddings and span benchmarks."""
     from tqdm.auto import tqdm
@@ -155,8 +189,12 @@ def measure_task(contenders: list[Contender], spec: Spec, texts: list[str], sett
                 worker = Worker(c.name, spec, texts, task=task)
                 if worker.ready["ok"]:
                     workers[c.name] = worker
-                    rows[c.name].update(status="ok", note=worker.ready["note"], size_bytes=worker.ready["size_bytes"],
-                                        pid=worker.ready["pid"])
+                    rows[c.name].update(
+                        status="ok",
+                        note=worker.ready["note"],
+                        size_bytes=worker.ready["size_bytes"],
+                        pid=worker.ready["pid"],
+                    )
                 else:
                     worker.close()
                     rows[c.name].update(status="failed", reason=worker.ready["reason"])
@@ -208,7 +246,8 @@ def measure_throughput(workers: dict, rows: dict, settings: Settings, n: int, st
                 seconds, probs = worker.throughput(bs)
                 rows[name].setdefault("probs", {})[str(bs)] = as_array(probs)
                 rows[name].setdefault("throughput_passes", {}).setdefault(str(bs), []).append(
-                    stats.throughput(n, seconds))
+                    stats.throughput(n, seconds)
+                )
         for name in batched:
             rows[name].setdefault("throughput", {})[str(bs)] = max(rows[name]["throughput_passes"][str(bs)])
         tick()
@@ -256,4 +295,3 @@ def quoted_batch(sizes) -> str:
 def best_onnxpipe(rows: dict[str, dict[str, Any]]) -> str | None:
     ok = [n for n, r in rows.items() if r["group"] == "onnxpipe" and r["status"] == "ok"]
     return min(ok, key=lambda n: rows[n]["latency"]["sentence"]["p50_ms"], default=None)
-

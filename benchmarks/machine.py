@@ -11,8 +11,19 @@ from importlib import metadata
 from packaging.requirements import Requirement
 
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "avx_vnni")
-LIBRARIES = ("onnxpipe", "onnxruntime", "tokenizers", "numpy", "torch", "transformers", "optimum", "optimum-onnx",
-             "openvino", "nncf", "ctranslate2")
+LIBRARIES = (
+    "onnxpipe",
+    "onnxruntime",
+    "tokenizers",
+    "numpy",
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "openvino",
+    "nncf",
+    "ctranslate2",
+)
 
 
 def describe() -> dict:

@@ -16,9 +16,11 @@ SEED = "We are very happy to show you the 🤗 Transformers library."
 LENGTH_MIX = {
     "short": "Great fun.",
     "sentence": SEED,
-    "paragraph": ("A gripping, beautifully shot film whose quiet final act lingers long after the credits; the "
-                  "cast is uniformly strong, though the middle stretch drags and a subplot about the brother goes "
-                  "nowhere. Still, it is the rare drama that trusts its audience, and I would see it again."),
+    "paragraph": (
+        "A gripping, beautifully shot film whose quiet final act lingers long after the credits; the "
+        "cast is uniformly strong, though the middle stretch drags and a subplot about the brother goes "
+        "nowhere. Still, it is the rare drama that trusts its audience, and I would see it again."
+    ),
     "past_limit": "an overlong , repetitive and ultimately exhausting story that never ends . " * 60,
 }
 
@@ -41,8 +43,9 @@ def latency_block(call: Callable[[str], Any], rounds: int) -> dict[str, list[flo
     return out
 
 
-def run_throughput(predict: Callable[[list[str], int], np.ndarray], texts: list[str], batch_size: int
-                   ) -> tuple[float, np.ndarray]:
+def run_throughput(
+    predict: Callable[[list[str], int], np.ndarray], texts: list[str], batch_size: int
+) -> tuple[float, np.ndarray]:
     predict(texts[: batch_size * 2], batch_size)  # warm-up
     t = time.perf_counter()
     probs = predict(texts, batch_size)
@@ -72,7 +75,8 @@ def cold_start(script: str, fields: dict[str, Any], repeats: int) -> dict[str, f
         if out.returncode != 0:
             raise RuntimeError(f"cold-start process failed: {out.stderr.strip().splitlines()[-1:]}")
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        runs.append({"cold_start_s": r["first_result_at"] - t0, "import_s": r["import_s"],
-                     "peak_rss_mib": r["peak_rss_mib"]})
+        runs.append(
+            {"cold_start_s": r["first_result_at"] - t0, "import_s": r["import_s"], "peak_rss_mib": r["peak_rss_mib"]}
+        )
     runs.sort(key=lambda r: r["cold_start_s"])
     return runs[len(runs) // 2]

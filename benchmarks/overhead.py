@@ -23,8 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("artifact", nargs="?", help="artifact folder (default: the embedded default model)")
     p.add_argument("--variant")
     a = p.parse_args(argv)
-    pipe = onnxpipe.pipeline("text-classification" if a.artifact is None else None, model=a.artifact,
-                             variant=a.variant)
+    pipe = onnxpipe.pipeline("text-classification" if a.artifact is None else None, model=a.artifact, variant=a.variant)
     feed = pipe.encoder.collate(pipe.encode([SEED]))
     run = pipe.session.session.run
     steps = {

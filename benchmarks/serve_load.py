@@ -32,15 +32,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(artifact: Path, batching: bool, threads: int | None, infinity: str | None = None, extra: tuple[str, ...] = ()
-          ) -> tuple[subprocess.Popen, str]:
+def start(
+    artifact: Path, batching: bool, threads: int | None, infinity: str | None = None, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, str]:
     """onnxpipe serve (or, given its command, Infinity on the same artifact folder) on a free loopback port."""
     import httpx
 
     port = free_port()
     if infinity:  # Infinity's optimum engine picks the folder's model_quantized.onnx: the same int8 graph
-        args = [infinity, "v2", "--model-id", str(artifact), "--engine", "optimum", "--device", "cpu",
-                "--host", "127.0.0.1", "--port", str(port)]
+        args = [
+            infinity,
+            "v2",
+            "--model-id",
+            str(artifact),
+            "--engine",
+            "optimum",
+            "--device",
+            "cpu",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
     else:
         args = [sys.executable, "-m", "onnxpipe.cli", "serve", "-m", str(artifact), "--port", str(port)]
         args += [] if batching else ["--max-batch-requests", "1"]
@@ -60,23 +73,66 @@ def start(artifact: Path, batching: bool, threads: int | None, infinity: str | N
     raise RuntimeError("server did not start")
 
 
-def load(url: str, route: str, texts_file: Path, clients: int, seconds: int, out: Path, field: str = "inputs",
-         extra: dict | None = None) -> dict:
+def load(
+    url: str,
+    route: str,
+    texts_file: Path,
+    clients: int,
+    seconds: int,
+    out: Path,
+    field: str = "inputs",
+    extra: dict | None = None,
+) -> dict:
     """One locust run; its CSV's aggregated row → requests/s, p50, p99, failures."""
     import csv
     import os
 
     prefix = out / f"locust-{route.strip('/').replace('/', '_')}-{clients}"
-    env = {**os.environ, "ONNXPIPE_ROUTE": route, "ONNXPIPE_TEXTS": str(texts_file), "ONNXPIPE_FIELD": field,
-           "ONNXPIPE_EXTRA": json.dumps(extra or {})}
-    subprocess.run([sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")),
-                    "--headless", "-u", str(clients), "-r", str(clients), "-t", f"{seconds}s", "--host", url,
-                    "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"],
-                   env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 120)
+    env = {
+        **os.environ,
+        "ONNXPIPE_ROUTE": route,
+        "ONNXPIPE_TEXTS": str(texts_file),
+        "ONNXPIPE_FIELD": field,
+        "ONNXPIPE_EXTRA": json.dumps(extra or {}),
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(Path(__file__).with_name("locustfile.py")),
+            "--headless",
+            "-u",
+            str(clients),
+            "-r",
+            str(clients),
+            "-t",
+            f"{seconds}s",
+            "--host",
+            url,
+            "--csv",
+            str(prefix),
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=env,
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=seconds + 120,
+    )
     with open(f"{prefix}_stats.csv", encoding="utf-8") as f:
         row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
-    return {"clients": clients, "requests": int(row["Request Count"]), "failures": int(row["Failure Count"]),
-            "rps": float(row["Requests/s"]), "p50_ms": float(row["50%"]), "p99_ms": float(row["99%"])}
+    return {
+        "clients": clients,
+        "requests": int(row["Request Count"]),
+        "failures": int(row["Failure Count"]),
+        "rps": float(row["Requests/s"]),
+        "p50_ms": float(row["50%"]),
+        "p99_ms": float(row["99%"]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,9 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="server intra-op threads (default: all cores)")
     p.add_argument("--models", default=",".join(ROUTES), help=f"which defaults to serve (default: {','.join(ROUTES)})")
     p.add_argument("--out", type=Path, default=Path("bench-out"))
-    p.add_argument("--infinity", metavar="COMMAND",
-                   help="Infinity's infinity_emb command (pip install 'infinity-emb[server,optimum]', best in a venv "
-                        "of its own): serves the embeddings default as the peer")
+    p.add_argument(
+        "--infinity",
+        metavar="COMMAND",
+        help="Infinity's infinity_emb command (pip install 'infinity-emb[server,optimum]', best in a venv "
+        "of its own): serves the embeddings default as the peer",
+    )
     a = p.parse_args(argv)
     texts = load_sst2(a.data, "dev")[0]
     a.out.mkdir(parents=True, exist_ok=True)
@@ -117,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                 for c in clients:
                     for who, (_, url) in servers.items():
                         if who == "Infinity":
-                            r = load(url, "/embeddings", texts_file, c, a.seconds, a.out, "input",
-                                     {"model": str(artifact)})
+                            r = load(
+                                url, "/embeddings", texts_file, c, a.seconds, a.out, "input", {"model": str(artifact)}
+                            )
                         else:
                             r = load(url, route, texts_file, c, a.seconds, a.out)
                         cells.setdefault((who, c), []).append(r)
@@ -129,15 +189,26 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(timeout=60)
         for (who, _clients), runs in cells.items():
             best = max(runs, key=lambda r: r["rps"])  # the fastest pass is quoted, every pass kept
-            rows.append({"model": name if who != "Infinity" else f"{name} (Infinity)",
-                         "route": "/embeddings" if who == "Infinity" else route, "batching": who != "off",
-                         **best, "rps_passes": [round(r["rps"], 1) for r in runs]})
+            rows.append(
+                {
+                    "model": name if who != "Infinity" else f"{name} (Infinity)",
+                    "route": "/embeddings" if who == "Infinity" else route,
+                    "batching": who != "off",
+                    **best,
+                    "rps_passes": [round(r["rps"], 1) for r in runs],
+                }
+            )
     rows.sort(key=lambda r: (r["model"], r["clients"], not r["batching"]))
-    lines = ["| model | route | micro-batching | clients | requests/s (passes) | p50 ms | p99 ms | failures |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | `{r['route']}` | {'on' if r['batching'] else 'off'} | {r['clients']} | "
-              f"{r['rps']:.0f} ({', '.join(f'{x:.0f}' for x in r['rps_passes'])}) | {r['p50_ms']:.0f} | "
-              f"{r['p99_ms']:.0f} | {r['failures']} |" for r in rows]
+    lines = [
+        "| model | route | micro-batching | clients | requests/s (passes) | p50 ms | p99 ms | failures |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | `{r['route']}` | {'on' if r['batching'] else 'off'} | {r['clients']} | "
+        f"{r['rps']:.0f} ({', '.join(f'{x:.0f}' for x in r['rps_passes'])}) | {r['p50_ms']:.0f} | "
+        f"{r['p99_ms']:.0f} | {r['failures']} |"
+        for r in rows
+    ]
     (a.out / "serve_load.json").write_text(json.dumps(rows, indent=1) + "\n")
     (a.out / "serve_load.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -40,8 +40,11 @@ def call(task: str, pipe, texts: list[str], **kw):
     if task == "token-classification":
         return pipe(texts, aggregation_strategy="simple", **kw)
     # QA: each text is the context of one fixed question; a list of one is answered as a dict by both.
-    out = pipe(question=[QUESTION] * len(texts), context=texts, **kw) if len(texts) > 1 else \
-        [pipe(question=QUESTION, context=texts[0], **kw)]
+    out = (
+        pipe(question=[QUESTION] * len(texts), context=texts, **kw)
+        if len(texts) > 1
+        else [pipe(question=QUESTION, context=texts[0], **kw)]
+    )
     return out
 
 
@@ -52,9 +55,11 @@ def load_transformers(spec: Spec) -> Runner:
     torch.set_num_threads(spec.threads)
     task = spec.task
     pipe = pipeline(task, model=str(spec.checkpoint), device="cpu")  # type: ignore[call-overload]  # task: one of two, not a Literal
-    return Runner(call_one=lambda t: call(task, pipe, [t]),
-                  predict=lambda texts, bs: spans(task, call(task, pipe, texts, batch_size=bs)),
-                  size_bytes=sum(p.stat().st_size for p in spec.checkpoint.glob("*.safetensors")))
+    return Runner(
+        call_one=lambda t: call(task, pipe, [t]),
+        predict=lambda texts, bs: spans(task, call(task, pipe, texts, batch_size=bs)),
+        size_bytes=sum(p.stat().st_size for p in spec.checkpoint.glob("*.safetensors")),
+    )
 
 
 def onnxpipe_spans(variant: str):
@@ -63,9 +68,12 @@ def onnxpipe_spans(variant: str):
 
         task = spec.task
         pipe = onnxpipe.pipeline(task, model=spec.artifact, variant=variant, threads=spec.threads)
-        return Runner(call_one=lambda t: call(task, pipe, [t]),
-                      predict=lambda texts, bs: spans(task, call(task, pipe, texts, batch_size=bs)),
-                      size_bytes=pipe.model_path.stat().st_size, note=variant)
+        return Runner(
+            call_one=lambda t: call(task, pipe, [t]),
+            predict=lambda texts, bs: spans(task, call(task, pipe, texts, batch_size=bs)),
+            size_bytes=pipe.model_path.stat().st_size,
+            note=variant,
+        )
 
     return load
 
@@ -91,8 +99,11 @@ def build_checkpoint(task: str, folder: Path) -> Path:
     torch.manual_seed(0)
     if task == "token-classification":
         model = AutoModelForTokenClassification.from_pretrained(
-            base, num_labels=len(NER_LABELS), id2label=dict(enumerate(NER_LABELS)),
-            label2id={v: i for i, v in enumerate(NER_LABELS)})
+            base,
+            num_labels=len(NER_LABELS),
+            id2label=dict(enumerate(NER_LABELS)),
+            label2id={v: i for i, v in enumerate(NER_LABELS)},
+        )
     else:
         model = AutoModelForQuestionAnswering.from_pretrained(base)
     model.save_pretrained(folder)
@@ -111,8 +122,16 @@ def resolve(task: str, target: str | Path | None, out_dir: Path, threads: int, l
     artifact = out_dir / f"artifact-{task}"
     if not (artifact / MANIFEST).is_file():
         export(checkpoint, artifact, task, optimize=True, quantize="int8", log=log, overwrite=True)
-    return Spec(artifact=artifact, checkpoint=checkpoint, id2label={}, max_length=0, threads=threads,
-                best_variant="int8", calibration=None, task=task)
+    return Spec(
+        artifact=artifact,
+        checkpoint=checkpoint,
+        id2label={},
+        max_length=0,
+        threads=threads,
+        best_variant="int8",
+        calibration=None,
+        task=task,
+    )
 
 
 def run(task: str, spec: Spec, texts: list[str], settings, progress: bool = True) -> dict[str, Any]:
@@ -123,11 +142,19 @@ def run(task: str, spec: Spec, texts: list[str], settings, progress: bool = True
     for row in rows.values():
         got = row.pop("probs", None)
         if got is not None:
-            row["span_agreement"] = {b: float(np.mean([np.array_equal(a, r) for a, r in zip(got[b], reference[b])]))
-                                     for b in got}
-    return {"task": task, "machine": machine.describe(), "threads": spec.threads, "n_texts": len(texts),
-            "checkpoint": str(spec.checkpoint), "isolation": "process", "settings": settings.__dict__,
-            "contenders": rows}
+            row["span_agreement"] = {
+                b: float(np.mean([np.array_equal(a, r) for a, r in zip(got[b], reference[b])])) for b in got
+            }
+    return {
+        "task": task,
+        "machine": machine.describe(),
+        "threads": spec.threads,
+        "n_texts": len(texts),
+        "checkpoint": str(spec.checkpoint),
+        "isolation": "process",
+        "settings": settings.__dict__,
+        "contenders": rows,
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -135,21 +162,27 @@ def markdown(result: dict[str, Any]) -> str:
     ref = rows[REFERENCE]
     sizes = sorted(ref["throughput"], key=int)
     big = sizes[-1]
-    lines = [f"{result['task']}, {result['n_texts']} SST-2 dev sentences"
-             + (f" (each the context of {QUESTION!r})" if result["task"] == "question-answering" else "")
-             + f", {result['threads']} threads, each contender in its own process; checkpoint "
-             f"{Path(result['checkpoint']).name}", "",
-             "| contender | b1 p50 ms (sentence) | × PyTorch b1 | " + " | ".join(f"texts/s @{b}" for b in sizes)
-             + f" | × PyTorch @{big} | spans = PyTorch's @{big} |",
-             "|---|---|---|" + "---|" * len(sizes) + "---|---|"]
+    lines = [
+        f"{result['task']}, {result['n_texts']} SST-2 dev sentences"
+        + (f" (each the context of {QUESTION!r})" if result["task"] == "question-answering" else "")
+        + f", {result['threads']} threads, each contender in its own process; checkpoint "
+        f"{Path(result['checkpoint']).name}",
+        "",
+        "| contender | b1 p50 ms (sentence) | × PyTorch b1 | "
+        + " | ".join(f"texts/s @{b}" for b in sizes)
+        + f" | × PyTorch @{big} | spans = PyTorch's @{big} |",
+        "|---|---|---|" + "---|" * len(sizes) + "---|---|",
+    ]
     for name, r in rows.items():
         if r["status"] != "ok":
             lines.append(f"| {name} | {r['status']}: {r.get('reason', '')} |")
             continue
         p50 = r["latency"]["sentence"]["p50_ms"]
-        lines.append(f"| {name} | {p50:.2f} | {ref['latency']['sentence']['p50_ms'] / p50:.2f}× | "
-                     + " | ".join(f"{r['throughput'][b]:.0f}" for b in sizes)
-                     + f" | {r['throughput'][big] / ref['throughput'][big]:.2f}× | {r['span_agreement'][big]:.2%} |")
+        lines.append(
+            f"| {name} | {p50:.2f} | {ref['latency']['sentence']['p50_ms'] / p50:.2f}× | "
+            + " | ".join(f"{r['throughput'][b]:.0f}" for b in sizes)
+            + f" | {r['throughput'][big] / ref['throughput'][big]:.2f}× | {r['span_agreement'][big]:.2%} |"
+        )
     return "\n".join(lines)
 
 

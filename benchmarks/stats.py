@@ -11,8 +11,13 @@ def latency_summary(seconds: list[float] | np.ndarray) -> dict[str, float]:
     if ms.size == 0:
         raise ValueError("no latency samples")
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(ms.mean()),
-            "n": int(ms.size)}
+    return {
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "mean_ms": float(ms.mean()),
+        "n": int(ms.size),
+    }
 
 
 def throughput(n_items: int, seconds: float) -> float:

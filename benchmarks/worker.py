@@ -31,10 +31,16 @@ def serve() -> None:
     stdin = sys.stdin
     init = json.loads(stdin.readline())
     spec_fields = init["spec"]
-    spec = Spec(**{**spec_fields, "artifact": Path(spec_fields["artifact"]),
-                   "checkpoint": Path(spec_fields["checkpoint"]),
-                   "id2label": {int(k): v for k, v in spec_fields["id2label"].items()}})
+    spec = Spec(
+        **{
+            **spec_fields,
+            "artifact": Path(spec_fields["artifact"]),
+            "checkpoint": Path(spec_fields["checkpoint"]),
+            "id2label": {int(k): v for k, v in spec_fields["id2label"].items()},
+        }
+    )
     texts = init["texts"]
+
     def say(obj: dict[str, Any]) -> None:
         stdout.write(json.dumps(obj) + "\n")
         stdout.flush()

@@ -26,8 +26,11 @@ class Score:
     drop: float  # points: accuracy lost (labelled) or disagreement (unlabelled)
 
     def figures(self) -> dict:
-        return {"agreement": round(self.agreement, 3), "accuracy": None if self.accuracy is None else
-                round(self.accuracy, 3), "drop": round(self.drop, 3)}
+        return {
+            "agreement": round(self.agreement, 3),
+            "accuracy": None if self.accuracy is None else round(self.accuracy, 3),
+            "drop": round(self.drop, 3),
+        }
 
 
 def scorer(reference: np.ndarray, labels: list[int] | None) -> Callable[[np.ndarray], Score]:
@@ -47,6 +50,7 @@ def scorer(reference: np.ndarray, labels: list[int] | None) -> Callable[[np.ndar
 
 def cosine_scorer(reference: np.ndarray) -> Callable[[np.ndarray], Score]:
     """Compare candidate sentence vectors (n, dim) with the fp32 graph's: agreement is the mean cosine in %."""
+
     def unit(v: np.ndarray) -> np.ndarray:
         return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
@@ -60,8 +64,13 @@ def cosine_scorer(reference: np.ndarray) -> Callable[[np.ndarray], Score]:
     return score
 
 
-def fit(build: Callable[[list[str]], Path], evaluate: Callable[[Path], Score], nodes: list[str],
-        max_drop: float, log: Callable[[str], None]) -> tuple[Path, Score, list[str]] | None:
+def fit(
+    build: Callable[[list[str]], Path],
+    evaluate: Callable[[Path], Score],
+    nodes: list[str],
+    max_drop: float,
+    log: Callable[[str], None],
+) -> tuple[Path, Score, list[str]] | None:
     """Build with no node excluded; while the drop exceeds ``max_drop``, exclude the next most
     sensitive node. Returns (graph, score, excluded) or None when no int8 graph holds the budget."""
     path = build([])  # each build overwrites the last: the graph returned is the one built last

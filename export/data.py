@@ -46,7 +46,9 @@ def _load_from_hub(split: str) -> tuple[list[str], list[int]]:
     try:
         import datasets
     except ImportError as e:
-        raise RuntimeError("no data folder given and `datasets` is not installed: pass a folder holding "
-                           f"{split}.tsv, or `pip install datasets` where a hub is reachable") from e
+        raise RuntimeError(
+            "no data folder given and `datasets` is not installed: pass a folder holding "
+            f"{split}.tsv, or `pip install datasets` where a hub is reachable"
+        ) from e
     ds = datasets.load_dataset("glue", "sst2", split=_HUB_SPLIT[split])
     return list(ds["sentence"]), [int(x) for x in ds["label"]]

@@ -34,9 +34,16 @@ def sentence_transformers_config(source: str | Path, revision: str | None, max_l
     """The manifest's ``embedding`` entry. A checkpoint that is not a sentence-transformers model gets mean
     pooling without normalisation (the usual default), and the entry says that it was not read from a model."""
     if not is_sentence_transformers(source, revision):
-        return {"pooling": ["mean"], "normalize": False, "prompts": {}, "default_prompt_name": None,
-                "include_prompt": True, "max_seq_length": max_length, "dimension": None,
-                "from": "default (no modules.json: not a sentence-transformers model)"}
+        return {
+            "pooling": ["mean"],
+            "normalize": False,
+            "prompts": {},
+            "default_prompt_name": None,
+            "include_prompt": True,
+            "max_seq_length": max_length,
+            "dimension": None,
+            "from": "default (no modules.json: not a sentence-transformers model)",
+        }
     from sentence_transformers import SentenceTransformer
 
     logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
@@ -44,15 +51,23 @@ def sentence_transformers_config(source: str | Path, revision: str | None, max_l
     kinds = [type(m).__name__ for m in model]
     extra = [k for k in kinds if k not in RUNTIME_MODULES]
     if extra or kinds[:2] != ["Transformer", "Pooling"]:
-        raise OnnxPipeError(f"{source} is a sentence-transformers model with modules {kinds}; onnxpipe reproduces "
-                            f"Transformer → Pooling [→ Normalize] only (not {', '.join(extra) or 'this order'})")
+        raise OnnxPipeError(
+            f"{source} is a sentence-transformers model with modules {kinds}; onnxpipe reproduces "
+            f"Transformer → Pooling [→ Normalize] only (not {', '.join(extra) or 'this order'})"
+        )
     pooling = model[1]
     modes = [pooling.pooling_mode] if isinstance(pooling.pooling_mode, str) else list(pooling.pooling_mode)
     limit = model.max_seq_length or max_length
-    return {"pooling": modes, "normalize": "Normalize" in kinds, "prompts": dict(model.prompts or {}),
-            "default_prompt_name": model.default_prompt_name, "include_prompt": bool(pooling.include_prompt),
-            "max_seq_length": min(int(limit), max_length),
-            "dimension": int(embedding_dimension(model)), "from": "modules.json"}
+    return {
+        "pooling": modes,
+        "normalize": "Normalize" in kinds,
+        "prompts": dict(model.prompts or {}),
+        "default_prompt_name": model.default_prompt_name,
+        "include_prompt": bool(pooling.include_prompt),
+        "max_seq_length": min(int(limit), max_length),
+        "dimension": int(embedding_dimension(model)),
+        "from": "modules.json",
+    }
 
 
 def embedding_dimension(model) -> int:

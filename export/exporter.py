@@ -32,27 +32,67 @@ from onnxpipe.manifest import EmbeddingInfo, Manifest, ModelConfig, TokenizerInf
 
 from .manifest import folder_hash, write_manifest
 from .quantize import CALIBRATION_TEXTS, Int8Options, canonical_mode, quantizable_nodes, quantize_graph, read_texts
-from .validate import (BATCH_MAX_GAP, FP32_MAX_GAP, batch_invariance, compare, graph_logits, onnx_outputs, samples,
-                       torch_outputs)
+from .validate import (
+    BATCH_MAX_GAP,
+    FP32_MAX_GAP,
+    batch_invariance,
+    compare,
+    graph_logits,
+    onnx_outputs,
+    samples,
+    torch_outputs,
+)
 from .variants import FILES, UnsupportedArchitecture, optimize_graph
 
 Log = Callable[[str], None]
 
 # Encoders only: decoder classifiers (gpt2, llama, ...) pool the last non-pad token and want other
 # inputs; they are not what this runtime's tasks are built for.
-ENCODERS = {"albert", "bert", "big_bird", "camembert", "convbert", "data2vec-text", "deberta", "deberta-v2",
-            "distilbert", "electra", "flaubert", "ibert", "longformer", "megatron-bert", "mobilebert",
-            "modernbert", "mpnet", "nystromformer", "rembert", "roberta", "roformer", "squeezebert", "xlm",
-            "xlm-roberta"}
+ENCODERS = {
+    "albert",
+    "bert",
+    "big_bird",
+    "camembert",
+    "convbert",
+    "data2vec-text",
+    "deberta",
+    "deberta-v2",
+    "distilbert",
+    "electra",
+    "flaubert",
+    "ibert",
+    "longformer",
+    "megatron-bert",
+    "mobilebert",
+    "modernbert",
+    "mpnet",
+    "nystromformer",
+    "rembert",
+    "roberta",
+    "roformer",
+    "squeezebert",
+    "xlm",
+    "xlm-roberta",
+}
 
 
 class ExportError(OnnxPipeError):
     """The checkpoint cannot be exported, or the exported graph does not match PyTorch."""
 
 
-def export(source: str | Path, outdir: str | Path, task: str = "text-classification", *, optimize: bool = False,
-           quantize: str | Int8Options | None = None, revision: str | None = None, opset: int | None = None,
-           overwrite: bool = False, log: Log | None = None, describe_source: dict | None = None) -> Path:
+def export(
+    source: str | Path,
+    outdir: str | Path,
+    task: str = "text-classification",
+    *,
+    optimize: bool = False,
+    quantize: str | Int8Options | None = None,
+    revision: str | None = None,
+    opset: int | None = None,
+    overwrite: bool = False,
+    log: Log | None = None,
+    describe_source: dict | None = None,
+) -> Path:
     """Export ``source`` (hub id or local checkpoint folder) into the artifact folder ``outdir``.
 
     describe_source replaces the manifest's account of where the checkpoint came from, for callers
@@ -71,12 +111,15 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
         if quantize.max_drop is not None and quantize.eval_data is None:
             raise ValueError("an accuracy budget (max_drop, --max-drop) needs data to measure it on (--eval DATA)")
         if quantize.max_drop is not None and spec.head.budget_metric is None:
-            raise ValueError(f"an accuracy budget (--max-drop) is measured on labels or sentence vectors; {task} "
-                             "has neither yet: quantize without it and read the agreement the manifest records")
+            raise ValueError(
+                f"an accuracy budget (--max-drop) is measured on labels or sentence vectors; {task} "
+                "has neither yet: quantize without it and read the agreement the manifest records"
+            )
     outdir = Path(outdir).expanduser().resolve()
     if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())) and not overwrite:
-        raise ExportError(f"{outdir} already exists and is not empty: choose another folder or pass "
-                          "overwrite=True (--overwrite)")
+        raise ExportError(
+            f"{outdir} already exists and is not empty: choose another folder or pass overwrite=True (--overwrite)"
+        )
 
     log(f"loading {source}")
     model, tokenizer, source_info = load_checkpoint(source, revision, spec)
@@ -93,25 +136,37 @@ def export(source: str | Path, outdir: str | Path, task: str = "text-classificat
     try:
         pooling = embedding["pooling"] if embedding else None
         variants = build_variants(model, tokenizer, tmp, max_length, spec, optimize, quantize, opset, log, pooling)
-        write_manifest(tmp, Manifest(
-            task=task,
-            head=spec.head.name,
-            source=describe_source or source_info,
-            model_type=model.config.model_type,
-            config=ModelConfig(id2label={int(k): v for k, v in model.config.id2label.items()},
-                               label2id={k: int(v) for k, v in model.config.label2id.items()},
-                               problem_type=model.config.problem_type, num_labels=model.config.num_labels,
-                               return_all_scores=getattr(model.config, "return_all_scores", None)),
-            tokenizer=TokenizerInfo(max_length=max_length, pad_token=tokenizer.pad_token, pad_id=tokenizer.pad_token_id,
-                                    mask_token=tokenizer.mask_token, mask_id=tokenizer.mask_token_id,
-                                    unk_token=tokenizer.unk_token, cls_token=tokenizer.cls_token,
-                                    padding_side=tokenizer.padding_side,
-                                    clean_up_tokenization_spaces=bool(tokenizer.clean_up_tokenization_spaces)),
-            embedding=EmbeddingInfo.from_dict(embedding) if embedding else None,
-            opset=onnx_opset(tmp / FILES["fp32"]),
-            variants=variants,
-            default_variant=choose_default(variants),
-        ))
+        write_manifest(
+            tmp,
+            Manifest(
+                task=task,
+                head=spec.head.name,
+                source=describe_source or source_info,
+                model_type=model.config.model_type,
+                config=ModelConfig(
+                    id2label={int(k): v for k, v in model.config.id2label.items()},
+                    label2id={k: int(v) for k, v in model.config.label2id.items()},
+                    problem_type=model.config.problem_type,
+                    num_labels=model.config.num_labels,
+                    return_all_scores=getattr(model.config, "return_all_scores", None),
+                ),
+                tokenizer=TokenizerInfo(
+                    max_length=max_length,
+                    pad_token=tokenizer.pad_token,
+                    pad_id=tokenizer.pad_token_id,
+                    mask_token=tokenizer.mask_token,
+                    mask_id=tokenizer.mask_token_id,
+                    unk_token=tokenizer.unk_token,
+                    cls_token=tokenizer.cls_token,
+                    padding_side=tokenizer.padding_side,
+                    clean_up_tokenization_spaces=bool(tokenizer.clean_up_tokenization_spaces),
+                ),
+                embedding=EmbeddingInfo.from_dict(embedding) if embedding else None,
+                opset=onnx_opset(tmp / FILES["fp32"]),
+                variants=variants,
+                default_variant=choose_default(variants),
+            ),
+        )
         artifact = load_artifact(tmp)  # the runtime's own reader must accept what was written
         artifact.verify(*artifact.manifest.files)
         replace_folder(tmp, outdir)
@@ -139,20 +194,27 @@ def load_checkpoint(source: str | Path, revision: str | None, spec: TaskSpec):
         raise ExportError(f"cannot load a config from {source}: check {where}. {e}") from e
     supported = supported_architectures(spec.optimum_task)
     if config.model_type not in supported:
-        raise ExportError(f"unsupported architecture {config.model_type!r} for {spec.name}: onnxpipe exports encoder "
-                          f"models ({', '.join(supported)})")
+        raise ExportError(
+            f"unsupported architecture {config.model_type!r} for {spec.name}: onnxpipe exports encoder "
+            f"models ({', '.join(supported)})"
+        )
     auto = getattr(transformers, spec.auto_model)
     try:
         model, info = auto.from_pretrained(str(source), output_loading_info=True, **kwargs)
     except (OSError, ValueError) as e:  # no weights file (an ONNX folder?), or no such head for the config
         raise ExportError(f"cannot load a PyTorch {spec.auto_model} ({spec.name}) from {source}: {e}") from e
     # The pooler is not part of last_hidden_state, and position_ids are buffers, not weights.
-    missing = [k for k in info["missing_keys"]
-               if "position_ids" not in k and not (spec.head is BASE and k.startswith("pooler."))]
+    missing = [
+        k
+        for k in info["missing_keys"]
+        if "position_ids" not in k and not (spec.head is BASE and k.startswith("pooler."))
+    ]
     if missing:
-        raise ExportError(f"{source} has no trained {spec.head.name} head for {spec.name} (missing weights: "
-                          f"{', '.join(sorted(missing)[:4])}{' ...' if len(missing) > 4 else ''}): export it for "
-                          f"the task it was trained for, or a checkpoint fine-tuned for {spec.name}")
+        raise ExportError(
+            f"{source} has no trained {spec.head.name} head for {spec.name} (missing weights: "
+            f"{', '.join(sorted(missing)[:4])}{' ...' if len(missing) > 4 else ''}): export it for "
+            f"the task it was trained for, or a checkpoint fine-tuned for {spec.name}"
+        )
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(source), use_fast=True, **kwargs)
     if not tokenizer.is_fast:
@@ -160,8 +222,11 @@ def load_checkpoint(source: str | Path, revision: str | None, spec: TaskSpec):
     if local.is_dir():
         info = {"kind": "local", "name_or_path": str(local.resolve()), "content_sha256": folder_hash(local)}
     else:
-        info = {"kind": "hub", "name_or_path": str(source),
-                "revision": getattr(config, "_commit_hash", None) or revision or "main"}
+        info = {
+            "kind": "hub",
+            "name_or_path": str(source),
+            "revision": getattr(config, "_commit_hash", None) or revision or "main",
+        }
     return model, tokenizer, info
 
 
@@ -188,9 +253,18 @@ def position_limit(model, tokenizer) -> int:
     return int(limit)
 
 
-def build_variants(model, tokenizer, folder: Path, max_length: int, spec: TaskSpec, optimize: bool,
-                   quantize: Int8Options | None, opset: int | None, log: Log,
-                   pooling: list[str] | None = None) -> dict[str, dict]:
+def build_variants(
+    model,
+    tokenizer,
+    folder: Path,
+    max_length: int,
+    spec: TaskSpec,
+    optimize: bool,
+    quantize: Int8Options | None,
+    opset: int | None,
+    log: Log,
+    pooling: list[str] | None = None,
+) -> dict[str, dict]:
     from optimum.exporters.onnx import onnx_export_from_model
 
     log("exporting the ONNX graph with optimum")
@@ -210,18 +284,27 @@ def build_variants(model, tokenizer, folder: Path, max_length: int, spec: TaskSp
         session = Session(folder / FILES[name], threads=1)
         outputs, ids = onnx_outputs(session, encoder, items, spec.outputs)
         if ids != ref_ids:
-            raise ExportError("the exported tokenizer.json and the transformers tokenizer give different token "
-                              "ids on the sample inputs; the artifact would not reproduce the checkpoint")
+            raise ExportError(
+                "the exported tokenizer.json and the transformers tokenizer give different token "
+                "ids on the sample inputs; the artifact would not reproduce the checkpoint"
+            )
         figures = compare(reference, outputs)
         figures["batch_invariance"] = batch_invariance(session, encoder, items, spec.outputs)
-        agreement = (f"agreement {figures['agreement']:.2%}" if "agreement" in figures
-                     else f"lowest token cosine {figures['min_cosine']:.6f}")
-        log(f"{name}: largest {'/'.join(spec.outputs)} gap vs PyTorch {figures['max_gap']:.2e}, {agreement}, "
-            f"score gap alone vs batched {figures['batch_invariance']['max_score_gap']:.1e}")
+        agreement = (
+            f"agreement {figures['agreement']:.2%}"
+            if "agreement" in figures
+            else f"lowest token cosine {figures['min_cosine']:.6f}"
+        )
+        log(
+            f"{name}: largest {'/'.join(spec.outputs)} gap vs PyTorch {figures['max_gap']:.2e}, {agreement}, "
+            f"score gap alone vs batched {figures['batch_invariance']['max_score_gap']:.1e}"
+        )
         if strict and figures["max_gap"] > FP32_MAX_GAP * figures["scale"]:
-            raise ExportError(f"the {name} graph differs from PyTorch by {figures['max_gap']:.2e} (limit "
-                              f"{FP32_MAX_GAP:g} x {figures['scale']:.3g}, the largest output magnitude or 1) on the "
-                              "sample inputs; not writing the artifact")
+            raise ExportError(
+                f"the {name} graph differs from PyTorch by {figures['max_gap']:.2e} (limit "
+                f"{FP32_MAX_GAP:g} x {figures['scale']:.3g}, the largest output magnitude or 1) on the "
+                "sample inputs; not writing the artifact"
+            )
         return {"file": FILES[name], **extra, "validation": figures}
 
     variants = {"fp32": check("fp32", strict=True)}
@@ -239,8 +322,9 @@ def build_variants(model, tokenizer, folder: Path, max_length: int, spec: TaskSp
     return variants
 
 
-def build_int8(folder: Path, base: str, encoder: TextEncoder, opts: Int8Options, log: Log,
-               pooling: list[str] | None = None) -> dict | None:
+def build_int8(
+    folder: Path, base: str, encoder: TextEncoder, opts: Int8Options, log: Log, pooling: list[str] | None = None
+) -> dict | None:
     """Quantize the ``base`` graph; with a budget, keep nodes in float until it holds (None: nothing did).
     ``pooling`` (sentence embeddings) measures the budget as cosine to fp32's pooled vectors."""
     src, dst = folder / FILES[base], folder / FILES["int8"]
@@ -252,14 +336,26 @@ def build_int8(folder: Path, base: str, encoder: TextEncoder, opts: Int8Options,
     feeds = [encoder.collate([e]) for e in encoder.encode(texts)]
 
     def build(excluded: list[str]) -> Path:
-        recipes.append(quantize_graph(src, dst, opts.mode, feeds=feeds,
-                                      calibration_name=calibration, method=opts.method, alpha=opts.alpha,
-                                      exclude=[*opts.exclude, *excluded], isa=opts.isa,
-                                      reduce_range=opts.reduce_range))
+        recipes.append(
+            quantize_graph(
+                src,
+                dst,
+                opts.mode,
+                feeds=feeds,
+                calibration_name=calibration,
+                method=opts.method,
+                alpha=opts.alpha,
+                exclude=[*opts.exclude, *excluded],
+                isa=opts.isa,
+                reduce_range=opts.reduce_range,
+            )
+        )
         return dst
 
-    log(f"quantizing the {base} graph: {opts.mode} int8"
-        + (f", calibrated on {calibration}" if opts.mode == "static" else ""))
+    log(
+        f"quantizing the {base} graph: {opts.mode} int8"
+        + (f", calibrated on {calibration}" if opts.mode == "static" else "")
+    )
     if opts.max_drop is None:
         build([])
         return recipes[-1]
@@ -267,16 +363,30 @@ def build_int8(folder: Path, base: str, encoder: TextEncoder, opts: Int8Options,
     log(f"measuring the int8 graph against fp32 on {eval_name} ({len(eval_texts)} texts)")
     reference = graph_logits(folder / FILES["fp32"], encoder, eval_texts, pooling=pooling)
     score = budget.scorer(reference, labels) if pooling is None else budget.cosine_scorer(reference)
-    fitted = budget.fit(build, lambda path: score(graph_logits(path, encoder, eval_texts, pooling=pooling)),
-                        quantizable_nodes(src), opts.max_drop, log)
+    fitted = budget.fit(
+        build,
+        lambda path: score(graph_logits(path, encoder, eval_texts, pooling=pooling)),
+        quantizable_nodes(src),
+        opts.max_drop,
+        log,
+    )
     if fitted is None:
         dst.unlink(missing_ok=True)
-        log(f"no int8 graph holds the budget of {opts.max_drop:g} points on {eval_name}, even with all but one "
-            "node kept in float: the artifact gets no int8 variant and its default stays in float")
+        log(
+            f"no int8 graph holds the budget of {opts.max_drop:g} points on {eval_name}, even with all but one "
+            "node kept in float: the artifact gets no int8 variant and its default stays in float"
+        )
         return None
     _, measured, excluded = fitted
-    return {**recipes[-1], "budget": {"max_drop": opts.max_drop, "eval": f"{eval_name} ({len(eval_texts)} texts)",
-                                      "measured": measured.figures(), "excluded_by_budget": excluded}}
+    return {
+        **recipes[-1],
+        "budget": {
+            "max_drop": opts.max_drop,
+            "eval": f"{eval_name} ({len(eval_texts)} texts)",
+            "measured": measured.figures(),
+            "excluded_by_budget": excluded,
+        },
+    }
 
 
 def choose_default(variants: dict[str, dict]) -> str:

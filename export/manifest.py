@@ -37,8 +37,12 @@ def folder_hash(folder: Path, patterns=("*.json", "*.safetensors", "*.bin", "*.t
 def write_manifest(folder: Path, manifest: Manifest) -> Manifest:
     """``manifest`` with the folder's file hashes, the time and the library versions, written as onnxpipe.json."""
     files = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
-    manifest = dataclasses.replace(manifest, files=files, versions=library_versions(),
-                                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    manifest = dataclasses.replace(
+        manifest,
+        files=files,
+        versions=library_versions(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     text = json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n"
     (folder / MANIFEST).write_text(text, encoding="utf-8")
     return manifest

@@ -106,8 +106,10 @@ def read_texts(source: str | Path | None, split: str = "train") -> tuple[list[st
     if path.is_dir():
         path = path / f"{split}.tsv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: pass a text file (one text a line), a label<TAB>sentence "
-                                f"TSV, or a folder holding {split}.tsv")
+        raise FileNotFoundError(
+            f"{path} not found: pass a text file (one text a line), a label<TAB>sentence "
+            f"TSV, or a folder holding {split}.tsv"
+        )
     if path.suffix == ".tsv":
         texts, labels = read_labelled_tsv(path)
     else:
@@ -147,9 +149,14 @@ def smooth(model, feeds: list[dict], alpha: float, exclude: set[str]):
             uses[name] += 1
     groups: dict[str, list] = defaultdict(list)  # activation -> the weight nodes reading it
     for node in model.graph.node:
-        if (node.op_type in ("MatMul", "Attention") and node.name not in exclude and len(node.input) > 1
-                and node.input[1] in inits and uses[node.input[1]] == 1
-                and len(inits[node.input[1]].dims) == 2):
+        if (
+            node.op_type in ("MatMul", "Attention")
+            and node.name not in exclude
+            and len(node.input) > 1
+            and node.input[1] in inits
+            and uses[node.input[1]] == 1
+            and len(inits[node.input[1]].dims) == 2
+        ):
             groups[node.input[0]].append(node)
     xs = sorted(groups)
     if not xs:
@@ -171,8 +178,7 @@ def smooth(model, feeds: list[dict], alpha: float, exclude: set[str]):
         for n in nodes:
             n.input[0] = out
     # Each Mul goes right before its first reader, keeping the node list topologically sorted.
-    first_reader = {x: min(i for i, n in enumerate(model.graph.node) if f"{x}_smoothed" in n.input)
-                    for x, _ in muls}
+    first_reader = {x: min(i for i, n in enumerate(model.graph.node) if f"{x}_smoothed" in n.input) for x, _ in muls}
     nodes = list(model.graph.node)
     for x, mul in sorted(muls, key=lambda m: first_reader[m[0]], reverse=True):
         nodes.insert(first_reader[x], mul)
@@ -203,10 +209,15 @@ def fix_scales(model, feeds: list[dict], method: str = "minmax", percentile: flo
         lo, hi = min(lo, 0.0), max(hi, 0.0)  # zero must be exact (padding, ReLU-like zeros)
         scale = max(hi - lo, 1e-8) / 255.0
         zero_point = int(np.clip(round(-lo / scale), 0, 255))
-        model.graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), node.output[1]),
-                                        numpy_helper.from_array(np.array(zero_point, np.uint8), node.output[2])])
-        replacement = helper.make_node("QuantizeLinear", [x, node.output[1], node.output[2]], [node.output[0]],
-                                       name=f"{node.name}_calibrated")
+        model.graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array(scale, np.float32), node.output[1]),
+                numpy_helper.from_array(np.array(zero_point, np.uint8), node.output[2]),
+            ]
+        )
+        replacement = helper.make_node(
+            "QuantizeLinear", [x, node.output[1], node.output[2]], [node.output[0]], name=f"{node.name}_calibrated"
+        )
         node.CopyFrom(replacement)
     return len(dql)
 
@@ -238,20 +249,30 @@ def fuse_to_float(model) -> int:
         if quant is None or quant.op_type != "QuantizeLinear" or mul is None:
             continue
         scales = producer.get(mul.input[1] if mul.input[0] == cast.output[0] else mul.input[0])
-        if (scales is None or scales.op_type != "Mul" or len(consumers[scales.output[0]]) != 1
-                or not all(i in inits for i in scales.input) or quant.input[1] not in scales.input):
+        if (
+            scales is None
+            or scales.op_type != "Mul"
+            or len(consumers[scales.output[0]]) != 1
+            or not all(i in inits for i in scales.input)
+            or quant.input[1] not in scales.input
+        ):
             continue
         a_scale = quant.input[1]
         b_scale = next(i for i in scales.input if i != a_scale)
         zero_points = ([*list(mm.input[2:4]), "", ""])[:2]
-        inputs, out, gone = [mm.input[0], mm.input[1], a_scale, b_scale, *zero_points], mul.output[0], [mm, cast, mul, scales]
+        inputs, out, gone = (
+            [mm.input[0], mm.input[1], a_scale, b_scale, *zero_points],
+            mul.output[0],
+            [mm, cast, mul, scales],
+        )
         add = only(out, "Add")
         bias = add and (add.input[1] if add.input[0] == out else add.input[0])
         if bias in inits and numpy_helper.to_array(inits[bias]).ndim == 1:
             inputs, out = [*inputs, bias], add.output[0]
             gone.append(add)
-        mm.CopyFrom(helper.make_node("MatMulIntegerToFloat", inputs, [out], name=f"{mm.name}_to_float",
-                                     domain="com.microsoft"))
+        mm.CopyFrom(
+            helper.make_node("MatMulIntegerToFloat", inputs, [out], name=f"{mm.name}_to_float", domain="com.microsoft")
+        )
         graph.remove_nodes(gone[1:])
         fused += 1
     if fused and not any(o.domain == "com.microsoft" for o in model.opset_import):
@@ -260,10 +281,19 @@ def fuse_to_float(model) -> int:
 
 
 # -- the recipes -------------------------------------------------------------------------------------
-def quantize_graph(src: Path, dst: Path, mode: str = "static", *, feeds: list[dict[str, np.ndarray]] | None = None,
-                   calibration_name: str = "", method: str = "minmax",
-                   alpha: float | None = DEFAULT_ALPHA, exclude: Iterable[str] = (), isa: str = "auto",
-                   reduce_range: bool = False) -> dict:
+def quantize_graph(
+    src: Path,
+    dst: Path,
+    mode: str = "static",
+    *,
+    feeds: list[dict[str, np.ndarray]] | None = None,
+    calibration_name: str = "",
+    method: str = "minmax",
+    alpha: float | None = DEFAULT_ALPHA,
+    exclude: Iterable[str] = (),
+    isa: str = "auto",
+    reduce_range: bool = False,
+) -> dict:
     """Write the int8 graph of ``src`` to ``dst``; returns the recipe for the manifest."""
     import onnx
     from onnx import TensorProto
@@ -290,10 +320,15 @@ def quantize_graph(src: Path, dst: Path, mode: str = "static", *, feeds: list[di
     try:
         # Shape inference knows no contrib ops (the fused Attention, SkipLayerNormalization), so outputs
         # it cannot type are declared float, as they are in these graphs.
-        quantize_dynamic(model, dst, per_channel=mode != "dynamic-per-tensor",
-                                     weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-                                     reduce_range=cpu["reduce_range"],
-                                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
+        quantize_dynamic(
+            model,
+            dst,
+            per_channel=mode != "dynamic-per-tensor",
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            reduce_range=cpu["reduce_range"],
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},
+        )
     finally:
         quiet.level = level
     if mode == "static":
@@ -301,11 +336,17 @@ def quantize_graph(src: Path, dst: Path, mode: str = "static", *, feeds: list[di
         fixed = fix_scales(model, calib_feeds, method)
         recipe["fused_to_float"] = fuse_to_float(model)
         onnx.save(model, str(dst))
-        recipe.update(calibration=calibration_name, calibration_method=method, smoothing_alpha=alpha,
-                      fixed_activation_scales=fixed)
-    recipe.update(weights="int8 per-tensor" if mode == "dynamic-per-tensor" else "int8 per-channel",
-                  activations="uint8, scales fixed by calibration" if mode == "static" else "uint8, scales per call",
-                  excluded=exclude)
+        recipe.update(
+            calibration=calibration_name,
+            calibration_method=method,
+            smoothing_alpha=alpha,
+            fixed_activation_scales=fixed,
+        )
+    recipe.update(
+        weights="int8 per-tensor" if mode == "dynamic-per-tensor" else "int8 per-channel",
+        activations="uint8, scales fixed by calibration" if mode == "static" else "uint8, scales per call",
+        excluded=exclude,
+    )
     return recipe
 
 
@@ -317,8 +358,11 @@ def _blockwise8(src: Path, dst: Path, exclude: list[str]) -> dict:
     quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), nodes_to_exclude=exclude, algo_config=config)
     quantizer.process()
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
-    return {"weights": "int8 blocks of 32 (MatMulNBits)", "activations": "int8 per row per block (accuracy_level 4)",
-            "excluded": exclude}
+    return {
+        "weights": "int8 blocks of 32 (MatMulNBits)",
+        "activations": "int8 per row per block (accuracy_level 4)",
+        "excluded": exclude,
+    }
 
 
 def quantizable_nodes(path: Path) -> list[str]:

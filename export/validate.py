@@ -52,8 +52,9 @@ def samples(kind: str, tokenizer) -> list:
     return items
 
 
-def torch_outputs(model, tokenizer, items: list, max_length: int, names: tuple[str, ...]
-                  ) -> tuple[dict[str, list[np.ndarray]], list]:
+def torch_outputs(
+    model, tokenizer, items: list, max_length: int, names: tuple[str, ...]
+) -> tuple[dict[str, list[np.ndarray]], list]:
     """PyTorch's outputs ``names``, one input at a time (no padding), plus the transformers tokenizer's ids."""
     import inspect
 
@@ -82,8 +83,9 @@ def unpad(outputs: np.ndarray, lengths: list[int], name: str = "") -> list[np.nd
     return list(outputs)
 
 
-def onnx_outputs(session: Session, encoder: TextEncoder, items: list, names: tuple[str, ...]
-                 ) -> tuple[dict[str, list[np.ndarray]], list]:
+def onnx_outputs(
+    session: Session, encoder: TextEncoder, items: list, names: tuple[str, ...]
+) -> tuple[dict[str, list[np.ndarray]], list]:
     """The runtime's own path: tokenizer.json encodings, one padded batch, one session run (one run per input
     without a pad token)."""
     encodings = encoder.encode(items)
@@ -98,8 +100,9 @@ def onnx_outputs(session: Session, encoder: TextEncoder, items: list, names: tup
     return rows, ids
 
 
-def graph_logits(onnx_path: Path, encoder: TextEncoder, texts: list[str], batch_size: int = 32,
-                 pooling: list[str] | None = None) -> np.ndarray:
+def graph_logits(
+    onnx_path: Path, encoder: TextEncoder, texts: list[str], batch_size: int = 32, pooling: list[str] | None = None
+) -> np.ndarray:
     """Classifier logits for many texts (or, given ``pooling``, their pooled sentence vectors), in graph runs cut
     as the runtime cuts them."""
     from onnxpipe.tasks.feature_extraction import pool
@@ -157,17 +160,29 @@ def compare(reference: dict[str, list[np.ndarray]], candidate: dict[str, list[np
     names = list(reference)
     gap = max(float(np.max(np.abs(r - c))) for n in names for r, c in zip(reference[n], candidate[n]))
     scale = max([1.0] + [float(np.max(np.abs(r))) for n in names for r in reference[n]])
-    figures = {"outputs": names, "max_gap": gap, "scale": scale, "relative_gap": gap / scale,
-               "samples": len(reference[names[0]])}
+    figures = {
+        "outputs": names,
+        "max_gap": gap,
+        "scale": scale,
+        "relative_gap": gap / scale,
+        "samples": len(reference[names[0]]),
+    }
     if names == ["last_hidden_state"]:
-        figures["min_cosine"] = min(float(np.min(np.sum(scores(r, n) * scores(c, n), axis=-1)))
-                                    for n in names for r, c in zip(reference[n], candidate[n]))
+        figures["min_cosine"] = min(
+            float(np.min(np.sum(scores(r, n) * scores(c, n), axis=-1)))
+            for n in names
+            for r, c in zip(reference[n], candidate[n])
+        )
     else:
         hits = [np.atleast_1d(predicted(r) == predicted(c)) for n in names for r, c in zip(reference[n], candidate[n])]
         figures["agreement"] = float(np.mean(np.concatenate(hits)))
     if "start_logits" in names:  # QA: the decoded best spans, not only their ends' logits
-        spans = [best_span(rs, re) == best_span(cs, ce) for rs, re, cs, ce in
-                 zip(reference["start_logits"], reference["end_logits"], candidate["start_logits"], candidate["end_logits"])]
+        spans = [
+            best_span(rs, re) == best_span(cs, ce)
+            for rs, re, cs, ce in zip(
+                reference["start_logits"], reference["end_logits"], candidate["start_logits"], candidate["end_logits"]
+            )
+        ]
         figures["span_agreement"] = float(np.mean(spans))
     return figures
 
@@ -177,6 +192,7 @@ def best_span(start: np.ndarray, end: np.ndarray, max_answer_len: int = 15) -> t
     from onnxpipe.tasks.question_answering import select_starts_ends
 
     n = start.shape[-1]
-    starts, ends, _, _ = select_starts_ends(start[None], end[None], [0] * n, np.ones((1, n), dtype=np.int64),
-                                            max_answer_len=max_answer_len)
+    starts, ends, _, _ = select_starts_ends(
+        start[None], end[None], [0] * n, np.ones((1, n), dtype=np.int64), max_answer_len=max_answer_len
+    )
     return (int(starts[0]), int(ends[0])) if len(starts) else (-1, -1)

@@ -32,7 +32,13 @@ def optimize_graph(src: Path, dst: Path, config) -> dict[str, int]:
         raise UnsupportedArchitecture(f"onnxruntime has no transformer fusions for {config.model_type!r}") from e
     options = FusionOptions(ort_type)
     options.enable_skip_layer_norm = False
-    model = optimize_model(str(src), model_type=ort_type, num_heads=config.num_attention_heads,
-                           hidden_size=config.hidden_size, use_gpu=False, optimization_options=options)
+    model = optimize_model(
+        str(src),
+        model_type=ort_type,
+        num_heads=config.num_attention_heads,
+        hidden_size=config.hidden_size,
+        use_gpu=False,
+        optimization_options=options,
+    )
     model.save_model_to_file(str(dst))
     return {k: int(v) for k, v in model.get_fused_operator_statistics().items() if v}

@@ -29,56 +29,128 @@ __all__ = ["TASKS", "Artifact", "OnnxPipeError", "Pipeline", "__version__", "loa
 
 
 @overload
-def pipeline(task: Literal["text-classification", "sentiment-analysis"], model: str | Path | None = None, variant: str | None = None, *,
-             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
-             engine: Engine | None = None, **defaults: Any) -> TextClassificationPipeline: ...
+def pipeline(
+    task: Literal["text-classification", "sentiment-analysis"],
+    model: str | Path | None = None,
+    variant: str | None = None,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    verify: bool = True,
+    engine: Engine | None = None,
+    **defaults: Any,
+) -> TextClassificationPipeline: ...
 
 
 @overload
-def pipeline(task: Literal["zero-shot-classification"], model: str | Path | None = None, variant: str | None = None, *,
-             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
-             engine: Engine | None = None, **defaults: Any) -> ZeroShotClassificationPipeline: ...
+def pipeline(
+    task: Literal["zero-shot-classification"],
+    model: str | Path | None = None,
+    variant: str | None = None,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    verify: bool = True,
+    engine: Engine | None = None,
+    **defaults: Any,
+) -> ZeroShotClassificationPipeline: ...
 
 
 @overload
-def pipeline(task: Literal["feature-extraction"], model: str | Path | None = None, variant: str | None = None, *,
-             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
-             engine: Engine | None = None, **defaults: Any) -> FeatureExtractionPipeline: ...
+def pipeline(
+    task: Literal["feature-extraction"],
+    model: str | Path | None = None,
+    variant: str | None = None,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    verify: bool = True,
+    engine: Engine | None = None,
+    **defaults: Any,
+) -> FeatureExtractionPipeline: ...
 
 
 @overload
-def pipeline(task: Literal["sentence-embeddings"], model: str | Path | None = None, variant: str | None = None, *,
-             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
-             engine: Engine | None = None, **defaults: Any) -> SentenceEmbeddingsPipeline: ...
+def pipeline(
+    task: Literal["sentence-embeddings"],
+    model: str | Path | None = None,
+    variant: str | None = None,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    verify: bool = True,
+    engine: Engine | None = None,
+    **defaults: Any,
+) -> SentenceEmbeddingsPipeline: ...
 
 
 @overload
-def pipeline(task: Literal["fill-mask"], model: str | Path | None = None, variant: str | None = None, *,
-             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
-             engine: Engine | None = None, **defaults: Any) -> FillMaskPipeline: ...
+def pipeline(
+    task: Literal["fill-mask"],
+    model: str | Path | None = None,
+    variant: str | None = None,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    verify: bool = True,
+    engine: Engine | None = None,
+    **defaults: Any,
+) -> FillMaskPipeline: ...
 
 
 @overload
-def pipeline(task: Literal["token-classification", "ner"], model: str | Path | None = None, variant: str | None = None, *,
-             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
-             engine: Engine | None = None, **defaults: Any) -> TokenClassificationPipeline: ...
+def pipeline(
+    task: Literal["token-classification", "ner"],
+    model: str | Path | None = None,
+    variant: str | None = None,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    verify: bool = True,
+    engine: Engine | None = None,
+    **defaults: Any,
+) -> TokenClassificationPipeline: ...
 
 
 @overload
-def pipeline(task: Literal["question-answering"], model: str | Path | None = None, variant: str | None = None, *,
-             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
-             engine: Engine | None = None, **defaults: Any) -> QuestionAnsweringPipeline: ...
+def pipeline(
+    task: Literal["question-answering"],
+    model: str | Path | None = None,
+    variant: str | None = None,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    verify: bool = True,
+    engine: Engine | None = None,
+    **defaults: Any,
+) -> QuestionAnsweringPipeline: ...
 
 
 @overload
-def pipeline(task: str | None = None, model: str | Path | None = None, variant: str | None = None, *,
-             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
-             engine: Engine | None = None, **defaults: Any) -> Pipeline[Any, Any, Any]: ...
+def pipeline(
+    task: str | None = None,
+    model: str | Path | None = None,
+    variant: str | None = None,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    verify: bool = True,
+    engine: Engine | None = None,
+    **defaults: Any,
+) -> Pipeline[Any, Any, Any]: ...
 
 
-def pipeline(task: str | None = None, model: str | Path | None = None, variant: str | None = None, *,
-             threads: int | None = None, batch_size: int | None = None, verify: bool = True,
-             engine: Engine | None = None, **defaults: Any) -> Pipeline[Any, Any, Any]:
+def pipeline(
+    task: str | None = None,
+    model: str | Path | None = None,
+    variant: str | None = None,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    verify: bool = True,
+    engine: Engine | None = None,
+    **defaults: Any,
+) -> Pipeline[Any, Any, Any]:
     """Load an exported artifact as a pipeline for ``task``.
 
     task: "text-classification" (alias "sentiment-analysis"), "zero-shot-classification", "feature-extraction",
@@ -106,10 +178,15 @@ def pipeline(task: str | None = None, model: str | Path | None = None, variant: 
     artifact = load_artifact(model)
     name = canonical_task(task if task is not None else artifact.task)
     if artifact.task not in TASKS:
-        raise OnnxPipeError(f"{artifact.path} was exported for task {artifact.task!r}, which this onnxpipe does not "
-                            f"run (it runs {', '.join(TASKS)}); upgrade onnxpipe or export for another task")
+        raise OnnxPipeError(
+            f"{artifact.path} was exported for task {artifact.task!r}, which this onnxpipe does not "
+            f"run (it runs {', '.join(TASKS)}); upgrade onnxpipe or export for another task"
+        )
     if not runs_on(name, artifact.task):
-        raise ValueError(f"task {task!r} does not match the artifact's task {artifact.task!r} ({artifact.path}): "
-                         f"its {TASKS[artifact.task].head.name} graph cannot run {name}")
-    return TASKS[name].pipeline(artifact, variant=variant, threads=threads, batch_size=batch_size, verify=verify,
-                                engine=engine, **defaults)
+        raise ValueError(
+            f"task {task!r} does not match the artifact's task {artifact.task!r} ({artifact.path}): "
+            f"its {TASKS[artifact.task].head.name} graph cannot run {name}"
+        )
+    return TASKS[name].pipeline(
+        artifact, variant=variant, threads=threads, batch_size=batch_size, verify=verify, engine=engine, **defaults
+    )

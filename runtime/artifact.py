@@ -75,8 +75,9 @@ class Artifact:
         """The ONNX file of ``variant`` (the artifact's default when None)."""
         name = variant or self.default_variant
         if name not in self.variants:
-            raise ValueError(f"unknown variant {name!r} for {self.path}: this artifact has "
-                             f"{', '.join(sorted(self.variants))}")
+            raise ValueError(
+                f"unknown variant {name!r} for {self.path}: this artifact has {', '.join(sorted(self.variants))}"
+            )
         return self.path / str(self.variants[name]["file"])
 
     def verify(self, *names: str) -> None:
@@ -89,8 +90,10 @@ class Artifact:
             if name not in hashes:
                 raise OnnxPipeError(f"{p} is not listed in {MANIFEST}: export the artifact again")
             if sha256_file(p) != hashes[name]:
-                raise OnnxPipeError(f"{p} does not match the sha256 in {MANIFEST}: the file changed after "
-                                    "export (corrupt copy or edited by hand); export the artifact again")
+                raise OnnxPipeError(
+                    f"{p} does not match the sha256 in {MANIFEST}: the file changed after "
+                    "export (corrupt copy or edited by hand); export the artifact again"
+                )
 
 
 def load_artifact(path: str | Path) -> Artifact:
@@ -99,20 +102,26 @@ def load_artifact(path: str | Path) -> Artifact:
         raise TypeError(f"model must be an artifact folder path (str or Path), got {type(path).__name__}")
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise OnnxPipeError(f"{root} is not a folder. Pass the folder written by `onnxpipe export`; a hub id "
-                            f"or checkpoint must be exported first: onnxpipe export {path} OUTDIR")
+        raise OnnxPipeError(
+            f"{root} is not a folder. Pass the folder written by `onnxpipe export`; a hub id "
+            f"or checkpoint must be exported first: onnxpipe export {path} OUTDIR"
+        )
     mpath = root / MANIFEST
     if not mpath.is_file():
-        raise OnnxPipeError(f"{mpath} is missing: {root} is not an onnxpipe artifact "
-                            f"(export one with `onnxpipe export SOURCE {root}`)")
+        raise OnnxPipeError(
+            f"{mpath} is missing: {root} is not an onnxpipe artifact (export one with `onnxpipe export SOURCE {root}`)"
+        )
     try:
         m = json.loads(mpath.read_text(encoding="utf-8"))
         if m.get("format") != FORMAT_VERSION:
-            raise OnnxPipeError(f"{mpath} has format {m.get('format')!r}; this onnxpipe reads format "
-                                f"{FORMAT_VERSION}: export the artifact again with this version")
+            raise OnnxPipeError(
+                f"{mpath} has format {m.get('format')!r}; this onnxpipe reads format "
+                f"{FORMAT_VERSION}: export the artifact again with this version"
+            )
         artifact = Artifact(root, Manifest.from_dict(m))
         artifact.variant_file(None)  # a default variant the manifest names must be one it has
         return artifact
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, StopIteration, AttributeError) as e:
-        raise OnnxPipeError(f"{mpath} is not a valid onnxpipe manifest ({type(e).__name__}: {e}); "
-                            "export the artifact again") from e
+        raise OnnxPipeError(
+            f"{mpath} is not a valid onnxpipe manifest ({type(e).__name__}: {e}); export the artifact again"
+        ) from e

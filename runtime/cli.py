@@ -76,19 +76,33 @@ def artifact_dir(value: str) -> Path:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", type=artifact_dir, metavar="ARTIFACT",
-                   help="artifact folder written by `onnxpipe export` (default: the embedded default model)")
-    p.add_argument("--variant", help="which graph of the artifact: fp32, optimized or int8 "
-                                     "(default: the one its manifest names)")
+    p.add_argument(
+        "-m",
+        "--model",
+        type=artifact_dir,
+        metavar="ARTIFACT",
+        help="artifact folder written by `onnxpipe export` (default: the embedded default model)",
+    )
+    p.add_argument(
+        "--variant", help="which graph of the artifact: fp32, optimized or int8 (default: the one its manifest names)"
+    )
     p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core this process may use)")
 
 
 def add_call_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", help="the pipeline task (default: the artifact's; text-classification without -m). "
-                                  "sentence-embeddings without -m uses the embedded embeddings model")
-    p.add_argument("--params", type=json_object, default={}, metavar="JSON",
-                   help='call parameters as a JSON object, e.g. \'{"candidate_labels": ["film", "food"]}\' '
-                        "for zero-shot-classification or '{\"top_k\": 3}'")
+    p.add_argument(
+        "--task",
+        help="the pipeline task (default: the artifact's; text-classification without -m). "
+        "sentence-embeddings without -m uses the embedded embeddings model",
+    )
+    p.add_argument(
+        "--params",
+        type=json_object,
+        default={},
+        metavar="JSON",
+        help='call parameters as a JSON object, e.g. \'{"candidate_labels": ["film", "food"]}\' '
+        "for zero-shot-classification or '{\"top_k\": 3}'",
+    )
 
 
 def json_object(value: str) -> dict[str, Any]:
@@ -113,84 +127,143 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="text-classification", help="the pipeline task (default: text-classification)")
     p.add_argument("--optimize", action="store_true", help="add onnxruntime's fused graph (model_optimized.onnx)")
     q = p.add_argument_group("int8 (model_quantized.onnx)")
-    q.add_argument("--quantize", choices=["int8", "static", "dynamic", "dynamic-per-tensor", "blockwise8"],
-                   help="add an int8 graph: int8 = static (calibrated, batch-invariant: the default variant); "
-                        "dynamic scales per batch (never the default); blockwise8 = MatMulNBits 8-bit weights")
-    q.add_argument("--calibration", metavar="FILE_OR_DIR",
-                   help="text to calibrate static int8 on: a file (one text a line), a label<TAB>sentence TSV, "
-                        "or a folder with train.tsv (default: a bundled general English set)")
-    q.add_argument("--calibration-method", choices=["minmax", "percentile"], default="minmax",
-                   help="activation range per tensor: min/max over the calibration text, or the 99.9th "
-                        "percentile of per-text extremes (default: minmax)")
-    q.add_argument("--smooth", type=float, default=0.85, metavar="ALPHA",
-                   help="SmoothQuant strength moving activation outliers into weights, 0 to turn off (default 0.85)")
-    q.add_argument("--isa", choices=["auto", "avx2", "avx512", "avx512-vnni", "arm64"], default="auto",
-                   help="CPU the int8 graph is for, recorded in the manifest (default: this one, detected)")
-    q.add_argument("--reduce-range", action="store_true",
-                   help="7-bit weights, onnxruntime's advice against u8 x s8 saturation on x86 without VNNI "
-                        "(off: on MiniLM-SST2 it lowered agreement with PyTorch)")
-    q.add_argument("--exclude", action="append", default=[], metavar="NODE",
-                   help="keep this graph node in float (repeatable)")
-    q.add_argument("--max-drop", type=float, metavar="POINTS",
-                   help="accuracy budget: keep nodes in float, most sensitive first, until the int8 graph loses "
-                        "at most POINTS accuracy (or agreement, unlabelled) against fp32 on --eval")
-    q.add_argument("--eval", metavar="FILE_OR_DIR",
-                   help="data for --max-drop: a label<TAB>sentence TSV, a folder with dev.tsv, or a text file")
+    q.add_argument(
+        "--quantize",
+        choices=["int8", "static", "dynamic", "dynamic-per-tensor", "blockwise8"],
+        help="add an int8 graph: int8 = static (calibrated, batch-invariant: the default variant); "
+        "dynamic scales per batch (never the default); blockwise8 = MatMulNBits 8-bit weights",
+    )
+    q.add_argument(
+        "--calibration",
+        metavar="FILE_OR_DIR",
+        help="text to calibrate static int8 on: a file (one text a line), a label<TAB>sentence TSV, "
+        "or a folder with train.tsv (default: a bundled general English set)",
+    )
+    q.add_argument(
+        "--calibration-method",
+        choices=["minmax", "percentile"],
+        default="minmax",
+        help="activation range per tensor: min/max over the calibration text, or the 99.9th "
+        "percentile of per-text extremes (default: minmax)",
+    )
+    q.add_argument(
+        "--smooth",
+        type=float,
+        default=0.85,
+        metavar="ALPHA",
+        help="SmoothQuant strength moving activation outliers into weights, 0 to turn off (default 0.85)",
+    )
+    q.add_argument(
+        "--isa",
+        choices=["auto", "avx2", "avx512", "avx512-vnni", "arm64"],
+        default="auto",
+        help="CPU the int8 graph is for, recorded in the manifest (default: this one, detected)",
+    )
+    q.add_argument(
+        "--reduce-range",
+        action="store_true",
+        help="7-bit weights, onnxruntime's advice against u8 x s8 saturation on x86 without VNNI "
+        "(off: on MiniLM-SST2 it lowered agreement with PyTorch)",
+    )
+    q.add_argument(
+        "--exclude", action="append", default=[], metavar="NODE", help="keep this graph node in float (repeatable)"
+    )
+    q.add_argument(
+        "--max-drop",
+        type=float,
+        metavar="POINTS",
+        help="accuracy budget: keep nodes in float, most sensitive first, until the int8 graph loses "
+        "at most POINTS accuracy (or agreement, unlabelled) against fp32 on --eval",
+    )
+    q.add_argument(
+        "--eval",
+        metavar="FILE_OR_DIR",
+        help="data for --max-drop: a label<TAB>sentence TSV, a folder with dev.tsv, or a text file",
+    )
     p.add_argument("--revision", help="hub revision (branch, tag or commit)")
     p.add_argument("--opset", type=positive_int, help="ONNX opset (default: optimum's choice for the model)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("run", help="run a pipeline on texts (arguments, or lines on stdin as they arrive); "
-                                   "JSON lines out")
+    p = sub.add_parser(
+        "run", help="run a pipeline on texts (arguments, or lines on stdin as they arrive); JSON lines out"
+    )
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to run (none: read lines from stdin)")
     add_model_options(p)
     add_call_options(p)
     p.add_argument("--top-k", type=positive_int, help="return the k best labels instead of the best one")
-    p.add_argument("--batch-size", type=positive_int, help="most lines per graph run (default: 32; 1 for a model "
-                                                           "without a pad token)")
-    p.add_argument("--jsonl", action="store_true",
-                   help='stdin lines are JSON: a string, or an object with "text" (and "text_pair")')
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help="most lines per graph run (default: 32; 1 for a model without a pad token)",
+    )
+    p.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='stdin lines are JSON: a string, or an object with "text" (and "text_pair")',
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("explain", help="show each of the four stages for one text")
     p.add_argument("text", help="the text to walk through the pipeline (with --json: a JSON input)")
-    p.add_argument("--json", action="store_true",
-                   help='TEXT is JSON: e.g. \'{"question": "...", "context": "..."}\' for question-answering')
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='TEXT is JSON: e.g. \'{"question": "...", "context": "..."}\' for question-answering',
+    )
     add_model_options(p)
     add_call_options(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("score", help="score a JSON lines, CSV or Parquet file into another, resumably")
     p.add_argument("input", type=Path, help="input table: .jsonl, .csv or .parquet")
-    p.add_argument("output", type=Path, help="output table (.jsonl, .csv or .parquet): every input column plus "
-                                             "the results, rows in input order")
+    p.add_argument(
+        "output",
+        type=Path,
+        help="output table (.jsonl, .csv or .parquet): every input column plus the results, rows in input order",
+    )
     add_model_options(p)
     p.add_argument("--column", default="text", help="the column holding the text (default: text)")
     p.add_argument("--task", help="the pipeline task (default: the artifact's)")
     p.add_argument("--prefix", default="", help="prefix for the result columns, e.g. pred_ (default: none)")
-    p.add_argument("--batch-size", type=positive_int, help="texts per graph run (default: 32; 1 for a model "
-                                                           "without a pad token)")
-    p.add_argument("--chunk-rows", type=positive_int, default=4096,
-                   help="rows read, scored and committed at a time; a resume restarts at a chunk (default: 4096)")
-    p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local: this process, resumable; ray: Ray Data actors (pip install '.[ray]')")
+    p.add_argument(
+        "--batch-size", type=positive_int, help="texts per graph run (default: 32; 1 for a model without a pad token)"
+    )
+    p.add_argument(
+        "--chunk-rows",
+        type=positive_int,
+        default=4096,
+        help="rows read, scored and committed at a time; a resume restarts at a chunk (default: 4096)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process, resumable; ray: Ray Data actors (pip install '.[ray]')",
+    )
     p.add_argument("--ray-address", help="a Ray cluster to join (default: start a local Ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("serve", help="serve models over HTTP with micro-batching (pip install '.[serve]')")
-    p.add_argument("-m", "--model", action="append", default=[], metavar="[NAME=]ARTIFACT",
-                   help="an artifact to serve, optionally named (repeatable; the first is the default; "
-                        "none: the embedded default sentiment model)")
+    p.add_argument(
+        "-m",
+        "--model",
+        action="append",
+        default=[],
+        metavar="[NAME=]ARTIFACT",
+        help="an artifact to serve, optionally named (repeatable; the first is the default; "
+        "none: the embedded default sentiment model)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=positive_int, default=8080)
     Settings.add_arguments(p)  # one flag per server setting, from the settings themselves
     p.set_defaults(func=cmd_serve)
 
     # Listed for --help only: main() hands `bench ...` to the harness's own parser.
-    sub.add_parser("bench", help="benchmark speed and accuracy against PyTorch, optimum and peers "
-                                 "(onnxpipe bench --help)")
+    sub.add_parser(
+        "bench", help="benchmark speed and accuracy against PyTorch, optimum and peers (onnxpipe bench --help)"
+    )
     return parser
 
 
@@ -229,13 +302,32 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.quantize:
         from onnxpipe.export.quantize import Int8Options
 
-        int8 = Int8Options(mode=a.quantize, calibration=a.calibration, method=a.calibration_method,
-                           alpha=a.smooth or None, isa=a.isa, reduce_range=a.reduce_range,
-                           exclude=tuple(a.exclude), max_drop=a.max_drop, eval_data=a.eval)
+        int8 = Int8Options(
+            mode=a.quantize,
+            calibration=a.calibration,
+            method=a.calibration_method,
+            alpha=a.smooth or None,
+            isa=a.isa,
+            reduce_range=a.reduce_range,
+            exclude=tuple(a.exclude),
+            max_drop=a.max_drop,
+            eval_data=a.eval,
+        )
     elif a.max_drop is not None or a.eval or a.calibration:
         raise ValueError("--max-drop, --eval and --calibration go with --quantize")
-    print(export(a.source, a.outdir, a.task, optimize=a.optimize, quantize=int8, revision=a.revision,
-                 opset=a.opset, overwrite=a.overwrite, log=log))
+    print(
+        export(
+            a.source,
+            a.outdir,
+            a.task,
+            optimize=a.optimize,
+            quantize=int8,
+            revision=a.revision,
+            opset=a.opset,
+            overwrite=a.overwrite,
+            log=log,
+        )
+    )
     return 0
 
 
@@ -278,8 +370,15 @@ def answer(pipe: Pipeline[Any, Any, Any], batch: list[stream.Line], params: dict
             message = result if isinstance(result, str) else f"line {line.number}: {result}"
             rows.append({"line": line.number, "error": message})
         else:
-            given = (line.obj if isinstance(line.obj, dict) else {"inputs": line.obj} if line.obj is not None
-                     else {"text": line.text} if line.pair is None else {"text": line.text, "text_pair": line.pair})
+            given = (
+                line.obj
+                if isinstance(line.obj, dict)
+                else {"inputs": line.obj}
+                if line.obj is not None
+                else {"text": line.text}
+                if line.pair is None
+                else {"text": line.text, "text_pair": line.pair}
+            )
             rows.append({**given, **result} if isinstance(result, dict) else {**given, pipe.result_key: result})
     return rows
 
@@ -302,8 +401,10 @@ def cmd_score(a: argparse.Namespace) -> int:
     try:
         from .scale.score import score_local
     except ImportError as e:
-        raise OnnxPipeError(f"onnxpipe score needs the score extra (missing: {e.name}): "
-                            "pip install '.[score]' (from the onnxpipe repository)") from e
+        raise OnnxPipeError(
+            f"onnxpipe score needs the score extra (missing: {e.name}): "
+            "pip install '.[score]' (from the onnxpipe repository)"
+        ) from e
     from .default import ensure_default
 
     model = a.model or ensure_default("text-classification")
@@ -312,17 +413,36 @@ def cmd_score(a: argparse.Namespace) -> int:
             from .scale.ray import score_ray
         except ImportError as e:
             raise OnnxPipeError(f"--engine ray needs the ray extra (missing: {e.name}): pip install '.[ray]'") from e
-        summary = score_ray(a.input, a.output, model, a.task, a.column, a.prefix, a.variant, address=a.ray_address,
-                            num_cpus=a.threads)
+        summary = score_ray(
+            a.input, a.output, model, a.task, a.column, a.prefix, a.variant, address=a.ray_address, num_cpus=a.threads
+        )
     else:
         from . import pipeline
 
         pipe = pipeline(a.task, model=model, variant=a.variant, threads=a.threads, batch_size=a.batch_size)
-        summary = score_local(a.input, a.output, pipe, a.column, a.prefix, a.chunk_rows, model_id=str(Path(model)),
-                              progress=not a.no_progress)
-    print(json.dumps({"output": str(a.output), "rows": summary.rows, "errors": summary.errors,
-                      "seconds": round(summary.seconds, 3), "rows_per_second": round(summary.rows_per_second, 1),
-                      "resumed_chunks": summary.resumed_chunks, "engine": a.engine}))
+        summary = score_local(
+            a.input,
+            a.output,
+            pipe,
+            a.column,
+            a.prefix,
+            a.chunk_rows,
+            model_id=str(Path(model)),
+            progress=not a.no_progress,
+        )
+    print(
+        json.dumps(
+            {
+                "output": str(a.output),
+                "rows": summary.rows,
+                "errors": summary.errors,
+                "seconds": round(summary.seconds, 3),
+                "rows_per_second": round(summary.rows_per_second, 1),
+                "resumed_chunks": summary.resumed_chunks,
+                "engine": a.engine,
+            }
+        )
+    )
     return EXIT_SOME_FAILED if summary.errors else 0
 
 
@@ -332,8 +452,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
         from .serve.app import create_app
     except ImportError as e:
-        raise OnnxPipeError(f"onnxpipe serve needs the serve extra (missing: {e.name}): "
-                            "pip install '.[serve]' (from the onnxpipe repository)") from e
+        raise OnnxPipeError(
+            f"onnxpipe serve needs the serve extra (missing: {e.name}): "
+            "pip install '.[serve]' (from the onnxpipe repository)"
+        ) from e
     models: dict[str, str | Path] = {}
     for spec in a.model:
         name, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
@@ -348,8 +470,13 @@ def cmd_serve(a: argparse.Namespace) -> int:
     settings = Settings.from_arguments(a)
     # uvicorn drains on SIGTERM / SIGINT: it stops accepting, answers what it accepted, then the app's
     # shutdown lets the inference thread finish its queue.
-    uvicorn.run(create_app(models, settings), host=a.host, port=a.port, log_level="warning",
-                timeout_graceful_shutdown=int(settings.timeout_s) + 5)
+    uvicorn.run(
+        create_app(models, settings),
+        host=a.host,
+        port=a.port,
+        log_level="warning",
+        timeout_graceful_shutdown=int(settings.timeout_s) + 5,
+    )
     return 0
 
 
@@ -357,8 +484,10 @@ def cmd_bench(argv: list[str]) -> int:
     try:
         from onnxpipe.bench.cli import main as bench_main
     except ImportError as e:
-        raise OnnxPipeError(f"the benchmark needs the bench extra (missing: {e.name}): "
-                            "pip install '.[bench]' (from the onnxpipe repository)") from e
+        raise OnnxPipeError(
+            f"the benchmark needs the bench extra (missing: {e.name}): "
+            "pip install '.[bench]' (from the onnxpipe repository)"
+        ) from e
     code: int = bench_main(argv)
     return code
 

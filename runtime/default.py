@@ -29,8 +29,10 @@ def default_artifact_dir(task: str = "text-classification") -> Path:
     """The cache folder of ``task``'s default model; keyed by the delta's hash and the build recipe, so a
     new delta or recipe rebuilds."""
     if task not in DEFAULT_MODELS:
-        raise ValueError(f"no default model for task {task!r}: pass model=ARTIFACT_DIR "
-                         f"(defaults exist for {', '.join(DEFAULT_MODELS)})")
+        raise ValueError(
+            f"no default model for task {task!r}: pass model=ARTIFACT_DIR "
+            f"(defaults exist for {', '.join(DEFAULT_MODELS)})"
+        )
     # The delta folder ships with the package; its __init__ imports nothing heavy.
     import hashlib
 
@@ -58,7 +60,8 @@ def ensure_default(task: str = "text-classification", log: Callable[[str], None]
         raise OnnxPipeError(
             f"the default {task} model is not built yet ({path}) and building it needs the export extra "
             f"(missing: {e.name}). Install it with:  {INSTALL_EXPORT}  "
-            "or pass model=ARTIFACT_DIR to use an artifact you exported elsewhere") from e
+            "or pass model=ARTIFACT_DIR to use an artifact you exported elsewhere"
+        ) from e
     log(f"building the default {task} model into {path} (once; later calls reuse it)")
     build = build_default if DEFAULT_MODELS[task] == "minilm-sst2" else build_default_embeddings
     build(path, log=log)

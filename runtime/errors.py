@@ -12,5 +12,7 @@ class OnnxPipeError(Exception):
 
 # Said wherever the export extra is missing. onnxpipe installs from a clone of its repository (it is
 # not on PyPI); torch comes first from PyTorch's CPU index, else the pin resolves to the CUDA build.
-INSTALL_EXPORT = ("pip install torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu "
-                  "&& pip install '.[export]'  (from the onnxpipe repository)")
+INSTALL_EXPORT = (
+    "pip install torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu "
+    "&& pip install '.[export]'  (from the onnxpipe repository)"
+)

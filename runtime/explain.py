@@ -45,39 +45,55 @@ def stages(pipe: Pipeline[Any, Any, Any], plan: Plan[Any]) -> dict[str, Any]:
     t3 = time.perf_counter()
     # (features, padded width) of each graph run
     shape = [(len(idx), max(plan.features[i].length for i in idx)) for idx, _ in runs]
-    return {"features": plan.features, "runs": shape,
-            "outputs": outputs, "post": plan.post, "result": result,
-            "ms": {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}}
+    return {
+        "features": plan.features,
+        "runs": shape,
+        "outputs": outputs,
+        "post": plan.post,
+        "result": result,
+        "ms": {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
+    }
 
 
-def explain(pipe: Pipeline[Any, Any, Any], inputs: Any, load_seconds: float, out: TextIO | None = None, **params: Any) -> Any:
+def explain(
+    pipe: Pipeline[Any, Any, Any], inputs: Any, load_seconds: float, out: TextIO | None = None, **params: Any
+) -> Any:
     import sys
 
     out = out or sys.stdout
+
     def say(*lines: str) -> None:
         print(*lines, sep="\n", file=out)
 
     a = pipe.artifact
     size_mb = pipe.model_path.stat().st_size / 1e6
-    say(f"1. load        {load_seconds * 1e3:8.1f} ms   {a.path}",
+    say(
+        f"1. load        {load_seconds * 1e3:8.1f} ms   {a.path}",
         f"                              task {pipe.task}, variant {pipe.variant}: {pipe.model_path.name} "
-        f"({size_mb:.1f} MB), {pipe.session.threads} threads; tokenizer.json, max {a.max_length} tokens")
+        f"({size_mb:.1f} MB), {pipe.session.threads} threads; tokenizer.json, max {a.max_length} tokens",
+    )
 
     run = stages(pipe, pipe.read(inputs, **params))
     features, outputs, ms = run["features"], run["outputs"], run["ms"]
     runs = ", ".join(f"{n} x {width}" for n, width in run["runs"])
-    say(f"2. preprocess  {ms['preprocess']:8.2f} ms   input  {json.dumps(inputs, ensure_ascii=False)}",
+    say(
+        f"2. preprocess  {ms['preprocess']:8.2f} ms   input  {json.dumps(inputs, ensure_ascii=False)}",
         f"                              {len(features)} feature(s) in {len(run['runs'])} graph run(s) "
-        f"(features x padded tokens: {runs})")
+        f"(features x padded tokens: {runs})",
+    )
     for f in features[:SHOWN_FEATURES]:
-        say(f"                              tokens {f.encoding.tokens[:f.length]}",
-            f"                              ids    {f.encoding.ids[:f.length]}")
+        say(
+            f"                              tokens {f.encoding.tokens[: f.length]}",
+            f"                              ids    {f.encoding.ids[: f.length]}",
+        )
 
     say(f"3. forward     {ms['forward']:8.2f} ms   feed   {', '.join(pipe.session.input_names)} (int64)")
     for name, value in outputs.items():
         small = value.ndim == 2 and value.shape[-1] <= 16  # classifier logits: worth reading
-        say(f"                              {name} {tuple(value.shape)}" + (f" {_fmt(value[:SHOWN_FEATURES])}"
-                                                                               if small else ""))
+        say(
+            f"                              {name} {tuple(value.shape)}"
+            + (f" {_fmt(value[:SHOWN_FEATURES])}" if small else "")
+        )
 
     post, result = run["post"], run["result"]
     say(f"4. postprocess {ms['postprocess']:8.2f} ms   {pipe.describe_postprocess(post)}")

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 # What a bad input raises: transformers' KeyError for a question-answering dict without its keys included.
 INPUT_ERRORS = (ValueError, TypeError, KeyError)
 
+
 def check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -23,8 +24,7 @@ def truncation_params(truncation: bool | str | None, max_length: int | None) -> 
 
     Deliberate difference: text past the model's limit is always truncated (transformers raises); a
     shorter ``max_length`` and a strategy apply as the transformers tokenizer applies them."""
-    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
-                                   or max_length < 1):
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         raise ValueError(f"max_length must be a positive int, got {max_length!r}")
     if truncation is False or truncation == "do_not_truncate" or max_length is None:
         return {}
@@ -56,11 +56,13 @@ def raise_on_invalid_unicode(texts: list[Any]) -> None:
     Checked only after the tokenizer refused a batch, so valid input pays nothing for it."""
     for i, item in enumerate(texts):
         try:
-            for text in (item if isinstance(item, tuple) else (item,)):
+            for text in item if isinstance(item, tuple) else (item,):
                 text.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise ValueError(f"inputs[{i}] is not valid Unicode text: {e.reason} {e.object[e.start]!r} at character "
-                             f"{e.start} (undecodable bytes?); decode the input strictly as UTF-8 first") from None
+            raise ValueError(
+                f"inputs[{i}] is not valid Unicode text: {e.reason} {e.object[e.start]!r} at character "
+                f"{e.start} (undecodable bytes?); decode the input strictly as UTF-8 first"
+            ) from None
 
 
 def check_texts(inputs: Any) -> tuple[list[str], str | None]:
@@ -74,6 +76,7 @@ def check_texts(inputs: Any) -> tuple[list[str], str | None]:
             raise TypeError(f"inputs[{i}] is a {type(item).__name__}, not a str: every input must be text")
     return list(inputs), None
 
+
 def check_texts_or_pairs(inputs: Any) -> tuple[list[str | tuple[str, str]], str | None]:
     """``str`` or ``{"text", "text_pair"}`` → one input (its kind returned); a list or tuple of them
     (or of the legacy ``[[text, pair]]``) → a batch (kind None). Anything else is refused."""
@@ -82,8 +85,9 @@ def check_texts_or_pairs(inputs: Any) -> tuple[list[str | tuple[str, str]], str 
     if isinstance(inputs, dict):
         return [_pair(inputs, "inputs")], "dict"
     if not isinstance(inputs, (list, tuple)):
-        raise TypeError(f"inputs must be a str, a {{'text', 'text_pair'}} dict or a list of them, "
-                        f"got {type(inputs).__name__}")
+        raise TypeError(
+            f"inputs must be a str, a {{'text', 'text_pair'}} dict or a list of them, got {type(inputs).__name__}"
+        )
     items: list[str | tuple[str, str]] = []
     for i, item in enumerate(inputs):
         if isinstance(item, str):
@@ -93,9 +97,10 @@ def check_texts_or_pairs(inputs: Any) -> tuple[list[str | tuple[str, str]], str 
         elif isinstance(item, list) and len(item) == 1 and isinstance(item[0], list) and len(item[0]) == 2:
             items.append(_pair({"text": item[0][0], "text_pair": item[0][1]}, f"inputs[{i}]"))  # legacy form
         elif isinstance(item, (list, tuple)):
-            raise ValueError(f"inputs[{i}] is a {type(item).__name__}: to send a text pair, send a dict "
-                             '{"text": "My text", "text_pair": "My pair"} (as transformers asks)')
+            raise ValueError(
+                f"inputs[{i}] is a {type(item).__name__}: to send a text pair, send a dict "
+                '{"text": "My text", "text_pair": "My pair"} (as transformers asks)'
+            )
         else:
             raise TypeError(f"inputs[{i}] is a {type(item).__name__}, not a str: every input must be text")
     return items, None
-

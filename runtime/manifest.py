@@ -27,8 +27,13 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         id2label = {int(k): str(v) for k, v in d.get("id2label", {}).items()}
         label2id = {str(k): int(v) for k, v in (d.get("label2id") or {v: k for k, v in id2label.items()}).items()}
-        return cls(id2label, label2id, d.get("problem_type"), int(d.get("num_labels", len(id2label))),
-                   d.get("return_all_scores"))
+        return cls(
+            id2label,
+            label2id,
+            d.get("problem_type"),
+            int(d.get("num_labels", len(id2label))),
+            d.get("return_all_scores"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "id2label": {str(k): v for k, v in self.id2label.items()}}
@@ -60,8 +65,18 @@ class TokenizerInfo:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        order = ("file", "max_length", "pad_token", "pad_id", "mask_token", "mask_id", "unk_token", "cls_token",
-                 "padding_side", "clean_up_tokenization_spaces")
+        order = (
+            "file",
+            "max_length",
+            "pad_token",
+            "pad_id",
+            "mask_token",
+            "mask_id",
+            "unk_token",
+            "cls_token",
+            "padding_side",
+            "clean_up_tokenization_spaces",
+        )
         values = asdict(self)
         return {k: values[k] for k in order}
 
@@ -113,19 +128,44 @@ class Manifest:
         known = {f.name for f in fields(cls)}
         embedding = d.get("embedding")
         return cls(
-            task=d["task"], config=ModelConfig.from_dict(d["config"]), tokenizer=TokenizerInfo.from_dict(d["tokenizer"]),
-            variants=dict(d["variants"]), head=d.get("head"), source=dict(d.get("source") or {}),
-            model_type=d.get("model_type"), embedding=EmbeddingInfo.from_dict(embedding) if embedding else None,
-            opset=d.get("opset"), default_variant=d.get("default_variant"), files=dict(d.get("files") or {}),
-            created=d.get("created"), versions=dict(d.get("versions") or {}), format=d.get("format", FORMAT_VERSION),
-            extra={k: v for k, v in d.items() if k not in known})
+            task=d["task"],
+            config=ModelConfig.from_dict(d["config"]),
+            tokenizer=TokenizerInfo.from_dict(d["tokenizer"]),
+            variants=dict(d["variants"]),
+            head=d.get("head"),
+            source=dict(d.get("source") or {}),
+            model_type=d.get("model_type"),
+            embedding=EmbeddingInfo.from_dict(embedding) if embedding else None,
+            opset=d.get("opset"),
+            default_variant=d.get("default_variant"),
+            files=dict(d.get("files") or {}),
+            created=d.get("created"),
+            versions=dict(d.get("versions") or {}),
+            format=d.get("format", FORMAT_VERSION),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"format": self.format, "task": self.task, "head": self.head, "source": self.source,
-                               "model_type": self.model_type, "config": self.config.to_dict(),
-                               "tokenizer": self.tokenizer.to_dict()}
+        out: dict[str, Any] = {
+            "format": self.format,
+            "task": self.task,
+            "head": self.head,
+            "source": self.source,
+            "model_type": self.model_type,
+            "config": self.config.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
+        }
         if self.embedding is not None:
             out["embedding"] = self.embedding.to_dict()
-        out.update({"opset": self.opset, "variants": self.variants, "default_variant": self.default_variant,
-                    **self.extra, "files": self.files, "created": self.created, "versions": self.versions})
+        out.update(
+            {
+                "opset": self.opset,
+                "variants": self.variants,
+                "default_variant": self.default_variant,
+                **self.extra,
+                "files": self.files,
+                "created": self.created,
+                "versions": self.versions,
+            }
+        )
         return out

@@ -82,9 +82,16 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
     task: str = ""
     result_key = "result"  # `onnxpipe run`'s JSON key for a result that is not a dict
 
-    def __init__(self, artifact: Artifact, variant: str | None = None, threads: int | None = None,
-                 batch_size: int | None = None, verify: bool = True, engine: Engine | None = None,
-                 **defaults: Any):
+    def __init__(
+        self,
+        artifact: Artifact,
+        variant: str | None = None,
+        threads: int | None = None,
+        batch_size: int | None = None,
+        verify: bool = True,
+        engine: Engine | None = None,
+        **defaults: Any,
+    ):
         self.artifact = artifact
         self.variant = variant or artifact.default_variant
         model_file = artifact.variant_file(self.variant)
@@ -94,15 +101,18 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
         # batch_size is refused with transformers' words.
         default = DEFAULT_BATCH_SIZE if artifact.pad_id is not None else 1
         self.batch_size = default if batch_size is None else self.check_batch(batch_size)
-        self.encoder = TextEncoder(artifact.path / "tokenizer.json", artifact.max_length,
-                                   artifact.pad_id, artifact.pad_token)
+        self.encoder = TextEncoder(
+            artifact.path / "tokenizer.json", artifact.max_length, artifact.pad_id, artifact.pad_token
+        )
         self.sanitize_parameters(**defaults)  # refuse bad defaults now, not at the first call
         self.defaults = defaults  # parameters given to pipeline(...): every call's, unless it overrides them
         self.session = engine if engine is not None else Session(model_file, threads)
         unknown = [n for n in self.session.input_names if n not in ENCODER_OUTPUTS]
         if unknown:
-            raise OnnxPipeError(f"{model_file} takes inputs {unknown} that the tokenizer does not produce "
-                                f"(it produces {', '.join(ENCODER_OUTPUTS)}): not a supported encoder graph")
+            raise OnnxPipeError(
+                f"{model_file} takes inputs {unknown} that the tokenizer does not produce "
+                f"(it produces {', '.join(ENCODER_OUTPUTS)}): not a supported encoder graph"
+            )
 
     @property
     def model_path(self) -> Path:
@@ -209,8 +219,9 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
             yield from self.results(chunk, size, **params)
 
     # -- the stages ----------------------------------------------------------------------------
-    def encode(self, texts: list[Any], max_length: int | None = None, strategy: str = "longest_first",
-               **options: Any) -> list[Encoding]:
+    def encode(
+        self, texts: list[Any], max_length: int | None = None, strategy: str = "longest_first", **options: Any
+    ) -> list[Encoding]:
         """Encodings of texts or (text, pair) tuples, truncated to the model's limit (or a shorter max_length);
         ``options`` (stride, pretokenized) go to :meth:`TextEncoder.encode`."""
         try:
@@ -222,9 +233,11 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
             if type(panic).__name__ != "PanicException" or "stride" not in str(panic):
                 raise
             # transformers crashes with the same panic; the window has no room left beside the fixed part
-            raise ValueError(f"stride={options.get('stride')} leaves the windows no room beside the special tokens "
-                             "(and, for a pair, the part that is not cut): lower the stride or raise the length "
-                             f"(tokenizers: {str(panic).split(' (note')[0]})") from None
+            raise ValueError(
+                f"stride={options.get('stride')} leaves the windows no room beside the special tokens "
+                "(and, for a pair, the part that is not cut): lower the stride or raise the length "
+                f"(tokenizers: {str(panic).split(' (note')[0]})"
+            ) from None
         for i, e in enumerate(encodings):
             if len(e) == 0:  # only a tokenizer without special tokens can do this, on an empty text
                 raise ValueError(f"inputs[{i}] encodes to no tokens at all; pass non-empty text")
@@ -255,8 +268,7 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
     def finish(self, results: list[ResultT], single: str | None, params: dict[str, Any]) -> Any:
         return results[0] if single else results
 
-    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]
-                      ) -> list[str]:
+    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]) -> list[str]:
         """What ``explain`` shows of the postprocess decision beyond the result (each task its own)."""
         return []
 

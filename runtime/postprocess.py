@@ -47,8 +47,9 @@ class LabelScore(TypedDict):
     score: float
 
 
-def label_scores(scores: Array, id2label: dict[int, str], top_k: int | None, legacy: bool
-                 ) -> LabelScore | list[LabelScore]:
+def label_scores(
+    scores: Array, id2label: dict[int, str], top_k: int | None, legacy: bool
+) -> LabelScore | list[LabelScore]:
     """One input's result, as transformers shapes it: legacy with top_k 1, the best label as a dict;
     legacy with every label (return_all_scores), all of them in label order; else ranked, cut to top_k."""
     if legacy and top_k == 1:

@@ -44,11 +44,14 @@ class Session:
             opts.enable_cpu_mem_arena = False
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
-                                                disabled_optimizers=UNFUSED)
+            self.session = ort.InferenceSession(
+                str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=UNFUSED
+            )
         except Exception as e:  # ORT raises its own exception types per failure (InvalidProtobuf, Fail, ...)
-            raise OnnxPipeError(f"onnxruntime cannot load {path}: {type(e).__name__}: {e}. "
-                                "The file is corrupt or not an ONNX model; export the artifact again") from e
+            raise OnnxPipeError(
+                f"onnxruntime cannot load {path}: {type(e).__name__}: {e}. "
+                "The file is corrupt or not an ONNX model; export the artifact again"
+            ) from e
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.threads = opts.intra_op_num_threads

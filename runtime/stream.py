@@ -64,8 +64,12 @@ def decode(number: int, raw: bytes, jsonl: bool = False) -> Line:
         fields: dict[str, Any] = value
         value, pair = fields.get("text"), fields.get("text_pair")
     if not isinstance(value, str) or not isinstance(pair, (str, type(None))):
-        return Line(number, None, f"line {number}: give a JSON string or an object with a \"text\" string "
-                                  "(and optionally a \"text_pair\" string), or the object the task takes")
+        return Line(
+            number,
+            None,
+            f'line {number}: give a JSON string or an object with a "text" string '
+            '(and optionally a "text_pair" string), or the object the task takes',
+        )
     return Line(number, value, pair=pair)
 
 
@@ -76,7 +80,9 @@ def from_arguments(args: Iterable[str]) -> list[Line]:
 
 def batches(stream: BinaryIO, size: int, jsonl: bool = False) -> Iterator[list[Line]]:
     """Lists of non-blank lines: the first that arrives plus whatever else is already waiting."""
-    lines: queue.Queue[tuple[int, bytes] | object] = queue.Queue(maxsize=16 * size)  # bounded: a fast producer cannot fill memory
+    lines: queue.Queue[tuple[int, bytes] | object] = queue.Queue(
+        maxsize=16 * size
+    )  # bounded: a fast producer cannot fill memory
 
     def read() -> None:
         try:

@@ -17,9 +17,11 @@ from .errors import OnnxPipeError
 ENCODER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 # transformers' words when a batch needs padding and the tokenizer has no pad token.
-NO_PAD_TOKEN = ("Pipeline with tokenizer without pad_token cannot do batching. You can try to set it with "
-                "`pipe.tokenizer.pad_token_id = model.config.eos_token_id`. (onnxpipe: this model runs one input "
-                "at a time; pass batch_size=1, its default, or export it with a pad token)")
+NO_PAD_TOKEN = (
+    "Pipeline with tokenizer without pad_token cannot do batching. You can try to set it with "
+    "`pipe.tokenizer.pad_token_id = model.config.eos_token_id`. (onnxpipe: this model runs one input "
+    "at a time; pass batch_size=1, its default, or export it with a pad token)"
+)
 
 # Tokenizers configured for other truncation settings, the most recently used kept. Each is a full copy
 # (~1.5 MB for a 30k vocabulary) and the settings come from callers (a server's clients), so the count is
@@ -47,8 +49,15 @@ class TextEncoder:
         self.pad_id = pad_id
         self.pad_token = pad_token
 
-    def encode(self, items: list[Any], max_length: int | None = None, strategy: str = "longest_first",
-               stride: int = 0, pretokenized: bool = False, add_special_tokens: bool = True) -> list[Encoding]:
+    def encode(
+        self,
+        items: list[Any],
+        max_length: int | None = None,
+        strategy: str = "longest_first",
+        stride: int = 0,
+        pretokenized: bool = False,
+        add_special_tokens: bool = True,
+    ) -> list[Encoding]:
         """Truncated, unpadded encodings of texts, (text, text_pair) tuples, or (``pretokenized``) lists of
         words: callers sort them by length before padding batches. Text cut by the limit is kept in each
         encoding's ``overflowing`` windows, ``stride`` tokens overlapping, for the tasks that read them.
@@ -61,8 +70,9 @@ class TextEncoder:
                 return [tokenizer.encode(item, is_pretokenized=True, add_special_tokens=add_special_tokens)]
             pair = item if isinstance(item, tuple) else (item, None)
             return [tokenizer.encode(*pair, add_special_tokens=add_special_tokens)]
-        encodings: list[Encoding] = tokenizer.encode_batch(items, is_pretokenized=pretokenized,
-                                                           add_special_tokens=add_special_tokens)
+        encodings: list[Encoding] = tokenizer.encode_batch(
+            items, is_pretokenized=pretokenized, add_special_tokens=add_special_tokens
+        )
         return encodings
 
     def _configured(self, max_length: int | None, strategy: str, stride: int = 0) -> Tokenizer:

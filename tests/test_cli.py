@@ -52,8 +52,11 @@ def test_a_bad_line_gets_an_error_record_and_the_rest_is_answered(artifact, monk
 
 
 def test_jsonl_input(artifact, monkeypatch, capsys):
-    fake_stdin(monkeypatch, b'"good film"\n{"text": "bad food", "id": 7}\n{"txt": 1}\n[1, 2]\nnot json\n'
-                            b'{"text": "good film", "text_pair": "bad food"}\n')
+    fake_stdin(
+        monkeypatch,
+        b'"good film"\n{"text": "bad food", "id": 7}\n{"txt": 1}\n[1, 2]\nnot json\n'
+        b'{"text": "good film", "text_pair": "bad food"}\n',
+    )
     assert main(["run", "-m", str(artifact()), "--jsonl"]) == 1
     rows = rows_of(capsys.readouterr().out)
     pipe = onnxpipe.pipeline(model=artifact())
@@ -83,17 +86,20 @@ def test_explain_shows_the_four_stages(artifact, capsys):
     assert json.loads(out.strip().splitlines()[-1]) == pipe("good film")
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["run", "-m", "/nonexistent/art", "hi"], ["/nonexistent/art", "no such folder"]),
-    (["explain", "-m", "/nonexistent/art", "hi"], ["/nonexistent/art", "no such folder"]),
-    (["run", "-m", "{tmp}", "hi"], ["{tmp}", "onnxpipe.json is missing"]),
-    (["run", "--batch-size", "0", "hi"], ["--batch-size", "positive"]),
-    (["run", "--threads", "x", "hi"], ["--threads", "positive"]),
-    (["explain", "one", "two"], ["unrecognized arguments: two"]),
-    (["export", "a", "b", "--quantize", "int3"], ["--quantize", "int3"]),
-    (["run", "--params", "[1]", "hi"], ["--params", "JSON object"]),
-    (["run", "--params", "{bad", "hi"], ["--params", "not valid JSON"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["run", "-m", "/nonexistent/art", "hi"], ["/nonexistent/art", "no such folder"]),
+        (["explain", "-m", "/nonexistent/art", "hi"], ["/nonexistent/art", "no such folder"]),
+        (["run", "-m", "{tmp}", "hi"], ["{tmp}", "onnxpipe.json is missing"]),
+        (["run", "--batch-size", "0", "hi"], ["--batch-size", "positive"]),
+        (["run", "--threads", "x", "hi"], ["--threads", "positive"]),
+        (["explain", "one", "two"], ["unrecognized arguments: two"]),
+        (["export", "a", "b", "--quantize", "int3"], ["--quantize", "int3"]),
+        (["run", "--params", "[1]", "hi"], ["--params", "JSON object"]),
+        (["run", "--params", "{bad", "hi"], ["--params", "not valid JSON"]),
+    ],
+)
 def test_usage_errors_name_the_path_or_option(argv, words, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     with pytest.raises(SystemExit) as exit_:
@@ -122,8 +128,13 @@ def test_version(capsys):
 
 def cli_process(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "onnxpipe.cli", *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "onnxpipe.cli", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
 
 def test_live_stdin_is_answered_line_by_line(artifact):
@@ -159,8 +170,10 @@ def test_run_and_explain_every_task(artifact, capsys):
     """--task and --params reach the pipeline; results that are not dicts go under the task's key."""
     nli, mlm, base = artifact("bert", "nli"), artifact("bert", "mlm"), artifact("bert", "base")
     params = {"candidate_labels": ["film", "food"], "multi_label": True}
-    assert main(["run", "-m", str(nli), "--task", "zero-shot-classification", "--params", json.dumps(params),
-                 "good film"]) == 0
+    assert (
+        main(["run", "-m", str(nli), "--task", "zero-shot-classification", "--params", json.dumps(params), "good film"])
+        == 0
+    )
     zs = onnxpipe.pipeline("zero-shot-classification", model=nli)
     assert rows_of(capsys.readouterr().out) == [{"text": "good film", **zs("good film", **params)}]
 
@@ -173,8 +186,21 @@ def test_run_and_explain_every_task(artifact, capsys):
     vector = onnxpipe.pipeline("sentence-embeddings", model=base)("good film")
     assert len(row["embedding"]) == 32 and max(abs(a - b) for a, b in zip(row["embedding"], vector)) < 1e-6
 
-    assert main(["explain", "-m", str(nli), "--task", "zero-shot-classification", "--params",
-                 json.dumps(params), "good film"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "-m",
+                str(nli),
+                "--task",
+                "zero-shot-classification",
+                "--params",
+                json.dumps(params),
+                "good film",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "2 feature(s)" in out and "'food', '.', '[SEP]']" in out and "logits (2, 3)" in out
     assert json.loads(out.strip().splitlines()[-1]) == zs("good film", **params)
@@ -182,10 +208,13 @@ def test_run_and_explain_every_task(artifact, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == fm("a [MASK] film")
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["run", "--task", "summarization", "hi"], ["unsupported task 'summarization'"]),
-    (["run", "--task", "fill-mask", "hi [MASK]"], ["no default model for task 'fill-mask'"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["run", "--task", "summarization", "hi"], ["unsupported task 'summarization'"]),
+        (["run", "--task", "fill-mask", "hi [MASK]"], ["no default model for task 'fill-mask'"]),
+    ],
+)
 def test_task_and_params_errors(argv, words, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -199,7 +228,8 @@ def test_spans_from_the_command_line(artifact, monkeypatch, capsys):
     params = {"aggregation_strategy": "simple", "stride": 8, "ignore_labels": []}
     assert main(["run", "-m", str(ner), "--params", json.dumps(params), text]) == 0
     assert rows_of(capsys.readouterr().out) == [
-        {"text": text, "entities": onnxpipe.pipeline(model=ner)(text, **params)}]
+        {"text": text, "entities": onnxpipe.pipeline(model=ner)(text, **params)}
+    ]
     assert main(["explain", "-m", str(ner), "--params", json.dumps(params), text]) == 0
     out = capsys.readouterr().out
     assert "window 1/" in out and "food/" in out and "grouped by aggregation_strategy='simple'" in out

@@ -21,19 +21,44 @@ QA = {"question": "Where do I live?", "context": CONTEXT}
 
 # task → (arch head, [(one input, parameters)])
 TABLE = {
-    "text-classification": ("single", [("good film", {}), ("bad food", {"top_k": None}),
-                                       ({"text": "good film", "text_pair": "bad food"}, {"top_k": 2}),
-                                       (CONTEXT, {"function_to_apply": "none", "top_k": 1})]),
-    "token-classification": ("ner", [(CONTEXT, {}), (CONTEXT, {"aggregation_strategy": "simple", "ignore_labels": []}),
-                                     (WORDS, {"is_split_into_words": True, "ignore_labels": []}),
-                                     (CONTEXT * 4, {"stride": 8, "aggregation_strategy": "first"})]),
+    "text-classification": (
+        "single",
+        [
+            ("good film", {}),
+            ("bad food", {"top_k": None}),
+            ({"text": "good film", "text_pair": "bad food"}, {"top_k": 2}),
+            (CONTEXT, {"function_to_apply": "none", "top_k": 1}),
+        ],
+    ),
+    "token-classification": (
+        "ner",
+        [
+            (CONTEXT, {}),
+            (CONTEXT, {"aggregation_strategy": "simple", "ignore_labels": []}),
+            (WORDS, {"is_split_into_words": True, "ignore_labels": []}),
+            (CONTEXT * 4, {"stride": 8, "aggregation_strategy": "first"}),
+        ],
+    ),
     "question-answering": ("qa", [(QA, {}), (QA, {"top_k": 2}), (QA, {"handle_impossible_answer": True})]),
-    "fill-mask": ("mlm", [("The [MASK] was good.", {}), ("The [MASK] was [MASK].", {"top_k": 2}),
-                          ("The [MASK] was good.", {"targets": ["film", "food"]})]),
-    "zero-shot-classification": ("nli", [(CONTEXT, {"candidate_labels": ["film", "food"]}),
-                                         (CONTEXT, {"candidate_labels": "film, city", "multi_label": True})]),
-    "feature-extraction": ("base", [("good film", {}), ("good film", {"tokenize_kwargs": {"max_length": 3,
-                                                                                           "truncation": True}})]),
+    "fill-mask": (
+        "mlm",
+        [
+            ("The [MASK] was good.", {}),
+            ("The [MASK] was [MASK].", {"top_k": 2}),
+            ("The [MASK] was good.", {"targets": ["film", "food"]}),
+        ],
+    ),
+    "zero-shot-classification": (
+        "nli",
+        [
+            (CONTEXT, {"candidate_labels": ["film", "food"]}),
+            (CONTEXT, {"candidate_labels": "film, city", "multi_label": True}),
+        ],
+    ),
+    "feature-extraction": (
+        "base",
+        [("good film", {}), ("good film", {"tokenize_kwargs": {"max_length": 3, "truncation": True}})],
+    ),
 }
 
 
@@ -51,16 +76,16 @@ def test_python_http_and_run_give_the_same_json(task, artifact, client, monkeypa
     head, calls = TABLE[task]
     pipe = onnxpipe.pipeline(task, model=artifact("bert", head))
     for inputs, params in calls:
-        r = client.post("/v1/pipeline", json={"inputs": inputs, "parameters": params, "model": task,
-                                              "task": task})
+        r = client.post("/v1/pipeline", json={"inputs": inputs, "parameters": params, "model": task, "task": task})
         assert r.status_code == 200 and r.json() == jsonable(pipe(inputs, **params)), (inputs, params)
         monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(json.dumps(inputs).encode() + b"\n")))
         argv = ["run", "-m", str(artifact("bert", head)), "--task", task, "--jsonl", "--params", json.dumps(params)]
         assert main(argv) == 0, capsys.readouterr().err
         row = json.loads(capsys.readouterr().out)
         expected = jsonable(pipe.results([inputs], **params)[0])
-        given = inputs if isinstance(inputs, dict) else {"inputs": inputs} if isinstance(inputs, list) else \
-            {"text": inputs}
+        given = (
+            inputs if isinstance(inputs, dict) else {"inputs": inputs} if isinstance(inputs, list) else {"text": inputs}
+        )
         assert row == ({**given, **expected} if isinstance(expected, dict) else {**given, pipe.result_key: expected})
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-USER_SCRIPT = '''
+USER_SCRIPT = """
 import onnxpipe
 
 classifier = onnxpipe.pipeline("sentiment-analysis", model="artifacts/sst2")
@@ -23,16 +23,16 @@ reader = onnxpipe.pipeline("question-answering", model="artifacts/squad")
 answer = reader.results([{"question": "Where?", "context": "In Berlin."}])[0]
 if isinstance(answer, dict):
     print(answer["answer"].upper(), answer["start"] + 1)
-'''
+"""
 
-MISREAD = '''
+MISREAD = """
 import onnxpipe
 
 classifier = onnxpipe.pipeline("sentiment-analysis", model="artifacts/sst2")
 result = classifier.results(["good film"])[0]
 if isinstance(result, dict):
     print(result["labels"])
-'''
+"""
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,18 +50,41 @@ def python(tmp_path_factory) -> str:
         return sys.executable
     env = tmp_path_factory.mktemp("user-env")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
-    site = subprocess.run([str(env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", site, str(ROOT)], check=True, timeout=300)
+    site = subprocess.run(
+        [str(env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            site,
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
+    )
     return str(env / "bin" / "python")
 
 
 def mypy(tmp_path: Path, script: str, python: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "user.py").write_text(textwrap.dedent(script))
     # From an empty folder, so that the installed onnxpipe is what the checker finds.
-    return subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable",
-                           python, "user.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable", python, "user.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_users_type_checker_sees_onnxpipes_types(tmp_path, python):

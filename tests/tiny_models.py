@@ -18,8 +18,14 @@ CORPUS = [
     "这部电影非常好看",
 ] * 20
 
-SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, initializer_range=0.3,
-             max_position_embeddings=64)
+SIZES = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    initializer_range=0.3,
+    max_position_embeddings=64,
+)
 
 
 def _corpus_units() -> tuple[list[str], list[str]]:
@@ -44,19 +50,26 @@ def wordpiece_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
-    return tok, dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-                     mask_token="[MASK]")
+    return tok, dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
 
 
 def bytelevel_tokenizer():
     from tokenizers import ByteLevelBPETokenizer, processors
 
     tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(CORPUS, vocab_size=400, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    tok.train_from_iterator(
+        CORPUS, vocab_size=400, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
     tok._tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    return tok._tokenizer, dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-                                cls_token="<s>", sep_token="</s>", mask_token="<mask>")
+    return tok._tokenizer, dict(
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        cls_token="<s>",
+        sep_token="</s>",
+        mask_token="<mask>",
+    )
 
 
 def unigram_tokenizer():
@@ -64,16 +77,17 @@ def unigram_tokenizer():
 
     words, chars = _corpus_units()
     specials = ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = ([(p, 0.0) for p in specials] + [("▁" + w, -5.0) for w in words] + [("▁", -8.0)]
-             + [(c, -10.0) for c in chars])
+    vocab = (
+        [(p, 0.0) for p in specials] + [("▁" + w, -5.0) for w in words] + [("▁", -8.0)] + [(c, -10.0) for c in chars]
+    )
     tok = Tokenizer(models.Unigram(vocab, unk_id=1, byte_fallback=False))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    return tok, dict(unk_token="<unk>", pad_token="<pad>", cls_token="[CLS]", sep_token="[SEP]",
-                     mask_token="[MASK]")
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return tok, dict(unk_token="<unk>", pad_token="<pad>", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
 
 
 def _config(arch: str, vocab_size: int, **head):
@@ -82,38 +96,73 @@ def _config(arch: str, vocab_size: int, **head):
     if arch == "bert":
         return tf.BertConfig(vocab_size=vocab_size, **SIZES, **head)
     if arch == "distilbert":
-        return tf.DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
-                                   max_position_embeddings=64, initializer_range=0.3, **head)
+        return tf.DistilBertConfig(
+            vocab_size=vocab_size,
+            dim=32,
+            n_layers=2,
+            n_heads=4,
+            hidden_dim=37,
+            max_position_embeddings=64,
+            initializer_range=0.3,
+            **head,
+        )
     if arch == "roberta":
-        return tf.RobertaConfig(vocab_size=vocab_size, **{**SIZES, "max_position_embeddings": 66},
-                                pad_token_id=1, bos_token_id=0, eos_token_id=2, **head)
+        return tf.RobertaConfig(
+            vocab_size=vocab_size,
+            **{**SIZES, "max_position_embeddings": 66},
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            **head,
+        )
     if arch == "albert":
         return tf.AlbertConfig(vocab_size=vocab_size, embedding_size=16, **SIZES, pad_token_id=0, **head)
     if arch == "electra":
         return tf.ElectraConfig(vocab_size=vocab_size, embedding_size=16, **SIZES, **head)
     if arch == "xlm-roberta":  # RoBERTa's encoder with a SentencePiece (Unigram) vocabulary; pad is id 0 there
-        return tf.XLMRobertaConfig(vocab_size=vocab_size, **{**SIZES, "max_position_embeddings": 66},
-                                   pad_token_id=0, bos_token_id=2, eos_token_id=3, **head)
+        return tf.XLMRobertaConfig(
+            vocab_size=vocab_size,
+            **{**SIZES, "max_position_embeddings": 66},
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=3,
+            **head,
+        )
     raise ValueError(arch)
 
 
-TOKENIZERS = {"bert": wordpiece_tokenizer, "distilbert": wordpiece_tokenizer, "electra": wordpiece_tokenizer,
-              "roberta": bytelevel_tokenizer, "albert": unigram_tokenizer, "xlm-roberta": unigram_tokenizer}
+TOKENIZERS = {
+    "bert": wordpiece_tokenizer,
+    "distilbert": wordpiece_tokenizer,
+    "electra": wordpiece_tokenizer,
+    "roberta": bytelevel_tokenizer,
+    "albert": unigram_tokenizer,
+    "xlm-roberta": unigram_tokenizer,
+}
 
 HEADS = {
     "single": dict(num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"}, label2id={"neg": 0, "neu": 1, "pos": 2}),
-    "multi": dict(num_labels=4, problem_type="multi_label_classification",
-                  id2label={0: "joy", 1: "anger", 2: "fear", 3: "love"},
-                  label2id={"joy": 0, "anger": 1, "fear": 2, "love": 3}),
+    "multi": dict(
+        num_labels=4,
+        problem_type="multi_label_classification",
+        id2label={0: "joy", 1: "anger", 2: "fear", 3: "love"},
+        label2id={"joy": 0, "anger": 1, "fear": 2, "love": 3},
+    ),
     "regression": dict(num_labels=1, problem_type="regression", id2label={0: "LABEL_0"}, label2id={"LABEL_0": 0}),
     # An NLI head, as zero-shot classification reads it: the entailment index found by its name.
-    "nli": dict(num_labels=3, id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
-                label2id={"contradiction": 0, "neutral": 1, "entailment": 2}),
+    "nli": dict(
+        num_labels=3,
+        id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
+        label2id={"contradiction": 0, "neutral": 1, "entailment": 2},
+    ),
 }
 # Heads that are not sequence classifiers: the transformers class each is built with, and the task it exports for.
-OTHER_HEADS = {"mlm": ("AutoModelForMaskedLM", "fill-mask"), "base": ("AutoModel", "feature-extraction"),
-               "ner": ("AutoModelForTokenClassification", "token-classification"),
-               "qa": ("AutoModelForQuestionAnswering", "question-answering")}
+OTHER_HEADS = {
+    "mlm": ("AutoModelForMaskedLM", "fill-mask"),
+    "base": ("AutoModel", "feature-extraction"),
+    "ner": ("AutoModelForTokenClassification", "token-classification"),
+    "qa": ("AutoModelForQuestionAnswering", "question-answering"),
+}
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "MISC"]  # MISC: a tag without B-/I-
 
 
@@ -131,10 +180,13 @@ def build_checkpoint(folder: Path, arch: str = "bert", head: str = "single", see
     backend, specials = TOKENIZERS[arch]()
     # As the real DistilBERT and RoBERTa tokenizers do, produce no token_type_ids for them.
     names = ["input_ids", "attention_mask"] if arch in ("distilbert", "roberta", "xlm-roberta") else None
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=512, **specials,
-                                        **({"model_input_names": names} if names else {}))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, model_max_length=512, **specials, **({"model_input_names": names} if names else {})
+    )
     labels = dict(enumerate(NER_LABELS)) if head == "ner" else None
-    ner = dict(num_labels=len(NER_LABELS), id2label=labels, label2id={v: k for k, v in labels.items()}) if labels else {}
+    ner = (
+        dict(num_labels=len(NER_LABELS), id2label=labels, label2id={v: k for k, v in labels.items()}) if labels else {}
+    )
     config = _config(arch, backend.get_vocab_size(), **HEADS.get(head, ner))
     torch.manual_seed(seed)
     # initializer_range 0.3 (not 0.02) so that logits, and so labels, differ from input to input.

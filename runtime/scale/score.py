@@ -53,8 +53,14 @@ def result_columns(task: str, prefix: str) -> tuple[str, ...]:
     return tuple(prefix + c for c in (*fields, "error"))
 
 
-def add_results(table: pa.Table, pipe: Pipeline[Any, Any, Any], column: str, prefix: str = "", first_row: int | None = None,
-                **params: Any) -> tuple[pa.Table, list[str]]:
+def add_results(
+    table: pa.Table,
+    pipe: Pipeline[Any, Any, Any],
+    column: str,
+    prefix: str = "",
+    first_row: int | None = None,
+    **params: Any,
+) -> tuple[pa.Table, list[str]]:
     """``table`` with the text column decoded and label / score / error columns appended, plus the
     error messages. ``first_row`` (1-based) numbers rows in messages; None (Ray) leaves numbers out."""
     from ..tasks import TASKS
@@ -64,11 +70,14 @@ def add_results(table: pa.Table, pipe: Pipeline[Any, Any, Any], column: str, pre
     fields = list(types)
     clash = [c for c in (*result_cols, error_col) if c in table.column_names]
     if clash:
-        raise ValueError(f"the input already has column(s) {', '.join(clash)}: pass --prefix (e.g. --prefix pred_) "
-                         "to name the result columns apart")
+        raise ValueError(
+            f"the input already has column(s) {', '.join(clash)}: pass --prefix (e.g. --prefix pred_) "
+            "to name the result columns apart"
+        )
     n = table.num_rows
     values = table.column(column).to_pylist() if column in table.column_names else [None] * n
     notes = table.column(BAD_INPUT).to_pylist() if BAD_INPUT in table.column_names else [None] * n
+
     def where(i: int) -> str:
         return f"row {first_row + i}" if first_row is not None else "a row"
 
@@ -124,9 +133,17 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def score_local(input_path: Path, output_path: Path, pipe: Pipeline[Any, Any, Any], column: str = "text", prefix: str = "",
-                chunk_rows: int = CHUNK_ROWS, model_id: str = "", progress: bool = True,
-                warn: Callable[[str], None] = lambda m: print(f"onnxpipe: {m}", file=sys.stderr)) -> Summary:
+def score_local(
+    input_path: Path,
+    output_path: Path,
+    pipe: Pipeline[Any, Any, Any],
+    column: str = "text",
+    prefix: str = "",
+    chunk_rows: int = CHUNK_ROWS,
+    model_id: str = "",
+    progress: bool = True,
+    warn: Callable[[str], None] = lambda m: print(f"onnxpipe: {m}", file=sys.stderr),
+) -> Summary:
     input_path, output_path = Path(input_path), Path(output_path)
     fmt = format_of(output_path)
     format_of(input_path)
@@ -134,8 +151,18 @@ def score_local(input_path: Path, output_path: Path, pipe: Pipeline[Any, Any, An
         raise FileNotFoundError(f"{input_path}: no such input file")
     if output_path.resolve() == input_path.resolve():
         raise ValueError(f"{output_path}: the output would overwrite the input")
-    parts = open_parts(input_path, output_path, {"model": model_id, "variant": pipe.variant, "task": pipe.task,
-                                                 "column": column, "prefix": prefix, "chunk_rows": chunk_rows})
+    parts = open_parts(
+        input_path,
+        output_path,
+        {
+            "model": model_id,
+            "variant": pipe.variant,
+            "task": pipe.task,
+            "column": column,
+            "prefix": prefix,
+            "chunk_rows": chunk_rows,
+        },
+    )
     try:
         return _run(input_path, output_path, pipe, column, prefix, chunk_rows, fmt, parts, progress, warn)
     except BaseException:
@@ -144,8 +171,18 @@ def score_local(input_path: Path, output_path: Path, pipe: Pipeline[Any, Any, An
         raise
 
 
-def _run(input_path: Path, output_path: Path, pipe: Pipeline[Any, Any, Any], column: str, prefix: str, chunk_rows: int, fmt: str,
-         parts: Path, progress: bool, warn: Callable[[str], None]) -> Summary:
+def _run(
+    input_path: Path,
+    output_path: Path,
+    pipe: Pipeline[Any, Any, Any],
+    column: str,
+    prefix: str,
+    chunk_rows: int,
+    fmt: str,
+    parts: Path,
+    progress: bool,
+    warn: Callable[[str], None],
+) -> Summary:
     bar = _progress(count_rows(input_path), progress)
     start, rows, resumed = time.perf_counter(), 0, 0
     for index, chunk in enumerate(read_chunks(input_path, chunk_rows, column)):
@@ -180,15 +217,22 @@ def _write_text(path: Path, text: str) -> None:
 def open_parts(input_path: Path, output_path: Path, settings: dict[str, Any]) -> Path:
     """The folder of committed chunks beside OUTPUT; a resume must be the same job."""
     stat = input_path.stat()
-    job = {"input": str(input_path.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-           "output": str(output_path.resolve()), **settings}
+    job = {
+        "input": str(input_path.resolve()),
+        "input_bytes": stat.st_size,
+        "input_mtime_ns": stat.st_mtime_ns,
+        "output": str(output_path.resolve()),
+        **settings,
+    }
     parts = output_path.with_name(f".{output_path.name}.onnxpipe-parts")
     if parts.is_dir() and (parts / JOB).is_file():
         earlier = json.loads((parts / JOB).read_text())
         if earlier != job:
             changed = sorted(k for k in job if earlier.get(k) != job[k])
-            raise ValueError(f"{parts} holds an unfinished run with other settings ({', '.join(changed)} differ): "
-                             "run the same command to finish it, or delete that folder to start over")
+            raise ValueError(
+                f"{parts} holds an unfinished run with other settings ({', '.join(changed)} differ): "
+                "run the same command to finish it, or delete that folder to start over"
+            )
         return parts
     parts.mkdir(parents=True, exist_ok=True)
     write_atomic(parts / JOB, lambda p: p.write_text(json.dumps(job, indent=1)))
@@ -212,6 +256,7 @@ def _progress(total: int | None, enabled: bool) -> Any:
     except ImportError:  # the bar is a nicety: the runtime-only install scores without it
         enabled = False
     if not enabled:
+
         class _Quiet:
             def update(self, n: int) -> None: ...
             def close(self) -> None: ...

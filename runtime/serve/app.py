@@ -37,8 +37,12 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         yield
         server.close()
 
-    app = FastAPI(title="onnxpipe", version=__version__, lifespan=lifespan,
-                  description="Hugging Face pipelines on ONNX Runtime, micro-batched.")
+    app = FastAPI(
+        title="onnxpipe",
+        version=__version__,
+        lifespan=lifespan,
+        description="Hugging Face pipelines on ONNX Runtime, micro-batched.",
+    )
     app.state.server = server
     metrics = server.metrics
 
@@ -52,8 +56,9 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     async def starlette_error(request: Request, e: HTTPException) -> JSONResponse:  # 404, 405, body too large
         kind = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(e.status_code, "http")
         metrics.failures.labels(kind).inc()
-        return JSONResponse({"error": str(e.detail), "error_type": kind}, status_code=e.status_code,
-                            headers=getattr(e, "headers", None))
+        return JSONResponse(
+            {"error": str(e.detail), "error_type": kind}, status_code=e.status_code, headers=getattr(e, "headers", None)
+        )
 
     @app.exception_handler(OnnxPipeError)
     async def model_error(request: Request, e: OnnxPipeError) -> JSONResponse:

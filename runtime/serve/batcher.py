@@ -34,7 +34,9 @@ class QueueFull(Exception):
 @dataclass
 class Job:
     plan: Plan[Any]
-    pipe: Pipeline[Any, Any, Any]  # the task that postprocesses (a model's graph may serve several: embeddings and features)
+    pipe: Pipeline[
+        Any, Any, Any
+    ]  # the task that postprocesses (a model's graph may serve several: embeddings and features)
     future: asyncio.Future[list[Any]]
     loop: asyncio.AbstractEventLoop
     queued_at: float = field(default_factory=time.perf_counter)
@@ -53,9 +55,16 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, pipe: Pipeline[Any, Any, Any], max_batch_tokens: int = 16384, max_batch_requests: int = 16,
-                 max_wait_ms: float = 2.0, max_queue: int = 1024, metrics: Metrics | None = None,
-                 model: str = "default"):
+    def __init__(
+        self,
+        pipe: Pipeline[Any, Any, Any],
+        max_batch_tokens: int = 16384,
+        max_batch_requests: int = 16,
+        max_wait_ms: float = 2.0,
+        max_queue: int = 1024,
+        metrics: Metrics | None = None,
+        model: str = "default",
+    ):
         self.pipe = pipe
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_requests = max_batch_requests
@@ -146,7 +155,8 @@ class Batcher:
                 if self.metrics:
                     self.metrics.batch_size.labels(self.model).observe(len(idx))
                     self.metrics.batch_tokens.labels(self.model).observe(
-                        len(idx) * max(features[i].length for i in idx))
+                        len(idx) * max(features[i].length for i in idx)
+                    )
                 for j in sorted({owner[i] for i in idx}):
                     if left[j] == 0:
                         mine = [rows.pop(i) for i in range(first[j], first[j + 1])]
@@ -163,7 +173,11 @@ class Batcher:
             values, error = job.pipe.postprocess(job.features, outputs, **job.plan.post), None
         except Exception as e:
             values, error = None, e
-        job.queue_s, job.inference_s, job.batch_requests = started - job.queued_at, time.perf_counter() - started, batched
+        job.queue_s, job.inference_s, job.batch_requests = (
+            started - job.queued_at,
+            time.perf_counter() - started,
+            batched,
+        )
         job.loop.call_soon_threadsafe(_resolve, job.future, values, error)
 
 

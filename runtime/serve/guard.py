@@ -32,8 +32,11 @@ class Guard:
             refusal = (401, "missing or wrong API key (Authorization: Bearer KEY)", "unauthorized")
         size = headers.get(b"content-length", b"")
         if refusal is None and size.isdigit() and int(size) > self.settings.max_body_bytes:
-            refusal = (413, f"body of {int(size)} bytes; the limit is {self.settings.max_body_bytes} "
-                            "(--max-body-bytes)", "body_too_large")
+            refusal = (
+                413,
+                f"body of {int(size)} bytes; the limit is {self.settings.max_body_bytes} (--max-body-bytes)",
+                "body_too_large",
+            )
         if refusal:
             status, message, kind = refusal
             self.metrics.failures.labels(kind).inc()
@@ -57,8 +60,9 @@ class Guard:
             if message["type"] == "http.request":
                 read["bytes"] += len(message.get("body", b""))
                 if read["bytes"] > limit:  # the app's HTTPException handler answers it in the error shape
-                    raise HTTPException(413, f"body of more than {limit} bytes; the limit is {limit} "
-                                             "(--max-body-bytes)")
+                    raise HTTPException(
+                        413, f"body of more than {limit} bytes; the limit is {limit} (--max-body-bytes)"
+                    )
             return message
 
         try:

@@ -13,19 +13,38 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("onnxpipe_requests", "Requests answered, by route and status", ["route", "status"],
-                                registry=r)
+        self.requests = Counter(
+            "onnxpipe_requests", "Requests answered, by route and status", ["route", "status"], registry=r
+        )
         self.failures = Counter("onnxpipe_failures", "Requests refused or failed, by kind", ["kind"], registry=r)
-        self.tokenization = Histogram("onnxpipe_tokenization_seconds", "Tokenization time per request", ["model"],
-                                      buckets=_SECONDS, registry=r)
-        self.queue = Histogram("onnxpipe_queue_seconds", "Time a request waited for its batch", ["model"],
-                               buckets=_SECONDS, registry=r)
-        self.inference = Histogram("onnxpipe_inference_seconds", "Graph time of the batch a request ran in",
-                                   ["model"], buckets=_SECONDS, registry=r)
-        self.batch_size = Histogram("onnxpipe_batch_size", "Features per graph run", ["model"],
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
-        self.batch_tokens = Histogram("onnxpipe_batch_tokens", "Padded tokens per graph run", ["model"],
-                                      buckets=(16, 64, 256, 1024, 4096, 16384, 65536), registry=r)
+        self.tokenization = Histogram(
+            "onnxpipe_tokenization_seconds", "Tokenization time per request", ["model"], buckets=_SECONDS, registry=r
+        )
+        self.queue = Histogram(
+            "onnxpipe_queue_seconds", "Time a request waited for its batch", ["model"], buckets=_SECONDS, registry=r
+        )
+        self.inference = Histogram(
+            "onnxpipe_inference_seconds",
+            "Graph time of the batch a request ran in",
+            ["model"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "onnxpipe_batch_size",
+            "Features per graph run",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.batch_tokens = Histogram(
+            "onnxpipe_batch_tokens",
+            "Padded tokens per graph run",
+            ["model"],
+            buckets=(16, 64, 256, 1024, 4096, 16384, 65536),
+            registry=r,
+        )
         self.sent: collections.Counter[str] = collections.Counter()  # whole responses written, by route (shutdown line)
-        self.queue_depth = Gauge("onnxpipe_queue_depth", "Requests waiting for the inference thread", ["model"],
-                                 registry=r)
+        self.queue_depth = Gauge(
+            "onnxpipe_queue_depth", "Requests waiting for the inference thread", ["model"], registry=r
+        )

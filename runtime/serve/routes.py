@@ -38,9 +38,12 @@ class PipelineRequest(BaseModel):
     inputs: Any = Field(description="what the Python pipeline takes: a text, a list, a {question, context} dict...")
     parameters: dict[str, Any] = Field(default_factory=dict, description="call parameters (top_k, ...)")
     model: str | None = None
-    task: str | None = Field(None, description="a task that runs the model's graph (zero-shot-classification on an "
-                                               "NLI classifier, sentence-embeddings on a base encoder); default: "
-                                               "the model's own")
+    task: str | None = Field(
+        None,
+        description="a task that runs the model's graph (zero-shot-classification on an "
+        "NLI classifier, sentence-embeddings on a base encoder); default: "
+        "the model's own",
+    )
 
 
 class PredictRequest(BaseModel):
@@ -79,7 +82,6 @@ class OpenAIEmbeddingsRequest(BaseModel):
     encoding_format: str = "float"
 
 
-
 @router.post("/v1/pipeline", summary="Any task: the Python pipeline's call and JSON")
 async def pipeline_route(body: PipelineRequest, request: Request) -> JSONResponse:
     server = of(request)
@@ -95,8 +97,9 @@ async def predict(body: PredictRequest, request: Request) -> JSONResponse:
     pipe = s.task_pipe("text-classification")
     inputs = body.inputs
     # TEI's reading: [a, b] of two strings is one pair; a list of them (or of texts) a batch.
-    single = isinstance(inputs, str) or (isinstance(inputs, list) and len(inputs) == 2
-                                          and all(isinstance(x, str) for x in inputs))
+    single = isinstance(inputs, str) or (
+        isinstance(inputs, list) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)
+    )
     batch = [inputs] if single else inputs
     items = [{"text": x[0], "text_pair": x[1]} if isinstance(x, list) and len(x) == 2 else x for x in batch]
     if any(isinstance(x, list) for x in items):
@@ -129,8 +132,10 @@ async def openai_embeddings(body: OpenAIEmbeddingsRequest, request: Request) -> 
     result, headers = await server.run(s, pipe, texts, {})
     tokens = int(headers.get("x-prompt-tokens", 0))  # counted when tokenized, not tokenized again
     data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(jsonable(result))]
-    return answer({"object": "list", "data": data, "model": s.name,
-                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, headers)
+    return answer(
+        {"object": "list", "data": data, "model": s.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+        headers,
+    )
 
 
 @router.post("/rerank", summary="TEI: texts ranked by a cross-encoder for the query")
@@ -142,8 +147,11 @@ async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
     pairs = [{"text": body.query, "text_pair": t} for t in body.texts]
     results, headers = await server.run(s, pipe, pairs, params, body.truncate)
     label = pipe.artifact.id2label[max(pipe.artifact.id2label)]
-    ranked = sorted(({"index": i, "score": next(d["score"] for d in r if d["label"] == label)}
-                     for i, r in enumerate(results)), key=lambda d: d["score"], reverse=True)
+    ranked = sorted(
+        ({"index": i, "score": next(d["score"] for d in r if d["label"] == label)} for i, r in enumerate(results)),
+        key=lambda d: d["score"],
+        reverse=True,
+    )
     if body.return_text:
         ranked = [{**d, "text": body.texts[d["index"]]} for d in ranked]
     return answer(ranked, headers)
@@ -159,13 +167,20 @@ async def tokenize(body: TokenizeRequest, request: Request) -> list[list[dict[st
         raise HTTPError(413, f"{len(texts)} inputs; at most {limit} (--max-client-batch)", "too_many_inputs")
     tok = s.loaded.encoder.tokenizer
     try:
-        encodings = await server.in_pool(server.tokenizer_pool, functools.partial(
-            tok.encode_batch, texts, add_special_tokens=body.add_special_tokens))
+        encodings = await server.in_pool(
+            server.tokenizer_pool,
+            functools.partial(tok.encode_batch, texts, add_special_tokens=body.add_special_tokens),
+        )
     except HTTPError:  # tokenizers' TypeError for text it cannot take: a lone surrogate; name it
         raise_unicode_422(texts)
         raise
-    return [[{"id": i, "text": t, "special": bool(m), "start": a, "stop": b}
-             for i, t, m, (a, b) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets)] for e in encodings]
+    return [
+        [
+            {"id": i, "text": t, "special": bool(m), "start": a, "stop": b}
+            for i, t, m, (a, b) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets)
+        ]
+        for e in encodings
+    ]
 
 
 @router.post("/v1/explain", summary="The four stages of one call, with data and timings (the page's)")
@@ -184,14 +199,12 @@ async def health(request: Request) -> Any:
     server = of(request)
     if server.ready:
         return {"status": "ok"}
-    return JSONResponse({"status": "error" if server.error else "loading", "error": server.error},
-                        status_code=503)
+    return JSONResponse({"status": "error" if server.error else "loading", "error": server.error}, status_code=503)
 
 
 @router.get("/info")
 async def info(request: Request) -> dict[str, Any]:
     return of(request).info()
-
 
 
 @router.get("/metrics")
@@ -220,9 +233,15 @@ def stages(pipe: Pipeline[Any, Any, Any], plan: Plan[Any]) -> dict[str, Any]:
     run = run_stages(pipe, plan)
     features, outputs = run["features"], run["outputs"]
     small = {n: o.tolist() for n, o in outputs.items() if o.ndim == 2 and o.shape[-1] <= 16}
-    return {"task": pipe.task, "variant": pipe.variant,
-            "features": [{"tokens": f.encoding.tokens[:f.length], "ids": f.encoding.ids[:f.length]}
-                         for f in features[:8]],
-            "outputs": {n: list(o.shape) for n, o in outputs.items()}, "logits": small,
-            "decision": pipe.explain_lines(features, outputs, run["post"]), "result": jsonable(run["result"]),
-            "ms": run["ms"]}
+    return {
+        "task": pipe.task,
+        "variant": pipe.variant,
+        "features": [
+            {"tokens": f.encoding.tokens[: f.length], "ids": f.encoding.ids[: f.length]} for f in features[:8]
+        ],
+        "outputs": {n: list(o.shape) for n, o in outputs.items()},
+        "logits": small,
+        "decision": pipe.explain_lines(features, outputs, run["post"]),
+        "result": jsonable(run["result"]),
+        "ms": run["ms"],
+    }

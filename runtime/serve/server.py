@@ -51,11 +51,13 @@ class Served:
         if task is None or task == pipe.task:
             return pipe
         if not runs_on(task, pipe.task):
-            raise HTTPError(400, f"model {self.name!r} runs {pipe.task} ({TASKS[pipe.task].head.name} head); "
-                                 f"this route needs {task}", "wrong_task")
+            raise HTTPError(
+                400,
+                f"model {self.name!r} runs {pipe.task} ({TASKS[pipe.task].head.name} head); this route needs {task}",
+                "wrong_task",
+            )
         if task not in self.others:
-            self.others[task] = pipeline(task, model=self.path, variant=pipe.variant, engine=pipe.session,
-                                         verify=False)
+            self.others[task] = pipeline(task, model=self.path, variant=pipe.variant, engine=pipe.session, verify=False)
         return self.others[task]
 
 
@@ -90,12 +92,14 @@ class Server:
                 # Serving options: no memory arena (RSS would grow with lengths), no spinning threads.
                 engine = Session(artifact.variant_file(None), s.threads, serving=True)
                 m.pipe = pipeline(model=m.path, engine=engine, verify=False)
-                m.batcher = Batcher(m.pipe, s.max_batch_tokens, s.max_batch_requests, s.max_wait_ms, s.max_queue,
-                                    self.metrics, m.name)
+                m.batcher = Batcher(
+                    m.pipe, s.max_batch_tokens, s.max_batch_requests, s.max_wait_ms, s.max_queue, self.metrics, m.name
+                )
             self.ready = True
             models = ", ".join(f"{m.name}={m.path} ({m.loaded.task}, {m.loaded.variant})" for m in self.served.values())
-            print(f"onnxpipe serve: ready; models {models}; limits {self.settings.public()}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"onnxpipe serve: ready; models {models}; limits {self.settings.public()}", file=sys.stderr, flush=True
+            )
         except Exception as e:  # reported by /health and every route, never a crash loop
             self.error = f"{type(e).__name__}: {e}"
             print(f"onnxpipe serve: could not load the models: {self.error}", file=sys.stderr, flush=True)
@@ -135,22 +139,28 @@ class Server:
         except INPUT_ERRORS as e:
             raise HTTPError(422, str(e), "bad_input") from None
         if len(plan.items) > self.settings.max_client_batch:
-            raise HTTPError(413, f"{len(plan.items)} inputs in one request; this server takes at most "
-                                 f"{self.settings.max_client_batch} (--max-client-batch)", "too_many_inputs")
+            raise HTTPError(
+                413,
+                f"{len(plan.items)} inputs in one request; this server takes at most "
+                f"{self.settings.max_client_batch} (--max-client-batch)",
+                "too_many_inputs",
+            )
         return plan
 
     async def in_pool(self, pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on ``pool``, under the request timeout; input errors become 422s."""
         try:
-            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, fn, *args),
-                                          self.settings.timeout_s)
+            return await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(pool, fn, *args), self.settings.timeout_s
+            )
         except INPUT_ERRORS as e:
             raise HTTPError(422, str(e), "bad_input") from None
         except asyncio.TimeoutError:
             raise HTTPError(504, f"no answer within {self.settings.timeout_s:g} s", "timeout") from None
 
-    async def run(self, served: Served, pipe: Pipeline[Any, Any, Any], inputs: Any, params: dict[str, Any], truncate: bool = True
-                  ) -> tuple[Any, dict[str, str]]:
+    async def run(
+        self, served: Served, pipe: Pipeline[Any, Any, Any], inputs: Any, params: dict[str, Any], truncate: bool = True
+    ) -> tuple[Any, dict[str, str]]:
         """One request through read and featurize (a worker thread) → the batcher → complete, timed."""
         t0 = time.perf_counter()
         plan = self.read(pipe, inputs, params)
@@ -158,8 +168,11 @@ class Server:
             return pipe.complete(plan, []), {}
         await self.in_pool(self.tokenizer_pool, pipe.featurize, plan)
         if not truncate and any(f.encoding.overflowing for f in plan.features):
-            raise HTTPError(422, f"an input is longer than the model's {pipe.encoder.max_length} tokens and "
-                                 "truncate is false", "too_long")
+            raise HTTPError(
+                422,
+                f"an input is longer than the model's {pipe.encoder.max_length} tokens and truncate is false",
+                "too_long",
+            )
         t_tok = time.perf_counter() - t0
         assert served.batcher is not None
         try:
@@ -169,20 +182,40 @@ class Server:
         except asyncio.TimeoutError:
             raise HTTPError(504, f"no answer within {self.settings.timeout_s:g} s", "timeout") from None
         result = pipe.complete(plan, values)
-        for hist, value in ((self.metrics.tokenization, t_tok), (self.metrics.queue, job.queue_s),
-                            (self.metrics.inference, job.inference_s)):
+        for hist, value in (
+            (self.metrics.tokenization, t_tok),
+            (self.metrics.queue, job.queue_s),
+            (self.metrics.inference, job.inference_s),
+        ):
             hist.labels(served.name).observe(value)
-        headers = {"x-tokenization-time": f"{t_tok * 1e3:.3f}", "x-queue-time": f"{job.queue_s * 1e3:.3f}",
-                   "x-inference-time": f"{job.inference_s * 1e3:.3f}", "x-batch-requests": str(job.batch_requests),
-                   "x-total-time": f"{(time.perf_counter() - t0) * 1e3:.3f}", "x-model": served.name,
-                   "x-prompt-tokens": str(plan.tokens)}
+        headers = {
+            "x-tokenization-time": f"{t_tok * 1e3:.3f}",
+            "x-queue-time": f"{job.queue_s * 1e3:.3f}",
+            "x-inference-time": f"{job.inference_s * 1e3:.3f}",
+            "x-batch-requests": str(job.batch_requests),
+            "x-total-time": f"{(time.perf_counter() - t0) * 1e3:.3f}",
+            "x-model": served.name,
+            "x-prompt-tokens": str(plan.tokens),
+        }
         return result, headers
 
     def info(self) -> dict[str, Any]:
         from .. import __version__
 
-        return {"version": __version__, "ready": self.ready, "default_model": self.default,
-                "models": {n: {"path": str(m.path), **({"task": m.pipe.task, "variant": m.pipe.variant,
-                                                         "max_length": m.pipe.encoder.max_length} if m.pipe else {})}
-                           for n, m in self.served.items()},
-                "limits": self.settings.public()}
+        return {
+            "version": __version__,
+            "ready": self.ready,
+            "default_model": self.default,
+            "models": {
+                n: {
+                    "path": str(m.path),
+                    **(
+                        {"task": m.pipe.task, "variant": m.pipe.variant, "max_length": m.pipe.encoder.max_length}
+                        if m.pipe
+                        else {}
+                    ),
+                }
+                for n, m in self.served.items()
+            },
+            "limits": self.settings.public(),
+        }

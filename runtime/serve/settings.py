@@ -20,17 +20,20 @@ class Settings:
     # while a batch runs waits for all of it, so the cap sets the tail. At 64 requests a batch p99 was 670-690 ms
     # against 490-570 ms one at a time; at 16 it was 500-550 ms, with requests/s still at or above one at a time
     # (153 and 172 vs 152 and 124). 64 gave ~10% more requests/s (168 and 191) for that tail.
-    max_batch_requests: int = _setting(16, "requests per batch; more raises requests/s under load and the p99 "
-                                           "with it")
-    max_wait_ms: float = _setting(2.0, "longest wait for more requests while others are arriving; a lone request "
-                                       "never waits", kind=float)
+    max_batch_requests: int = _setting(16, "requests per batch; more raises requests/s under load and the p99 with it")
+    max_wait_ms: float = _setting(
+        2.0, "longest wait for more requests while others are arriving; a lone request never waits", kind=float
+    )
     max_queue: int = _setting(1024, "waiting requests before 429")
     max_client_batch: int = _setting(256, "inputs per request (and per /v1/explain or /tokenize call)")
     max_body_bytes: int = _setting(2_000_000, "request body size in bytes, counted as read (chunked bodies too)")
     timeout_s: float = _setting(30.0, "seconds before a request gets 504", flag="--timeout", kind=float)
     threads: int | None = _setting(None, "intra-op threads (default: every core this process may use)")
-    api_key: str | None = _setting(None, "require Authorization: Bearer KEY on every route but /health "
-                                         "(default: $ONNXPIPE_API_KEY, if set)", kind=str)
+    api_key: str | None = _setting(
+        None,
+        "require Authorization: Bearer KEY on every route but /health (default: $ONNXPIPE_API_KEY, if set)",
+        kind=str,
+    )
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -40,8 +43,13 @@ class Settings:
             default = None if f.default is MISSING else f.default
             shown = "" if default is None else f" (default: {default})"
             kind = positive if meta["kind"] is int else non_negative if meta["kind"] is float else str
-            parser.add_argument(meta["flag"] or "--" + f.name.replace("_", "-"), dest=f.name, type=kind,
-                                default=default, help=meta["help"] + shown)
+            parser.add_argument(
+                meta["flag"] or "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                type=kind,
+                default=default,
+                help=meta["help"] + shown,
+            )
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> Settings:

@@ -60,24 +60,55 @@ class TaskSpec:
         return self.head.outputs
 
 
-CLASSIFIER = HeadSpec("sequence-classification", "AutoModelForSequenceClassification", "text-classification",
-                      ("logits",), "texts+pairs", budget_metric="agreement")
-BASE = HeadSpec("base", "AutoModel", "feature-extraction", ("last_hidden_state",), "texts", budget_metric="cosine",
-                sentence_transformers=True)
-MASKED_LM = HeadSpec("masked-lm", "AutoModelForMaskedLM", "fill-mask", ("logits",), "texts+masks",
-                     needs_mask_token=True)
-TOKENS = HeadSpec("token-classification", "AutoModelForTokenClassification", "token-classification", ("logits",),
-                  "texts")
-SPANS = HeadSpec("question-answering", "AutoModelForQuestionAnswering", "question-answering",
-                 ("start_logits", "end_logits"), "questions")
+CLASSIFIER = HeadSpec(
+    "sequence-classification",
+    "AutoModelForSequenceClassification",
+    "text-classification",
+    ("logits",),
+    "texts+pairs",
+    budget_metric="agreement",
+)
+BASE = HeadSpec(
+    "base",
+    "AutoModel",
+    "feature-extraction",
+    ("last_hidden_state",),
+    "texts",
+    budget_metric="cosine",
+    sentence_transformers=True,
+)
+MASKED_LM = HeadSpec(
+    "masked-lm", "AutoModelForMaskedLM", "fill-mask", ("logits",), "texts+masks", needs_mask_token=True
+)
+TOKENS = HeadSpec(
+    "token-classification", "AutoModelForTokenClassification", "token-classification", ("logits",), "texts"
+)
+SPANS = HeadSpec(
+    "question-answering",
+    "AutoModelForQuestionAnswering",
+    "question-answering",
+    ("start_logits", "end_logits"),
+    "questions",
+)
 
 SPECS = (
-    TaskSpec("text-classification", TextClassificationPipeline, CLASSIFIER, default_model="minilm-sst2",
-             score_columns=(("label", "string"), ("score", "double")), bench="onnxpipe.bench.contenders"),
+    TaskSpec(
+        "text-classification",
+        TextClassificationPipeline,
+        CLASSIFIER,
+        default_model="minilm-sst2",
+        score_columns=(("label", "string"), ("score", "double")),
+        bench="onnxpipe.bench.contenders",
+    ),
     TaskSpec("zero-shot-classification", ZeroShotClassificationPipeline, CLASSIFIER),
     TaskSpec("feature-extraction", FeatureExtractionPipeline, BASE, default_model="all-minilm-l6-v2"),
-    TaskSpec("sentence-embeddings", SentenceEmbeddingsPipeline, BASE, default_model="all-minilm-l6-v2",
-             bench="onnxpipe.bench.embeddings"),
+    TaskSpec(
+        "sentence-embeddings",
+        SentenceEmbeddingsPipeline,
+        BASE,
+        default_model="all-minilm-l6-v2",
+        bench="onnxpipe.bench.embeddings",
+    ),
     TaskSpec("fill-mask", FillMaskPipeline, MASKED_LM),
     TaskSpec("token-classification", TokenClassificationPipeline, TOKENS, bench="onnxpipe.bench.spans"),
     TaskSpec("question-answering", QuestionAnsweringPipeline, SPANS, bench="onnxpipe.bench.spans"),

@@ -50,7 +50,7 @@ def pool(hidden: np.ndarray, modes: list[str]) -> np.ndarray:
 def hidden_rows(features: list[Feature], outputs: Outputs) -> list[Array]:
     """Each feature's token states without its padding."""
     hidden = outputs["last_hidden_state"]
-    return [hidden[j, :f.length] for j, f in enumerate(features)]
+    return [hidden[j, : f.length] for j, f in enumerate(features)]
 
 
 class FeatureExtractionPipeline(Pipeline[str, Any, Any]):  # nested lists, or arrays (return_tensors)
@@ -60,19 +60,25 @@ class FeatureExtractionPipeline(Pipeline[str, Any, Any]):  # nested lists, or ar
     def check_inputs(self, inputs: Any) -> tuple[list[str], str | None]:
         return check_texts(inputs)
 
-    def sanitize_parameters(self, truncation: bool | str | None = None, tokenize_kwargs: dict[str, Any] | None = None,
-                            return_tensors: bool | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def sanitize_parameters(
+        self,
+        truncation: bool | str | None = None,
+        tokenize_kwargs: dict[str, Any] | None = None,
+        return_tensors: bool | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         tokenize_kwargs = dict(tokenize_kwargs or {})
         if truncation is not None:
             if "truncation" in tokenize_kwargs:
-                raise ValueError("truncation parameter defined twice (given as keyword argument as well as in "
-                                 "tokenize_kwargs)")
+                raise ValueError(
+                    "truncation parameter defined twice (given as keyword argument as well as in tokenize_kwargs)"
+                )
             tokenize_kwargs["truncation"] = truncation
         # padding: each text runs unpadded in its result, as transformers tokenizes each text alone
         unknown = set(tokenize_kwargs) - {"truncation", "max_length", "padding", "add_special_tokens"}
         if unknown:
-            raise ValueError(f"tokenize_kwargs {sorted(unknown)} are not supported (truncation, max_length, "
-                             "add_special_tokens are)")
+            raise ValueError(
+                f"tokenize_kwargs {sorted(unknown)} are not supported (truncation, max_length, add_special_tokens are)"
+            )
         pre = truncation_params(tokenize_kwargs.get("truncation"), tokenize_kwargs.get("max_length"))
         special = tokenize_kwargs.get("add_special_tokens", True)
         if not isinstance(special, bool):
@@ -81,8 +87,7 @@ class FeatureExtractionPipeline(Pipeline[str, Any, Any]):  # nested lists, or ar
             pre["add_special_tokens"] = False
         return pre, {"return_tensors": bool(return_tensors)}
 
-    def postprocess(self, features: list[Feature], outputs: Outputs,
-                    return_tensors: bool) -> list[Any]:
+    def postprocess(self, features: list[Feature], outputs: Outputs, return_tensors: bool) -> list[Any]:
         rows = [row[None] for row in hidden_rows(features, outputs)]  # (1, tokens, hidden), as transformers
         return rows if return_tensors else [row.tolist() for row in rows]
 
@@ -102,21 +107,30 @@ class SentenceEmbeddingsPipeline(Pipeline[str, Array, Array]):
     def dimension(self) -> int | None:
         return self.config.dimension
 
-    def sanitize_parameters(self, normalize: bool | None = None, prompt_name: str | None = None,
-                            prompt: str | None = None, max_length: int | None = None,
-                            truncation: bool | str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def sanitize_parameters(
+        self,
+        normalize: bool | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        max_length: int | None = None,
+        truncation: bool | str | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         prompts = self.config.prompts
         if prompt is None:
             prompt_name = prompt_name if prompt_name is not None else self.config.default_prompt_name
             if prompt_name is not None and prompt_name not in prompts:
-                raise ValueError(f"prompt_name {prompt_name!r} is not one of this model's prompts "
-                                 f"{sorted(prompts) or '(it has none)'}")
+                raise ValueError(
+                    f"prompt_name {prompt_name!r} is not one of this model's prompts "
+                    f"{sorted(prompts) or '(it has none)'}"
+                )
             prompt = prompts.get(prompt_name, "") if prompt_name else ""
         elif not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
         if prompt and not self.config.include_prompt:
-            raise ValueError("this model pools without its prompt tokens (include_prompt false), which onnxpipe "
-                             "does not reproduce yet; pass the text without a prompt")
+            raise ValueError(
+                "this model pools without its prompt tokens (include_prompt false), which onnxpipe "
+                "does not reproduce yet; pass the text without a prompt"
+            )
         if normalize is None:
             normalize = self.config.normalize
         # sentence-transformers truncates at the model's max_seq_length, which may be below the position limit.

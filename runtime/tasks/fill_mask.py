@@ -21,8 +21,18 @@ from ..pipeline import Feature, Pipeline
 def clean_up_tokenization(text: str) -> str:
     """transformers' ``clean_up_tokenization`` (spaces before punctuation and contractions), which its
     decode applies on top of the tokenizers library's when the tokenizer's config asks for it."""
-    for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                          (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+    for before, after in (
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ):
         text = text.replace(before, after)
     return text
 
@@ -52,8 +62,12 @@ class FillMaskPipeline(Pipeline[str, Filled, Filled]):
         self.clean_up = tok.clean_up_tokenization_spaces
         super().__init__(artifact, *args, **kwargs)
 
-    def sanitize_parameters(self, top_k: int | None = None, targets: str | list[str] | None = None,
-                            tokenizer_kwargs: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def sanitize_parameters(
+        self,
+        top_k: int | None = None,
+        targets: str | list[str] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         tokenizer_kwargs = dict(tokenizer_kwargs or {})
         unknown = set(tokenizer_kwargs) - {"truncation", "max_length", "padding"}
         if unknown:
@@ -95,16 +109,19 @@ class FillMaskPipeline(Pipeline[str, Filled, Filled]):
         for f in features:
             f.context = [i for i, t in enumerate(f.encoding.ids) if t == self.mask_id]
             if not f.context:
-                raise ValueError(f"inputs[{f.owner}] has no mask token ({self.mask_token}) "
-                                 "(or it was truncated away): nothing to fill")
+                raise ValueError(
+                    f"inputs[{f.owner}] has no mask token ({self.mask_token}) "
+                    "(or it was truncated away): nothing to fill"
+                )
         return features
 
-    def postprocess(self, features: list[Feature], outputs: Outputs, top_k: int,
-                    target_ids: list[int] | None) -> list[Filled]:
+    def postprocess(
+        self, features: list[Feature], outputs: Outputs, top_k: int, target_ids: list[int] | None
+    ) -> list[Filled]:
         return [self.fill(f, outputs["logits"][j], top_k, target_ids) for j, f in enumerate(features)]
 
     def fill(self, feature: Feature, logits: Array, top_k: int, target_ids: list[int] | None) -> Filled:
-        ids = np.array(feature.encoding.ids[:feature.length])
+        ids = np.array(feature.encoding.ids[: feature.length])
         masks = feature.context
         probs = post.softmax(logits[masks].astype(np.float32))
         if target_ids is not None:
@@ -120,8 +137,14 @@ class FillMaskPipeline(Pipeline[str, Filled, Filled]):
                 tokens[position] = token
                 tokens = tokens[tokens != self.encoder.pad_id]
                 # With several masks the other masks are kept (special tokens not skipped), as transformers does.
-                proposals.append(Proposal(score=float(row[p]), token=token, token_str=self.decode([token]),
-                                          sequence=self.decode(tokens.tolist(), skip_special_tokens=single)))
+                proposals.append(
+                    Proposal(
+                        score=float(row[p]),
+                        token=token,
+                        token_str=self.decode([token]),
+                        sequence=self.decode(tokens.tolist(), skip_special_tokens=single),
+                    )
+                )
             result.append(proposals)
         return result[0] if single else result
 

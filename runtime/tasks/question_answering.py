@@ -8,7 +8,8 @@
 
 The span arithmetic (``select_starts_ends``, ``decode_spans``, word alignment, merging equal answers)
 is transformers' own, re-stated over the tokenizers library's encodings because that pipeline needs
-torch; its quirks are kept so the answers are the same.
+torch; its quirks are kept so the answers are the same. Longer than 300 lines for that reason: the argument
+handler and the span arithmetic follow transformers' own functions one for one.
 """
 
 from __future__ import annotations
@@ -79,14 +80,23 @@ def parse(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str,
     elif isinstance(inputs, Iterable) and not isinstance(inputs, str):
         inputs = list(inputs)
     else:
-        raise ValueError(f"Invalid arguments: {type(inputs).__name__} inputs; pass question= and context= "
-                         "(or {'question', 'context'} dicts)")
+        raise ValueError(
+            f"Invalid arguments: {type(inputs).__name__} inputs; pass question= and context= "
+            "(or {'question', 'context'} dicts)"
+        )
     return [example(item, f"inputs[{i}]") for i, item in enumerate(inputs)], kwargs
 
 
-def select_starts_ends(start: Array, end: Array, p_mask: list[int], attention_mask: Array | None,
-                       min_null_score: float = NULL_SCORE, top_k: int = 1, handle_impossible_answer: bool = False,
-                       max_answer_len: int = 15) -> tuple[Array, Array, Array, float]:
+def select_starts_ends(
+    start: Array,
+    end: Array,
+    p_mask: list[int],
+    attention_mask: Array | None,
+    min_null_score: float = NULL_SCORE,
+    top_k: int = 1,
+    handle_impossible_answer: bool = False,
+    max_answer_len: int = 15,
+) -> tuple[Array, Array, Array, float]:
     """transformers' select_starts_ends: mask, normalise, then decode_spans."""
     undesired_tokens = np.abs(np.array(p_mask) - 1)
     if attention_mask is not None:
@@ -105,8 +115,9 @@ def select_starts_ends(start: Array, end: Array, p_mask: list[int], attention_ma
     return starts, ends, scores, min_null_score
 
 
-def decode_spans(start: Array, end: Array, topk: int, max_answer_len: int, undesired_tokens: Array
-                 ) -> tuple[Array, Array, Array]:
+def decode_spans(
+    start: Array, end: Array, topk: int, max_answer_len: int, undesired_tokens: Array
+) -> tuple[Array, Array, Array]:
     """transformers' decode_spans: the top-k (start, end) pairs by start × end probability, no longer than
     max_answer_len, both ends on allowed tokens."""
     if start.ndim == 1:
@@ -167,11 +178,18 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
         examples, _ = parse((inputs,), {})
         return examples, "dict" if isinstance(inputs, dict) else None
 
-    def sanitize_parameters(self, padding: Any = None, topk: int | None = None, top_k: int | None = None,
-                            doc_stride: int | None = None, max_answer_len: int | None = None,
-                            max_seq_len: int | None = None, max_question_len: int | None = None,
-                            handle_impossible_answer: bool | None = None, align_to_words: bool | None = None
-                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def sanitize_parameters(
+        self,
+        padding: Any = None,
+        topk: int | None = None,
+        top_k: int | None = None,
+        doc_stride: int | None = None,
+        max_answer_len: int | None = None,
+        max_seq_len: int | None = None,
+        max_question_len: int | None = None,
+        handle_impossible_answer: bool | None = None,
+        align_to_words: bool | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         # padding and max_question_len are read only by transformers' slow-tokenizer path: accepted, unused.
         top_k = top_k if top_k is not None else topk if topk is not None else 1
         for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
@@ -186,9 +204,12 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
             raise ValueError(f"doc_stride must be a non-negative int, got {doc_stride!r}")
         if stride > seq:
             raise ValueError(f"`doc_stride` ({stride}) is larger than `max_seq_len` ({seq})")
-        post = {"top_k": top_k, "max_answer_len": 15 if max_answer_len is None else max_answer_len,
-                "handle_impossible_answer": bool(handle_impossible_answer),
-                "align_to_words": True if align_to_words is None else bool(align_to_words)}
+        post = {
+            "top_k": top_k,
+            "max_answer_len": 15 if max_answer_len is None else max_answer_len,
+            "handle_impossible_answer": bool(handle_impossible_answer),
+            "align_to_words": True if align_to_words is None else bool(align_to_words),
+        }
         return {"max_seq_len": min(seq, limit), "doc_stride": stride}, post
 
     def preprocess(self, items: list[tuple[str, str]], max_seq_len: int, doc_stride: int) -> list[Feature]:
@@ -199,13 +220,23 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
         except Exception as e:  # tokenizers: the question alone leaves no room for the context
             if "too short" not in str(e) and "not long enough" not in str(e):
                 raise
-            raise ValueError(f"a question is too long to leave room for its context in max_seq_len={max_seq_len} "
-                             "tokens: shorten it or raise max_seq_len") from None
-        return [Feature(w, i, len(w), context=items[i][1]) for i, e in enumerate(encodings)
-                for w in (e, *e.overflowing)]
+            raise ValueError(
+                f"a question is too long to leave room for its context in max_seq_len={max_seq_len} "
+                "tokens: shorten it or raise max_seq_len"
+            ) from None
+        return [
+            Feature(w, i, len(w), context=items[i][1]) for i, e in enumerate(encodings) for w in (e, *e.overflowing)
+        ]
 
-    def postprocess(self, features: list[Feature], outputs: Outputs, top_k: int,
-                    handle_impossible_answer: bool, max_answer_len: int, align_to_words: bool) -> list[Any]:
+    def postprocess(
+        self,
+        features: list[Feature],
+        outputs: Outputs,
+        top_k: int,
+        handle_impossible_answer: bool,
+        max_answer_len: int,
+        align_to_words: bool,
+    ) -> list[Any]:
         values = []
         context_index = 1 if self.question_first else 0
         for j, f in enumerate(features):
@@ -213,18 +244,26 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
             p_mask = [sid != context_index for sid in e.sequence_ids[:n]]
             if self.cls_id is not None:
                 p_mask = [0 if token == self.cls_id else m for token, m in zip(e.ids[:n], p_mask)]
-            start, end = outputs["start_logits"][j:j + 1, :n], outputs["end_logits"][j:j + 1, :n]
+            start, end = outputs["start_logits"][j : j + 1, :n], outputs["end_logits"][j : j + 1, :n]
             pre_top_k = top_k * 2 + 10 if align_to_words else top_k  # alignment may merge candidates
             starts, ends, scores, null = select_starts_ends(
-                start, end, [int(m) for m in p_mask], np.ones((1, n), dtype=np.int64), NULL_SCORE, pre_top_k,
-                handle_impossible_answer, max_answer_len)
-            spans = [(score.item(), *self.indices(e, int(s), int(t), context_index, align_to_words))
-                     for s, t, score in zip(starts, ends, scores)]
+                start,
+                end,
+                [int(m) for m in p_mask],
+                np.ones((1, n), dtype=np.int64),
+                NULL_SCORE,
+                pre_top_k,
+                handle_impossible_answer,
+                max_answer_len,
+            )
+            spans = [
+                (score.item(), *self.indices(e, int(s), int(t), context_index, align_to_words))
+                for s, t, score in zip(starts, ends, scores)
+            ]
             values.append((null, spans))
         return values
 
-    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]
-                      ) -> list[str]:
+    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]) -> list[str]:
         """Each window's best spans before answers found in several windows are added up."""
         lines = []
         for j, (f, (_, spans)) in enumerate(zip(features, self.postprocess(features, outputs, **params))):
@@ -238,14 +277,23 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
         if align_to_words:
             try:
                 start_word, end_word = enc.token_to_word(s), enc.token_to_word(e)
-                return (enc.word_to_chars(start_word, sequence_index=sequence_index)[0],
-                        enc.word_to_chars(end_word, sequence_index=sequence_index)[1])
+                return (
+                    enc.word_to_chars(start_word, sequence_index=sequence_index)[0],
+                    enc.word_to_chars(end_word, sequence_index=sequence_index)[1],
+                )
             except Exception:  # some tokenizers have no words (None): offsets then, as transformers does
                 pass
         return enc.offsets[s][0], enc.offsets[e][1]
 
-    def aggregate(self, item: tuple[str, str], values: list[Spans], top_k: int, handle_impossible_answer: bool,
-                  max_answer_len: int, align_to_words: bool) -> Answer | list[Answer]:
+    def aggregate(
+        self,
+        item: tuple[str, str],
+        values: list[Spans],
+        top_k: int,
+        handle_impossible_answer: bool,
+        max_answer_len: int,
+        align_to_words: bool,
+    ) -> Answer | list[Answer]:
         context = item[1]
         answers: list[Answer] = []
         for _, spans in values:  # windows in order; an answer found again adds its score, as there

@@ -29,10 +29,15 @@ class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
     task = "text-classification"
     result_key = "labels"
 
-    def sanitize_parameters(self, top_k: Any = _UNSET, function_to_apply: str | None = None,
-                            return_all_scores: bool | None = None, truncation: bool | str | None = None,
-                            max_length: int | None = None, padding: Any = None
-                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def sanitize_parameters(
+        self,
+        top_k: Any = _UNSET,
+        function_to_apply: str | None = None,
+        return_all_scores: bool | None = None,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        padding: Any = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         # transformers' rules: top_k given (an int or None) → a ranked list; else return_all_scores
         # (the call's, or the config's) → every label unranked, or the best as a dict.
         if return_all_scores is None:
@@ -53,18 +58,25 @@ class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
             raise ValueError(f"function_to_apply must be one of {post.FUNCTIONS}, got {function_to_apply!r}")
         return truncation_params(truncation, max_length), {"function": function, **shape}
 
-    def postprocess(self, features: list[Feature], outputs: Outputs, function: str,
-                    top_k: int | None, legacy: bool) -> list[Any]:
+    def postprocess(
+        self, features: list[Feature], outputs: Outputs, function: str, top_k: int | None, legacy: bool
+    ) -> list[Any]:
         scores = post.apply(function, outputs["logits"])
         return [post.label_scores(row, self.artifact.id2label, top_k, legacy) for row in scores]
 
-    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]
-                      ) -> list[str]:
+    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]) -> list[str]:
         ranked = self.postprocess(features, outputs, **{**params, "top_k": None, "legacy": False})[0]
         return [", ".join(f"{d['label']} {d['score']:.4f}" for d in ranked), f"label  {ranked[0]['label']}"]
 
-    def rerank(self, query: str, documents: list[str], top_k: int | None = None, label: str | None = None,
-               return_text: bool = False, batch_size: int | None = None) -> list[dict[str, Any]]:
+    def rerank(
+        self,
+        query: str,
+        documents: list[str],
+        top_k: int | None = None,
+        label: str | None = None,
+        return_text: bool = False,
+        batch_size: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Rank ``documents`` by the cross-encoder's score for (query, document): ``[{"index", "score"}]``,
         best first, as rerank APIs return them. The score is the one-logit model's (sigmoid by default), or
         ``label``'s probability; with several labels and no ``label``, the last label's (the "relevant"
@@ -80,8 +92,11 @@ class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
         if label not in names:
             raise ValueError(f"label {label!r} is not one of this model's labels {names}")
         results = self([{"text": query, "text_pair": d} for d in documents], top_k=None, batch_size=batch_size)
-        ranked = sorted(({"index": i, "score": next(d["score"] for d in r if d["label"] == label)}
-                         for i, r in enumerate(results)), key=lambda d: d["score"], reverse=True)
+        ranked = sorted(
+            ({"index": i, "score": next(d["score"] for d in r if d["label"] == label)} for i, r in enumerate(results)),
+            key=lambda d: d["score"],
+            reverse=True,
+        )
         if return_text:
             ranked = [{**d, "text": documents[d["index"]]} for d in ranked]
         return ranked if top_k is None else ranked[:top_k]

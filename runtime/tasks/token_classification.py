@@ -7,7 +7,8 @@ words; ``stride`` runs text past the position limit as overlapping windows inste
 
 The gather → aggregate → group steps follow transformers' ``TokenClassificationPipeline`` line for line
 (its rules for subwords, unknown tokens and window overlaps are what users' code depends on); they are
-re-stated here over the tokenizers library's encodings because that pipeline needs torch.
+re-stated here over the tokenizers library's encodings because that pipeline needs torch. Longer than 300
+lines for that reason: gather, aggregate and group follow transformers' own methods one for one.
 """
 
 from __future__ import annotations
@@ -53,41 +54,58 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
     def parse(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         # With is_split_into_words a list of words is one input, answered (as transformers does) as a list of one.
         inputs, params = super().parse(args, kwargs)
-        if not isinstance(inputs, str) and not is_stream(inputs) and (
-                not isinstance(inputs, (list, tuple)) or not inputs):
+        if (
+            not isinstance(inputs, str)
+            and not is_stream(inputs)
+            and (not isinstance(inputs, (list, tuple)) or not inputs)
+        ):
             raise ValueError("At least one input is required.")  # transformers' word for [] and None
         words = {**self.defaults, **params}.get("is_split_into_words")
         if words and isinstance(inputs, (list, tuple)) and inputs and all(isinstance(w, str) for w in inputs):
             inputs = [list(inputs)]
         return inputs, params
 
-    def sanitize_parameters(self, ignore_labels: list[str] | None = None, grouped_entities: bool | None = None,
-                            ignore_subwords: bool | None = None, aggregation_strategy: str | None = None,
-                            offset_mapping: Any = None, is_split_into_words: bool = False, stride: int | None = None,
-                            delimiter: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def sanitize_parameters(
+        self,
+        ignore_labels: list[str] | None = None,
+        grouped_entities: bool | None = None,
+        ignore_subwords: bool | None = None,
+        aggregation_strategy: str | None = None,
+        offset_mapping: Any = None,
+        is_split_into_words: bool = False,
+        stride: int | None = None,
+        delimiter: str | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         if offset_mapping is not None:
             raise ValueError("offset_mapping is for slow tokenizers; onnxpipe's tokenizer.json gives offsets itself")
         if grouped_entities is not None or ignore_subwords is not None:  # transformers' deprecated switches
-            aggregation_strategy = ("first" if grouped_entities and ignore_subwords
-                                    else "simple" if grouped_entities else "none")
+            aggregation_strategy = (
+                "first" if grouped_entities and ignore_subwords else "simple" if grouped_entities else "none"
+            )
         chosen = aggregation_strategy is not None  # stride refuses a strategy "none" named, not the default
-        strategy = "none" if aggregation_strategy is None else str(getattr(aggregation_strategy, "value",
-                                                                           aggregation_strategy)).lower()
+        strategy = (
+            "none"
+            if aggregation_strategy is None
+            else str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
+        )
         if strategy not in STRATEGIES:
             raise ValueError(f"aggregation_strategy must be one of {STRATEGIES}, got {aggregation_strategy!r}")
         if ignore_labels is not None and not isinstance(ignore_labels, (list, tuple, set)):
             raise TypeError(f"ignore_labels must be a list of labels, got {type(ignore_labels).__name__}")
-        pre: dict[str, Any] = {"words": bool(is_split_into_words),
-                               "delimiter": " " if delimiter is None else delimiter}
+        pre: dict[str, Any] = {"words": bool(is_split_into_words), "delimiter": " " if delimiter is None else delimiter}
         if stride is not None:
             if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
                 raise ValueError(f"stride must be a non-negative int, got {stride!r}")
             if stride >= self.encoder.max_length:
-                raise ValueError(f"`stride` must be less than the model's limit of {self.encoder.max_length} tokens "
-                                 "(or even lower, less the special tokens)")
+                raise ValueError(
+                    f"`stride` must be less than the model's limit of {self.encoder.max_length} tokens "
+                    "(or even lower, less the special tokens)"
+                )
             if strategy == "none" and chosen:
-                raise ValueError('`stride` was provided to process all the text but `aggregation_strategy="none"`, '
-                                 "please select another one instead.")
+                raise ValueError(
+                    '`stride` was provided to process all the text but `aggregation_strategy="none"`, '
+                    "please select another one instead."
+                )
             pre["stride"] = stride
         return pre, {"strategy": strategy, "ignore_labels": ["O"] if ignore_labels is None else list(ignore_labels)}
 
@@ -96,8 +114,10 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
         char_maps: list[list[int] | None] = []  # each word's first character, for pre-split words
         for i, item in enumerate(items):
             if words != isinstance(item, list):
-                raise ValueError(f"inputs[{i}]: with is_split_into_words=True each input must be a list of words, "
-                                 "else an untokenized string")
+                raise ValueError(
+                    f"inputs[{i}]: with is_split_into_words=True each input must be a list of words, "
+                    "else an untokenized string"
+                )
             if words:
                 starts, at = [], 0
                 for w in item:
@@ -116,30 +136,37 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
                 features.append(Feature(w, i, len(w), context=(sentences[i], char_maps[i])))
         return features
 
-    def postprocess(self, features: list[Feature], outputs: Outputs, strategy: str,
-                    ignore_labels: list[str]) -> list[Any]:
+    def postprocess(
+        self, features: list[Feature], outputs: Outputs, strategy: str, ignore_labels: list[str]
+    ) -> list[Any]:
         results = []
         for j, f in enumerate(features):
-            logits = outputs["logits"][j, :f.length].astype(np.float32)
+            logits = outputs["logits"][j, : f.length].astype(np.float32)
             shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
             scores = shifted / shifted.sum(axis=-1, keepdims=True)
             entities = self.group(self.gather(f, scores, strategy), strategy)
-            results.append([e for e in entities if e.get("entity") not in ignore_labels
-                            and e.get("entity_group") not in ignore_labels])
+            results.append(
+                [
+                    e
+                    for e in entities
+                    if e.get("entity") not in ignore_labels and e.get("entity_group") not in ignore_labels
+                ]
+            )
         return results
 
     def aggregate(self, item: Any, values: list[list[Entity]], strategy: str, ignore_labels: list[str]) -> list[Entity]:
         entities = [e for window in values for e in window]
         return overlapping(entities) if len(values) > 1 else entities
 
-    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]
-                      ) -> list[str]:
+    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]) -> list[str]:
         """Each window's tokens with their own label (before grouping); the result shows the grouping."""
         lines = []
         for j, (f, tokens) in enumerate(zip(features, self.postprocess(features, outputs, "none", []))):
             first, last = f.encoding.offsets[1][0] if f.length > 2 else 0, max(o[1] for o in f.encoding.offsets)
-            lines.append(f"window {j + 1}/{len(features)} (characters {first}–{last}): "
-                         + " ".join(f"{t['word']}/{t['entity']}" for t in tokens))
+            lines.append(
+                f"window {j + 1}/{len(features)} (characters {first}–{last}): "
+                + " ".join(f"{t['word']}/{t['entity']}" for t in tokens)
+            )
         return [*lines, f"grouped by aggregation_strategy={params['strategy']!r}, ignoring {params['ignore_labels']}"]
 
     # -- transformers' gather_pre_entities / aggregate / group_entities ------------------------------
@@ -161,11 +188,19 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
             if self.subword_prefix:
                 is_subword = len(word) != len(word_ref)
             else:
-                is_subword = start > 0 and " " not in sentence[start - 1:start + 1]
+                is_subword = start > 0 and " " not in sentence[start - 1 : start + 1]
             if token_id == self.unk_id:
                 word, is_subword = word_ref, False
-            pre.append({"word": word, "scores": scores[idx], "start": start, "end": end, "index": idx,
-                        "is_subword": is_subword})
+            pre.append(
+                {
+                    "word": word,
+                    "scores": scores[idx],
+                    "start": start,
+                    "end": end,
+                    "index": idx,
+                    "is_subword": is_subword,
+                }
+            )
         return pre
 
     def group(self, pre: list[Entity], strategy: str) -> list[Entity]:
@@ -173,8 +208,16 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
             entities = []
             for p in pre:
                 best = int(p["scores"].argmax())
-                entities.append({"entity": self.artifact.id2label[best], "score": float(p["scores"][best]),
-                                 "index": p["index"], "word": p["word"], "start": p["start"], "end": p["end"]})
+                entities.append(
+                    {
+                        "entity": self.artifact.id2label[best],
+                        "score": float(p["scores"][best]),
+                        "index": p["index"],
+                        "word": p["word"],
+                        "start": p["start"],
+                        "end": p["end"],
+                    }
+                )
         else:
             entities = self.words(pre, strategy)
         return entities if strategy == "none" else self.group_entities(entities)
@@ -202,9 +245,13 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
         else:
             scores = np.nanmean(np.stack([p["scores"] for p in pieces]), axis=0)
         best = int(scores.argmax())
-        return {"entity": self.artifact.id2label[best], "score": float(scores[best]),
-                "word": self.tokens_to_string([p["word"] for p in pieces]),
-                "start": pieces[0]["start"], "end": pieces[-1]["end"]}
+        return {
+            "entity": self.artifact.id2label[best],
+            "score": float(scores[best]),
+            "word": self.tokens_to_string([p["word"] for p in pieces]),
+            "start": pieces[0]["start"],
+            "end": pieces[-1]["end"],
+        }
 
     def group_entities(self, entities: list[Entity]) -> list[Entity]:
         groups: list[Entity] = []
@@ -226,9 +273,13 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
 
     def group_sub_entities(self, entities: list[Entity]) -> Entity:
         score = np.nanmean(np.array([e["score"] for e in entities], dtype=np.float32))
-        return {"entity_group": entities[0]["entity"].split("-", 1)[-1], "score": float(np.mean(score)),
-                "word": self.tokens_to_string([e["word"] for e in entities]),
-                "start": entities[0]["start"], "end": entities[-1]["end"]}
+        return {
+            "entity_group": entities[0]["entity"].split("-", 1)[-1],
+            "score": float(np.mean(score)),
+            "word": self.tokens_to_string([e["word"] for e in entities]),
+            "start": entities[0]["start"],
+            "end": entities[-1]["end"],
+        }
 
     def tokens_to_string(self, tokens: list[str]) -> str:
         decoder = self.encoder.tokenizer.decoder

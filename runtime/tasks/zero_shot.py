@@ -54,18 +54,25 @@ class ZeroShotClassificationPipeline(Pipeline[str, Array, ZeroShotResult]):
         label2id = artifact.manifest.config.label2id
         self.entailment_id = next((int(i) for label, i in label2id.items() if label.lower().startswith("entail")), -1)
 
-    def sanitize_parameters(self, candidate_labels: Any = None, hypothesis_template: str = DEFAULT_TEMPLATE,
-                            multi_label: bool | None = None, multi_class: bool | None = None
-                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def sanitize_parameters(
+        self,
+        candidate_labels: Any = None,
+        hypothesis_template: str = DEFAULT_TEMPLATE,
+        multi_label: bool | None = None,
+        multi_class: bool | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         if multi_class is not None:  # transformers' deprecated name for multi_label
             multi_label = multi_class
         # No labels is refused at the call (preprocess), not here: pipeline(...) may be built without them.
         labels = parse_labels(candidate_labels) if candidate_labels is not None else []
-        if labels and (not isinstance(hypothesis_template, str)
-                       or hypothesis_template.format(labels[0]) == hypothesis_template):
-            raise ValueError(f'The provided hypothesis_template "{hypothesis_template}" was not able to be formatted '
-                             "with the target labels. Make sure the passed template includes formatting syntax "
-                             "such as {} where the label should go.")
+        if labels and (
+            not isinstance(hypothesis_template, str) or hypothesis_template.format(labels[0]) == hypothesis_template
+        ):
+            raise ValueError(
+                f'The provided hypothesis_template "{hypothesis_template}" was not able to be formatted '
+                "with the target labels. Make sure the passed template includes formatting syntax "
+                "such as {} where the label should go."
+            )
         hypotheses = [hypothesis_template.format(label) for label in labels]
         return {"hypotheses": hypotheses}, {"labels": labels, "multi_label": bool(multi_label)}
 

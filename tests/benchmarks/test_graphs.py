@@ -12,8 +12,23 @@ from onnxpipe.bench import graphs
 def test_one_row_per_graph_with_ranges(artifact, tmp_path, capsys):
     art = artifact("bert", "single", optimize=True, quantize="int8")
     (tmp_path / "dev.tsv").write_text("label\tsentence\n1\ta good film\n0\tfar too long and boring\n", encoding="utf-8")
-    assert graphs.main(["--data", str(tmp_path), "--rounds", "2", "--calls", "5", "--threads", "1",
-                        f"fp32={art / 'model.onnx'}", f"int8={art / 'model_quantized.onnx'}"]) == 0
+    assert (
+        graphs.main(
+            [
+                "--data",
+                str(tmp_path),
+                "--rounds",
+                "2",
+                "--calls",
+                "5",
+                "--threads",
+                "1",
+                f"fp32={art / 'model.onnx'}",
+                f"int8={art / 'model_quantized.onnx'}",
+            ]
+        )
+        == 0
+    )
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "graph" not in line]
     assert [row.split(" | ")[0] for row in rows] == ["| fp32", "| int8"]
     for row in rows:  # min–max over the two rounds, in ms and sentences/s

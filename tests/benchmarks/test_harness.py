@@ -9,8 +9,16 @@ import pytest
 
 from onnxpipe.bench import contenders, harness, machine, report
 
-TEXTS = ["good film", "bad film", "a beautiful, moving film", "the food was bad", "i love it", "never again",
-         "great cast", "far too long"] * 2
+TEXTS = [
+    "good film",
+    "bad film",
+    "a beautiful, moving film",
+    "the food was bad",
+    "i love it",
+    "never again",
+    "great cast",
+    "far too long",
+] * 2
 LABELS = [1, 0, 1, 0, 1, 0, 1, 0] * 2
 NAMES = ["pytorch fp32", "onnxpipe fp32", "onnxpipe int8", "bare ORT session (best variant)", "ctranslate2 int8"]
 
@@ -18,11 +26,16 @@ NAMES = ["pytorch fp32", "onnxpipe fp32", "onnxpipe int8", "bare ORT session (be
 @pytest.fixture(scope="module")
 def result(artifact, checkpoint, tmp_path_factory, monkeypatch_module):
     # A peer that is not installed must be reported as missing, not dropped.
-    fake = contenders.Contender("ctranslate2 int8", "peer", ("ctranslate2", "no-such-package-xyz"),
-                                contenders.load_ctranslate2)
+    fake = contenders.Contender(
+        "ctranslate2 int8", "peer", ("ctranslate2", "no-such-package-xyz"), contenders.load_ctranslate2
+    )
     monkeypatch_module.setitem(contenders.BY_NAME, "ctranslate2 int8", fake)
-    spec = harness.resolve_spec(artifact("bert", "single", optimize=True, quantize="int8"),
-                                tmp_path_factory.mktemp("bench"), threads=1, calibration=None)
+    spec = harness.resolve_spec(
+        artifact("bert", "single", optimize=True, quantize="int8"),
+        tmp_path_factory.mktemp("bench"),
+        threads=1,
+        calibration=None,
+    )
     assert spec.checkpoint == checkpoint("bert", "single")  # the manifest's local source
     settings = harness.Settings(rounds=3, warmup=1, batch_sizes=(1, 4), cold_repeats=1)
     return harness.run(spec, TEXTS, LABELS, settings, NAMES, progress=False)

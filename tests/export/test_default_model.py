@@ -28,9 +28,17 @@ def tiny_base_and_delta(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-default")
     base = build_base_encoder(root / "base")
     torch.manual_seed(1)
-    model = get_peft_model(load_base_classifier(base), LoraConfig(
-        task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, target_modules=LORA_TARGETS,
-        modules_to_save=["classifier", "bert.pooler.dense"], init_lora_weights=False))
+    model = get_peft_model(
+        load_base_classifier(base),
+        LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=4,
+            lora_alpha=8,
+            target_modules=LORA_TARGETS,
+            modules_to_save=["classifier", "bert.pooler.dense"],
+            init_lora_weights=False,
+        ),
+    )
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "classifier" in name and p.requires_grad:
@@ -75,8 +83,7 @@ def test_first_use_builds_into_the_cache_then_reuses_it(tiny_base_and_delta, tmp
     monkeypatch.setattr(build_mod, "DELTA_DIR", delta)
     monkeypatch.setattr(build_mod, "base_model_dir", lambda: base)
     messages = []
-    monkeypatch.setattr("onnxpipe.default.print", lambda *a, **k: messages.append(" ".join(map(str, a))),
-                        raising=False)
+    monkeypatch.setattr("onnxpipe.default.print", lambda *a, **k: messages.append(" ".join(map(str, a))), raising=False)
     first = onnxpipe.pipeline("sentiment-analysis")
     assert first.artifact.path.parent == tmp_path / "cache"
     assert first.artifact.path.name.startswith("minilm-sst2-")
@@ -94,8 +101,11 @@ def test_first_use_builds_into_the_cache_then_reuses_it(tiny_base_and_delta, tmp
 def test_without_the_export_extra_the_message_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("ONNXPIPE_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setitem(sys.modules, "onnxpipe.export.default_model.build", None)  # import fails
-    with pytest.raises(OnnxPipeError, match=r"needs the export extra .*download\.pytorch\.org/whl/cpu && "
-                                            r"pip install '\.\[export\]'"):
+    with pytest.raises(
+        OnnxPipeError,
+        match=r"needs the export extra .*download\.pytorch\.org/whl/cpu && "
+        r"pip install '\.\[export\]'",
+    ):
         onnxpipe.pipeline("sentiment-analysis")
     with pytest.raises(ValueError, match="no default model for task"):
         from onnxpipe.default import default_artifact_dir
@@ -104,6 +114,7 @@ def test_without_the_export_extra_the_message_says_what_to_install(tmp_path, mon
 
 
 # -- the real default: the packaged MiniLM encoder plus the committed delta ------------------------
+
 
 @pytest.fixture(scope="session")
 def real_default(tmp_path_factory):
@@ -162,7 +173,14 @@ def test_real_default_variant_gives_the_same_answer_in_any_batch(real_default):
     padded batches of any size (the bound is the issue's 1e-4; measured 0)."""
     pipe = onnxpipe.pipeline(model=real_default)
     assert pipe.variant == "int8" and pipe.artifact.variants["int8"]["quantization"]["mode"] == "static"
-    texts = [*TEXTS, "meh", "the plot is thin but the visuals are so inventive that I could not look away . " * 3, "Worst. Purchase. Ever.", "not bad at all", "x " * 600]
+    texts = [
+        *TEXTS,
+        "meh",
+        "the plot is thin but the visuals are so inventive that I could not look away . " * 3,
+        "Worst. Purchase. Ever.",
+        "not bad at all",
+        "x " * 600,
+    ]
     alone = [pipe(t, top_k=None) for t in texts]
     for size in (2, 5, 64):
         for a, b in zip(alone, pipe(texts, top_k=None, batch_size=size)):
@@ -176,14 +194,33 @@ def test_recipe_trains_builds_and_writes_the_card(tmp_path):
 
     data = tmp_path / "sst2"
     data.mkdir()
-    rows = ["1\ta beautiful , moving film", "0\tboring and far too long", "1\ti love it", "0\tnever again",
-            "1\tgreat cast", "0\tthe food was bad"]
+    rows = [
+        "1\ta beautiful , moving film",
+        "0\tboring and far too long",
+        "1\ti love it",
+        "0\tnever again",
+        "1\tgreat cast",
+        "0\tthe food was bad",
+    ]
     (data / "train.tsv").write_text("label\tsentence\n" + "\n".join(rows * 4) + "\n")
     (data / "dev.tsv").write_text("label\tsentence\n" + "\n".join(rows) + "\n")
     base = build_base_encoder(tmp_path / "base")
     out = tmp_path / "delta"
-    summary = train(data, out, rank=2, alpha=4, steps=3, batch_size=4, lr=1e-3, warmup=0.0, max_length=32,
-                    seed=0, threads=1, base_dir=base, eval_every=3)
+    summary = train(
+        data,
+        out,
+        rank=2,
+        alpha=4,
+        steps=3,
+        batch_size=4,
+        lr=1e-3,
+        warmup=0.0,
+        max_length=32,
+        seed=0,
+        threads=1,
+        base_dir=base,
+        eval_every=3,
+    )
     assert (out / "adapter_model.safetensors").is_file()
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -195,4 +232,6 @@ def test_recipe_trains_builds_and_writes_the_card(tmp_path):
     assert accuracies["int8 flips vs batch 1"] == 0 and accuracies["int8 score gap vs batch 1"] <= 1e-4
     assert accuracies["fp32"] == accuracies["optimized"] == accuracies["pytorch"]
     card = (out / "README.md").read_text()
-    assert "3 steps at batch 4" in card and f"| PyTorch, merged checkpoint | {100 * accuracies['pytorch']:.2f}% |" in card
+    assert (
+        "3 steps at batch 4" in card and f"| PyTorch, merged checkpoint | {100 * accuracies['pytorch']:.2f}% |" in card
+    )

@@ -18,14 +18,26 @@ def test_manifest_describes_the_artifact(artifact, checkpoint):
     assert m["task"] == "text-classification" and m["model_type"] == "bert"
     assert m["source"]["kind"] == "local" and m["source"]["name_or_path"] == str(checkpoint("bert", "multi"))
     assert len(m["source"]["content_sha256"]) == 64
-    assert m["config"] == {"id2label": {"0": "joy", "1": "anger", "2": "fear", "3": "love"},
-                           "label2id": {"joy": 0, "anger": 1, "fear": 2, "love": 3},
-                           "problem_type": "multi_label_classification", "num_labels": 4,
-                           "return_all_scores": None}  # None: the config does not set it
+    assert m["config"] == {
+        "id2label": {"0": "joy", "1": "anger", "2": "fear", "3": "love"},
+        "label2id": {"joy": 0, "anger": 1, "fear": 2, "love": 3},
+        "problem_type": "multi_label_classification",
+        "num_labels": 4,
+        "return_all_scores": None,
+    }  # None: the config does not set it
     assert m["head"] == "sequence-classification"
-    assert m["tokenizer"] == {"file": "tokenizer.json", "max_length": 64, "pad_token": "[PAD]", "pad_id": 0,
-                              "mask_token": "[MASK]", "mask_id": 4, "unk_token": "[UNK]", "cls_token": "[CLS]", "padding_side": "right",
-                              "clean_up_tokenization_spaces": False}
+    assert m["tokenizer"] == {
+        "file": "tokenizer.json",
+        "max_length": 64,
+        "pad_token": "[PAD]",
+        "pad_id": 0,
+        "mask_token": "[MASK]",
+        "mask_id": 4,
+        "unk_token": "[UNK]",
+        "cls_token": "[CLS]",
+        "padding_side": "right",
+        "clean_up_tokenization_spaces": False,
+    }
     assert m["opset"] >= 14
     assert {"torch", "transformers", "optimum", "onnxruntime", "tokenizers"} <= set(m["versions"])
     assert set(m["variants"]) == {"fp32", "optimized", "int8"} and m["default_variant"] == "int8"
@@ -39,7 +51,9 @@ def test_manifest_describes_the_artifact(artifact, checkpoint):
     assert "SkipLayerNormalization" not in fused and fused["LayerNormalization"] == 4
     for name, digest in m["files"].items():
         assert sha256_file(path / name) == digest
-    assert {"model.onnx", "model_optimized.onnx", "model_quantized.onnx", "tokenizer.json", "config.json"} <= set(m["files"])
+    assert {"model.onnx", "model_optimized.onnx", "model_quantized.onnx", "tokenizer.json", "config.json"} <= set(
+        m["files"]
+    )
 
 
 def test_failed_validation_writes_nothing_and_keeps_the_old_artifact(checkpoint, tmp_path, monkeypatch):
@@ -69,7 +83,9 @@ def test_refuses_to_overwrite_unless_asked(checkpoint, tmp_path):
 def test_unsupported_architecture_and_task(tmp_path, checkpoint):
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=50)).save_pretrained(tmp_path / "gpt2")
+    GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=50)).save_pretrained(
+        tmp_path / "gpt2"
+    )
     with pytest.raises(ExportError, match="unsupported architecture 'gpt2'.*bert"):
         export(tmp_path / "gpt2", tmp_path / "out")
     with pytest.raises(ValueError, match="unsupported task 'translation'"):
@@ -98,12 +114,15 @@ def test_optimum_loads_the_same_folder(artifact):
 
 def test_an_artifact_is_not_a_checkpoint(artifact, tmp_path):
     """Passing an exported folder (config.json, no weights) as SOURCE is refused, not a traceback."""
-    with pytest.raises(ExportError, match=r"cannot load a PyTorch AutoModelForSequenceClassification \(text-classification\)"):
+    with pytest.raises(
+        ExportError, match=r"cannot load a PyTorch AutoModelForSequenceClassification \(text-classification\)"
+    ):
         export(artifact(), tmp_path / "out")
 
 
-@pytest.mark.parametrize("task, missing", [("text-classification", "classifier.bias"),
-                                           ("fill-mask", "cls.predictions.bias")])
+@pytest.mark.parametrize(
+    "task, missing", [("text-classification", "classifier.bias"), ("fill-mask", "cls.predictions.bias")]
+)
 def test_a_head_the_checkpoint_never_trained_is_refused(checkpoint, tmp_path, task, missing):
     """transformers would fill a missing head with random weights; the export would answer confidently wrong."""
     with pytest.raises(ExportError, match=f"has no trained .* head for {task} .*missing weights: .*{missing}"):
@@ -112,9 +131,12 @@ def test_a_head_the_checkpoint_never_trained_is_refused(checkpoint, tmp_path, ta
 
 
 def test_unknown_task_names_the_supported_ones(checkpoint, tmp_path):
-    with pytest.raises(ValueError, match="unsupported task .summarization.: onnxpipe supports feature-extraction, "
-                                         "fill-mask, question-answering, sentence-embeddings, text-classification, "
-                                         "token-classification, zero-shot-classification, ner, sentiment-analysis"):
+    with pytest.raises(
+        ValueError,
+        match="unsupported task .summarization.: onnxpipe supports feature-extraction, "
+        "fill-mask, question-answering, sentence-embeddings, text-classification, "
+        "token-classification, zero-shot-classification, ner, sentiment-analysis",
+    ):
         export(checkpoint(), tmp_path / "art", "summarization")
 
 

@@ -142,18 +142,21 @@ def test_budget_search_order_and_fallback():
 
 
 def test_labelled_budget_is_accuracy_points():
-    score = budget.scorer(np.array([[0, 1], [1, 0], [0, 1], [1, 0.]]), labels=[1, 0, 0, 0])
-    s = score(np.array([[1, 0], [1, 0], [0, 1], [1, 0.]]))  # one more wrong, on a text fp32 got right
+    score = budget.scorer(np.array([[0, 1], [1, 0], [0, 1], [1, 0.0]]), labels=[1, 0, 0, 0])
+    s = score(np.array([[1, 0], [1, 0], [0, 1], [1, 0.0]]))  # one more wrong, on a text fp32 got right
     assert s.accuracy == 50.0 and s.agreement == 75.0 and s.drop == 25.0
 
 
-@pytest.mark.parametrize("kwargs, error, words", [
-    (dict(quantize="int4"), ValueError, "unknown quantization mode 'int4'"),
-    (dict(quantize=Int8Options(max_drop=1.0)), ValueError, "needs data to measure it on (--eval DATA)"),
-    (dict(quantize=Int8Options(calibration="/nonexistent/calib.txt")), FileNotFoundError, "/nonexistent/calib.txt"),
-    (dict(quantize=Int8Options(method="entropy")), ValueError, "unknown calibration method 'entropy'"),
-    (dict(quantize=3), TypeError, "quantize must be a mode name"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        (dict(quantize="int4"), ValueError, "unknown quantization mode 'int4'"),
+        (dict(quantize=Int8Options(max_drop=1.0)), ValueError, "needs data to measure it on (--eval DATA)"),
+        (dict(quantize=Int8Options(calibration="/nonexistent/calib.txt")), FileNotFoundError, "/nonexistent/calib.txt"),
+        (dict(quantize=Int8Options(method="entropy")), ValueError, "unknown calibration method 'entropy'"),
+        (dict(quantize=3), TypeError, "quantize must be a mode name"),
+    ],
+)
 def test_bad_quantization_options(checkpoint, tmp_path, kwargs, error, words):
     with pytest.raises(error) as e:
         export(checkpoint(), tmp_path / "out", **kwargs)

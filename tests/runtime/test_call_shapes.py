@@ -74,13 +74,24 @@ def check(ours, theirs, calls):
 def fill_mask_calls(m: str) -> list:
     one, two = f"My name is {m}", f"The largest city in France is {m}"
     return [
-        ((one,), {}), (([one, two],), {}), (([one],), {}), ((one,), {"top_k": 2}), ((one,), {"top_k": 0}),
-        ((f"This is {m} {m}",), {}), ((f"This is {m} {m}",), {"top_k": 2}), (([f"a {m} b", f"{m} c {m}"],), {}),
-        ((one,), {"targets": ["film", "food"]}), ((one,), {"targets": "film"}), ((one,), {"targets": []}),
-        ((one,), {"targets": ["film", "food"], "top_k": 5}), ((one,), {"top_k": -1}),
+        ((one,), {}),
+        (([one, two],), {}),
+        (([one],), {}),
+        ((one,), {"top_k": 2}),
+        ((one,), {"top_k": 0}),
+        ((f"This is {m} {m}",), {}),
+        ((f"This is {m} {m}",), {"top_k": 2}),
+        (([f"a {m} b", f"{m} c {m}"],), {}),
+        ((one,), {"targets": ["film", "food"]}),
+        ((one,), {"targets": "film"}),
+        ((one,), {"targets": []}),
+        ((one,), {"targets": ["film", "food"], "top_k": 5}),
+        ((one,), {"top_k": -1}),
         ((f"{m} " + LONG,), {"tokenizer_kwargs": {"truncation": True}}),
         ((one,), {"tokenizer_kwargs": {"truncation": True, "max_length": 6}}),
-        (("no mask here",), {}), (([one, "no mask"],), {}), ((),  {"inputs": one}),
+        (("no mask here",), {}),
+        (([one, "no mask"],), {}),
+        ((), {"inputs": one}),
     ]
 
 
@@ -94,16 +105,22 @@ ZERO_SHOT_CALLS = [
     ((["Who are you voting for in 2020?", OTHER],), {"candidate_labels": ["politics", "film", "food"]}),
     ((), {"sequences": "Who are you voting for in 2020?", "candidate_labels": ["politics", "food"]}),
     ((LONG,), {"candidate_labels": ["film", "city"]}),
-    (("",), {"candidate_labels": ["politics"]}), ((["a", ""],), {"candidate_labels": ["politics"]}),
-    (("Who are you?",), {"candidate_labels": []}), (("Who are you?",), {"candidate_labels": ""}),
+    (("",), {"candidate_labels": ["politics"]}),
+    ((["a", ""],), {"candidate_labels": ["politics"]}),
+    (("Who are you?",), {"candidate_labels": []}),
+    (("Who are you?",), {"candidate_labels": ""}),
     (("Who are you?",), {"candidate_labels": ["politics"], "hypothesis_template": "Not formatting template"}),
     (("Who are you?", ["a"], ["b"]), {}),
 ]
 
 NER_CALLS = [
-    ((CONTEXT,), {}), (([CONTEXT, OTHER],), {}), ((CONTEXT,), {"ignore_labels": []}),
-    *(((CONTEXT,), {"aggregation_strategy": s, "ignore_labels": []}) for s in ("none", "simple", "first", "average",
-                                                                               "max")),
+    ((CONTEXT,), {}),
+    (([CONTEXT, OTHER],), {}),
+    ((CONTEXT,), {"ignore_labels": []}),
+    *(
+        ((CONTEXT,), {"aggregation_strategy": s, "ignore_labels": []})
+        for s in ("none", "simple", "first", "average", "max")
+    ),
     ((CONTEXT,), {"grouped_entities": True, "ignore_labels": []}),
     ((CONTEXT,), {"grouped_entities": True, "ignore_subwords": True, "ignore_labels": []}),
     ((WORDS,), {"is_split_into_words": True, "ignore_labels": []}),
@@ -111,32 +128,43 @@ NER_CALLS = [
     ((LONG,), {"stride": 8, "aggregation_strategy": "simple", "ignore_labels": []}),
     ((LONG,), {"stride": 8, "ignore_labels": []}),  # stride with the default strategy: allowed there
     ((LONG,), {"stride": 8, "aggregation_strategy": "none"}),  # named "none": refused there
-    (([],), {}), ((CONTEXT,), {"aggregation_strategy": "nosuch"}),
+    (([],), {}),
+    ((CONTEXT,), {"aggregation_strategy": "nosuch"}),
 ]
 
 QA_CALLS = [
-    ((), {"question": Q, "context": CONTEXT}), ((Q, CONTEXT), {}), (({"question": Q, "context": CONTEXT},), {}),
+    ((), {"question": Q, "context": CONTEXT}),
+    ((Q, CONTEXT), {}),
+    (({"question": Q, "context": CONTEXT},), {}),
     (([{"question": Q, "context": CONTEXT}, {"question": "What was bad?", "context": OTHER}],), {}),
     (([{"question": Q, "context": CONTEXT}],), {}),
     ((), {"question": [Q, "What was bad?"], "context": CONTEXT}),
     ((), {"question": [Q, "What was bad?"], "context": [CONTEXT, OTHER]}),
-    ((), {"X": {"question": Q, "context": CONTEXT}}), ((), {"X": [{"question": Q, "context": CONTEXT}] * 2}),
+    ((), {"X": {"question": Q, "context": CONTEXT}}),
+    ((), {"X": [{"question": Q, "context": CONTEXT}] * 2}),
     ((), {"data": {"question": Q, "context": CONTEXT}}),
-    ((), {"question": Q, "context": CONTEXT, "top_k": 3}), ((), {"question": Q, "context": CONTEXT, "topk": 2}),
+    ((), {"question": Q, "context": CONTEXT, "top_k": 3}),
+    ((), {"question": Q, "context": CONTEXT, "topk": 2}),
     ((), {"question": Q, "context": CONTEXT, "handle_impossible_answer": True}),
     ((), {"question": Q, "context": CONTEXT, "max_answer_len": 2}),
     ((), {"question": Q, "context": CONTEXT, "align_to_words": False}),
     ((), {"question": Q, "context": LONG, "max_seq_len": 24, "doc_stride": 8}),
     ((), {"question": Q, "context": LONG, "top_k": 2}),
-    ((), {"question": [Q, Q], "context": [CONTEXT]}), ((), {"question": None, "context": CONTEXT}),
-    (({"question": "", "context": CONTEXT},), {}), (({"question": Q},), {}), (({"question": Q, "context": None},), {}),
+    ((), {"question": [Q, Q], "context": [CONTEXT]}),
+    ((), {"question": None, "context": CONTEXT}),
+    (({"question": "", "context": CONTEXT},), {}),
+    (({"question": Q},), {}),
+    (({"question": Q, "context": None},), {}),
     ((), {"question": Q, "context": CONTEXT, "top_k": 0}),
     ((), {"question": Q, "context": CONTEXT, "max_seq_len": 24, "doc_stride": 30}),
 ]
 
 FEATURE_CALLS = [
-    ((CONTEXT,), {}), (([CONTEXT, OTHER],), {}), ((CONTEXT,), {"return_tensors": True}),
-    ((LONG * 3,), {"truncation": True}), ((CONTEXT,), {"tokenize_kwargs": {"add_special_tokens": False}}),
+    ((CONTEXT,), {}),
+    (([CONTEXT, OTHER],), {}),
+    ((CONTEXT,), {"return_tensors": True}),
+    ((LONG * 3,), {"truncation": True}),
+    ((CONTEXT,), {"tokenize_kwargs": {"add_special_tokens": False}}),
     ((CONTEXT,), {"tokenize_kwargs": {"truncation": True, "max_length": 6}}),
     ((CONTEXT,), {"truncation": True, "tokenize_kwargs": {"truncation": True}}),
     (([CONTEXT],), {"return_tensors": True}),

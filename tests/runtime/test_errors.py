@@ -24,31 +24,37 @@ def copy(artifact, tmp_path):
     return dst
 
 
-@pytest.mark.parametrize("bad, error, words", [
-    (123, TypeError, "a {'text', 'text_pair'} dict or a list of them, got int"),
-    (None, TypeError, "got NoneType"),
-    (b"bytes", TypeError, "got bytes"),
-    (["ok", 5], TypeError, "inputs[1] is a int"),
-    ([["a", "b"]], ValueError, 'inputs[0] is a list: to send a text pair, send a dict {"text"'),
-    ({"text": "a", "pair": "b"}, ValueError, "must be a dict with 'text' and optionally 'text_pair'"),
-    ({"text": "a", "text_pair": 3}, TypeError, "inputs['text_pair'] is a int, not a str"),
-    (["ok", "caf\udce9"], ValueError, "inputs[1] is not valid Unicode text: surrogates not allowed '\\udce9'"),
-    ("\ud800", ValueError, "inputs[0] is not valid Unicode text"),
-])
+@pytest.mark.parametrize(
+    "bad, error, words",
+    [
+        (123, TypeError, "a {'text', 'text_pair'} dict or a list of them, got int"),
+        (None, TypeError, "got NoneType"),
+        (b"bytes", TypeError, "got bytes"),
+        (["ok", 5], TypeError, "inputs[1] is a int"),
+        ([["a", "b"]], ValueError, 'inputs[0] is a list: to send a text pair, send a dict {"text"'),
+        ({"text": "a", "pair": "b"}, ValueError, "must be a dict with 'text' and optionally 'text_pair'"),
+        ({"text": "a", "text_pair": 3}, TypeError, "inputs['text_pair'] is a int, not a str"),
+        (["ok", "caf\udce9"], ValueError, "inputs[1] is not valid Unicode text: surrogates not allowed '\\udce9'"),
+        ("\ud800", ValueError, "inputs[0] is not valid Unicode text"),
+    ],
+)
 def test_bad_inputs(pipe, bad, error, words):
     with pytest.raises(error, match=None) as e:
         pipe(bad)
     assert words in str(e.value)
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"top_k": -1}, "top_k must be a non-negative int"),
-    ({"top_k": "2"}, "top_k must be a non-negative int"),
-    ({"max_length": 0}, "max_length must be a positive int"),
-    ({"truncation": "only_third", "max_length": 8}, "truncation must be a bool or one of"),
-    ({"function_to_apply": "relu"}, "function_to_apply must be one of"),
-    ({"batch_size": 0}, "batch_size must be a positive int"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"top_k": -1}, "top_k must be a non-negative int"),
+        ({"top_k": "2"}, "top_k must be a non-negative int"),
+        ({"max_length": 0}, "max_length must be a positive int"),
+        ({"truncation": "only_third", "max_length": 8}, "truncation must be a bool or one of"),
+        ({"function_to_apply": "relu"}, "function_to_apply must be one of"),
+        ({"batch_size": 0}, "batch_size must be a positive int"),
+    ],
+)
 def test_bad_parameters(pipe, kwargs, words):
     with pytest.raises(ValueError) as e:
         pipe("text", **kwargs)
@@ -110,11 +116,14 @@ def test_corrupt_tokenizer_is_reported_as_such(copy):
         onnxpipe.pipeline(model=copy, verify=False)
 
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda m: "{broken", "not a valid onnxpipe manifest"),
-    (lambda m: json.dumps({**m, "format": 99}), "format 99"),
-    (lambda m: json.dumps({k: v for k, v in m.items() if k != "variants"}), "not a valid onnxpipe manifest"),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda m: "{broken", "not a valid onnxpipe manifest"),
+        (lambda m: json.dumps({**m, "format": 99}), "format 99"),
+        (lambda m: json.dumps({k: v for k, v in m.items() if k != "variants"}), "not a valid onnxpipe manifest"),
+    ],
+)
 def test_bad_manifest(copy, damage, words):
     path = copy / "onnxpipe.json"
     path.write_text(damage(json.loads(path.read_text())))
@@ -123,8 +132,11 @@ def test_bad_manifest(copy, damage, words):
 
 
 def test_task_mismatch(artifact):
-    with pytest.raises(ValueError, match="does not match the artifact's task 'text-classification'.*"
-                                         "sequence-classification graph cannot run feature-extraction"):
+    with pytest.raises(
+        ValueError,
+        match="does not match the artifact's task 'text-classification'.*"
+        "sequence-classification graph cannot run feature-extraction",
+    ):
         onnxpipe.pipeline("feature-extraction", model=artifact())
 
 

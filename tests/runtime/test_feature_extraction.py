@@ -10,8 +10,13 @@ import onnxpipe
 from onnxpipe.tasks.feature_extraction import POOLING_MODES, pool
 
 ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta"]
-TEXTS = ["We are very happy to show you the 🤗 Transformers library.", "Terrible.",
-         "très émouvant, à voir absolument", "这部电影非常好看", "the food was good but the service was bad " * 3]
+TEXTS = [
+    "We are very happy to show you the 🤗 Transformers library.",
+    "Terrible.",
+    "très émouvant, à voir absolument",
+    "这部电影非常好看",
+    "the food was good but the service was bad " * 3,
+]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -22,14 +27,19 @@ def test_feature_extraction_matches_transformers(artifact, checkpoint, arch):
     ours = onnxpipe.pipeline("feature-extraction", model=artifact(arch, "base"))
     for inputs in (TEXTS[0], TEXTS, [TEXTS[1]]):
         a, b = ours(inputs), theirs(inputs)
-        assert np.shape(a) == np.shape(b) if isinstance(inputs, str) else [np.shape(x) for x in a] == [np.shape(x) for x in b]
+        assert (
+            np.shape(a) == np.shape(b)
+            if isinstance(inputs, str)
+            else [np.shape(x) for x in a] == [np.shape(x) for x in b]
+        )
         for x, y in zip(a if isinstance(inputs, list) else [a], b if isinstance(inputs, list) else [b]):
             assert np.max(np.abs(np.array(x) - np.array(y))) < 1e-5
     tensor = ours(TEXTS[0], return_tensors=True)
     assert isinstance(tensor, np.ndarray) and tensor.shape == np.shape(theirs(TEXTS[0]))
     cut = ours(TEXTS[4], tokenize_kwargs={"truncation": True, "max_length": 6})
-    assert np.shape(cut) == np.shape(theirs(TEXTS[4], tokenize_kwargs={"truncation": True, "max_length": 6})) \
-        == (1, 6, 32)
+    assert (
+        np.shape(cut) == np.shape(theirs(TEXTS[4], tokenize_kwargs={"truncation": True, "max_length": 6})) == (1, 6, 32)
+    )
 
 
 @pytest.mark.parametrize("modes", [[m] for m in POOLING_MODES] + [["cls", "mean", "max"]])
@@ -42,7 +52,8 @@ def test_pooling_matches_sentence_transformers(modes):
     lengths = [7, 4, 1]
     mask = np.array([[1] * n + [0] * (7 - n) for n in lengths])
     theirs = Pooling(8, pooling_mode=modes[0] if len(modes) == 1 else modes)(
-        {"token_embeddings": torch.tensor(hidden), "attention_mask": torch.tensor(mask)})["sentence_embedding"]
+        {"token_embeddings": torch.tensor(hidden), "attention_mask": torch.tensor(mask)}
+    )["sentence_embedding"]
     ours = np.stack([pool(hidden[i, :n], modes) for i, n in enumerate(lengths)])
     assert np.max(np.abs(ours - theirs.numpy())) < 1e-6
 

@@ -17,7 +17,11 @@ print(json.dumps({"heavy": heavy, "n": len(result)}))
 
 
 def test_import_and_call_stay_torch_free(artifact):
-    out = subprocess.run([sys.executable, "-c", PROBE, str(artifact(optimize=True, quantize="int8"))],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(artifact(optimize=True, quantize="int8"))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report == {"heavy": [], "n": 2}

@@ -23,8 +23,9 @@ def hf_pipeline(checkpoint_dir, max_length):
     from transformers import pipeline
 
     # transformers does not truncate unless asked; onnxpipe always truncates to the position limit.
-    return pipeline("text-classification", model=str(checkpoint_dir), device="cpu", truncation=True,
-                    max_length=max_length)
+    return pipeline(
+        "text-classification", model=str(checkpoint_dir), device="cpu", truncation=True, max_length=max_length
+    )
 
 
 def assert_same(ours, theirs, tol=SCORE_TOL):
@@ -71,8 +72,9 @@ def test_call_shapes(artifact):
     many = pipe(["good film", "bad film", "ok"])
     assert len(many) == 3 and all(isinstance(r, dict) for r in many)
     ranked = pipe("good film", top_k=None)
-    assert [d["label"] for d in ranked] == sorted(pipe.artifact.id2label.values(),
-                                                  key=lambda l: -next(d["score"] for d in ranked if d["label"] == l))
+    assert [d["label"] for d in ranked] == sorted(
+        pipe.artifact.id2label.values(), key=lambda l: -next(d["score"] for d in ranked if d["label"] == l)
+    )
     assert abs(sum(d["score"] for d in ranked) - 1.0) < 1e-6
     assert pipe(("good film",)) == pipe(["good film"])
 
@@ -107,8 +109,11 @@ def test_optimized_and_int8_variants(checkpoint, artifact, arch):
     assert_same(fused(TEXTS, top_k=None), theirs)
     int8 = onnxpipe.pipeline(model=path)  # the artifact's default variant
     assert int8.variant == "int8" and int8.model_path.name == "model_quantized.onnx"
-    gaps = [abs(o["score"] - t["score"]) for os_, ts in zip(int8(TEXTS, top_k=None, batch_size=1), theirs)
-            for o, t in zip(sorted(os_, key=lambda d: d["label"]), sorted(ts, key=lambda d: d["label"]))]
+    gaps = [
+        abs(o["score"] - t["score"])
+        for os_, ts in zip(int8(TEXTS, top_k=None, batch_size=1), theirs)
+        for o, t in zip(sorted(os_, key=lambda d: d["label"]), sorted(ts, key=lambda d: d["label"]))
+    ]
     assert max(gaps) < 0.25
     manifest = int8.artifact.manifest.variants["int8"]
     assert manifest["quantization"]["from"] == "model_optimized.onnx"
@@ -193,11 +198,15 @@ def test_rerank_orders_documents_by_the_pair_score(checkpoint, artifact, head):
     theirs = hf_pipeline(checkpoint("bert", head), 64)
     ours = onnxpipe.pipeline(model=artifact("bert", head), variant="fp32")
     query, docs = "good film", ["bad food", "a beautiful, moving film", "never again", "i love it", ""]
-    expected = theirs([{"text": query, "text_pair": d} for d in docs], top_k=None,
-                      function_to_apply="sigmoid" if head == "regression" else None)
+    expected = theirs(
+        [{"text": query, "text_pair": d} for d in docs],
+        top_k=None,
+        function_to_apply="sigmoid" if head == "regression" else None,
+    )
     last = ours.artifact.id2label[max(ours.artifact.id2label)]
-    want = sorted(((next(x["score"] for x in r if x["label"] == last), i) for i, r in enumerate(expected)),
-                  reverse=True)
+    want = sorted(
+        ((next(x["score"] for x in r if x["label"] == last), i) for i, r in enumerate(expected)), reverse=True
+    )
     if head == "regression":
         ours = onnxpipe.pipeline(model=artifact("bert", head), variant="fp32", function_to_apply="sigmoid")
     got = ours.rerank(query, docs)

@@ -10,10 +10,12 @@ import pytest
 import onnxpipe
 
 ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta"]
-TEXTS = ["We are very happy to show you the Transformers library.",
-         "Ce film était très émouvant, à voir absolument 🔥🔥 — Größte Überraschung!",
-         "这部电影非常好看。映画はとても面白かった。",
-         "the food was good but the service was bad"]
+TEXTS = [
+    "We are very happy to show you the Transformers library.",
+    "Ce film était très émouvant, à voir absolument 🔥🔥 — Größte Überraschung!",
+    "这部电影非常好看。映画はとても面白かった。",
+    "the food was good but the service was bad",
+]
 LONG = " ".join(["A beautiful, moving film with a great cast in Paris and Berlin."] * 12)  # ~5 windows of 64
 
 

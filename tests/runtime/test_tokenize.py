@@ -35,8 +35,11 @@ def test_fixed_padding_in_tokenizer_json_is_not_applied(minilm_encoder, minilm_d
     assert feed["input_ids"].shape == (2, len(SEED_IDS))
     assert feed["attention_mask"][0].tolist() == [1, 1, 1] + [0] * (len(SEED_IDS) - 3)
     assert feed["input_ids"][0, 3:].tolist() == [0] * (len(SEED_IDS) - 3)
-    assert {k: v.dtype.name for k, v in feed.items()} == {"input_ids": "int64", "attention_mask": "int64",
-                                                          "token_type_ids": "int64"}
+    assert {k: v.dtype.name for k, v in feed.items()} == {
+        "input_ids": "int64",
+        "attention_mask": "int64",
+        "token_type_ids": "int64",
+    }
 
 
 def test_truncation_uses_the_model_limit_not_the_pinned_one(minilm_encoder):
@@ -54,7 +57,9 @@ def test_tokenizers_for_other_settings_are_bounded_and_still_exact(minilm_encode
     text = "the food was good but the service was bad " * 5
     first = [e.ids for e in minilm_encoder.encode([text, text], max_length=7)]
     for n in range(8, 300):
-        assert len(minilm_encoder.encode([text], max_length=n, stride=n % 3)[0]) == min(n, 47)  # 45 words and [CLS], [SEP]
+        assert len(minilm_encoder.encode([text], max_length=n, stride=n % 3)[0]) == min(
+            n, 47
+        )  # 45 words and [CLS], [SEP]
     assert len(minilm_encoder._variants) == MAX_VARIANTS
     assert [e.ids for e in minilm_encoder.encode([text, text], max_length=7)] == first
     assert first[0] == SEED_IDS[:1] + minilm_encoder.encode([text], add_special_tokens=False)[0].ids[:5] + [102]

@@ -18,8 +18,15 @@ import onnxpipe
 from onnxpipe.cli import main
 from onnxpipe.scale.score import score_local
 
-TEXTS = ["good film", "bad food", "a beautiful, moving film", "never again", "très émouvant 这部 🔥", "a",
-         "the food was good but the service was bad " * 20]
+TEXTS = [
+    "good film",
+    "bad food",
+    "a beautiful, moving film",
+    "never again",
+    "très émouvant 这部 🔥",
+    "a",
+    "the food was good but the service was bad " * 20,
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +56,9 @@ def read(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.mark.parametrize("src, dst", [("jsonl", "jsonl"), ("csv", "csv"), ("parquet", "parquet"), ("csv", "parquet"),
-                                      ("parquet", "jsonl")])
+@pytest.mark.parametrize(
+    "src, dst", [("jsonl", "jsonl"), ("csv", "csv"), ("parquet", "parquet"), ("csv", "parquet"), ("parquet", "jsonl")]
+)
 def test_round_trip_keeps_columns_and_order(art, expected, tmp_path, src, dst):
     table = pa.table({"id": [f"r{i}" for i in range(len(TEXTS))], "text": TEXTS})
     write(tmp_path / f"in.{src}", table)
@@ -67,12 +75,19 @@ def test_round_trip_keeps_columns_and_order(art, expected, tmp_path, src, dst):
 
 
 def test_bad_rows_are_reported_and_the_rest_scored(art, expected, tmp_path, capsys):
-    lines = [json.dumps({"text": "good film"}).encode(), b"{not json", json.dumps(["a", "list"]).encode(),
-             json.dumps({"other": 1}).encode(), json.dumps({"text": 5}).encode(), b'{"text": "caf\xe9"}',
-             json.dumps({"text": "bad food"}).encode()]
+    lines = [
+        json.dumps({"text": "good film"}).encode(),
+        b"{not json",
+        json.dumps(["a", "list"]).encode(),
+        json.dumps({"other": 1}).encode(),
+        json.dumps({"text": 5}).encode(),
+        b'{"text": "caf\xe9"}',
+        json.dumps({"text": "bad food"}).encode(),
+    ]
     (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    assert main(["score", str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"), "-m", str(art),
-                 "--no-progress"]) == 1
+    assert (
+        main(["score", str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"), "-m", str(art), "--no-progress"]) == 1
+    )
     out, err = capsys.readouterr()
     assert json.loads(out)["rows"] == 7 and json.loads(out)["errors"] == 5
     rows = read(tmp_path / "out.jsonl")
@@ -91,8 +106,13 @@ def test_bad_rows_are_reported_and_the_rest_scored(art, expected, tmp_path, caps
 def test_empty_or_blank_text_is_an_error_row_that_keeps_its_input(art, expected, tmp_path, fmt):
     table = pa.table({"text": ["good film", "", "   \t ", "bad food"]})
     write(tmp_path / f"in.{fmt}", table)
-    summary = score_local(tmp_path / f"in.{fmt}", tmp_path / f"out.{fmt}", onnxpipe.pipeline(model=art),
-                          progress=False, warn=lambda m: None)
+    summary = score_local(
+        tmp_path / f"in.{fmt}",
+        tmp_path / f"out.{fmt}",
+        onnxpipe.pipeline(model=art),
+        progress=False,
+        warn=lambda m: None,
+    )
     rows = read(tmp_path / f"out.{fmt}")
     assert summary.errors == 2 and [r["text"] for r in rows] == ["good film", "", "   \t ", "bad food"]
     assert [r["label"] for r in rows] == [expected[0]["label"], None, None, expected[1]["label"]]
@@ -102,8 +122,9 @@ def test_empty_or_blank_text_is_an_error_row_that_keeps_its_input(art, expected,
 
 def test_csv_cell_that_is_not_utf8_is_one_bad_row(art, tmp_path):
     (tmp_path / "in.csv").write_bytes(b"text,id\ngood film,1\ncaf\xe9 bad,2\nbad food,3\n")
-    summary = score_local(tmp_path / "in.csv", tmp_path / "out.csv", onnxpipe.pipeline(model=art), progress=False,
-                          warn=lambda m: None)
+    summary = score_local(
+        tmp_path / "in.csv", tmp_path / "out.csv", onnxpipe.pipeline(model=art), progress=False, warn=lambda m: None
+    )
     rows = read(tmp_path / "out.csv")
     assert summary.errors == 1 and [r["id"] for r in rows] == [1, 2, 3]
     assert rows[1]["error"].startswith("row 2: column 'text' is not UTF-8") and rows[1]["label"] is None
@@ -129,8 +150,21 @@ def test_killed_run_resumes_with_every_row_exactly_once(art, tmp_path):
     n = 3000
     texts = [f"{TEXTS[i % 5]} number {i}" for i in range(n)]
     write(tmp_path / "in.parquet", pa.table({"id": list(range(n)), "text": texts}))
-    cmd = [sys.executable, "-m", "onnxpipe.cli", "score", str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"),
-           "-m", str(art), "--chunk-rows", "100", "--no-progress", "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "onnxpipe.cli",
+        "score",
+        str(tmp_path / "in.parquet"),
+        str(tmp_path / "out.parquet"),
+        "-m",
+        str(art),
+        "--chunk-rows",
+        "100",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     parts = tmp_path / ".out.parquet.onnxpipe-parts"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -158,9 +192,18 @@ def test_resume_refuses_a_different_job(art, tmp_path):
     pipe = onnxpipe.pipeline(model=art)
     from onnxpipe.scale.score import open_parts
 
-    open_parts(tmp_path / "in.csv", tmp_path / "out.csv", {"model": str(art), "variant": pipe.variant,
-                                                           "task": pipe.task, "column": "text", "prefix": "",
-                                                           "chunk_rows": 999})
+    open_parts(
+        tmp_path / "in.csv",
+        tmp_path / "out.csv",
+        {
+            "model": str(art),
+            "variant": pipe.variant,
+            "task": pipe.task,
+            "column": "text",
+            "prefix": "",
+            "chunk_rows": 999,
+        },
+    )
     with pytest.raises(ValueError, match="unfinished run with other settings \\(chunk_rows differ\\)"):
         score_local(tmp_path / "in.csv", tmp_path / "out.csv", pipe, model_id=str(art), progress=False)
 
@@ -170,10 +213,25 @@ def test_ray_engine_equals_local(art, tmp_path):
     table = pa.table({"id": [str(i) for i in range(60)], "text": [f"{TEXTS[i % 7]} {i}" for i in range(60)]})
     write(tmp_path / "in.csv", table)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    assert main(["score", str(tmp_path / "in.csv"), str(tmp_path / "local.parquet"), "-m", str(art),
-                 "--no-progress"]) == 0
-    assert main(["score", str(tmp_path / "in.csv"), str(tmp_path / "ray.parquet"), "-m", str(art),
-                 "--engine", "ray", "--threads", "2"]) == 0
+    assert (
+        main(["score", str(tmp_path / "in.csv"), str(tmp_path / "local.parquet"), "-m", str(art), "--no-progress"]) == 0
+    )
+    assert (
+        main(
+            [
+                "score",
+                str(tmp_path / "in.csv"),
+                str(tmp_path / "ray.parquet"),
+                "-m",
+                str(art),
+                "--engine",
+                "ray",
+                "--threads",
+                "2",
+            ]
+        )
+        == 0
+    )
     local, on_ray = read(tmp_path / "local.parquet"), read(tmp_path / "ray.parquet")
     assert [r["id"] for r in on_ray] == [r["id"] for r in local]
     assert [r["label"] for r in on_ray] == [r["label"] for r in local]

@@ -26,8 +26,12 @@ def ready(client: TestClient) -> TestClient:
 
 @pytest.fixture(scope="module")
 def client(artifact):
-    models = {"sst": artifact("bert", "single", quantize="int8"), "emb": artifact("bert", "base"),
-              "qa": artifact("bert", "qa"), "ner": artifact("bert", "ner")}
+    models = {
+        "sst": artifact("bert", "single", quantize="int8"),
+        "emb": artifact("bert", "base"),
+        "qa": artifact("bert", "qa"),
+        "ner": artifact("bert", "ner"),
+    }
     with TestClient(create_app(models, Settings(max_client_batch=8, max_body_bytes=20_000))) as c:
         yield ready(c)
 
@@ -43,8 +47,14 @@ def test_pipeline_route_equals_the_python_pipeline(client, artifact):
     r = client.post("/v1/pipeline", json={"inputs": example, "parameters": {"top_k": 2}, "model": "qa"})
     assert r.json() == qa(example, top_k=2)
     ner = onnxpipe.pipeline(model=artifact("bert", "ner"))
-    r = client.post("/v1/pipeline", json={"inputs": TEXTS[2], "model": "ner",
-                                          "parameters": {"aggregation_strategy": "simple", "ignore_labels": []}})
+    r = client.post(
+        "/v1/pipeline",
+        json={
+            "inputs": TEXTS[2],
+            "model": "ner",
+            "parameters": {"aggregation_strategy": "simple", "ignore_labels": []},
+        },
+    )
     assert r.json() == ner(TEXTS[2], aggregation_strategy="simple", ignore_labels=[])
 
 
@@ -81,20 +91,32 @@ def test_limits_and_errors_name_the_problem(client):
         assert all(w in response.json()["error"] for w in words), response.json()
 
     check(client.post("/v1/pipeline", json={"inputs": ["x"] * 9}), 413, "9 inputs", "at most 8")
-    check(client.post("/v1/pipeline", content=b'{"inputs": "' + b"a" * 30_000 + b'"}',
-                      headers={"content-type": "application/json"}), 413, "limit is 20000")
+    check(
+        client.post(
+            "/v1/pipeline",
+            content=b'{"inputs": "' + b"a" * 30_000 + b'"}',
+            headers={"content-type": "application/json"},
+        ),
+        413,
+        "limit is 20000",
+    )
     check(client.post("/v1/pipeline", json={"inputs": [1, 2]}), 422, "inputs[0] is a int")
     check(client.post("/predict", json={"inputs": 5}), 422, "inputs")
     check(client.post("/v1/pipeline", content=b"{not json", headers={"content-type": "application/json"}), 422)
     check(client.post("/v1/pipeline", json={"inputs": "x", "parameters": {"top_k": -1}}), 422, "top_k")
-    check(client.post("/embed", json={"inputs": "x", "model": "sst"}), 400, "runs text-classification",
-          "needs sentence-embeddings")
+    check(
+        client.post("/embed", json={"inputs": "x", "model": "sst"}),
+        400,
+        "runs text-classification",
+        "needs sentence-embeddings",
+    )
     check(client.post("/v1/pipeline", json={"inputs": "x", "model": "nope"}), 404, "no model 'nope'")
     long = "the food was bad " * 100
     check(client.post("/predict", json={"inputs": long, "truncate": False}), 422, "longer than the model's 64 tokens")
     assert client.post("/predict", json={"inputs": long}).status_code == 200  # truncated by default
-    surrogate = client.post("/v1/pipeline", content=b'{"inputs": "\\ud800 lone surrogate"}',
-                            headers={"content-type": "application/json"})
+    surrogate = client.post(
+        "/v1/pipeline", content=b'{"inputs": "\\ud800 lone surrogate"}', headers={"content-type": "application/json"}
+    )
     check(surrogate, 422, "not valid Unicode")
     info = client.get("/info").json()
     assert info["models"]["sst"]["task"] == "text-classification" and info["limits"]["max_client_batch"] == 8

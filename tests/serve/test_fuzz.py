@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 import onnxpipe
 
 TEXT = st.text(alphabet=st.characters(codec=None), max_size=300) | st.sampled_from(["", "\x00", "\ud800", "a" * 50_000])
-JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
-                       lambda inner: st.lists(inner, max_size=5) | st.dictionaries(TEXT, inner, max_size=4),
-                       max_leaves=12)
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +48,18 @@ def client(artifact):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(route=st.sampled_from(["/v1/pipeline", "/predict", "/rerank", "/tokenize", "/embed", "/v1/embeddings",
-                              "/v1/explain"]),
-       body=st.dictionaries(st.sampled_from(["inputs", "parameters", "query", "texts", "input", "model",
-                                             "raw_scores", "truncate", "normalize"]), JSONISH, max_size=4))
+@given(
+    route=st.sampled_from(
+        ["/v1/pipeline", "/predict", "/rerank", "/tokenize", "/embed", "/v1/embeddings", "/v1/explain"]
+    ),
+    body=st.dictionaries(
+        st.sampled_from(
+            ["inputs", "parameters", "query", "texts", "input", "model", "raw_scores", "truncate", "normalize"]
+        ),
+        JSONISH,
+        max_size=4,
+    ),
+)
 def test_http_api_never_answers_5xx(client, route, body):
     import json
 

@@ -37,5 +37,12 @@ def test_no_request_the_schema_allows_gets_a_5xx(api):
 
         call()
         checked.append(f"{operation.method.upper()} {operation.path}")
-    assert {"POST /v1/pipeline", "POST /predict", "POST /embed", "POST /rerank", "POST /tokenize",
-            "POST /v1/embeddings", "GET /health"} <= set(checked)
+    assert {
+        "POST /v1/pipeline",
+        "POST /predict",
+        "POST /embed",
+        "POST /rerank",
+        "POST /tokenize",
+        "POST /v1/embeddings",
+        "GET /health",
+    } <= set(checked)

@@ -16,8 +16,10 @@ CHROMEDRIVER = shutil.which("chromedriver")
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-@pytest.mark.skipif(not (CHROMEDRIVER and BROWSER), reason="needs chromium and chromedriver (apt-get install "
-                                                          "chromium chromium-driver; .ci/run installs them)")
+@pytest.mark.skipif(
+    not (CHROMEDRIVER and BROWSER),
+    reason="needs chromium and chromedriver (apt-get install chromium chromium-driver; .ci/run installs them)",
+)
 def test_explain_page_walks_a_typed_text_through_the_stages(server, artifact, tmp_path):  # noqa: F811
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -93,7 +93,26 @@ def test_soak_of_mixed_requests_keeps_memory_flat(server, artifact):
     """1,500 requests of every length (1 to past the position limit) and route: all answered, and the server's
     RSS after them within 40 MiB of what it was after the first 300 (sessions run without the memory arena)."""
     proc, url = server()
-    words = ["the", "food", "was", "good", "but", "the", "service", "was", "bad", "and", "a", "beautiful", "moving", "film", "with", "a", "great", "cast"]
+    words = [
+        "the",
+        "food",
+        "was",
+        "good",
+        "but",
+        "the",
+        "service",
+        "was",
+        "bad",
+        "and",
+        "a",
+        "beautiful",
+        "moving",
+        "film",
+        "with",
+        "a",
+        "great",
+        "cast",
+    ]
     rng = __import__("random").Random(0)
 
     def body(i: int):
@@ -124,9 +143,19 @@ def test_tokenizer_options_a_client_chooses_keep_memory_bounded(server, artifact
     with httpx.Client(timeout=60) as client:
         client.post(f"{url}/v1/pipeline", json={"inputs": text})
         before = rss_mib(proc.pid)
-        answers = [client.post(f"{url}/v1/pipeline", json={"inputs": text, "parameters": {
-            "max_length": 3 + i % 60, "truncation": ("longest_first", "only_first")[i // 60 % 2]}})
-            for i in range(500)]
+        answers = [
+            client.post(
+                f"{url}/v1/pipeline",
+                json={
+                    "inputs": text,
+                    "parameters": {
+                        "max_length": 3 + i % 60,
+                        "truncation": ("longest_first", "only_first")[i // 60 % 2],
+                    },
+                },
+            )
+            for i in range(500)
+        ]
         after = rss_mib(proc.pid)
     assert [a.status_code for a in answers] == [200] * 500
     assert answers[7].json() == pipe(text, max_length=10, truncation="longest_first")
