@@ -61,7 +61,9 @@ def _probs(results: list[list[dict]], id2label: dict[int, str]) -> np.ndarray:
 
 def _hf_runner(model, tokenizer, spec: Spec, size: int | None, factory=None) -> Runner:
     if factory is None:
-        from transformers import pipeline as factory
+        from transformers import pipeline
+
+        factory = pipeline
     pipe = factory("text-classification", model=model, tokenizer=tokenizer, truncation=True, max_length=spec.max_length)
     return Runner(
         call_one=lambda t: pipe(t),

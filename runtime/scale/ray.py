@@ -76,7 +76,7 @@ def map_pipeline(
     """``dataset`` with the pipeline's result columns added (label / score / error for classification)."""
     import ray
 
-    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))  # type: ignore[no-untyped-call]  # ray's API is unannotated
+    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
     actors, threads, reserve = plan(cpus, num_cpus)
     return dataset.map_batches(
         PipelineActor,
