@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +23,8 @@ from .. import __version__
 from ..errors import OnnxPipeError
 from .guard import Guard
 from .routes import router
-from .server import HTTPError, Server
+from .errors import HTTPError, error_body, openai_status
+from .server import Server
 from .settings import Settings
 
 __all__ = ["HTTPError", "Server", "Settings", "create_app"]
@@ -47,29 +49,39 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     metrics = server.metrics
 
     # -- errors: one JSON shape, counted by kind ----------------------------------------------------
+    def error(
+        request: Request,
+        status: int,
+        message: str,
+        kind: str,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
+    ) -> JSONResponse:
+        """An error in its route family's shape (OpenAI's on its routes), counted by kind."""
+        metrics.failures.labels(kind).inc()
+        path = request.url.path
+        return JSONResponse(
+            error_body(path, status, message, kind, param), status_code=openai_status(path, status), headers=headers
+        )
+
     @app.exception_handler(HTTPError)
     async def http_error(request: Request, e: HTTPError) -> JSONResponse:
-        metrics.failures.labels(e.kind).inc()
-        return JSONResponse({"error": str(e), "error_type": e.kind}, status_code=e.status, headers=e.headers)
+        return error(request, e.status, str(e), e.kind, e.headers, e.param)
 
     @app.exception_handler(HTTPException)
     async def starlette_error(request: Request, e: HTTPException) -> JSONResponse:  # 404, 405, body too large
         kind = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(e.status_code, "http")
-        metrics.failures.labels(kind).inc()
-        return JSONResponse(
-            {"error": str(e.detail), "error_type": kind}, status_code=e.status_code, headers=getattr(e, "headers", None)
-        )
+        return error(request, e.status_code, str(e.detail), kind, getattr(e, "headers", None))
 
     @app.exception_handler(OnnxPipeError)
     async def model_error(request: Request, e: OnnxPipeError) -> JSONResponse:
-        metrics.failures.labels("model").inc()
-        return JSONResponse({"error": str(e), "error_type": "model"}, status_code=500)
+        return error(request, 500, str(e), "model")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
-        metrics.failures.labels("validation").inc()
         where = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()[:5])
-        return JSONResponse({"error": where, "error_type": "validation"}, status_code=422)
+        first: tuple[Any, ...] = tuple(e.errors()[0]["loc"]) if e.errors() else ()
+        return error(request, 422, where, "validation", param=str(first[1]) if len(first) > 1 else None)
 
     app.include_router(router)
     app.add_middleware(Guard, settings=server.settings, metrics=metrics, known=route_paths(app))

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .errors import error_body
 from .metrics import Metrics
 from .settings import Settings
 
@@ -41,7 +42,7 @@ class Guard:
             status, message, kind = refusal
             self.metrics.failures.labels(kind).inc()
             self.metrics.requests.labels(route, str(status)).inc()
-            await JSONResponse({"error": message, "error_type": kind}, status_code=status)(scope, receive, send)
+            await JSONResponse(error_body(path, status, message, kind), status_code=status)(scope, receive, send)
             return
         code = {"status": 500}
 

@@ -4,18 +4,22 @@ naming the field."""
 
 from __future__ import annotations
 
+import base64
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from ..explain import jsonable
 from ..inputs import raise_on_invalid_unicode
 from ..pipeline import Pipeline, Plan
-from .server import HTTPError, Server
+from ..tasks.feature_extraction import SentenceEmbeddingsPipeline
+from .errors import HTTPError
+from .server import Server
 
 PAGE = Path(__file__).with_name("page.html")
 router = APIRouter()
@@ -48,15 +52,15 @@ class PipelineRequest(BaseModel):
 
 class PredictRequest(BaseModel):
     inputs: Text
-    raw_scores: bool = False
-    truncate: bool = True
+    raw_scores: StrictBool = False
+    truncate: StrictBool = True
     model: str | None = None
 
 
 class EmbedRequest(BaseModel):
     inputs: str | list[str]
-    normalize: bool = True
-    truncate: bool = True
+    normalize: StrictBool = True
+    truncate: StrictBool = True
     prompt_name: str | None = None
     model: str | None = None
 
@@ -64,22 +68,27 @@ class EmbedRequest(BaseModel):
 class RerankRequest(BaseModel):
     query: str
     texts: list[str]
-    return_text: bool = False
-    raw_scores: bool = False
-    truncate: bool = True
+    return_text: StrictBool = False
+    raw_scores: StrictBool = False
+    truncate: StrictBool = True
     model: str | None = None
 
 
 class TokenizeRequest(BaseModel):
     inputs: str | list[str]
-    add_special_tokens: bool = True
+    add_special_tokens: StrictBool = True
     model: str | None = None
 
 
 class OpenAIEmbeddingsRequest(BaseModel):
+    """OpenAI's embeddings request, as its clients send it (token-id inputs aside)."""
+
+    model_config = ConfigDict(extra="forbid")
     input: str | list[str]
-    model: str | None = None
-    encoding_format: str = "float"
+    model: str
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: StrictInt | None = Field(None, ge=1)
+    user: str | None = None  # accepted, as OpenAI accepts it; nothing is logged by user
 
 
 @router.post("/v1/pipeline", summary="Any task: the Python pipeline's call and JSON")
@@ -123,19 +132,63 @@ async def embed(body: EmbedRequest, request: Request) -> JSONResponse:
 @router.post("/v1/embeddings", summary="OpenAI-style embeddings")
 async def openai_embeddings(body: OpenAIEmbeddingsRequest, request: Request) -> JSONResponse:
     server = of(request)
-    if body.encoding_format != "float":
-        raise HTTPError(422, "encoding_format: only 'float' is served", "bad_input")
-    # OpenAI clients name their own models: an unknown name means "the embeddings model here".
-    s = server.model(body.model if body.model in server.served else None, "sentence-embeddings")
+    if server.ready and body.model not in server.served:
+        raise HTTPError(
+            404,
+            f"The model `{body.model}` does not exist: this server has {', '.join(server.served)}",
+            "model_not_found",
+            param="model",
+        )
+    s = server.model(body.model)
     pipe = s.task_pipe("sentence-embeddings")
+    assert isinstance(pipe, SentenceEmbeddingsPipeline)
+    if body.dimensions is not None and pipe.dimension is not None and body.dimensions != pipe.dimension:
+        raise HTTPError(
+            400,
+            f"model {s.name!r} gives {pipe.dimension}-dimensional vectors and cannot shorten them "
+            "(it was not trained for it)",
+            "unsupported_dimensions",
+            param="dimensions",
+        )
     texts = [body.input] if isinstance(body.input, str) else body.input
     result, headers = await server.run(s, pipe, texts, {})
+    vectors = np.asarray(result, dtype=np.float32).reshape(len(texts), -1)
+    if body.dimensions is not None and body.dimensions != vectors.shape[1]:
+        raise HTTPError(
+            400,
+            f"model {s.name!r} gives {vectors.shape[1]}-dimensional vectors and cannot shorten them "
+            "(it was not trained for it)",
+            "unsupported_dimensions",
+            param="dimensions",
+        )
     tokens = int(headers.get("x-prompt-tokens", 0))  # counted when tokenized, not tokenized again
-    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(jsonable(result))]
+    encode = (
+        (lambda v: base64.b64encode(v.astype("<f4").tobytes()).decode())
+        if body.encoding_format == "base64"
+        else (lambda v: v.tolist())
+    )  # base64: little-endian float32, as OpenAI encodes it
+    data = [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)]
     return answer(
         {"object": "list", "data": data, "model": s.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
         headers,
     )
+
+
+@router.get("/v1/models", summary="OpenAI: the models this server has")
+async def models(request: Request) -> dict[str, Any]:
+    server = of(request)
+    return {"object": "list", "data": [model_card(name) for name in server.served]}
+
+
+@router.get("/v1/models/{name}", summary="OpenAI: one model")
+async def model(name: str, request: Request) -> dict[str, Any]:
+    if name not in of(request).served:
+        raise HTTPError(404, f"The model `{name}` does not exist", "model_not_found", param="model")
+    return model_card(name)
+
+
+def model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "onnxpipe"}
 
 
 @router.post("/rerank", summary="TEI: texts ranked by a cross-encoder for the query")

@@ -18,14 +18,9 @@ from ..inputs import INPUT_ERRORS
 from ..pipeline import Pipeline, Plan
 from ..tasks import TASKS, canonical_task, runs_on
 from .batcher import Batcher, QueueFull
+from .errors import HTTPError
 from .metrics import Metrics
 from .settings import Settings
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.kind, self.headers = status, kind, headers or {}
 
 
 @dataclass

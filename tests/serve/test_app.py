@@ -76,7 +76,9 @@ def test_tei_and_openai_routes(client, artifact):
     assert np.allclose(vectors, unit, atol=1e-6)
     # Unnamed, a route takes the first model that runs its task: "emb" here, though "sst" is the default.
     assert np.allclose(client.post("/embed", json={"inputs": TEXTS}).json(), unit, atol=1e-6)
-    openai = client.post("/v1/embeddings", json={"input": TEXTS[:2], "model": "text-embedding-3-small"}).json()
+    unknown = client.post("/v1/embeddings", json={"input": TEXTS[:2], "model": "text-embedding-3-small"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+    openai = client.post("/v1/embeddings", json={"input": TEXTS[:2], "model": "emb"}).json()
     assert openai["object"] == "list" and [d["index"] for d in openai["data"]] == [0, 1]
     assert np.allclose([d["embedding"] for d in openai["data"]], emb(TEXTS[:2]), atol=1e-6)
     assert openai["usage"]["prompt_tokens"] == sum(len(e) for e in emb.encoder.encode(TEXTS[:2]))
@@ -91,6 +93,7 @@ def test_limits_and_errors_name_the_problem(client):
         assert all(w in response.json()["error"] for w in words), response.json()
 
     check(client.post("/v1/pipeline", json={"inputs": ["x"] * 9}), 413, "9 inputs", "at most 8")
+    check(client.post("/embed", json={"inputs": "x", "normalize": "yes"}), 422, "normalize")  # booleans only
     check(
         client.post(
             "/v1/pipeline",

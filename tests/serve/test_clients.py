@@ -1,0 +1,63 @@
+"""The clients people already use, unchanged, against a real `onnxpipe serve` process: the official `openai`
+package (its default arguments: base64 vectors) gets the in-process pipeline's vectors bit for bit, and its
+errors as OpenAI shapes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import onnxpipe
+
+openai = pytest.importorskip("openai", reason="the openai client is in the test extra")
+
+TEXTS = ["good film", "the food was good but the service was bad", "très émouvant 🔥"]
+
+
+@pytest.fixture(scope="module")
+def server(artifact):
+    """`onnxpipe serve` with a classifier (named "artifact", the first) and a base encoder named "emb"."""
+    from onnxpipe.bench.serve_load import start
+
+    proc, url = start(artifact("bert", "single"), True, 1, extra=("-m", f"emb={artifact('bert', 'base')}"))
+    yield url
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+
+
+def test_openai_embeddings_equal_the_pipeline(client, artifact):
+    emb = onnxpipe.pipeline("sentence-embeddings", model=artifact("bert", "base"))
+    expected = emb(TEXTS)
+    default = client.embeddings.create(model="emb", input=TEXTS)  # the client asks for base64
+    as_float = client.embeddings.create(model="emb", input=TEXTS, encoding_format="float")
+    for response in (default, as_float):
+        got = np.array([d.embedding for d in sorted(response.data, key=lambda d: d.index)], dtype=np.float32)
+        assert np.array_equal(got, expected)
+        assert response.model == "emb"
+    tokens = sum(len(e) for e in emb.encode(TEXTS))
+    assert default.usage.prompt_tokens == tokens == default.usage.total_tokens
+    one = client.embeddings.create(model="emb", input="good film")
+    assert np.array_equal(np.array(one.data[0].embedding, dtype=np.float32), emb("good film"))
+    same_size = client.embeddings.create(model="emb", input=TEXTS, dimensions=expected.shape[1])
+    assert len(same_size.data[0].embedding) == expected.shape[1]
+
+
+def test_openai_models_and_errors(client):
+    assert [m.id for m in client.models.list()] == ["artifact", "emb"]
+    with pytest.raises(openai.NotFoundError) as e:
+        client.embeddings.create(model="nosuch", input=TEXTS)
+    assert e.value.code == "model_not_found" and "nosuch" in e.value.message
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="emb", input=TEXTS, dimensions=3)
+    assert e.value.param == "dimensions"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="artifact", input=TEXTS)  # a classifier gives no embeddings
+    assert "sentence-embeddings" in e.value.message
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="emb", input=TEXTS, encoding_format="int8")  # type: ignore[arg-type]
+    assert "encoding_format" in e.value.message
