@@ -46,8 +46,9 @@ def stack(rows: list[np.ndarray]) -> np.ndarray:
 
 def gather(runs: Iterable[tuple[list[int], dict[str, np.ndarray]]], count: int) -> dict[str, np.ndarray]:
     """The outputs of several graph runs as one batch with a row per feature, in feature order."""
-    rows: list[tuple[dict[str, np.ndarray], int]] = [None] * count  # type: ignore[list-item]  # filled below
+    where: dict[int, tuple[dict[str, np.ndarray], int]] = {}  # feature → (its run's outputs, its row there)
     for indices, outputs in runs:
         for r, i in enumerate(indices):
-            rows[i] = (outputs, r)
+            where[i] = (outputs, r)
+    rows = [where[i] for i in range(count)]
     return {name: stack([o[name][r] for o, r in rows]) for name in rows[0][0]}
