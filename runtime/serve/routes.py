@@ -12,11 +12,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from ..explain import jsonable
 from ..inputs import raise_on_invalid_unicode
 from ..pipeline import Pipeline, Plan
+from ..tasks import BASE, CLASSIFIER, TASKS
 from ..tasks.feature_extraction import SentenceEmbeddingsPipeline
 from .errors import HTTPError
 from .server import Server
@@ -110,7 +112,9 @@ async def predict(body: PredictRequest, request: Request) -> JSONResponse:
         isinstance(inputs, list) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)
     )
     batch = [inputs] if single else inputs
+    # TEI's batch: each input a text, a [text], or a [text, pair]
     items = [{"text": x[0], "text_pair": x[1]} if isinstance(x, list) and len(x) == 2 else x for x in batch]
+    items = [x[0] if isinstance(x, list) and len(x) == 1 else x for x in items]
     if any(isinstance(x, list) for x in items):
         raise HTTPError(422, "inputs: each input is a text or a [text, pair] of two texts", "bad_input")
     params = {"top_k": None, **({"function_to_apply": "none"} if body.raw_scores else {})}
@@ -265,6 +269,28 @@ async def prometheus(request: Request) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     return Response(generate_latest(of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post(
+    "/", summary="TEI: the default model's own route (predict or rerank for a classifier, embed for an encoder)"
+)
+async def default_route(request: Request) -> Any:
+    """What TEI answers at its root, and what huggingface_hub's InferenceClient posts to a server's URL."""
+    server = of(request)
+    task = server.model(None).loaded.task
+    try:
+        body = await request.json()
+        if TASKS[task].head is CLASSIFIER:
+            if isinstance(body, dict) and "query" in body:
+                return await rerank(RerankRequest.model_validate(body), request)
+            return await predict(PredictRequest.model_validate(body), request)
+        if TASKS[task].head is BASE:
+            return await embed(EmbedRequest.model_validate(body), request)
+        return await pipeline_route(PipelineRequest.model_validate(body), request)
+    except ValidationError as e:
+        raise RequestValidationError(e.errors()) from None
+    except ValueError as e:  # not JSON
+        raise HTTPError(422, f"the body is not JSON: {e}", "bad_input") from None
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -61,3 +61,35 @@ def test_openai_models_and_errors(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.embeddings.create(model="emb", input=TEXTS, encoding_format="int8")  # type: ignore[arg-type]
     assert "encoding_format" in e.value.message
+
+
+@pytest.fixture(scope="module")
+def emb_server(artifact):
+    """`onnxpipe serve` whose default (first) model is a base encoder: TEI's embedding server."""
+    from onnxpipe.bench.serve_load import start
+
+    proc, url = start(artifact("bert", "base"), True, 1)
+    yield url
+    proc.kill()
+    proc.wait()
+
+
+def test_huggingface_inference_client_and_tei_shapes(server, emb_server, artifact):
+    import httpx
+    from huggingface_hub import InferenceClient
+
+    sst = onnxpipe.pipeline(model=artifact("bert", "single"))
+    # It posts to the server's root and reads TEI's answer (every label, best first) as the best one.
+    best = InferenceClient(model=server).text_classification(TEXTS[0])
+    expected = sst(TEXTS[0], top_k=None)
+    assert (best.label, best.score) == (expected[0]["label"], expected[0]["score"])
+    emb = onnxpipe.pipeline("sentence-embeddings", model=artifact("bert", "base"))
+    vector = InferenceClient(model=emb_server).feature_extraction(TEXTS[1])
+    assert vector.shape == (1, emb.dimension or vector.shape[1])
+    assert np.allclose(vector[0], emb(TEXTS[1], normalize=True), atol=1e-6)  # TEI normalises by default
+    # TEI's /predict batch of [text] and [text, pair] lists
+    batch = httpx.post(f"{server}/predict", json={"inputs": [[TEXTS[0]], [TEXTS[1], TEXTS[2]]]}).json()
+    pair = {"text": TEXTS[1], "text_pair": TEXTS[2]}
+    assert batch == [sst(TEXTS[0], top_k=None), sst(pair, top_k=None)]
+    bad = httpx.post(f"{server}/predict", json={"inputs": [["a", "b", "c"]]})
+    assert bad.status_code == 422 and set(bad.json()) == {"error", "error_type"}
