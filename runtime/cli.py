@@ -123,7 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a checkpoint (hub id or folder) to an artifact folder")
     p.add_argument("source", nargs="?", help="hub id or local checkpoint folder")
     p.add_argument("outdir", nargs="?", type=Path, help="artifact folder to write")
-    p.add_argument("--default", action="store_true", help="build the embedded default sentiment model")
+    p.add_argument(
+        "--default",
+        action="store_true",
+        help="build the embedded default model of --task (text-classification or sentence-embeddings) into the "
+        "cache, and copy it to OUTDIR when one is given: onnxpipe export --default [--task T] [OUTDIR]",
+    )
     p.add_argument("--task", default="text-classification", help="the pipeline task (default: text-classification)")
     p.add_argument("--optimize", action="store_true", help="add onnxruntime's fused graph (model_optimized.onnx)")
     q = p.add_argument_group("int8 (model_quantized.onnx)")
@@ -258,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=positive_int, default=8080)
     Settings.add_arguments(p)  # one flag per server setting, from the settings themselves
+    p.add_argument("--access-log", action="store_true", help="log each request on stderr (uvicorn's access log)")
     p.set_defaults(func=cmd_serve)
 
     # Listed for --help only: main() hands `bench ...` to the harness's own parser.
@@ -274,6 +280,35 @@ def load(a: argparse.Namespace, **kw: Any) -> Pipeline[Any, Any, Any]:
     return pipeline(task, model=a.model, variant=a.variant, threads=a.threads, **kw)
 
 
+def export_default(a: argparse.Namespace, log: Callable[[str], None]) -> int:
+    """The embedded default of --task, built into the cache once; copied to OUTDIR (its one folder argument)."""
+    import shutil
+
+    from .default import DEFAULT_MODELS, default_artifact_dir, ensure_default
+    from .tasks import canonical_task
+
+    if a.source and a.outdir:
+        raise ValueError("--default takes one folder, OUTDIR (the default model is its own source)")
+    out = Path(a.outdir or a.source) if (a.outdir or a.source) else None
+    task = canonical_task(a.task)
+    if task not in DEFAULT_MODELS:
+        raise ValueError(f"no default model for task {task!r} (defaults exist for {', '.join(DEFAULT_MODELS)})")
+    path = default_artifact_dir(task)
+    if a.overwrite and out is None and (path / MANIFEST).is_file():
+        shutil.rmtree(path)  # rebuild the cached default
+    if (path / MANIFEST).is_file():
+        log(f"the default {task} model is already built: {path}")
+    path = ensure_default(task, log=log)
+    if out is not None:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not a.overwrite:
+            raise ValueError(f"{out} already exists and is not empty: choose another folder or pass --overwrite")
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(path, out)
+        path = out
+    print(path)
+    return 0
+
+
 def cmd_export(a: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(f"onnxpipe: {msg}", file=sys.stderr, flush=True)
@@ -284,18 +319,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     except ImportError as e:
         raise OnnxPipeError(f"onnxpipe export needs the export extra (missing: {e.name}): {INSTALL_EXPORT}") from e
     if a.default:
-        if a.source or a.outdir:
-            raise ValueError("--default takes no SOURCE or OUTDIR")
-        from .default import default_artifact_dir
-        from onnxpipe.export.default_model.build import build_default
-
-        path = default_artifact_dir()
-        if (path / MANIFEST).is_file() and not a.overwrite:
-            log(f"the default model is already built: {path} (--overwrite rebuilds it)")
-        else:
-            build_default(path, log=log, overwrite=a.overwrite)
-        print(path)
-        return 0
+        return export_default(a, log)
     if not (a.source and a.outdir):
         raise ValueError("export needs SOURCE and OUTDIR (or --default)")
     int8 = None
@@ -474,7 +498,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         create_app(models, settings),
         host=a.host,
         port=a.port,
-        log_level="warning",
+        log_level="info" if a.access_log else "warning",
+        access_log=a.access_log,
         timeout_graceful_shutdown=int(settings.timeout_s) + 5,
     )
     return 0

@@ -115,6 +115,11 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
             )
 
     @property
+    def token_limit(self) -> int:
+        """The most tokens an input runs with: the model's position limit, or the task's own lower one."""
+        return self.encoder.max_length
+
+    @property
     def model_path(self) -> Path:
         return self.artifact.variant_file(self.variant)
 

@@ -165,7 +165,7 @@ class Server:
         if not truncate and any(f.encoding.overflowing for f in plan.features):
             raise HTTPError(
                 422,
-                f"an input is longer than the model's {pipe.encoder.max_length} tokens and truncate is false",
+                f"an input is longer than the model's {pipe.token_limit} tokens and truncate is false",
                 "too_long",
             )
         t_tok = time.perf_counter() - t0
@@ -205,7 +205,7 @@ class Server:
                 n: {
                     "path": str(m.path),
                     **(
-                        {"task": m.pipe.task, "variant": m.pipe.variant, "max_length": m.pipe.encoder.max_length}
+                        {"task": m.pipe.task, "variant": m.pipe.variant, "max_length": m.pipe.token_limit}
                         if m.pipe
                         else {}
                     ),

@@ -104,6 +104,10 @@ class SentenceEmbeddingsPipeline(Pipeline[str, Array, Array]):
         super().__init__(artifact, *args, **kwargs)
 
     @property
+    def token_limit(self) -> int:  # sentence-transformers cuts at max_seq_length (256 for all-MiniLM-L6-v2)
+        return min(self.config.max_seq_length or self.encoder.max_length, self.encoder.max_length)
+
+    @property
     def dimension(self) -> int | None:
         return self.config.dimension
 

@@ -97,6 +97,14 @@ def test_first_use_builds_into_the_cache_then_reuses_it(tiny_base_and_delta, tmp
     assert again.artifact.path == first.artifact.path
     assert again(TEXTS) == first(TEXTS)
 
+    # `onnxpipe export --default OUTDIR` writes the (cached) default where a server or a user wants it.
+    from onnxpipe.cli import main
+
+    out = tmp_path / "artifacts" / "minilm-sst2"
+    assert main(["export", "--default", str(out)]) == 0
+    assert onnxpipe.pipeline(model=out)(TEXTS) == first(TEXTS)
+    assert main(["export", "--default", str(out)]) == 2  # not over a full folder without --overwrite
+
 
 def test_without_the_export_extra_the_message_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("ONNXPIPE_CACHE", str(tmp_path / "empty-cache"))
