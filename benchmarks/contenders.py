@@ -13,12 +13,14 @@ CTranslate2, a bare session) and the registry of them; split, each file would ho
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import numpy as np
+
+from onnxpipe.session import Session
 
 
 @dataclass
@@ -172,7 +174,8 @@ def load_bare_session(spec: Spec) -> Runner:
             feeds[text] = {
                 n: v for n, v in pipe.encoder.collate(pipe.encode([text])).items() if n in pipe.session.input_names
             }
-        return pipe.session.session.run(None, feeds[text])
+        assert isinstance(pipe.session, Session)  # onnxpipe's own engine: no engine= was handed in
+        return pipe.session.session.run(None, feeds[text])  # the bare InferenceSession under it
 
     runner = _onnxpipe_runner(pipe, spec)
     runner.call_one = call_one

@@ -100,8 +100,8 @@ def resolve_spec(
         if not (artifact_dir / MANIFEST).is_file():
             export(target, artifact_dir, optimize=True, quantize="int8", log=log)
     artifact = onnxpipe.load_artifact(artifact_dir)
-    checkpoint = artifact_dir / "pytorch"
-    if not checkpoint.is_dir():
+    checkpoint: Path | None = artifact_dir / "pytorch"
+    if checkpoint is None or not checkpoint.is_dir():
         source = artifact.manifest.source.get("name_or_path")
         checkpoint = Path(source) if source and Path(source).is_dir() else None
     if checkpoint is None:

@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     pipe = onnxpipe.pipeline("text-classification" if a.artifact is None else None, model=a.artifact, variant=a.variant)
     feed = pipe.encoder.collate(pipe.encode([SEED]))
-    run = pipe.session.session.run
+    from onnxpipe.session import Session
+
+    assert isinstance(pipe.session, Session)  # onnxpipe's own engine: no engine= was handed in
+    run = pipe.session.session.run  # onnxruntime's InferenceSession under it
     steps = {
         "bare session.run, same encoded input": lambda: run(None, feed),
         "+ tokenize (result unused)": lambda: (pipe.encode([SEED]), run(None, feed)),

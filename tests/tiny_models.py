@@ -128,6 +128,41 @@ def _config(arch: str, vocab_size: int, **head):
             eos_token_id=3,
             **head,
         )
+    if arch == "deberta-v2":  # DeBERTa-v3's shape: relative attention, position buckets, no token type ids
+        return tf.DebertaV2Config(
+            vocab_size=vocab_size,
+            **SIZES,
+            relative_attention=True,
+            position_buckets=16,
+            max_relative_positions=-1,
+            pos_att_type=["p2c", "c2p"],
+            position_biased_input=False,
+            type_vocab_size=0,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
+            pad_token_id=0,
+            **head,
+        )
+    if arch == "mpnet":  # positions from the pad id, as RoBERTa's: two more slots
+        return tf.MPNetConfig(vocab_size=vocab_size, **{**SIZES, "max_position_embeddings": 66}, pad_token_id=0, **head)
+    if arch == "modernbert":
+        return tf.ModernBertConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            intermediate_size=37,
+            max_position_embeddings=64,
+            global_attn_every_n_layers=2,
+            local_attention=16,
+            initializer_range=0.3,
+            pad_token_id=0,
+            cls_token_id=2,
+            sep_token_id=3,
+            bos_token_id=2,
+            eos_token_id=3,
+            **head,
+        )
     raise ValueError(arch)
 
 
@@ -138,6 +173,9 @@ TOKENIZERS = {
     "roberta": bytelevel_tokenizer,
     "albert": unigram_tokenizer,
     "xlm-roberta": unigram_tokenizer,
+    "deberta-v2": unigram_tokenizer,  # v3's SentencePiece (Unigram) kind, ▁ offsets
+    "mpnet": wordpiece_tokenizer,
+    "modernbert": wordpiece_tokenizer,
 }
 
 HEADS = {
@@ -179,7 +217,8 @@ def build_checkpoint(folder: Path, arch: str = "bert", head: str = "single", see
 
     backend, specials = TOKENIZERS[arch]()
     # As the real DistilBERT and RoBERTa tokenizers do, produce no token_type_ids for them.
-    names = ["input_ids", "attention_mask"] if arch in ("distilbert", "roberta", "xlm-roberta") else None
+    no_types = ("distilbert", "roberta", "xlm-roberta", "deberta-v2", "mpnet", "modernbert")
+    names = ["input_ids", "attention_mask"] if arch in no_types else None
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, model_max_length=512, **specials, **({"model_input_names": names} if names else {})
     )

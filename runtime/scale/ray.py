@@ -38,9 +38,9 @@ class PipelineActor:
         batch_size: int,
         params: dict[str, Any],
     ):
-        import onnxpipe
+        from .. import pipeline
 
-        self.pipe = onnxpipe.pipeline(task, model=model, variant=variant, threads=threads, batch_size=batch_size)
+        self.pipe = pipeline(task, model=model, variant=variant, threads=threads, batch_size=batch_size)
         self.column, self.prefix, self.params = column, prefix, params
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -217,3 +217,11 @@ def test_the_manifest_round_trips_through_its_types_and_old_ones_load(artifact, 
     pipe = onnxpipe.pipeline("feature-extraction", model=old)
     assert pipe.artifact.manifest.extra == {"notes": "kept"} and pipe.artifact.manifest.embedding is not None
     assert np.allclose(pipe("good film"), onnxpipe.pipeline("feature-extraction", model=path)("good film"))
+
+
+def test_an_architecture_optimum_cannot_export_for_a_task_is_refused_by_name(checkpoint, tmp_path):
+    """ModernBERT exports for every task but question answering: optimum-onnx 0.1.0 has no ONNX config for
+    ModernBertForQuestionAnswering. The user gets the architecture and the task named, and nothing written."""
+    with pytest.raises(ExportError, match="unsupported architecture 'modernbert' for question-answering"):
+        export(checkpoint("modernbert", "qa"), tmp_path / "out", "question-answering")
+    assert not (tmp_path / "out").exists()

@@ -9,7 +9,7 @@ import pytest
 import onnxpipe
 from onnxpipe.tasks.feature_extraction import POOLING_MODES, pool
 
-ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta"]
+ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta", "deberta-v2", "mpnet", "modernbert"]
 TEXTS = [
     "We are very happy to show you the 🤗 Transformers library.",
     "Terrible.",

@@ -6,7 +6,7 @@ import pytest
 
 import onnxpipe
 
-ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta"]
+ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta", "deberta-v2", "mpnet", "modernbert"]
 
 
 def assert_same(ours, theirs, tol=1e-5):

@@ -41,7 +41,9 @@ def assert_same(ours, theirs, tol=SCORE_TOL):
         assert_same(o, t, tol)
 
 
-@pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta", "albert", "electra"])
+@pytest.mark.parametrize(
+    "arch", ["bert", "distilbert", "roberta", "albert", "electra", "deberta-v2", "mpnet", "modernbert"]
+)
 @pytest.mark.parametrize("head", ["single", "multi", "regression"])
 def test_matches_transformers_pipeline(checkpoint, artifact, arch, head):
     ours = onnxpipe.pipeline("text-classification", model=artifact(arch, head), variant="fp32")
@@ -53,7 +55,9 @@ def test_matches_transformers_pipeline(checkpoint, artifact, arch, head):
         assert_same(ours(TEXTS, function_to_apply=fn, top_k=None), theirs(TEXTS, function_to_apply=fn, top_k=None))
 
 
-@pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta", "albert", "electra"])
+@pytest.mark.parametrize(
+    "arch", ["bert", "distilbert", "roberta", "albert", "electra", "deberta-v2", "mpnet", "modernbert"]
+)
 def test_tiny_models_are_not_degenerate(artifact, arch):
     """Guards the parity test: outputs that did not depend on the input would make it vacuous."""
     pipe = onnxpipe.pipeline(model=artifact(arch, "single"), variant="fp32")
@@ -98,7 +102,7 @@ def test_overlong_text_is_truncated_to_the_position_limit(artifact):
     assert out[0]["label"] in pipe.artifact.id2label.values()
 
 
-@pytest.mark.parametrize("arch", ["bert", "roberta"])
+@pytest.mark.parametrize("arch", ["bert", "roberta"])  # int8 on DeBERTa-v2, MPNet, ModernBERT: issue 18, open
 def test_optimized_and_int8_variants(checkpoint, artifact, arch):
     """Fused fp32 keeps the fp32 tolerance; int8 stays near PyTorch with a looser gap. The tolerance is
     wide because these random tiny models (initializer_range 0.3) have far wider activations than a

@@ -9,7 +9,7 @@ import pytest
 
 import onnxpipe
 
-ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta"]
+ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta", "deberta-v2", "mpnet", "modernbert"]
 TEXTS = [
     "We are very happy to show you the Transformers library.",
     "Ce film était très émouvant, à voir absolument 🔥🔥 — Größte Überraschung!",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 
-ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta"]
+ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta", "deberta-v2", "mpnet", "modernbert"]
 
 
 def assert_same(ours, theirs, tol=1e-5):
