@@ -166,6 +166,9 @@ def _config(arch: str, vocab_size: int, **head):
     raise ValueError(arch)
 
 
+# Every architecture the parity tests run, each with every head its transformers classes have.
+ARCHS = ("bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta", "deberta-v2", "mpnet", "modernbert")
+
 TOKENIZERS = {
     "bert": wordpiece_tokenizer,
     "distilbert": wordpiece_tokenizer,

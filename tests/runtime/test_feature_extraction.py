@@ -8,8 +8,8 @@ import pytest
 
 import onnxpipe
 from onnxpipe.tasks.feature_extraction import POOLING_MODES, pool
+from tiny_models import ARCHS
 
-ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta", "deberta-v2", "mpnet", "modernbert"]
 TEXTS = [
     "We are very happy to show you the 🤗 Transformers library.",
     "Terrible.",

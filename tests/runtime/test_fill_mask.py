@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 import onnxpipe
-
-ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta", "deberta-v2", "mpnet", "modernbert"]
+from tiny_models import ARCHS
 
 
 def assert_same(ours, theirs, tol=1e-5):

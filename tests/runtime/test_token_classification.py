@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import onnxpipe
+from tiny_models import ARCHS
 
-ARCHS = ["bert", "distilbert", "roberta", "albert", "electra", "xlm-roberta", "deberta-v2", "mpnet", "modernbert"]
 TEXTS = [
     "We are very happy to show you the Transformers library.",
     "Ce film était très émouvant, à voir absolument 🔥🔥 — Größte Überraschung!",
