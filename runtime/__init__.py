@@ -15,7 +15,8 @@ from typing import Any, Literal, overload
 
 from .artifact import Artifact, load_artifact
 from .errors import OnnxPipeError
-from .pipeline import Engine, Pipeline
+from .pipeline import Pipeline
+from .session import Engine
 from .tasks import TASKS, canonical_task, runs_on
 from .tasks.feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
 from .tasks.fill_mask import FillMaskPipeline

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -25,7 +25,7 @@ from .artifact import Artifact
 from .batching import chunks
 from .inputs import INPUT_ERRORS, check_batch_size, check_texts_or_pairs, is_stream, raise_on_invalid_unicode
 from .errors import OnnxPipeError
-from .session import Session
+from .session import Engine, Session
 from .tokenize import ENCODER_OUTPUTS, NO_PAD_TOKEN, TextEncoder
 
 DEFAULT_BATCH_SIZE = 32
@@ -64,16 +64,6 @@ class Plan(Generic[ItemT]):
     @property
     def tokens(self) -> int:
         return sum(f.length for f in self.features)
-
-
-class Engine(Protocol):
-    """What runs the graph: onnxruntime's :class:`Session` by default; the benchmark hands in others
-    (OpenVINO, CTranslate2) so that tokenization and postprocessing stay onnxpipe's own."""
-
-    input_names: list[str]
-    threads: int
-
-    def run(self, feed: Outputs) -> Outputs: ...
 
 
 class Pipeline(Generic[ItemT, ValueT, ResultT]):

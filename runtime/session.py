@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
 
+from .arrays import Outputs
 from .errors import OnnxPipeError
+
+
+class Engine(Protocol):
+    """What runs the graph: onnxruntime's :class:`Session` by default; the benchmark hands in others
+    (OpenVINO, CTranslate2) so that tokenization and postprocessing stay onnxpipe's own."""
+
+    input_names: list[str]
+    threads: int
+
+    def run(self, feed: Outputs) -> Outputs: ...
 
 
 def default_threads() -> int:

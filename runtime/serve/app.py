@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from ..errors import OnnxPipeError
 from .guard import Guard
+from .openai_routes import router as openai_router
 from .routes import router
 from .errors import HTTPError, error_body, openai_status
 from .server import Server
@@ -84,11 +85,12 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         return error(request, 422, where, "validation", param=str(first[1]) if len(first) > 1 else None)
 
     app.include_router(router)
+    app.include_router(openai_router)
     app.add_middleware(Guard, settings=server.settings, metrics=metrics, known=route_paths(app))
     return app
 
 
 def route_paths(app: FastAPI) -> set[str]:
     """Every path the app answers (its own routes and the included router's), for per-route counts."""
-    paths = {getattr(r, "path", None) for r in [*app.routes, *router.routes]}
+    paths = {getattr(r, "path", None) for r in [*app.routes, *router.routes, *openai_router.routes]}
     return {p for p in paths if isinstance(p, str)}

@@ -1,0 +1,91 @@
+"""OpenAI's routes, as its official client calls them: ``/v1/embeddings`` (float or base64 vectors, ``dimensions``,
+token usage) and ``/v1/models``; their errors are OpenAI's shape (:mod:`.errors`)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from ..tasks.feature_extraction import SentenceEmbeddingsPipeline
+from .errors import HTTPError
+from .routes import answer, of
+
+router = APIRouter()
+
+
+class OpenAIEmbeddingsRequest(BaseModel):
+    """OpenAI's embeddings request, as its clients send it (token-id inputs aside)."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: str | list[str]
+    model: str
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: StrictInt | None = Field(None, ge=1)
+    user: str | None = None  # accepted, as OpenAI accepts it; nothing is logged by user
+
+
+@router.post("/v1/embeddings", summary="OpenAI-style embeddings")
+async def openai_embeddings(body: OpenAIEmbeddingsRequest, request: Request) -> JSONResponse:
+    server = of(request)
+    if server.ready and body.model not in server.served:
+        raise HTTPError(
+            404,
+            f"The model `{body.model}` does not exist: this server has {', '.join(server.served)}",
+            "model_not_found",
+            param="model",
+        )
+    s = server.model(body.model)
+    pipe = s.task_pipe("sentence-embeddings")
+    assert isinstance(pipe, SentenceEmbeddingsPipeline)
+    if body.dimensions is not None and pipe.dimension is not None and body.dimensions != pipe.dimension:
+        raise HTTPError(
+            400,
+            f"model {s.name!r} gives {pipe.dimension}-dimensional vectors and cannot shorten them "
+            "(it was not trained for it)",
+            "unsupported_dimensions",
+            param="dimensions",
+        )
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    result, headers = await server.run(s, pipe, texts, {})
+    vectors = np.asarray(result, dtype=np.float32).reshape(len(texts), -1)
+    if body.dimensions is not None and body.dimensions != vectors.shape[1]:
+        raise HTTPError(
+            400,
+            f"model {s.name!r} gives {vectors.shape[1]}-dimensional vectors and cannot shorten them "
+            "(it was not trained for it)",
+            "unsupported_dimensions",
+            param="dimensions",
+        )
+    tokens = int(headers.get("x-prompt-tokens", 0))  # counted when tokenized, not tokenized again
+    encode = (
+        (lambda v: base64.b64encode(v.astype("<f4").tobytes()).decode())
+        if body.encoding_format == "base64"
+        else (lambda v: v.tolist())
+    )  # base64: little-endian float32, as OpenAI encodes it
+    data = [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)]
+    return answer(
+        {"object": "list", "data": data, "model": s.name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+        headers,
+    )
+
+
+@router.get("/v1/models", summary="OpenAI: the models this server has")
+async def models(request: Request) -> dict[str, Any]:
+    server = of(request)
+    return {"object": "list", "data": [model_card(name) for name in server.served]}
+
+
+@router.get("/v1/models/{name}", summary="OpenAI: one model")
+async def model(name: str, request: Request) -> dict[str, Any]:
+    if name not in of(request).served:
+        raise HTTPError(404, f"The model `{name}` does not exist", "model_not_found", param="model")
+    return model_card(name)
+
+
+def model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "onnxpipe"}
