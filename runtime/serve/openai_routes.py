@@ -42,25 +42,11 @@ async def openai_embeddings(body: OpenAIEmbeddingsRequest, request: Request) -> 
     s = server.model(body.model)
     pipe = s.task_pipe("sentence-embeddings")
     assert isinstance(pipe, SentenceEmbeddingsPipeline)
-    if body.dimensions is not None and pipe.dimension is not None and body.dimensions != pipe.dimension:
-        raise HTTPError(
-            400,
-            f"model {s.name!r} gives {pipe.dimension}-dimensional vectors and cannot shorten them "
-            "(it was not trained for it)",
-            "unsupported_dimensions",
-            param="dimensions",
-        )
+    check_dimensions(s.name, body.dimensions, pipe.dimension)  # before running, where the manifest knows it
     texts = [body.input] if isinstance(body.input, str) else body.input
     result, headers = await server.run(s, pipe, texts, {})
     vectors = np.asarray(result, dtype=np.float32).reshape(len(texts), -1)
-    if body.dimensions is not None and body.dimensions != vectors.shape[1]:
-        raise HTTPError(
-            400,
-            f"model {s.name!r} gives {vectors.shape[1]}-dimensional vectors and cannot shorten them "
-            "(it was not trained for it)",
-            "unsupported_dimensions",
-            param="dimensions",
-        )
+    check_dimensions(s.name, body.dimensions, vectors.shape[1])
     tokens = int(headers.get("x-prompt-tokens", 0))  # counted when tokenized, not tokenized again
     encode = (
         (lambda v: base64.b64encode(v.astype("<f4").tobytes()).decode())
@@ -89,3 +75,14 @@ async def model(name: str, request: Request) -> dict[str, Any]:
 
 def model_card(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "onnxpipe"}
+
+
+def check_dimensions(model: str, asked: int | None, dimension: int | None) -> None:
+    """Refuse ``dimensions`` other than the model's own: none here is trained to be shortened."""
+    if asked is not None and dimension is not None and asked != dimension:
+        raise HTTPError(
+            400,
+            f"model {model!r} gives {dimension}-dimensional vectors and cannot shorten them (it was not trained for it)",
+            "unsupported_dimensions",
+            param="dimensions",
+        )
