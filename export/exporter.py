@@ -359,7 +359,12 @@ def build_int8(
     if opts.max_drop is None:
         build([])
         return recipes[-1]
-    eval_texts, labels, eval_name = read_texts(opts.eval_data, "dev")
+    # A folder's train.tsv, as for calibration: recipes are chosen on training data, never on the dev split
+    # that reports them. Texts that calibrated the graph are left out, so the budget is measured on unseen text.
+    eval_texts, labels, eval_name = read_texts(opts.eval_data, "train")
+    seen = set(texts)
+    kept = [i for i, t in enumerate(eval_texts) if t not in seen]
+    eval_texts, labels = [eval_texts[i] for i in kept], None if labels is None else [labels[i] for i in kept]
     log(f"measuring the int8 graph against fp32 on {eval_name} ({len(eval_texts)} texts)")
     reference = graph_logits(folder / FILES["fp32"], encoder, eval_texts, pooling=pooling)
     score = budget.scorer(reference, labels) if pooling is None else budget.cosine_scorer(reference)

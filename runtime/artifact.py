@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,14 @@ from .errors import OnnxPipeError
 from .manifest import FORMAT_VERSION, Manifest
 
 MANIFEST = "onnxpipe.json"
+CACHE_ENV = "ONNXPIPE_CACHE"
 # The variant the runtime prefers when the caller names none and the manifest names no default.
 VARIANT_PREFERENCE = ("int8", "optimized", "fp32")
+
+
+def cache_dir() -> Path:
+    """Where built default models and per-machine variant choices are kept."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "onnxpipe").expanduser()
 
 
 def sha256_file(path: str | Path) -> str:

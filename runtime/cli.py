@@ -84,7 +84,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         help="artifact folder written by `onnxpipe export` (default: the embedded default model)",
     )
     p.add_argument(
-        "--variant", help="which graph of the artifact: fp32, optimized or int8 (default: the one its manifest names)"
+        "--variant",
+        help="which graph of the artifact: fp32, optimized or int8 (default: the one that pays on this machine, "
+        "timed once and cached; see `onnxpipe tune`)",
     )
     p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core this process may use)")
 
@@ -183,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--eval",
         metavar="FILE_OR_DIR",
-        help="data for --max-drop: a label<TAB>sentence TSV, a folder with dev.tsv, or a text file",
+        help="data for --max-drop: a label<TAB>sentence TSV, a folder with train.tsv (calibration texts left "
+        "out; dev is for reporting, never for choosing), or a text file",
     )
     p.add_argument("--revision", help="hub revision (branch, tag or commit)")
     p.add_argument("--opset", type=positive_int, help="ONNX opset (default: optimum's choice for the model)")
@@ -219,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     add_call_options(p)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("tune", help="time an artifact's variants on this machine and cache which one runs")
+    p.add_argument("-m", "--model", type=artifact_dir, metavar="ARTIFACT", help="default: the embedded default model")
+    p.add_argument("--task", help="without -m: the default model of this task (default text-classification)")
+    p.add_argument("--threads", type=positive_int, help="intra-op threads (default: every core this process may use)")
+    p.add_argument("--rounds", type=positive_int, default=7, help="turns of each variant (default 7)")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("score", help="score a JSON lines, CSV or Parquet file into another, resumably")
     p.add_argument("input", type=Path, help="input table: .jsonl, .csv or .parquet")
@@ -418,6 +428,24 @@ def cmd_explain(a: argparse.Namespace) -> int:
         except json.JSONDecodeError as e:
             raise ValueError(f"--json: TEXT is not valid JSON ({e.msg} at column {e.colno})") from None
     explain(pipe, inputs if a.json else a.text, load_seconds=time.perf_counter() - t0, **a.params)
+    return 0
+
+
+def cmd_tune(a: argparse.Namespace) -> int:
+    from . import load_artifact, tune
+    from .default import ensure_default
+    from .session import default_threads
+    from .tasks import canonical_task
+
+    path = a.model or ensure_default(canonical_task(a.task or "text-classification"))
+    artifact, threads = load_artifact(path), a.threads or default_threads()
+    choice = tune.choose(
+        artifact, threads, retime=True, timer=lambda art, names, n: tune.measure(art, names, n, rounds=a.rounds)
+    )
+    print(f"{path}: {choice.machine}")
+    for name, t in choice.timings.items():
+        print(f"  {name:10} " + "  ".join(f"{b.replace('_', ' ')} {ms:7.2f} ms" for b, ms in t.items()))
+    print(f"runs {tune.describe(choice)}")
     return 0
 
 

@@ -7,22 +7,16 @@ itself (all-MiniLM-L6-v2). Building needs the export extra, using a built one do
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from collections.abc import Callable
 
-from .artifact import MANIFEST, sha256_file
+from .artifact import MANIFEST, cache_dir, sha256_file
 from .errors import INSTALL_EXPORT, OnnxPipeError
 from .tasks import SPECS
 
-CACHE_ENV = "ONNXPIPE_CACHE"
 # task → its embedded default model, from the task registry
 DEFAULT_MODELS = {spec.name: spec.default_model for spec in SPECS if spec.default_model}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "onnxpipe").expanduser()
 
 
 def default_artifact_dir(task: str = "text-classification") -> Path:

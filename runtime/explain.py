@@ -71,6 +71,7 @@ def explain(
         f"1. load        {load_seconds * 1e3:8.1f} ms   {a.path}",
         f"                              task {pipe.task}, variant {pipe.variant}: {pipe.model_path.name} "
         f"({size_mb:.1f} MB), {pipe.session.threads} threads; tokenizer.json, max {a.max_length} tokens",
+        f"                              why {pipe.variant}: {pipe.choice.reason}",
     )
 
     run = stages(pipe, pipe.read(inputs, **params))

@@ -25,7 +25,8 @@ from .artifact import Artifact
 from .batching import chunks
 from .inputs import INPUT_ERRORS, check_batch_size, check_texts_or_pairs, is_stream, raise_on_invalid_unicode
 from .errors import OnnxPipeError
-from .session import Engine, Session
+from . import tune
+from .session import Engine, Session, check_threads, default_threads
 from .tokenize import ENCODER_OUTPUTS, NO_PAD_TOKEN, TextEncoder
 
 DEFAULT_BATCH_SIZE = 32
@@ -83,7 +84,14 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
         **defaults: Any,
     ):
         self.artifact = artifact
-        self.variant = variant or artifact.default_variant
+        threads = check_threads(threads)
+        if variant is not None:
+            self.choice = tune.named(artifact, variant)
+        elif engine is not None:  # the caller loaded a graph (the server chooses first, then sets .choice)
+            self.choice = tune.Choice(artifact.default_variant, "the artifact's default (engine given)")
+        else:
+            self.choice = tune.choose(artifact, threads or default_threads())
+        self.variant = self.choice.variant
         model_file = artifact.variant_file(self.variant)
         if verify:
             artifact.verify(model_file.name, "tokenizer.json")

@@ -36,12 +36,17 @@ def default_threads() -> int:
 UNFUSED = ["SkipLayerNormFusion"]
 
 
+def check_threads(threads: int | None) -> int | None:
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    return threads
+
+
 class Session:
     """A CPU inference session that feeds the graph only the inputs it declares."""
 
     def __init__(self, path: str | Path, threads: int | None = None, serving: bool = False):
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        check_threads(threads)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # One request at a time on a small graph: all threads inside each operator, none across.

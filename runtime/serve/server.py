@@ -52,7 +52,9 @@ class Served:
                 "wrong_task",
             )
         if task not in self.others:
-            self.others[task] = pipeline(task, model=self.path, variant=pipe.variant, engine=pipe.session, verify=False)
+            other = pipeline(task, model=self.path, variant=pipe.variant, engine=pipe.session, verify=False)
+            other.choice = pipe.choice  # the same graph, chosen for the same reason
+            self.others[task] = other
         return self.others[task]
 
 
@@ -77,16 +79,19 @@ class Server:
 
     def _load(self) -> None:
         from .. import load_artifact, pipeline
-        from ..session import Session
+        from .. import tune
+        from ..session import Session, default_threads
 
         s = self.settings
         try:
             for m in self.served.values():
                 artifact = load_artifact(m.path)
-                artifact.verify(artifact.variant_file(None).name, "tokenizer.json")  # before loading anything
+                choice = tune.choose(artifact, s.threads or default_threads())  # the variant that pays here
+                artifact.verify(artifact.variant_file(choice.variant).name, "tokenizer.json")  # before loading
                 # Serving options: no memory arena (RSS would grow with lengths), no spinning threads.
-                engine = Session(artifact.variant_file(None), s.threads, serving=True)
-                m.pipe = pipeline(model=m.path, engine=engine, verify=False)
+                engine = Session(artifact.variant_file(choice.variant), s.threads, serving=True)
+                m.pipe = pipeline(model=m.path, variant=choice.variant, engine=engine, verify=False)
+                m.pipe.choice = choice
                 m.batcher = Batcher(
                     m.pipe, s.max_batch_tokens, s.max_batch_requests, s.max_wait_ms, s.max_queue, self.metrics, m.name
                 )
@@ -205,7 +210,12 @@ class Server:
                 n: {
                     "path": str(m.path),
                     **(
-                        {"task": m.pipe.task, "variant": m.pipe.variant, "max_length": m.pipe.token_limit}
+                        {
+                            "task": m.pipe.task,
+                            "variant": m.pipe.variant,
+                            "variant_reason": m.pipe.choice.reason,
+                            "max_length": m.pipe.token_limit,
+                        }
                         if m.pipe
                         else {}
                     ),

@@ -123,6 +123,8 @@ def test_limits_and_errors_name_the_problem(client):
     check(surrogate, 422, "not valid Unicode")
     info = client.get("/info").json()
     assert info["models"]["sst"]["task"] == "text-classification" and info["limits"]["max_client_batch"] == 8
+    # The tests pin the manifest's default (ONNXPIPE_TUNE=0, conftest); /info says so.
+    assert info["models"]["sst"]["variant_reason"].startswith("the manifest's default")
     metrics = client.get("/metrics").text
     assert 'onnxpipe_failures_total{kind="too_many_inputs"}' in metrics and "onnxpipe_batch_size_bucket" in metrics
     assert client.get("/openapi.json").json()["paths"]["/rerank"]
