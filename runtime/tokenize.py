@@ -64,16 +64,25 @@ class TextEncoder:
         Settings other than the defaults use a tokenizer of their own, never changed after it is made (a shared
         tokenizer reconfigured per call would race between threads); the last few made are kept."""
         tokenizer = self._configured(max_length, strategy, stride)
-        if len(items) == 1:  # encode_batch hands even one text to its thread pool: slower at batch 1
-            item = items[0]
-            if pretokenized:
-                return [tokenizer.encode(item, is_pretokenized=True, add_special_tokens=add_special_tokens)]
-            pair = item if isinstance(item, tuple) else (item, None)
-            return [tokenizer.encode(*pair, add_special_tokens=add_special_tokens)]
-        encodings: list[Encoding] = tokenizer.encode_batch(
-            items, is_pretokenized=pretokenized, add_special_tokens=add_special_tokens
-        )
-        return encodings
+        try:
+            if len(items) == 1:  # encode_batch hands even one text to its thread pool: slower at batch 1
+                item = items[0]
+                if pretokenized:
+                    return [tokenizer.encode(item, is_pretokenized=True, add_special_tokens=add_special_tokens)]
+                pair = item if isinstance(item, tuple) else (item, None)
+                return [tokenizer.encode(*pair, add_special_tokens=add_special_tokens)]
+            encodings: list[Encoding] = tokenizer.encode_batch(
+                items, is_pretokenized=pretokenized, add_special_tokens=add_special_tokens
+            )
+            return encodings
+        except Exception as e:  # tokenizers raises a bare Exception when truncation cannot be met
+            if "Truncation error" not in str(e):
+                raise
+            length = self.max_length if max_length is None else min(max_length, self.max_length)
+            raise ValueError(
+                f"truncation={strategy!r} cannot fit an input into {length} tokens: the text it may not cut is "
+                f"longer than that by itself; use truncation='longest_first' (or True), or shorten that text"
+            ) from None
 
     def _configured(self, max_length: int | None, strategy: str, stride: int = 0) -> Tokenizer:
         length = self.max_length if max_length is None else min(max_length, self.max_length)

@@ -124,22 +124,6 @@ def test_without_the_export_extra_the_message_says_what_to_install(tmp_path, mon
 # -- the real default: the packaged MiniLM encoder plus the committed delta ------------------------
 
 
-@pytest.fixture(scope="session")
-def real_default(tmp_path_factory):
-    """The real default, built on first use into a private cache, as the README's main job does."""
-    import os
-
-    from onnxpipe.default import CACHE_ENV, ensure_default
-
-    old = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
-    yield ensure_default(log=lambda m: None)
-    if old is None:
-        del os.environ[CACHE_ENV]
-    else:
-        os.environ[CACHE_ENV] = old
-
-
 def test_readme_main_job_explains_and_runs_offline(real_default, capsys):
     """`onnxpipe explain TEXT` and `onnxpipe run TEXT...` with no model: the four stages, then labels."""
     from onnxpipe.cli import main

@@ -82,22 +82,6 @@ def test_sentence_transformers_folder_records_its_modules(tmp_path, checkpoint):
 
 
 @pytest.fixture(scope="session")
-def embeddings_default(tmp_path_factory):
-    """The embedded default, built on first use into a private cache, as `pipeline("sentence-embeddings")` does."""
-    import os
-
-    from onnxpipe.default import CACHE_ENV, ensure_default
-
-    old = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
-    yield ensure_default("sentence-embeddings", log=lambda m: None)
-    if old is None:
-        del os.environ[CACHE_ENV]
-    else:
-        os.environ[CACHE_ENV] = old
-
-
-@pytest.fixture(scope="session")
 def sentence_transformer(minilm_dir):
     from sentence_transformers import SentenceTransformer
 

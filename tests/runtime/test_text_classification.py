@@ -102,6 +102,17 @@ def test_overlong_text_is_truncated_to_the_position_limit(artifact):
     assert out[0]["label"] in pipe.artifact.id2label.values()
 
 
+def test_truncation_that_cannot_fit_is_a_clear_error(artifact):
+    """only_second with a first text longer than the limit: tokenizers raises a bare Exception; we say why."""
+    pipe = onnxpipe.pipeline(model=artifact("bert"), variant="fp32")
+    pair = {"text": "word " * 100, "text_pair": "other"}
+    with pytest.raises(ValueError, match="truncation='only_second' cannot fit an input into 16 tokens"):
+        pipe(pair, truncation="only_second", max_length=16)
+    with pytest.raises(ValueError, match="cannot fit"):
+        pipe([pair, pair], truncation="only_second", max_length=16)
+    assert len(pipe([pair], truncation="longest_first", max_length=16)) == 1
+
+
 @pytest.mark.parametrize("arch", ["bert", "roberta"])  # int8 on DeBERTa-v2, MPNet, ModernBERT: issue 18, open
 def test_optimized_and_int8_variants(checkpoint, artifact, arch):
     """Fused fp32 keeps the fp32 tolerance; int8 stays near PyTorch with a looser gap. The tolerance is
