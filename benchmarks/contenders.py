@@ -33,6 +33,7 @@ class Spec:
     best_variant: str
     calibration: list[str] | None  # SST-2 train sentences for NNCF; None when no train split
     task: str = "text-classification"
+    choice: dict[str, Any] | None = None  # onnxpipe.tune's choice of best_variant on this machine, and why
 
 
 @dataclass

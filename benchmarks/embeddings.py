@@ -85,10 +85,13 @@ BY_NAME = {c.name: c for c in CONTENDERS}
 def resolve(target: str | Path | None, threads: int, log) -> Spec:
     """The embeddings artifact (the embedded default unless given) and the sentence-transformers folder."""
     import onnxpipe
+    from onnxpipe import tune
     from onnxpipe.default import ensure_default
 
     artifact_dir = Path(target) if target else ensure_default("sentence-embeddings", log=log)
     artifact = onnxpipe.load_artifact(artifact_dir)
+    choice = tune.choose(artifact, threads)  # the variant the runtime itself runs on this machine, and why
+    log(f"the runtime runs {tune.describe(choice)}")
     base = artifact.manifest.source.get("base") or artifact.manifest.source.get("name_or_path")
     if not base or not Path(base).is_dir():
         raise ValueError(f"{artifact_dir}'s source is not a local sentence-transformers folder to compare with")
@@ -98,8 +101,9 @@ def resolve(target: str | Path | None, threads: int, log) -> Spec:
         id2label={},
         max_length=artifact.max_length,
         threads=threads,
-        best_variant=artifact.default_variant,
+        best_variant=choice.variant,
         calibration=None,
+        choice=choice.to_dict(),
     )
 
 
@@ -111,6 +115,7 @@ def run(spec: Spec, texts: list[str], settings, progress: bool = True) -> dict[s
     return {
         "task": "sentence-embeddings",
         "machine": machine.describe(),
+        "variant_choice": spec.choice,
         "threads": spec.threads,
         "n_texts": len(texts),
         "artifact": str(spec.artifact),
@@ -147,7 +152,14 @@ def markdown(result: dict[str, Any]) -> str:
     big = sizes[-1]
     lines = [
         f"sentence-embeddings, {result['n_texts']} SST-2 dev sentences, {result['threads']} threads, "
-        f"each contender in its own process; {result['machine'].get('cpu', '')}",
+        f"each contender in its own process; {result['machine'].get('cpu', '')} "
+        f"({', '.join(result['machine'].get('isa', [])) or 'no AVX2'}"
+        f"{', ' + result['machine']['clock'] if result['machine'].get('clock') else ''})",
+        *(
+            [f"The runtime runs {result['variant_choice']['variant']} here: {result['variant_choice']['reason']}."]
+            if result.get("variant_choice")
+            else []
+        ),
         "",
         "| contender | b1 p50 ms (sentence) | vs fastembed | "
         + " | ".join(f"texts/s @{b}" for b in sizes)

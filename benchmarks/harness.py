@@ -85,6 +85,7 @@ def resolve_spec(
 ) -> Spec:
     """An artifact plus the PyTorch checkpoint with the very same weights (exporting first if needed)."""
     import onnxpipe
+    from onnxpipe import tune
     from onnxpipe.artifact import MANIFEST
 
     if target is None:
@@ -100,6 +101,8 @@ def resolve_spec(
         if not (artifact_dir / MANIFEST).is_file():
             export(target, artifact_dir, optimize=True, quantize="int8", log=log)
     artifact = onnxpipe.load_artifact(artifact_dir)
+    choice = tune.choose(artifact, threads)  # the variant the runtime itself runs on this machine, and why
+    log(f"the runtime runs {tune.describe(choice)}")
     checkpoint: Path | None = artifact_dir / "pytorch"
     if checkpoint is None or not checkpoint.is_dir():
         source = artifact.manifest.source.get("name_or_path")
@@ -115,8 +118,9 @@ def resolve_spec(
         id2label=artifact.id2label,
         max_length=artifact.max_length,
         threads=threads,
-        best_variant=artifact.default_variant,
+        best_variant=choice.variant,
         calibration=calibration,
+        choice=choice.to_dict(),
     )
 
 
@@ -150,6 +154,7 @@ def run(
     derive(rows, labels)
     return {
         "machine": machine.describe(),
+        "variant_choice": spec.choice,
         "threads": spec.threads,
         "n_texts": len(texts),
         "artifact": str(spec.artifact),

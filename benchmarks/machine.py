@@ -27,13 +27,15 @@ LIBRARIES = (
 
 
 def describe() -> dict:
-    cpu, flags = platform.processor() or "unknown", set()
+    cpu, flags, clock = platform.processor() or "unknown", set(), None
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
         m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
         cpu = m.group(1).strip() if m else cpu
         m = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
         flags = set(m.group(1).split()) if m else set()
+        m = re.search(r"^cpu MHz\s*:\s*([\d.]+)$", text, re.M)
+        clock = f"{float(m.group(1)) / 1000:.2f} GHz" if m else None
     except OSError:
         pass
     versions: dict[str, str | None] = {}
@@ -45,6 +47,7 @@ def describe() -> dict:
     return {
         "cpu": cpu,
         "isa": [f for f in FLAGS_OF_INTEREST if f in flags],
+        "clock": clock,  # as /proc/cpuinfo reads at the start: a virtual machine's may not be the boost clock
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),

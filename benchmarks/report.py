@@ -88,8 +88,14 @@ def markdown(result: dict[str, Any]) -> str:
     big = _batch(result)
     isolation = "a process of its own" if result.get("isolation") == "process" else "one shared process"
     lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['isa'])}); {result['threads']} threads for "
+        f"Machine: {m['cpu']}, {m['cores']} cores ({', '.join(m['isa']) or 'no AVX2'}"
+        f"{', ' + m['clock'] if m.get('clock') else ''}); {result['threads']} threads for "
         f"every contender, each in {isolation}, taking turns; {result['n_texts']} SST-2 dev sentences.",
+        *(
+            [f"The runtime runs {result['variant_choice']['variant']} here: {result['variant_choice']['reason']}."]
+            if result.get("variant_choice")
+            else []
+        ),
         "Ratios are medians over the interleaved blocks (latency) or passes (throughput), with their range in "
         "brackets: that range is this run's noise, and a difference inside it is not one.",
         "",

@@ -358,7 +358,7 @@ def build_int8(
     )
     if opts.max_drop is None:
         build([])
-        return recipes[-1]
+        return {**recipes[-1], **provenance(opts)}
     # A folder's train.tsv, as for calibration: recipes are chosen on training data, never on the dev split
     # that reports them. Texts that calibrated the graph are left out, so the budget is measured on unseen text.
     eval_texts, labels, eval_name = read_texts(opts.eval_data, "train")
@@ -385,6 +385,7 @@ def build_int8(
     _, measured, excluded = fitted
     return {
         **recipes[-1],
+        **provenance(opts),
         "budget": {
             "max_drop": opts.max_drop,
             "eval": f"{eval_name} ({len(eval_texts)} texts)",
@@ -392,6 +393,10 @@ def build_int8(
             "excluded_by_budget": excluded,
         },
     }
+
+
+def provenance(opts: Int8Options) -> dict:
+    return {"chosen_on": opts.chosen_on} if opts.chosen_on else {}
 
 
 def choose_default(variants: dict[str, dict]) -> str:

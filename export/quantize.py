@@ -61,6 +61,7 @@ class Int8Options:
     exclude: tuple[str, ...] = ()
     max_drop: float | None = None  # accuracy budget in points, measured on eval_data
     eval_data: str | Path | None = None
+    chosen_on: str | None = None  # for the manifest: which data chose these settings (never the reporting split)
 
 
 def canonical_mode(mode: str) -> str:

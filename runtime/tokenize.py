@@ -43,7 +43,7 @@ class TextEncoder:
             raise OnnxPipeError(f"{path} is not a valid tokenizer.json ({e}); export the artifact again") from e
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
-        self._variants: OrderedDict[tuple[int, str, int], Tokenizer] = OrderedDict()
+        self._variants: OrderedDict[tuple[int, str, int, str], Tokenizer] = OrderedDict()
         self._lock = threading.Lock()
         self.max_length = max_length
         self.pad_id = pad_id
@@ -57,13 +57,14 @@ class TextEncoder:
         stride: int = 0,
         pretokenized: bool = False,
         add_special_tokens: bool = True,
+        direction: str = "right",
     ) -> list[Encoding]:
         """Truncated, unpadded encodings of texts, (text, text_pair) tuples, or (``pretokenized``) lists of
         words: callers sort them by length before padding batches. Text cut by the limit is kept in each
         encoding's ``overflowing`` windows, ``stride`` tokens overlapping, for the tasks that read them.
         Settings other than the defaults use a tokenizer of their own, never changed after it is made (a shared
         tokenizer reconfigured per call would race between threads); the last few made are kept."""
-        tokenizer = self._configured(max_length, strategy, stride)
+        tokenizer = self._configured(max_length, strategy, stride, direction)
         try:
             if len(items) == 1:  # encode_batch hands even one text to its thread pool: slower at batch 1
                 item = items[0]
@@ -84,16 +85,18 @@ class TextEncoder:
                 f"longer than that by itself; use truncation='longest_first' (or True), or shorten that text"
             ) from None
 
-    def _configured(self, max_length: int | None, strategy: str, stride: int = 0) -> Tokenizer:
+    def _configured(
+        self, max_length: int | None, strategy: str, stride: int = 0, direction: str = "right"
+    ) -> Tokenizer:
         length = self.max_length if max_length is None else min(max_length, self.max_length)
-        if length == self.max_length and strategy == "longest_first" and stride == 0:
+        if length == self.max_length and strategy == "longest_first" and stride == 0 and direction == "right":
             return self.tokenizer
-        key = (length, strategy, stride)
+        key = (length, strategy, stride, direction)
         with self._lock:
             variant = self._variants.get(key)
             if variant is None:
                 variant = Tokenizer.from_str(self.tokenizer.to_str())
-                variant.enable_truncation(length, strategy=strategy, stride=stride)
+                variant.enable_truncation(length, strategy=strategy, stride=stride, direction=direction)
                 self._variants[key] = variant
                 if len(self._variants) > MAX_VARIANTS:
                     self._variants.popitem(last=False)

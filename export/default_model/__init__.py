@@ -8,16 +8,38 @@ packaged model exported as it is (:func:`onnxpipe.export.default_model.build.bui
 
 from pathlib import Path
 
+from ..quantize import Int8Options
+
 DELTA_DIR = Path(__file__).resolve().parent / "minilm-sst2"
 LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
 # How the artifact is built from the delta; part of the cache key, so a new recipe rebuilds old caches.
 # v2: static int8 (calibrated, smoothed, batch-invariant) replaced dynamic int8 as the default variant.
 # v3: residual adds and layer norms left unfused (ORT 1.32's SkipLayerNormalization is slow: export/variants.py),
 # int8 products dequantized inside MatMulIntegerToFloat (export/quantize.py: fuse_to_float).
-BUILD_RECIPE = "v3-static-int8-layernorm-apart-dequant-fused"
+# v4: int8 settings chosen on SST-2 train (DEFAULT_INT8 below), no longer on dev.
+BUILD_RECIPE = "v4-static-int8-chosen-on-train"
 # The same for the sentence-embeddings default.
 EMBEDDINGS_RECIPE = "v2-static-int8-layernorm-apart-dequant-fused-x1"
 # Kept in float in the embeddings default's int8 graph: the node `onnxpipe export --max-drop 0.45 --eval` (400
 # SST-2 train texts) keeps first, the FFN output projection of layer 0. With it in float, the mean cosine to the
 # fp32 graph on the 872 SST-2 dev sentences is 0.99514 (0.99483 with every node int8; issue 7 asks >= 0.995).
 EMBEDDINGS_FLOAT_NODES = ("/encoder/layer.0/output/dense/MatMul",)
+
+# The default sentiment model's int8 recipe, chosen on SST-2 *train* only (dev is never read to choose it):
+#     python -m onnxpipe.export.default_model.recipe --data ../shared/data/sst2 ARTIFACT
+# 5,000 whole train sentences (>= 8 words, seed 0). Smoothing 0.8 with min/max ranges had the smallest squared
+# probability gap to fp32 among the 14 settings whose agreement tied within one standard error (99.40%, against
+# 99.46% for the best single figure); then keeping the 4 nodes that hurt most alone (measured on the first 1,000)
+# in float raised agreement to 99.70% and halved the gap. 4 is the most the recipe search keeps in float.
+DEFAULT_INT8 = Int8Options(
+    alpha=0.8,
+    method="minmax",
+    exclude=(
+        "EmbedLayerNormalization_0",
+        "/bert/encoder/layer.0/output/dense/MatMul",
+        "Attention_1",
+        "Attention_2",
+    ),
+    chosen_on="SST-2 train: 5,000 whole sentences (seed 0), "
+    "`python -m onnxpipe.export.default_model.recipe`; the bundled text calibrates",
+)

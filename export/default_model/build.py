@@ -16,7 +16,7 @@ from collections.abc import Callable
 from onnxpipe.artifact import sha256_file
 
 from ..exporter import ExportError
-from . import DELTA_DIR, EMBEDDINGS_FLOAT_NODES
+from . import DEFAULT_INT8, DELTA_DIR, EMBEDDINGS_FLOAT_NODES
 from .base import base_model_dir, load_base_classifier
 
 PYTORCH_SUBDIR = "pytorch"
@@ -60,7 +60,7 @@ def build_default(
             "delta_sha256": sha256_file(delta_dir / "adapter_model.safetensors"),
         }
         artifact = export(
-            checkpoint, Path(tmp) / "artifact", optimize=True, quantize="int8", log=log, describe_source=source
+            checkpoint, Path(tmp) / "artifact", optimize=True, quantize=DEFAULT_INT8, log=log, describe_source=source
         )
         shutil.move(str(checkpoint), str(artifact / PYTORCH_SUBDIR))
         if path.exists():

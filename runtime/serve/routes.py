@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -49,10 +51,15 @@ class PipelineRequest(BaseModel):
     )
 
 
+# TEI spells it "Left" / "Right"; either case is taken.
+Direction = Literal["left", "right", "Left", "Right"]
+
+
 class PredictRequest(BaseModel):
     inputs: Text
     raw_scores: StrictBool = False
     truncate: StrictBool = True
+    truncation_direction: Direction = "right"
     model: str | None = None
 
 
@@ -60,6 +67,7 @@ class EmbedRequest(BaseModel):
     inputs: str | list[str]
     normalize: StrictBool = True
     truncate: StrictBool = True
+    truncation_direction: Direction = "right"
     prompt_name: str | None = None
     model: str | None = None
 
@@ -70,6 +78,7 @@ class RerankRequest(BaseModel):
     return_text: StrictBool = False
     raw_scores: StrictBool = False
     truncate: StrictBool = True
+    truncation_direction: Direction = "right"
     model: str | None = None
 
 
@@ -104,7 +113,7 @@ async def predict(body: PredictRequest, request: Request) -> JSONResponse:
     if any(isinstance(x, list) for x in items):
         raise HTTPError(422, "inputs: each input is a text or a [text, pair] of two texts", "bad_input")
     params = {"top_k": None, **({"function_to_apply": "none"} if body.raw_scores else {})}
-    result, headers = await server.run(s, pipe, items, params, body.truncate)
+    result, headers = await server.run(s, pipe, items, params, body.truncate, body.truncation_direction.lower())
     return answer(result[0] if single else result, headers)
 
 
@@ -115,7 +124,7 @@ async def embed(body: EmbedRequest, request: Request) -> JSONResponse:
     pipe = s.task_pipe("sentence-embeddings")
     texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     params = {"normalize": body.normalize, **({"prompt_name": body.prompt_name} if body.prompt_name else {})}
-    result, headers = await server.run(s, pipe, texts, params, body.truncate)
+    result, headers = await server.run(s, pipe, texts, params, body.truncate, body.truncation_direction.lower())
     return answer(result, headers)
 
 
@@ -126,7 +135,7 @@ async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
     pipe = s.task_pipe("text-classification")
     params = {"top_k": None, **({"function_to_apply": "none"} if body.raw_scores else {})}
     pairs = [{"text": body.query, "text_pair": t} for t in body.texts]
-    results, headers = await server.run(s, pipe, pairs, params, body.truncate)
+    results, headers = await server.run(s, pipe, pairs, params, body.truncate, body.truncation_direction.lower())
     label = pipe.artifact.id2label[max(pipe.artifact.id2label)]
     ranked = sorted(
         ({"index": i, "score": next(d["score"] for d in r if d["label"] == label)} for i, r in enumerate(results)),
@@ -136,6 +145,32 @@ async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
     if body.return_text:
         ranked = [{**d, "text": body.texts[d["index"]]} for d in ranked]
     return answer(ranked, headers)
+
+
+class SimilarityInputs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source_sentence: str
+    sentences: list[str]
+
+
+class SimilarityRequest(BaseModel):
+    inputs: SimilarityInputs
+    truncate: StrictBool = True
+    truncation_direction: Direction = "right"
+    prompt_name: str | None = None
+    model: str | None = None
+
+
+@router.post("/similarity", summary="TEI: cosine of the source sentence's vector with each sentence's")
+async def similarity(body: SimilarityRequest, request: Request) -> JSONResponse:
+    server = of(request)
+    s = server.model(body.model, "sentence-embeddings")
+    pipe = s.task_pipe("sentence-embeddings")
+    texts = [body.inputs.source_sentence, *body.inputs.sentences]
+    params = {"normalize": True, **({"prompt_name": body.prompt_name} if body.prompt_name else {})}
+    vectors, headers = await server.run(s, pipe, texts, params, body.truncate, body.truncation_direction.lower())
+    source, *others = (np.asarray(v, dtype=np.float32) for v in vectors)
+    return answer([float(source @ v) for v in others], headers)
 
 
 @router.post("/tokenize", summary="TEI: the tokens of each text")
@@ -209,6 +244,9 @@ async def default_route(request: Request) -> Any:
                 return await rerank(RerankRequest.model_validate(body), request)
             return await predict(PredictRequest.model_validate(body), request)
         if TASKS[task].head is BASE:
+            inputs = body.get("inputs") if isinstance(body, dict) else None
+            if isinstance(inputs, dict) and "source_sentence" in inputs:  # InferenceClient.sentence_similarity
+                return await similarity(SimilarityRequest.model_validate(body), request)
             return await embed(EmbedRequest.model_validate(body), request)
         return await pipeline_route(PipelineRequest.model_validate(body), request)
     except ValidationError as e:

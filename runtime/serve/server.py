@@ -159,11 +159,20 @@ class Server:
             raise HTTPError(504, f"no answer within {self.settings.timeout_s:g} s", "timeout") from None
 
     async def run(
-        self, served: Served, pipe: Pipeline[Any, Any, Any], inputs: Any, params: dict[str, Any], truncate: bool = True
+        self,
+        served: Served,
+        pipe: Pipeline[Any, Any, Any],
+        inputs: Any,
+        params: dict[str, Any],
+        truncate: bool = True,
+        direction: str = "right",
     ) -> tuple[Any, dict[str, str]]:
-        """One request through read and featurize (a worker thread) → the batcher → complete, timed."""
+        """One request through read and featurize (a worker thread) → the batcher → complete, timed.
+        ``direction``: TEI's truncation_direction, which end of an overlong text is cut."""
         t0 = time.perf_counter()
         plan = self.read(pipe, inputs, params)
+        if direction != "right":
+            plan.pre = {**plan.pre, "direction": direction}
         if not plan.items:
             return pipe.complete(plan, []), {}
         await self.in_pool(self.tokenizer_pool, pipe.featurize, plan)

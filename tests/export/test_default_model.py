@@ -124,6 +124,19 @@ def test_without_the_export_extra_the_message_says_what_to_install(tmp_path, mon
 # -- the real default: the packaged MiniLM encoder plus the committed delta ------------------------
 
 
+def test_the_default_build_reads_no_sst2_split_and_names_the_data_that_chose_its_recipe(real_default):
+    """Issue 16: int8 settings are chosen on train and reported on dev; the build itself reads neither, and a
+    build that opened dev.tsv (or any SST-2 file) fails here. The audit hook saw every file Python opened."""
+    from conftest import BUILD_OPENED
+
+    assert any(p.endswith("adapter_model.safetensors") for p in BUILD_OPENED)  # the hook watched the build
+    assert [p for p in BUILD_OPENED if p.endswith(".tsv") or "/shared/data" in p or "glue" in p.lower()] == []
+    recipe = onnxpipe.load_artifact(real_default).variants["int8"]["quantization"]
+    assert recipe["chosen_on"].startswith("SST-2 train") and "dev" not in recipe["chosen_on"]
+    assert recipe["calibration"].startswith("bundled general-en.txt") and recipe["smoothing_alpha"] == 0.8
+    assert len(recipe["excluded"]) == 4
+
+
 def test_readme_main_job_explains_and_runs_offline(real_default, capsys):
     """`onnxpipe explain TEXT` and `onnxpipe run TEXT...` with no model: the four stages, then labels."""
     from onnxpipe.cli import main

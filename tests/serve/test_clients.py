@@ -93,3 +93,34 @@ def test_huggingface_inference_client_and_tei_shapes(server, emb_server, artifac
     assert batch == [sst(TEXTS[0], top_k=None), sst(pair, top_k=None)]
     bad = httpx.post(f"{server}/predict", json={"inputs": [["a", "b", "c"]]})
     assert bad.status_code == 422 and set(bad.json()) == {"error", "error_type"}
+
+
+def test_sentence_similarity_and_truncation_direction(emb_server, artifact):
+    """InferenceClient.sentence_similarity posts TEI's similarity body to the root; truncation_direction="left"
+    keeps the end of an overlong text, as the tokenizer truncating from the left does."""
+    import httpx
+    from huggingface_hub import InferenceClient
+    from tokenizers import Tokenizer
+
+    emb = onnxpipe.pipeline("sentence-embeddings", model=artifact("bert", "base"))
+    got = InferenceClient(model=emb_server).sentence_similarity(TEXTS[0], other_sentences=TEXTS[1:])
+    vectors = emb(TEXTS, normalize=True)
+    assert np.allclose(got, [float(vectors[0] @ v) for v in vectors[1:]], atol=1e-6)
+    assert httpx.post(f"{emb_server}/similarity", json={"inputs": {"source_sentence": "a"}}).status_code == 422
+
+    long = "first words here " + "filler " * 300 + "the very end"
+    left = httpx.post(f"{emb_server}/embed", json={"inputs": [long], "truncation_direction": "Left"}).json()[0]
+    right = httpx.post(f"{emb_server}/embed", json={"inputs": [long]}).json()[0]
+    tok = Tokenizer.from_file(str(emb.artifact.path / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(emb.token_limit, direction="left")
+    ids = tok.encode(long).ids
+    assert ids[-2:] == tok.encode("end").ids[-2:]  # the end kept, and the closing [SEP] still last
+    plan = emb.read([long], normalize=True)  # the in-process pipeline, cut from the left as the server cuts it
+    plan.pre["direction"] = "left"
+    emb.featurize(plan)
+    assert plan.features[0].encoding.ids == ids
+    assert np.array_equal(np.asarray(left, dtype=np.float32), emb.complete(plan, emb.execute(plan))[0])
+    assert not np.allclose(left, right, atol=1e-3)
+    bad = httpx.post(f"{emb_server}/embed", json={"inputs": ["x"], "truncation_direction": "middle"})
+    assert bad.status_code == 422 and set(bad.json()) == {"error", "error_type"}
