@@ -101,8 +101,7 @@ def resolve_spec(
         if not (artifact_dir / MANIFEST).is_file():
             export(target, artifact_dir, optimize=True, quantize="int8", log=log)
     artifact = onnxpipe.load_artifact(artifact_dir)
-    choice = tune.choose(artifact, threads)  # the variant the runtime itself runs on this machine, and why
-    log(f"the runtime runs {tune.describe(choice)}")
+    log(f"the runtime runs {tune.describe(choice := tune.choose(artifact, threads))}")  # here, and why
     checkpoint: Path | None = artifact_dir / "pytorch"
     if checkpoint is None or not checkpoint.is_dir():
         source = artifact.manifest.source.get("name_or_path")
@@ -292,8 +291,7 @@ def derive(rows: dict[str, dict[str, Any]], labels: list[int]) -> None:
 
 
 def quoted_batch(sizes) -> str:
-    """The batch size throughput and accuracy are quoted at: 32 (the issue's setting) when measured,
-    else the largest."""
+    """The batch size figures are quoted at: 32 (the issue's setting) when measured, else the largest."""
     return "32" if "32" in sizes else max(sizes, key=int)
 
 

@@ -27,7 +27,8 @@ from onnxpipe.export.data import load_sst2
 MIN_WORDS = 8
 SELECTION = 5000
 SENSITIVITY = 1000  # the first sentences of the selection set: each node's damage alone
-MAX_FLOAT = 4  # nodes kept in float at most: each costs int8 speed
+MAX_FLOAT = 4  # nodes kept in float at most (classifier): each costs int8 speed
+MIN_COSINE = 0.997  # sentence embeddings: the worst cosine to fp32 wanted on the selection set
 SEED = 0
 CANDIDATES = [
     {"alpha": a, "method": m} for m in ("minmax", "percentile") for a in (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("artifact", type=Path)
     p.add_argument("--data", type=Path, required=True, help="folder holding SST-2 train.tsv (dev is not read)")
     p.add_argument("--out", type=Path, help="write the table as JSON here")
+    p.add_argument("--max-float", type=int, default=MAX_FLOAT, help=f"most nodes kept in float (default {MAX_FLOAT})")
     a = p.parse_args(argv)
     art = load_artifact(a.artifact)
     enc = TextEncoder(a.artifact / "tokenizer.json", art.max_length, art.pad_id, art.pad_token)
@@ -62,7 +64,14 @@ def main(argv: list[str] | None = None) -> None:
     calib, _, name = read_texts(None)
     feeds = [enc.collate([e]) for e in enc.encode(calib[:CALIBRATION_TEXTS])]
     src = a.artifact / "model_optimized.onnx"
-    ref = probabilities(graph_logits(src, enc, texts))
+    # Sentence embeddings are scored by cosine to the fp32 graph's pooled vectors; classifiers by labels.
+    pooling = art.manifest.embedding.pooling if art.manifest.embedding else None
+    if pooling is not None and art.manifest.embedding and art.manifest.embedding.max_seq_length:
+        enc = TextEncoder(
+            a.artifact / "tokenizer.json", art.manifest.embedding.max_seq_length, art.pad_id, art.pad_token
+        )
+    outputs = (lambda x: unit(x)) if pooling is not None else probabilities
+    ref = outputs(graph_logits(src, enc, texts, pooling=pooling))
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         dst = Path(tmp) / "q.onnx"
@@ -77,31 +86,26 @@ def main(argv: list[str] | None = None) -> None:
                 method=c["method"],
                 exclude=c.get("exclude", ()),
             )
-            got = probabilities(graph_logits(dst, enc, subset))
-            return {
-                **c,
-                "agreement": round(100 * float(np.mean(got.argmax(-1) == reference.argmax(-1))), 3),
-                "mean_sq_gap": float(np.mean((got[:, 1] - reference[:, 1]) ** 2)),
-                "max_gap": float(np.max(np.abs(got[:, 1] - reference[:, 1]))),
-            }
+            got = outputs(graph_logits(dst, enc, subset, pooling=pooling))
+            return {**c, **(cosines(got, reference) if pooling is not None else labels(got, reference))}
 
         for c in CANDIDATES:
             rows.append(run(c))
             print(json.dumps(rows[-1]), flush=True)
-        best = pick(rows, len(texts))
+        best = choose(rows, len(texts))
         print("settings chosen on train:", json.dumps(best), flush=True)
         # Which nodes hurt most, each alone quantized (the others' errors would mask it), on a subset.
         nodes = quantizable_nodes(src)
         damage = {}
         for node in nodes:
             r = run({**best, "exclude": [n for n in nodes if n != node]}, texts[:SENSITIVITY], ref[:SENSITIVITY])
-            damage[node] = r["mean_sq_gap"]
+            damage[node] = r["mean_sq_gap"] if pooling is None else 1 - r["mean_cosine"]
         order = sorted(nodes, key=damage.__getitem__, reverse=True)
         print("most damaging alone:", json.dumps(order[:8]), flush=True)
-        for k in range(1, MAX_FLOAT + 1):
+        for k in range(1, a.max_float + 1):
             rows.append(run({"alpha": best["alpha"], "method": best["method"], "exclude": order[:k]}))
             print(json.dumps(rows[-1]), flush=True)
-    chosen = pick(rows, len(texts))
+    chosen = choose(rows, len(texts))
     print("chosen on train:", json.dumps(chosen))
     if a.out:
         a.out.write_text(
@@ -114,6 +118,41 @@ def main(argv: list[str] | None = None) -> None:
                 indent=1,
             )
         )
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def labels(got: np.ndarray, reference: np.ndarray) -> dict:
+    return {
+        "agreement": round(100 * float(np.mean(got.argmax(-1) == reference.argmax(-1))), 3),
+        "mean_sq_gap": float(np.mean((got[:, 1] - reference[:, 1]) ** 2)),
+        "max_gap": float(np.max(np.abs(got[:, 1] - reference[:, 1]))),
+    }
+
+
+def cosines(got: np.ndarray, reference: np.ndarray) -> dict:
+    cos = np.sum(got * reference, axis=1)
+    return {
+        "min_cosine": float(cos.min()),
+        "mean_cosine": float(cos.mean()),
+        "p01_cosine": float(np.quantile(cos, 0.01)),
+    }
+
+
+def choose(rows: list[dict], n: int) -> dict:
+    return pick(rows, n) if "agreement" in rows[0] else pick_vectors(rows)
+
+
+def pick_vectors(rows: list[dict]) -> dict:
+    """Sentence vectors: the fewest float nodes whose worst cosine to fp32 reaches MIN_COSINE (a margin over the
+    0.995 asked on unseen text, since a minimum only falls on more text); else the best worst cosine. Among
+    equals, the best mean."""
+    good = [r for r in rows if r["min_cosine"] >= MIN_COSINE]
+    if good:
+        return min(good, key=lambda r: (len(r.get("exclude", ())), -r["mean_cosine"]))
+    return max(rows, key=lambda r: (r["min_cosine"], r["mean_cosine"]))
 
 
 def pick(rows: list[dict], n: int) -> dict:
