@@ -30,6 +30,7 @@ from . import budget
 from .embedding import sentence_transformers_config
 from onnxpipe.manifest import EmbeddingInfo, Manifest, ModelConfig, TokenizerInfo
 
+from .last_row import cut_file
 from .manifest import folder_hash, write_manifest
 from .quantize import CALIBRATION_TEXTS, Int8Options, canonical_mode, quantizable_nodes, quantize_graph, read_texts
 from .validate import (
@@ -92,12 +93,14 @@ def export(
     overwrite: bool = False,
     log: Log | None = None,
     describe_source: dict | None = None,
+    one_row: bool = True,
 ) -> Path:
     """Export ``source`` (hub id or local checkpoint folder) into the artifact folder ``outdir``.
 
     describe_source replaces the manifest's account of where the checkpoint came from, for callers
     that built it themselves (the default model: base package + delta).
     quantize: a mode ("int8" = "static", "dynamic", "dynamic-per-tensor", "blockwise8") or Int8Options.
+    one_row: with ``optimize``, heads that read one position get the last-layer cut (:mod:`.last_row`).
     """
     log = log or (lambda msg: None)
     task = canonical_task(task)
@@ -135,7 +138,9 @@ def export(
     tmp.chmod(0o755)  # mkdtemp makes it private; the artifact is meant to be shared
     try:
         pooling = embedding["pooling"] if embedding else None
-        variants = build_variants(model, tokenizer, tmp, max_length, spec, optimize, quantize, opset, log, pooling)
+        variants = build_variants(
+            model, tokenizer, tmp, max_length, spec, optimize, quantize, opset, log, pooling, one_row
+        )
         write_manifest(
             tmp,
             Manifest(
@@ -264,6 +269,7 @@ def build_variants(
     opset: int | None,
     log: Log,
     pooling: list[str] | None = None,
+    one_row: bool = True,
 ) -> dict[str, dict]:
     from optimum.exporters.onnx import onnx_export_from_model
 
@@ -314,11 +320,24 @@ def build_variants(
             fused = optimize_graph(folder / FILES["fp32"], folder / FILES["optimized"], model.config)
         except UnsupportedArchitecture as e:
             raise ExportError(f"--optimize: {e}") from e
-        variants["optimized"] = check("optimized", strict=True, fused_operators=fused)
+        extra: dict = {"fused_operators": fused}
+        if one_row and spec.head.reads_one_row:
+            extra["last_layer"] = cut_file(folder / FILES["optimized"])
+            log(
+                "last layer: queries and everything after attention on the row the head reads"
+                if extra["last_layer"]["applied"]
+                else f"last layer left whole: {extra['last_layer']['why']}"
+            )
+        variants["optimized"] = check("optimized", strict=True, **extra)
     if quantize is not None:
         recipe = build_int8(folder, "optimized" if optimize else "fp32", encoder, quantize, log, pooling)
         if recipe is not None:
-            variants["int8"] = check("int8", strict=False, quantization=recipe)
+            inherited = (
+                {"last_layer": variants["optimized"]["last_layer"]}
+                if "last_layer" in variants.get("optimized", {})
+                else {}
+            )
+            variants["int8"] = check("int8", strict=False, quantization=recipe, **inherited)
     return variants
 
 

@@ -72,6 +72,11 @@ def explain(
         f"                              task {pipe.task}, variant {pipe.variant}: {pipe.model_path.name} "
         f"({size_mb:.1f} MB), {pipe.session.threads} threads; tokenizer.json, max {a.max_length} tokens",
         f"                              why {pipe.variant}: {pipe.choice.reason}",
+        *(
+            ["                              last layer: row 0 only (the head reads no other; cut at export)"]
+            if a.variants[pipe.variant].get("last_layer", {}).get("applied")
+            else []
+        ),
     )
 
     run = stages(pipe, pipe.read(inputs, **params))

@@ -33,6 +33,7 @@ class HeadSpec:
     budget_metric: str | None = None  # what an int8 accuracy budget (--max-drop) measures; None: no budget
     needs_mask_token: bool = False
     sentence_transformers: bool = False  # reads pooling and prompts from a sentence-transformers folder
+    reads_one_row: bool = False  # the head reads one position of the last layer: the export cuts the rest
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ CLASSIFIER = HeadSpec(
     ("logits",),
     "texts+pairs",
     budget_metric="agreement",
+    reads_one_row=True,  # the pooler / features[:, 0]: export/last_row.py checks it in the graph before cutting
 )
 BASE = HeadSpec(
     "base",
