@@ -101,6 +101,10 @@ def test_reports(result, tmp_path):
     assert "each in a process of its own" in md and "this run's noise" in md
     assert "| ctranslate2 int8 | missing: not installed" in md
     assert "Targets" in md and ("✓" in md or "✗" in md)
+    # Which variant the runtime itself runs here, and why (the tests pin the manifest's: ONNXPIPE_TUNE=0).
+    choice = data["variant_choice"]
+    assert choice["variant"] == "int8" and f"The runtime runs int8 here: {choice['reason']}." in md
+    assert data["machine"]["isa"] is not None and "Machine: " in md
     for key in ("latency_plot", "throughput_plot", "accuracy_plot"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
