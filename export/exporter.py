@@ -415,7 +415,7 @@ def build_int8(
 
 
 def provenance(opts: Int8Options) -> dict:
-    return {"chosen_on": opts.chosen_on} if opts.chosen_on else {}
+    return {**({"chosen_on": opts.chosen_on} if opts.chosen_on else {}), **({} if opts.auto else {"auto": False})}
 
 
 def choose_default(variants: dict[str, dict]) -> str:
@@ -426,7 +426,9 @@ def choose_default(variants: dict[str, dict]) -> str:
         if v is None:
             continue
         invariance = v["validation"]["batch_invariance"]
-        recipe_ok = v.get("quantization", {}).get("batch_invariant", True)
+        recipe_ok = v.get("quantization", {}).get("batch_invariant", True) and v.get("quantization", {}).get(
+            "auto", True
+        )
         if recipe_ok and invariance["max_score_gap"] <= BATCH_MAX_GAP and invariance["label_flips"] == 0:
             return name
     return "fp32"

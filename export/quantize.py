@@ -62,6 +62,7 @@ class Int8Options:
     max_drop: float | None = None  # accuracy budget in points, measured on eval_data
     eval_data: str | Path | None = None
     chosen_on: str | None = None  # for the manifest: which data chose these settings (never the reporting split)
+    auto: bool = True  # False: the runtime runs this int8 graph only when named (it missed an accuracy bar)
 
 
 def canonical_mode(mode: str) -> str:

@@ -82,10 +82,16 @@ def candidates(artifact: Artifact) -> list[str]:
     out = []
     for name, v in artifact.variants.items():
         inv = v.get("validation", {}).get("batch_invariance", {})
-        recipe_ok = v.get("quantization", {}).get("batch_invariant", True)
+        recipe = v.get("quantization", {})
+        recipe_ok = recipe.get("batch_invariant", True) and recipe.get("auto", True)
         if recipe_ok and inv.get("label_flips", 0) == 0 and inv.get("max_score_gap", 0.0) <= BATCH_MAX_GAP:
             out.append(name)
     return out
+
+
+def opt_in(artifact: Artifact) -> list[str]:
+    """Variants the runtime runs only when named: their recipe missed the accuracy bar it was chosen against."""
+    return [n for n, v in artifact.variants.items() if v.get("quantization", {}).get("auto", True) is False]
 
 
 def is_exact(artifact: Artifact, name: str) -> bool:
@@ -169,12 +175,14 @@ def choose(
 ) -> Choice:
     """The variant to run on this machine: from the cache, else timed now (``retime``: always timed)."""
     names = candidates(artifact)
+    named_only = opt_in(artifact)
+    note = f"; {', '.join(named_only)} runs only when named (it missed the accuracy bar)" if named_only else ""
     desc = machine()
     where = f"{desc['cpu']} ({desc['isa']}), onnxruntime {desc['onnxruntime']}, {threads} threads"
     if not names:
         return Choice(artifact.default_variant, "the manifest's default: no variant is batch-invariant", {}, where)
     if len(names) == 1:
-        return Choice(names[0], "the only batch-invariant variant", {}, where)
+        return Choice(names[0], "the only batch-invariant variant" + note, {}, where)
     if os.environ.get(TUNE_ENV, "1") == "0" and not retime:
         return Choice(artifact.default_variant, f"the manifest's default ({TUNE_ENV}=0: not timed)", {}, where)
     path = cache_file(artifact, threads, cache or cache_dir())
@@ -185,7 +193,7 @@ def choose(
             pass  # unreadable: time again and overwrite it
     timings = (timer or measure)(artifact, names, threads)
     variant, reason = decide(timings, lambda n: is_exact(artifact, n))
-    choice = Choice(variant, f"timed on this machine: {reason}", timings, where)
+    choice = Choice(variant, f"timed on this machine: {reason}{note}", timings, where)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

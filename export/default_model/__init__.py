@@ -20,7 +20,8 @@ LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
 # v5: the last layer computes only the row the classifier reads (export/last_row.py).
 BUILD_RECIPE = "v5-static-int8-chosen-on-train-last-row"
 # The same for the sentence-embeddings default.
-EMBEDDINGS_RECIPE = "v2-static-int8-layernorm-apart-dequant-fused-x1"
+# v3: its int8 graph runs only when named (EMBEDDINGS_INT8 below).
+EMBEDDINGS_RECIPE = "v3-static-int8-opt-in"
 # Kept in float in the embeddings default's int8 graph: the node `onnxpipe export --max-drop 0.45 --eval` (400
 # SST-2 train texts) keeps first, the FFN output projection of layer 0. With it in float, the mean cosine to the
 # fp32 graph on the 872 SST-2 dev sentences is 0.99514 (0.99483 with every node int8; issue 7 asks >= 0.995).
@@ -43,4 +44,15 @@ DEFAULT_INT8 = Int8Options(
     ),
     chosen_on="SST-2 train: 5,000 whole sentences (seed 0), "
     "`python -m onnxpipe.export.default_model.recipe`; the bundled text calibrates",
+)
+
+# The embeddings default's int8 graph misses the bar issue 16 sets (worst cosine to fp32 >= 0.995 on unseen text)
+# with every recipe tried on SST-2 train (`recipe ... --max-float 8` on the embeddings artifact, 5,000 sentences):
+# the best worst cosine was 0.9713 with every node int8 (smoothing 0) and 0.9895 with 8 nodes in float (mean
+# 0.9968). So it is built as before but runs only when named (variant="int8"); unasked, the fused fp32 graph runs.
+EMBEDDINGS_INT8 = Int8Options(
+    exclude=EMBEDDINGS_FLOAT_NODES,
+    auto=False,
+    chosen_on="SST-2 train: 400 texts (the float node, by `--max-drop 0.45`); 5,000 sentences showed no recipe "
+    "reaching a worst cosine of 0.995, so it is opt-in",
 )

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from onnxpipe.artifact import sha256_file
 
 from ..exporter import ExportError
-from . import DEFAULT_INT8, DELTA_DIR, EMBEDDINGS_FLOAT_NODES
+from . import DEFAULT_INT8, DELTA_DIR, EMBEDDINGS_INT8
 from .base import base_model_dir, load_base_classifier
 
 PYTORCH_SUBDIR = "pytorch"
@@ -76,7 +76,6 @@ def build_default_embeddings(path: str | Path, log: Callable[[str], None] = prin
     """Export the packaged all-MiniLM-L6-v2 (sentence-transformers: mean pooling, normalised) with its fused
     and int8 variants to ``path``."""
     from onnxpipe.export.exporter import export
-    from onnxpipe.export.quantize import Int8Options
 
     base_dir = base_model_dir()
     source = {
@@ -90,7 +89,7 @@ def build_default_embeddings(path: str | Path, log: Callable[[str], None] = prin
         path,
         "sentence-embeddings",
         optimize=True,
-        quantize=Int8Options(exclude=EMBEDDINGS_FLOAT_NODES),
+        quantize=EMBEDDINGS_INT8,
         log=log,
         describe_source=source,
         overwrite=overwrite,
