@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 def embeddings_main(a: argparse.Namespace, texts: list[str], settings: harness.Settings, log) -> int:
     from . import embeddings
 
-    spec = embeddings.resolve(a.target, a.threads, log)
+    spec = embeddings.resolve(a.target, a.threads, log, a.out)
     result = embeddings.run(spec, texts, settings)
     paths = embeddings.write_all(result, a.out)
     print(paths["markdown"].read_text())

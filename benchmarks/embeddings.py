@@ -82,13 +82,21 @@ CONTENDERS = [
 BY_NAME = {c.name: c for c in CONTENDERS}
 
 
-def resolve(target: str | Path | None, threads: int, log) -> Spec:
-    """The embeddings artifact (the embedded default unless given) and the sentence-transformers folder."""
+def resolve(target: str | Path | None, threads: int, log, out_dir: Path | None = None) -> Spec:
+    """The embeddings artifact (the embedded default unless given) and the sentence-transformers folder; a
+    sentence-transformers folder (all-mpnet-base-v2, say) is exported first, fused and int8, into out_dir."""
     import onnxpipe
     from onnxpipe import tune
+    from onnxpipe.artifact import MANIFEST
     from onnxpipe.default import ensure_default
 
     artifact_dir = Path(target) if target else ensure_default("sentence-embeddings", log=log)
+    if target and not (artifact_dir / MANIFEST).is_file():
+        from onnxpipe.export import export
+
+        artifact_dir = Path(out_dir or ".") / "artifact"
+        if not (artifact_dir / MANIFEST).is_file():
+            export(target, artifact_dir, "sentence-embeddings", optimize=True, quantize="int8", log=log)
     artifact = onnxpipe.load_artifact(artifact_dir)
     choice = tune.choose(artifact, threads)  # the variant the runtime itself runs on this machine, and why
     log(f"the runtime runs {tune.describe(choice)}")

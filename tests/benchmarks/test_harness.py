@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+import onnxpipe
 from onnxpipe.bench import contenders, harness, machine, report
 
 TEXTS = [
@@ -116,3 +117,24 @@ def test_install_footprint_follows_requirements():
     heavy = machine.install_footprint(["transformers", "torch"])
     assert heavy["bytes"] > 3 * runtime["bytes"]
     assert machine.install_footprint(["no-such-package-xyz"])["missing"] == ["no-such-package-xyz"]
+
+
+def test_embeddings_bench_takes_a_sentence_transformers_folder(checkpoint, tmp_path):
+    """Issue 18: an MPNet sentence-transformers folder as the embeddings benchmark's TARGET is exported (fused,
+    int8) and compared with itself; its vectors are sentence-transformers' own."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules.transformer import Transformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+
+    from onnxpipe.bench import embeddings
+
+    word = Transformer(str(checkpoint("mpnet", "base")), max_seq_length=48)
+    SentenceTransformer(modules=[word, Pooling(32, pooling_mode="mean"), Normalize()]).save(str(tmp_path / "st"))
+    spec = embeddings.resolve(tmp_path / "st", 1, lambda m: None, tmp_path / "out")
+    assert spec.checkpoint == tmp_path / "st" and spec.artifact == tmp_path / "out" / "artifact"
+    art = onnxpipe.load_artifact(spec.artifact)
+    assert art.manifest.model_type == "mpnet" and set(art.variants) == {"fp32", "optimized", "int8"}
+    ours = onnxpipe.pipeline("sentence-embeddings", model=spec.artifact, variant=spec.best_variant)
+    theirs = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(TEXTS[:4])
+    cosine = np.sum(ours(TEXTS[:4]) * theirs, axis=1)
+    assert cosine.min() >= (0.99999 if spec.best_variant != "int8" else 0.9)
