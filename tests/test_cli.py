@@ -243,3 +243,25 @@ def test_spans_from_the_command_line(artifact, monkeypatch, capsys):
     assert main(["explain", "-m", str(qa), "--json", json.dumps(example)]) == 0
     out = capsys.readouterr().out
     assert "window 1/" in out and json.loads(out.strip().splitlines()[-1]) == onnxpipe.pipeline(model=qa)(example)
+
+
+def test_tune_times_every_candidate_and_caches_what_runs(artifact, tmp_path, monkeypatch, capsys):
+    """`onnxpipe tune -m ARTIFACT`: a line per batch-invariant variant, the choice and why; the next load reads
+    that choice from the cache (no wall time is asserted: which variant wins is this machine's business)."""
+    from onnxpipe import tune
+
+    path = artifact("bert", "single", optimize=True, quantize="int8")
+    monkeypatch.setenv("ONNXPIPE_CACHE", str(tmp_path))
+    assert main(["tune", "-m", str(path), "--threads", "1", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:4]] == ["fp32", "optimized", "int8"]
+    assert all("batch 1" in line and "batch 8" in line for line in out[1:4])
+    chosen = out[-1].split()[1].rstrip(":")
+    assert out[-1].startswith(f"runs {chosen}: timed on this machine:") and chosen in ("fp32", "optimized", "int8")
+    monkeypatch.delenv(tune.TUNE_ENV)
+
+    def timed_again(*args):
+        raise AssertionError("timed again although `onnxpipe tune` cached the choice")
+
+    monkeypatch.setattr(tune, "measure", timed_again)
+    assert onnxpipe.pipeline(model=path, threads=1).variant == chosen
