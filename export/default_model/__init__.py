@@ -8,7 +8,7 @@ packaged model exported as it is (:func:`onnxpipe.export.default_model.build.bui
 
 from pathlib import Path
 
-from ..quantize import Int8Options
+from onnxpipe.export.quantize import Int8Options
 
 DELTA_DIR = Path(__file__).resolve().parent / "minilm-sst2"
 LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
