@@ -12,6 +12,7 @@ times longer and rewrites it. ``ONNXPIPE_TUNE=0`` skips timing and takes the man
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -61,6 +62,7 @@ class Choice:
         return asdict(self)
 
 
+@functools.cache  # read once a process: every load's cache key and its report ask for it
 def machine() -> dict[str, str]:
     """What decides int8's worth: the CPU model and its vector ISA, and onnxruntime's kernels."""
     model, flags = platform.processor() or platform.machine(), set()

@@ -46,10 +46,40 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
+class Quantizer:
+    """An artifact's fused graph, its encoder and the bundled calibration feeds: one recipe row → an int8 graph.
+    Shared by this search and ``report_recipes`` so that both build each row the same way."""
+
+    def __init__(self, artifact: Path):
+        from onnxpipe import load_artifact
+        from onnxpipe.export.quantize import CALIBRATION_TEXTS, read_texts
+        from onnxpipe.tokenize import TextEncoder
+
+        self.artifact = load_artifact(artifact)
+        art = self.artifact
+        self.encoder = TextEncoder(artifact / "tokenizer.json", art.max_length, art.pad_id, art.pad_token)
+        calib, _, self.name = read_texts(None)
+        self.feeds = [self.encoder.collate([e]) for e in self.encoder.encode(calib[:CALIBRATION_TEXTS])]
+        self.src = artifact / "model_optimized.onnx"
+
+    def build(self, row: dict, dst: Path) -> Path:
+        from onnxpipe.export.quantize import quantize_graph
+
+        quantize_graph(
+            self.src,
+            dst,
+            feeds=self.feeds,
+            calibration_name=self.name,
+            alpha=row["alpha"] or None,
+            method=row["method"],
+            exclude=row.get("exclude", ()),
+        )
+        return dst
+
+
 def main(argv: list[str] | None = None) -> None:
-    from onnxpipe import load_artifact
     from onnxpipe.export.exporter import graph_logits
-    from onnxpipe.export.quantize import CALIBRATION_TEXTS, quantizable_nodes, quantize_graph, read_texts
+    from onnxpipe.export.quantize import quantizable_nodes
     from onnxpipe.tokenize import TextEncoder
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,12 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, help="write the table as JSON here")
     p.add_argument("--max-float", type=int, default=MAX_FLOAT, help=f"most nodes kept in float (default {MAX_FLOAT})")
     a = p.parse_args(argv)
-    art = load_artifact(a.artifact)
-    enc = TextEncoder(a.artifact / "tokenizer.json", art.max_length, art.pad_id, art.pad_token)
+    q = Quantizer(a.artifact)
+    art, enc, src = q.artifact, q.encoder, q.src
     texts = selection_set(a.data)
-    calib, _, name = read_texts(None)
-    feeds = [enc.collate([e]) for e in enc.encode(calib[:CALIBRATION_TEXTS])]
-    src = a.artifact / "model_optimized.onnx"
     # Sentence embeddings are scored by cosine to the fp32 graph's pooled vectors; classifiers by labels.
     pooling = art.manifest.embedding.pooling if art.manifest.embedding else None
     if pooling is not None and art.manifest.embedding and art.manifest.embedding.max_seq_length:
@@ -77,15 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         dst = Path(tmp) / "q.onnx"
 
         def run(c: dict, subset: list[str] = texts, reference: np.ndarray = ref) -> dict:
-            quantize_graph(
-                src,
-                dst,
-                feeds=feeds,
-                calibration_name=name,
-                alpha=c["alpha"] or None,
-                method=c["method"],
-                exclude=c.get("exclude", ()),
-            )
+            q.build(c, dst)
             got = outputs(graph_logits(dst, enc, subset, pooling=pooling))
             return {**c, **(cosines(got, reference) if pooling is not None else labels(got, reference))}
 

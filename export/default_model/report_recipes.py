@@ -15,24 +15,20 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> None:
-    from onnxpipe import load_artifact
     from onnxpipe.export.data import load_sst2
     from onnxpipe.export.exporter import graph_logits
-    from onnxpipe.export.quantize import CALIBRATION_TEXTS, quantize_graph, read_texts
-    from onnxpipe.tokenize import TextEncoder
+
+    from .recipe import Quantizer
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifact", type=Path)
     p.add_argument("table", type=Path, help="recipe.py's --out JSON")
     p.add_argument("--data", type=Path, required=True, help="folder holding SST-2 dev.tsv")
     a = p.parse_args(argv)
-    art = load_artifact(a.artifact)
-    enc = TextEncoder(a.artifact / "tokenizer.json", art.max_length, art.pad_id, art.pad_token)
+    q = Quantizer(a.artifact)
+    enc, src = q.encoder, q.src
     texts, labels = load_sst2(a.data, "dev")
     y = np.array(labels)
-    calib, _, name = read_texts(None)
-    feeds = [enc.collate([e]) for e in enc.encode(calib[:CALIBRATION_TEXTS])]
-    src = a.artifact / "model_optimized.onnx"
     ref = graph_logits(src, enc, texts).argmax(-1)
     print(f"| recipe | train agreement | dev accuracy (fp32 {100 * np.mean(ref == y):.2f}%) | dev agreement |")
     print("|---|--:|--:|--:|")
@@ -40,15 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         dst = Path(tmp) / "q.onnx"
         for row in json.loads(a.table.read_text())["rows"]:
             exclude = row.get("exclude", [])
-            quantize_graph(
-                src,
-                dst,
-                feeds=feeds,
-                calibration_name=name,
-                alpha=row["alpha"] or None,
-                method=row["method"],
-                exclude=exclude,
-            )
+            q.build(row, dst)
             got = graph_logits(dst, enc, texts).argmax(-1)
             what = f"smoothing {row['alpha']}, {row['method']}" + (f", {len(exclude)} in float" if exclude else "")
             print(
