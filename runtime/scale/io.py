@@ -40,8 +40,10 @@ def format_of(path: Path) -> str:
     return fmt
 
 
-def read_chunks(path: Path, rows: int, column: str) -> Iterator[pa.Table]:
-    """Tables of exactly ``rows`` rows (the last may be shorter), in file order."""
+def read_chunks(path: Path, rows: int, column: str | tuple[str, ...]) -> Iterator[pa.Table]:
+    """Tables of exactly ``rows`` rows (the last may be shorter), in file order; ``column``: the text
+    column(s), which a row must hold as text."""
+    column = (column,) if isinstance(column, str) else column
     fmt = format_of(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such input file")
@@ -61,7 +63,7 @@ def read_chunks(path: Path, rows: int, column: str) -> Iterator[pa.Table]:
         yield pa.concat_tables(pending, promote_options="permissive")
 
 
-def _jsonl_batches(path: Path, rows: int, column: str) -> Iterator[pa.Table]:
+def _jsonl_batches(path: Path, rows: int, column: tuple[str, ...]) -> Iterator[pa.Table]:
     records: list[dict[str, Any]] = []
     with path.open("rb") as f:
         for number, raw in enumerate(f, 1):
@@ -73,7 +75,7 @@ def _jsonl_batches(path: Path, rows: int, column: str) -> Iterator[pa.Table]:
         yield _table(records)
 
 
-def _json_record(number: int, raw: bytes, column: str) -> dict[str, Any]:
+def _json_record(number: int, raw: bytes, columns: tuple[str, ...]) -> dict[str, Any]:
     try:
         record = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
@@ -81,14 +83,16 @@ def _json_record(number: int, raw: bytes, column: str) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         return {BAD_INPUT: f"row {number}: {not_json(e)}"}
     if not isinstance(record, dict):
-        return {BAD_INPUT: f"row {number}: a JSON {type(record).__name__}, not an object with a {column!r} field"}
-    value = record.get(column)
-    if value is not None and not isinstance(value, str):
-        return {
-            **record,
-            column: json.dumps(value, ensure_ascii=False),  # kept, as its JSON text
-            BAD_INPUT: f"row {number}: column {column!r} holds a {type(value).__name__}, not text",
-        }
+        fields = " and ".join(repr(c) for c in columns)
+        return {BAD_INPUT: f"row {number}: a JSON {type(record).__name__}, not an object with a {fields} field"}
+    for column in columns:
+        value = record.get(column)
+        if value is not None and not isinstance(value, str):
+            return {
+                **record,
+                column: json.dumps(value, ensure_ascii=False),  # kept, as its JSON text
+                BAD_INPUT: f"row {number}: column {column!r} holds a {type(value).__name__}, not text",
+            }
     return record
 
 
@@ -109,12 +113,12 @@ def _table(records: list[dict[str, Any]]) -> pa.Table:
     return pa.table(columns)
 
 
-def _csv_batches(path: Path, rows: int, column: str) -> Iterator[pa.RecordBatch]:
+def _csv_batches(path: Path, rows: int, column: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
     import pyarrow.csv as pacsv
 
     with path.open("rb") as f:
         header = next(pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=1 << 16))).schema.names
-    types = {name: pa.binary() if name == column else pa.string() for name in header}
+    types = {name: pa.binary() if name in column else pa.string() for name in header}
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=1 << 22),
@@ -123,7 +127,7 @@ def _csv_batches(path: Path, rows: int, column: str) -> Iterator[pa.RecordBatch]
     yield from reader
 
 
-def _parquet_batches(path: Path, rows: int, column: str) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(path: Path, rows: int, column: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
 
     yield from pq.ParquetFile(path).iter_batches(batch_size=rows)

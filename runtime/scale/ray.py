@@ -21,7 +21,9 @@ from typing import Any
 import pyarrow as pa
 
 from .io import format_of, merge_parts, write_table
-from .score import Summary, write_atomic, add_results
+from .results import Inputs, add_results, result_columns
+from .columns import check_format
+from .score import CHUNK_ROWS, Summary, write_atomic
 
 
 class PipelineActor:
@@ -31,20 +33,20 @@ class PipelineActor:
         self,
         model: str,
         task: str | None,
-        column: str,
+        inputs: Inputs,
         prefix: str,
         variant: str | None,
         threads: int,
-        batch_size: int,
+        batch_size: int | None,
         params: dict[str, Any],
     ):
         from .. import pipeline
 
         self.pipe = pipeline(task, model=model, variant=variant, threads=threads, batch_size=batch_size)
-        self.column, self.prefix, self.params = column, prefix, params
+        self.inputs, self.prefix, self.params = inputs, prefix, params
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return add_results(batch, self.pipe, self.column, self.prefix, **self.params)[0]
+        return add_results(batch, self.pipe, self.inputs, self.prefix, **self.params)[0]
 
 
 def plan(cpus: int, threads: int | None = None) -> tuple[int, int, int]:
@@ -64,41 +66,45 @@ def map_pipeline(
     dataset: Any,
     model: str | Path,
     task: str | None = None,
-    column: str = "text",
+    column: str | Inputs = "text",
     *,
     prefix: str = "",
     variant: str | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
+    rows_per_call: int = 256,
     concurrency: int | None = None,
     num_cpus: int | None = None,
     **params: Any,
 ) -> Any:
-    """``dataset`` with the pipeline's result columns added (label / score / error for classification)."""
+    """``dataset`` with the pipeline's result columns and ``error`` added, as ``onnxpipe score`` writes them
+    for the task (``params``: the call's parameters). ``batch_size``: texts per graph run (the pipeline's,
+    default 32); ``rows_per_call``: rows handed to an actor at a time."""
     import ray
 
     cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
     actors, threads, reserve = plan(cpus, num_cpus)
+    inputs = Inputs(column) if isinstance(column, str) else column
     return dataset.map_batches(
         PipelineActor,
         batch_format="pyarrow",
-        batch_size=batch_size,
-        concurrency=concurrency or actors,
+        batch_size=rows_per_call,
+        compute=ray.data.ActorPoolStrategy(size=concurrency or actors),
         num_cpus=reserve,
         fn_constructor_kwargs={
             "model": str(Path(model).resolve()),
             "task": task,
-            "column": column,
+            "inputs": inputs,
             "prefix": prefix,
             "variant": variant,
             "threads": threads,
-            "batch_size": 32,
+            "batch_size": batch_size,
             "params": params,
         },
     )
 
 
-def read(path: Path, column: str) -> Any:
-    """A Ray dataset of ``path``, read as the local engine reads it (CSV cells as text, the text column as
+def read(path: Path, columns: tuple[str, ...]) -> Any:
+    """A Ray dataset of ``path``, read as the local engine reads it (CSV cells as text, the text columns as
     bytes so each row decodes on its own)."""
     import ray
 
@@ -110,7 +116,7 @@ def read(path: Path, column: str) -> Any:
 
         with path.open("rb") as f:
             header = next(pacsv.open_csv(f)).schema.names
-        types = {n: pa.binary() if n == column else pa.string() for n in header}
+        types = {n: pa.binary() if n in columns else pa.string() for n in header}
         return ray.data.read_csv(
             str(path), convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False)
         )
@@ -122,20 +128,34 @@ def score_ray(
     output_path: Path,
     model: str | Path,
     task: str | None = None,
-    column: str = "text",
+    column: str | Inputs = "text",
     prefix: str = "",
     variant: str | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     address: str | None = None,
     num_cpus: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: bool = True,
+    params: dict[str, Any] | None = None,
 ) -> Summary:
-    """Read, score on actors and write one OUTPUT file in input order. Local Ray unless ``address``."""
+    """Read, score on actors and write one OUTPUT file in input order. Local Ray unless ``address``.
+
+    Not resumable: a run killed part way leaves OUTPUT as it was (written by an atomic rename at the end),
+    and the same command run again writes it whole."""
     import ray
 
+    from .. import load_artifact
+    from ..tasks import canonical_task
+
     input_path, output_path = Path(input_path), Path(output_path)
+    inputs = Inputs(column) if isinstance(column, str) else column
+    params = dict(params or {})
     fmt = format_of(output_path)
     if not input_path.is_file():
         raise FileNotFoundError(f"{input_path}: no such input file")
+    name = canonical_task(task) if task else load_artifact(model).task
+    inputs.check(name, params)
+    check_format(fmt, result_columns(name, prefix, params)[0], name)
     start = time.perf_counter()
     started_here = not ray.is_initialized()
     if started_here:
@@ -147,17 +167,28 @@ def score_ray(
             configure_logging=False,
         )
     try:
-        ray.data.DataContext.get_current().execution_options.preserve_order = True  # rows in input order
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # rows in input order
+        context.enable_progress_bars = progress
         scored = map_pipeline(
-            read(input_path, column), model, task, column, prefix=prefix, variant=variant, batch_size=batch_size
+            read(input_path, inputs.names),
+            model,
+            task,
+            inputs,
+            prefix=prefix,
+            variant=variant,
+            batch_size=batch_size,
+            rows_per_call=chunk_rows,
+            num_cpus=num_cpus,
+            **params,
         )
         rows = errors = 0
         parts: list[Path] = []
         work = output_path.with_name(f".{output_path.name}.ray-parts")
-        work.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)  # a killed run's parts: this run writes them all again
+        work.mkdir(parents=True)
         try:
-            for i, table in enumerate(scored.iter_batches(batch_format="pyarrow", batch_size=4096)):
+            for i, table in enumerate(scored.iter_batches(batch_format="pyarrow", batch_size=chunk_rows)):
                 part = work / f"part-{i:06d}{output_path.suffix}"
                 write_table(table, part, fmt)
                 parts.append(part)

@@ -22,9 +22,10 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from ..pipeline import Pipeline, call_each
-from ..stream import not_utf8
-from .io import BAD_INPUT, count_rows, format_of, merge_parts, read_chunks, write_table
+from ..pipeline import Pipeline
+from .columns import check_format
+from .io import count_rows, format_of, merge_parts, read_chunks, write_table
+from .results import Inputs, add_results, result_columns
 
 CHUNK_ROWS = 4096
 JOB = "job.json"
@@ -42,111 +43,28 @@ class Summary:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
-def result_columns(task: str, prefix: str) -> tuple[str, ...]:
-    """The columns ``score`` adds for ``task`` (its registry entry's result fields) and the error column."""
-    from ..tasks import TASKS
-
-    fields = [name for name, _ in TASKS[task].score_columns]
-    if not fields:
-        scored = ", ".join(name for name, spec in TASKS.items() if spec.score_columns)
-        raise ValueError(f"onnxpipe score has no result columns for task {task!r} yet (it scores {scored})")
-    return tuple(prefix + c for c in (*fields, "error"))
-
-
-def add_results(
-    table: pa.Table,
-    pipe: Pipeline[Any, Any, Any],
-    column: str,
-    prefix: str = "",
-    first_row: int | None = None,
-    **params: Any,
-) -> tuple[pa.Table, list[str]]:
-    """``table`` with the text column decoded and label / score / error columns appended, plus the
-    error messages. ``first_row`` (1-based) numbers rows in messages; None (Ray) leaves numbers out."""
-    from ..tasks import TASKS
-
-    *result_cols, error_col = result_columns(pipe.task, prefix)
-    types = dict(TASKS[pipe.task].score_columns)
-    fields = list(types)
-    clash = [c for c in (*result_cols, error_col) if c in table.column_names]
-    if clash:
-        raise ValueError(
-            f"the input already has column(s) {', '.join(clash)}: pass --prefix (e.g. --prefix pred_) "
-            "to name the result columns apart"
-        )
-    n = table.num_rows
-    values = table.column(column).to_pylist() if column in table.column_names else [None] * n
-    notes = table.column(BAD_INPUT).to_pylist() if BAD_INPUT in table.column_names else [None] * n
-
-    def where(i: int) -> str:
-        return f"row {first_row + i}" if first_row is not None else "a row"
-
-    texts: list[str | None] = []  # what is scored: None for a row that cannot be
-    shown: list[str | None] = []  # what the output's text column holds: the input as given, error rows too
-    errors: list[str | None] = []
-    for i, (value, note) in enumerate(zip(values, notes)):
-        text, error = _text_of(value, note, column, where(i))
-        texts.append(text)
-        shown.append(_as_text(value))
-        errors.append(error)
-    good = [i for i, t in enumerate(texts) if t is not None]
-    columns: dict[str, list[Any]] = {f: [None] * n for f in fields}
-    for i, result in zip(good, call_each(pipe, [texts[i] for i in good], **params)):
-        if isinstance(result, Exception):
-            errors[i] = f"{where(i)}: {result}"
-        else:
-            for f in fields:
-                columns[f][i] = result[f]
-    if BAD_INPUT in table.column_names:
-        table = table.drop_columns([BAD_INPUT])
-    if column in table.column_names:  # CSV text arrives as bytes, decoded per row above
-        table = table.set_column(table.column_names.index(column), column, pa.array(shown, pa.string()))
-    for name, f in zip(result_cols, fields):  # typed, so that a chunk of errors only has the same schema
-        table = table.append_column(name, pa.array(columns[f], pa.type_for_alias(types[f])))
-    table = table.append_column(error_col, pa.array(errors, pa.string()))
-    return table, [e for e in errors if e is not None]
-
-
-def _text_of(value: Any, note: str | None, column: str, where: str) -> tuple[str | None, str | None]:
-    if note is not None:
-        return None, note
-    if value is None:
-        return None, f"{where}: no text in column {column!r}"
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError as e:
-            return None, f"{where}: column {column!r} is {not_utf8(value, e)}"
-    if not isinstance(value, str):
-        return None, f"{where}: column {column!r} holds a {type(value).__name__}, not text"
-    if not value.strip():  # the model would score it all the same (POSITIVE 0.83 on the default): no answer
-        return None, f"{where}: column {column!r} is {'empty' if not value else 'only white space'}: no text to score"
-    return value, None
-
-
-def _as_text(value: Any) -> str | None:
-    """The input cell as text for the output: decoded (undecodable bytes replaced), or a number's own digits."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 def score_local(
     input_path: Path,
     output_path: Path,
     pipe: Pipeline[Any, Any, Any],
-    column: str = "text",
+    column: str | Inputs = "text",
     prefix: str = "",
     chunk_rows: int = CHUNK_ROWS,
     model_id: str = "",
     progress: bool = True,
     warn: Callable[[str], None] = lambda m: print(f"onnxpipe: {m}", file=sys.stderr),
+    params: dict[str, Any] | None = None,
+    scorer: Callable[[pa.Table, int], tuple[pa.Table, list[str]]] | None = None,
 ) -> Summary:
+    """Score ``input_path`` into ``output_path`` with ``pipe`` called with ``params``, resumably.
+    ``scorer(chunk, first_row)`` replaces the in-process step (the Spark engine scores chunks on Spark)."""
     input_path, output_path = Path(input_path), Path(output_path)
+    inputs = Inputs(column) if isinstance(column, str) else column
+    params = dict(params or {})
     fmt = format_of(output_path)
     format_of(input_path)
+    inputs.check(pipe.task, params)
+    check_format(fmt, result_columns(pipe.task, prefix, {**pipe.defaults, **params})[0], pipe.task)
     if not input_path.is_file():
         raise FileNotFoundError(f"{input_path}: no such input file")
     if output_path.resolve() == input_path.resolve():
@@ -158,13 +76,21 @@ def score_local(
             "model": model_id,
             "variant": pipe.variant,
             "task": pipe.task,
-            "column": column,
+            "column": inputs.text,
+            **({"pair_column": inputs.pair} if inputs.pair else {}),
+            **({"question_column": inputs.question} if inputs.question else {}),
+            **({"params": params} if params else {}),
             "prefix": prefix,
             "chunk_rows": chunk_rows,
         },
     )
+    if scorer is None:
+
+        def scorer(chunk: pa.Table, first_row: int) -> tuple[pa.Table, list[str]]:
+            return add_results(chunk, pipe, inputs, prefix, first_row, **params)
+
     try:
-        return _run(input_path, output_path, pipe, column, prefix, chunk_rows, fmt, parts, progress, warn)
+        return _run(input_path, output_path, inputs.names, scorer, chunk_rows, fmt, parts, progress, warn)
     except BaseException:
         if not any(parts.glob("part-*")):  # nothing committed: leave no folder that pins the settings
             shutil.rmtree(parts, ignore_errors=True)
@@ -174,9 +100,8 @@ def score_local(
 def _run(
     input_path: Path,
     output_path: Path,
-    pipe: Pipeline[Any, Any, Any],
-    column: str,
-    prefix: str,
+    columns: tuple[str, ...],
+    scorer: Callable[[pa.Table, int], tuple[pa.Table, list[str]]],
     chunk_rows: int,
     fmt: str,
     parts: Path,
@@ -185,13 +110,13 @@ def _run(
 ) -> Summary:
     bar = _progress(count_rows(input_path), progress)
     start, rows, resumed = time.perf_counter(), 0, 0
-    for index, chunk in enumerate(read_chunks(input_path, chunk_rows, column)):
+    for index, chunk in enumerate(read_chunks(input_path, chunk_rows, columns)):
         part = parts / f"part-{index:06d}{output_path.suffix}"
         meta = parts / f"part-{index:06d}.json"
         if part.is_file() and meta.is_file():  # committed by an earlier run
             resumed += 1
         else:
-            table, messages = add_results(chunk, pipe, column, prefix, first_row=index * chunk_rows + 1)
+            table, messages = scorer(chunk, index * chunk_rows + 1)
             for message in messages:
                 warn(message)
             record = json.dumps({"rows": table.num_rows, "errors": messages})

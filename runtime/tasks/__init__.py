@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from collections.abc import Callable
 
 from ..pipeline import Pipeline
 from .feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
 from .fill_mask import FillMaskPipeline
 from .question_answering import QuestionAnsweringPipeline
+from . import score_columns as columns
 from .text_classification import TextClassificationPipeline
 from .token_classification import TokenClassificationPipeline
 from .zero_shot import ZeroShotClassificationPipeline
@@ -44,8 +46,10 @@ class TaskSpec:
     pipeline: type[Pipeline[Any, Any, Any]]
     head: HeadSpec
     default_model: str | None = None  # the embedded default built on first use (onnxpipe.default)
-    # result fields `onnxpipe score` writes as columns, with their Arrow types (none: not scored)
-    score_columns: tuple[tuple[str, str], ...] = ()
+    # the columns `onnxpipe score` writes for a call's parameters (score_columns.py), and what a row gives
+    # the call: "text", "text+pair" (an optional second text) or "question+context"
+    score_columns: Callable[[dict[str, Any]], tuple[columns.ScoreColumn, ...]] | None = None
+    score_inputs: str = "text"
     bench: str | None = None  # the benchmark module whose contenders run this task
 
     @property
@@ -99,21 +103,47 @@ SPECS = (
         TextClassificationPipeline,
         CLASSIFIER,
         default_model="minilm-sst2",
-        score_columns=(("label", "string"), ("score", "double")),
+        score_columns=columns.text_classification,
+        score_inputs="text+pair",
         bench="onnxpipe.bench.contenders",
     ),
-    TaskSpec("zero-shot-classification", ZeroShotClassificationPipeline, CLASSIFIER),
-    TaskSpec("feature-extraction", FeatureExtractionPipeline, BASE, default_model="all-minilm-l6-v2"),
+    TaskSpec(
+        "zero-shot-classification",
+        ZeroShotClassificationPipeline,
+        CLASSIFIER,
+        score_columns=columns.zero_shot_classification,
+    ),
+    TaskSpec(
+        "feature-extraction",
+        FeatureExtractionPipeline,
+        BASE,
+        default_model="all-minilm-l6-v2",
+        score_columns=columns.feature_extraction,
+    ),
     TaskSpec(
         "sentence-embeddings",
         SentenceEmbeddingsPipeline,
         BASE,
         default_model="all-minilm-l6-v2",
+        score_columns=columns.sentence_embeddings,
         bench="onnxpipe.bench.embeddings",
     ),
-    TaskSpec("fill-mask", FillMaskPipeline, MASKED_LM),
-    TaskSpec("token-classification", TokenClassificationPipeline, TOKENS, bench="onnxpipe.bench.spans"),
-    TaskSpec("question-answering", QuestionAnsweringPipeline, SPANS, bench="onnxpipe.bench.spans"),
+    TaskSpec("fill-mask", FillMaskPipeline, MASKED_LM, score_columns=columns.fill_mask),
+    TaskSpec(
+        "token-classification",
+        TokenClassificationPipeline,
+        TOKENS,
+        score_columns=columns.token_classification,
+        bench="onnxpipe.bench.spans",
+    ),
+    TaskSpec(
+        "question-answering",
+        QuestionAnsweringPipeline,
+        SPANS,
+        score_columns=columns.question_answering,
+        score_inputs="question+context",
+        bench="onnxpipe.bench.spans",
+    ),
 )
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in SPECS}
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}

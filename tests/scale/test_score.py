@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -208,11 +207,9 @@ def test_resume_refuses_a_different_job(art, tmp_path):
         score_local(tmp_path / "in.csv", tmp_path / "out.csv", pipe, model_id=str(art), progress=False)
 
 
-def test_ray_engine_equals_local(art, tmp_path):
-    pytest.importorskip("ray")
+def test_ray_engine_equals_local(art, tmp_path, ray_session):
     table = pa.table({"id": [str(i) for i in range(60)], "text": [f"{TEXTS[i % 7]} {i}" for i in range(60)]})
     write(tmp_path / "in.csv", table)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     assert (
         main(["score", str(tmp_path / "in.csv"), str(tmp_path / "local.parquet"), "-m", str(art), "--no-progress"]) == 0
     )
@@ -228,6 +225,11 @@ def test_ray_engine_equals_local(art, tmp_path):
                 "ray",
                 "--threads",
                 "2",
+                "--batch-size",
+                "4",
+                "--chunk-rows",
+                "16",
+                "--no-progress",
             ]
         )
         == 0
