@@ -94,6 +94,7 @@ def export(
     log: Log | None = None,
     describe_source: dict | None = None,
     one_row: bool = True,
+    matryoshka_dims: tuple[int, ...] = (),
 ) -> Path:
     """Export ``source`` (hub id or local checkpoint folder) into the artifact folder ``outdir``.
 
@@ -101,6 +102,7 @@ def export(
     that built it themselves (the default model: base package + delta).
     quantize: a mode ("int8" = "static", "dynamic", "dynamic-per-tensor", "blockwise8") or Int8Options.
     one_row: with ``optimize``, heads that read one position get the last-layer cut (:mod:`.last_row`).
+    matryoshka_dims: sentence embeddings' sizes the model was trained to be cut to (recorded in the manifest).
     """
     log = log or (lambda msg: None)
     task = canonical_task(task)
@@ -131,7 +133,15 @@ def export(
         log(f"{source}'s tokenizer has no pad token: the artifact runs one input at a time (batch_size 1)")
     if spec.head.needs_mask_token and tokenizer.mask_token is None:
         raise ExportError(f"{source}'s tokenizer has no mask token, so fill-mask cannot run")
-    embedding = sentence_transformers_config(source, revision, max_length) if spec.head.sentence_transformers else None
+    embedding = (
+        sentence_transformers_config(
+            source, revision, max_length, matryoshka_dims, sparse=spec.head.name.startswith("sparse")
+        )
+        if spec.head.sentence_transformers
+        else None
+    )
+    if matryoshka_dims and embedding is None:
+        raise ValueError(f"--matryoshka-dims is for sentence embeddings; {task} exports no embedding")
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.partial-", dir=outdir.parent))

@@ -139,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --optimize, keep every row of a classifier's last layer (by default it computes only the row "
         "its head reads: the same answer, less work)",
     )
+    p.add_argument(
+        "--matryoshka-dims",
+        type=lambda v: tuple(positive_int(d) for d in v.split(",")),
+        default=(),
+        metavar="N,N,...",
+        help="sentence embeddings: the sizes the model was trained to be cut to, e.g. 768,512,256 (recorded in "
+        "the manifest; OpenAI's `dimensions` is honoured for these)",
+    )
     q = p.add_argument_group("int8 (model_quantized.onnx)")
     q.add_argument(
         "--quantize",
@@ -387,6 +395,7 @@ def cmd_export(a: argparse.Namespace) -> int:
             optimize=a.optimize,
             quantize=int8,
             one_row=not a.whole_last_layer,
+            matryoshka_dims=a.matryoshka_dims,
             revision=a.revision,
             opset=a.opset,
             overwrite=a.overwrite,

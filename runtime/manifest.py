@@ -93,6 +93,10 @@ class EmbeddingInfo:
     max_seq_length: int | None = None
     dimension: int | None = None
     source: str = "default"  # written as "from": where these settings were read
+    matryoshka_dims: list[int] = field(default_factory=list)  # sizes it was trained to be cut to (export's word)
+    # int8/uint8 ranges ([mins, maxs]) from the export's calibration corpus, keyed "unit:<dims>" / "raw:<dims>"
+    int8_ranges: dict[str, list[list[float]]] = field(default_factory=dict)
+    calibration: str | None = None  # the corpus the ranges were computed on
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EmbeddingInfo:

@@ -80,6 +80,30 @@ def parity(artifact, checkpoint):
     return make
 
 
+@pytest.fixture(scope="session")
+def st_matryoshka(checkpoint, tmp_path_factory):
+    """(folder, artifact) of a tiny sentence-transformers model (BERT, mean pooling, Normalize, max_seq_length 16),
+    exported with --matryoshka-dims 16,8: the embeddings options' tests (tests/*/test_embeddings_*.py)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules.transformer import Transformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+
+    from onnxpipe.export import export
+
+    tmp = tmp_path_factory.mktemp("st-matryoshka")
+    word = Transformer(str(checkpoint("bert", "base")), max_seq_length=16)
+    SentenceTransformer(modules=[word, Pooling(32, pooling_mode="mean"), Normalize()]).save(str(tmp / "st"))
+    return tmp / "st", export(tmp / "st", tmp / "art", "sentence-embeddings", matryoshka_dims=(16, 8))
+
+
+@pytest.fixture(scope="session")
+def splade_distilbert(checkpoint, tmp_path_factory):
+    """A plain tiny DistilBERT MLM checkpoint exported for sparse-embeddings (SPLADE max pooling, ReLU)."""
+    from onnxpipe.export import export
+
+    return export(checkpoint("distilbert", "mlm"), tmp_path_factory.mktemp("splade") / "art", "sparse-embeddings")
+
+
 # -- the real defaults: the packaged MiniLM encoder (plus the committed delta for sentiment) --------------
 # Files the default sentiment model's build opened, recorded by an audit hook while it builds: the build must
 # read no SST-2 file (its int8 recipe was chosen on train and is reported on dev, never chosen there).

@@ -18,7 +18,14 @@ from ..pipeline import Pipeline
 from ..tasks import TASKS
 from ..tasks.score_columns import ScoreColumn, Type
 
-PRIMITIVES = {"string": pa.string(), "float64": pa.float64(), "float32": pa.float32(), "int64": pa.int64()}
+PRIMITIVES = {
+    "string": pa.string(),
+    "float64": pa.float64(),
+    "float32": pa.float32(),
+    "int64": pa.int64(),
+    "int8": pa.int8(),  # embeddings' precision int8 / binary (packed bits)
+    "uint8": pa.uint8(),  # uint8 / ubinary
+}
 _widths: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 

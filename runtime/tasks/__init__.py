@@ -17,6 +17,7 @@ from ..pipeline import Pipeline
 from .feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
 from .fill_mask import FillMaskPipeline
 from .question_answering import QuestionAnsweringPipeline
+from .sparse_embeddings import SparseEmbeddingsPipeline
 from . import score_columns as columns
 from .text_classification import TextClassificationPipeline
 from .token_classification import TokenClassificationPipeline
@@ -86,6 +87,10 @@ BASE = HeadSpec(
 MASKED_LM = HeadSpec(
     "masked-lm", "AutoModelForMaskedLM", "fill-mask", ("logits",), "texts+masks", needs_mask_token=True
 )
+# SPLADE: the masked-LM logits, pooled at runtime; its own head, since the export reads the SpladePooling module
+SPARSE = HeadSpec(
+    "sparse-masked-lm", "AutoModelForMaskedLM", "fill-mask", ("logits",), "texts", sentence_transformers=True
+)
 TOKENS = HeadSpec(
     "token-classification", "AutoModelForTokenClassification", "token-classification", ("logits",), "texts"
 )
@@ -144,6 +149,7 @@ SPECS = (
         score_inputs="question+context",
         bench="onnxpipe.bench.spans",
     ),
+    TaskSpec("sparse-embeddings", SparseEmbeddingsPipeline, SPARSE),
 )
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in SPECS}
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}

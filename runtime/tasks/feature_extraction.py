@@ -6,6 +6,9 @@ numpy array of shape ``(1, tokens, hidden)``), one per text for a list, as trans
 ``pipeline("sentence-embeddings")(texts)`` → numpy ``(n, dim)`` float32, ``(dim,)`` for one text, as
 ``SentenceTransformer.encode`` returns them; pooling, normalisation, prompts and the length limit come
 from the manifest, which the exporter read from the model's ``modules.json`` and module configs.
+``truncate_dim``, ``normalize`` and ``precision`` (int8 / uint8 / binary / ubinary arrays) act as in
+``SentenceTransformer.encode`` (:mod:`.embedding_options`); ``long="chunk"`` embeds text past the limit by
+overlapping windows pooled into one vector.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ..inputs import check_texts, truncation_params
 from ..arrays import Array, Outputs
 from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
+from .embedding_options import Finish, check_long, finish_options, output_shape, weighted_mean
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 
@@ -92,7 +96,10 @@ class FeatureExtractionPipeline(Pipeline[str, Any, Any]):  # nested lists, or ar
         return rows if return_tensors else [row.tolist() for row in rows]
 
 
-class SentenceEmbeddingsPipeline(Pipeline[str, Array, Array]):
+Window = tuple[Array, int]  # one window's pooled vector and its count of non-special tokens
+
+
+class SentenceEmbeddingsPipeline(Pipeline[str, Window, Array]):
     task = "sentence-embeddings"
     result_key = "embedding"
 
@@ -118,6 +125,11 @@ class SentenceEmbeddingsPipeline(Pipeline[str, Array, Array]):
         prompt: str | None = None,
         max_length: int | None = None,
         truncation: bool | str | None = None,
+        truncate_dim: int | None = None,
+        precision: str | None = None,
+        ranges: Any = None,
+        long: str | None = None,
+        stride: int | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         prompts = self.config.prompts
         if prompt is None:
@@ -135,26 +147,58 @@ class SentenceEmbeddingsPipeline(Pipeline[str, Array, Array]):
                 "this model pools without its prompt tokens (include_prompt false), which onnxpipe "
                 "does not reproduce yet; pass the text without a prompt"
             )
-        if normalize is None:
-            normalize = self.config.normalize
+        finish = finish_options(self.config, normalize, truncate_dim, precision, ranges)
         # sentence-transformers truncates at the model's max_seq_length, which may be below the position limit.
         limit = max_length if max_length is not None else self.config.max_seq_length
         pre = truncation_params(truncation, limit)
-        return {"prompt": prompt, **pre}, {"normalize": bool(normalize)}
+        window = min(limit or self.encoder.max_length, self.encoder.max_length)
+        chunk = check_long(long, stride, window)
+        if chunk:  # every window at the length a text is cut at, however truncation was asked
+            pre = {"max_length": window, "strategy": "longest_first", **chunk}
+        return {"prompt": prompt, **pre}, {"finish": finish}
 
-    def preprocess(self, items: list[str], prompt: str = "", **params: Any) -> list[Feature]:
+    def preprocess(
+        self, items: list[str], prompt: str = "", long: str = "truncate", stride: int = 0, **params: Any
+    ) -> list[Feature]:
         texts = [prompt + t for t in items] if prompt else items
-        return super().preprocess(texts, **params)
+        if long != "chunk":
+            return super().preprocess(texts, **params)
+        features = []
+        for i, e in enumerate(self.encode(texts, stride=stride, **params)):
+            # The prompt, if any, is part of the text: in the first window only.
+            for w in [e, *e.overflowing]:
+                features.append(Feature(w, i, len(w), context=w.special_tokens_mask.count(0)))
+        return features
 
-    def postprocess(self, features: list[Feature], outputs: Outputs, normalize: bool) -> list[Any]:
-        vectors = [pool(row, self.config.pooling) for row in hidden_rows(features, outputs)]
-        if normalize:  # torch.nn.functional.normalize: v / max(‖v‖, 1e-12)
-            vectors = [v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors]
-        return vectors
+    def postprocess(self, features: list[Feature], outputs: Outputs, finish: Finish) -> list[Window]:
+        # Pooled, not normalised: a long document's windows are averaged first (aggregate finishes each input).
+        rows = hidden_rows(features, outputs)
+        return [(pool(row, self.config.pooling), f.context or 1) for row, f in zip(rows, features)]
+
+    def aggregate(self, item: str, values: list[Window], finish: Finish) -> Array:
+        return finish.apply(weighted_mean([v for v, _ in values], [w for _, w in values]))
+
+    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]) -> list[str]:
+        if len(features) < 2:
+            return []
+        return [
+            f"window {j + 1}/{len(features)}: characters {min(a for a, b in offsets)}–{max(b for a, b in offsets)}, "
+            f"weight {f.context} (tokens besides the special ones)"
+            for j, f in enumerate(features)
+            for offsets in [
+                [o for o, m in zip(f.encoding.offsets, f.encoding.special_tokens_mask) if not m] or [(0, 0)]
+            ]
+        ] + ["the input's vector: the windows' mean weighted so, before normalisation"]
+
+    def describe_postprocess(self, params: dict[str, Any]) -> str:
+        finish: Finish = params["finish"]
+        return finish.describe()
 
     def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
         if single:
             return results[0]
         if not results:
-            return np.zeros((0, self.dimension or 0), dtype=np.float32)
-        return np.stack(results).astype(np.float32, copy=False)
+            call = {**self.defaults, **params}
+            width, dtype = output_shape(self.dimension, call.get("truncate_dim"), call.get("precision"))
+            return np.zeros((0, width), dtype=dtype)
+        return np.stack(results)

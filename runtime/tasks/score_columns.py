@@ -4,7 +4,7 @@ shape of an answer, so it changes the column type; one type per run).
 
 Plain data, no pyarrow: the registry stays importable by the lean runtime, and ``onnxpipe.scale.columns``
 turns a description into Arrow types and arrays. A type is ``"string"``, ``"float64"``, ``"int64"``,
-``"float32"``, ``("list", T)``, ``("struct", ((name, T), ...))`` or ``("vector", T)``: a fixed-size list
+``"float32"``, ``"int8"``, ``"uint8"``, ``("list", T)``, ``("struct", ((name, T), ...))`` or ``("vector", T)``: a fixed-size list
 whose size is the model's (embedding or hidden width), read off a result.
 """
 
@@ -62,8 +62,15 @@ def feature_extraction(params: dict[str, Any]) -> tuple[ScoreColumn, ...]:
     return (ScoreColumn("features", ("list", ("vector", "float32")), "first"),)  # one vector per token
 
 
+# sentence-embeddings' precision → the vector's element type: the bits kept (binary: packed sign bits, 8 a byte)
+PRECISION_TYPES = {"float32": "float32", "int8": "int8", "uint8": "uint8", "binary": "int8", "ubinary": "uint8"}
+
+
 def sentence_embeddings(params: dict[str, Any]) -> tuple[ScoreColumn, ...]:
-    return (ScoreColumn("embedding", ("vector", "float32"), "all"),)
+    precision = params.get("precision") or "float32"
+    if precision not in PRECISION_TYPES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_TYPES)}, got {precision!r}")
+    return (ScoreColumn("embedding", ("vector", PRECISION_TYPES[precision]), "all"),)
 
 
 def fill_mask(params: dict[str, Any]) -> tuple[ScoreColumn, ...]:

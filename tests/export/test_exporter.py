@@ -134,7 +134,7 @@ def test_unknown_task_names_the_supported_ones(checkpoint, tmp_path):
     with pytest.raises(
         ValueError,
         match="unsupported task .summarization.: onnxpipe supports feature-extraction, "
-        "fill-mask, question-answering, sentence-embeddings, text-classification, "
+        "fill-mask, question-answering, sentence-embeddings, sparse-embeddings, text-classification, "
         "token-classification, zero-shot-classification, ner, sentiment-analysis",
     ):
         export(checkpoint(), tmp_path / "art", "summarization")

@@ -1,0 +1,167 @@
+"""sentence-embeddings' output precision, Matryoshka truncate_dim and long documents by windows, against
+sentence-transformers (quantize_embeddings, SentenceTransformer(truncate_dim=...), per-window encode) on a tiny
+sentence-transformers model: BERT, mean pooling, Normalize, max_seq_length 16, Matryoshka sizes 16 and 8."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import onnxpipe
+from onnxpipe.tasks.embedding_options import PRECISIONS
+
+TEXTS = [
+    "We are very happy to show you the Transformers library.",
+    "Terrible.",
+    "très émouvant, à voir absolument",
+    "the food was good but the service was bad",
+]
+LIMIT = 16
+
+
+@pytest.fixture(scope="module")
+def pipe(st_matryoshka):
+    return onnxpipe.pipeline("sentence-embeddings", model=st_matryoshka[1])
+
+
+def calibration_texts() -> list[str]:
+    from onnxpipe.export.quantize import read_texts
+
+    return read_texts(None)[0]
+
+
+def test_precision_is_quantize_embeddings(pipe, st_matryoshka):
+    """Each precision: the same bits as quantize_embeddings given our float vectors and the manifest's ranges,
+    which are sentence-transformers' own calibration ranges (min and max over the bundled corpus)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    st = SentenceTransformer(str(st_matryoshka[0]), device="cpu")
+    floats = pipe(TEXTS)
+    ranges = np.asarray(pipe.config.int8_ranges["unit:32"], dtype=np.float32)
+    calibrated = st.encode(calibration_texts())
+    assert np.allclose(ranges, np.vstack((calibrated.min(axis=0), calibrated.max(axis=0))), atol=1e-5)
+    for precision in PRECISIONS:
+        ours = pipe(TEXTS, precision=precision)
+        theirs = quantize_embeddings(floats, precision, ranges=ranges if precision.endswith("int8") else None)
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), precision
+        alone = np.stack([pipe(t, precision=precision) for t in TEXTS])
+        assert np.array_equal(alone, ours), precision  # no range comes from the batch
+    for precision in ("binary", "ubinary"):  # no ranges at all: sentence-transformers' encode itself
+        assert np.array_equal(pipe(TEXTS, precision=precision), st.encode(TEXTS, precision=precision))
+    given = [[-0.5] * 32, [0.5] * 32]  # the caller's ranges (float64, as JSON gives them)
+    assert np.array_equal(
+        pipe(TEXTS, precision="uint8", ranges=given), quantize_embeddings(floats, "uint8", ranges=np.array(given))
+    )
+    assert pipe([], precision="ubinary").shape == (0, 4)
+    with pytest.raises(ValueError, match="precision must be one of float32, int8"):
+        pipe(TEXTS, precision="int4")
+    with pytest.raises(ValueError, match="ranges are for precision 'int8' or 'uint8'"):
+        pipe(TEXTS, precision="binary", ranges=given)
+    with pytest.raises(ValueError, match=r"ranges has shape \(2, 32\); the vectors need \(2, 8\)"):
+        pipe(TEXTS, precision="int8", ranges=given, truncate_dim=8)
+    with pytest.raises(ValueError, match="has none for unit 4-dimensional vectors .*--matryoshka-dims"):
+        pipe(TEXTS, precision="int8", truncate_dim=4, normalize=True)
+
+
+def test_truncate_dim_is_sentence_transformers(pipe, st_matryoshka):
+    """truncate_dim cuts after the model's Normalize (the first k values of the unit vector, as
+    SentenceTransformer(truncate_dim=k) gives them); normalize=True normalises the cut vector again
+    (normalize_embeddings=True)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    for k in (8, 5):
+        st = SentenceTransformer(str(st_matryoshka[0]), device="cpu", truncate_dim=k)
+        reference = st.encode(TEXTS)
+        made = onnxpipe.pipeline("sentence-embeddings", model=st_matryoshka[1], truncate_dim=k)
+        assert made(TEXTS).shape == (len(TEXTS), k)
+        assert np.max(np.abs(made(TEXTS) - reference)) < 1e-5
+        assert np.max(np.abs(pipe(TEXTS, truncate_dim=k) - reference)) < 1e-5
+        unit = st.encode(TEXTS, normalize_embeddings=True)
+        ours = pipe(TEXTS, truncate_dim=k, normalize=True)
+        assert np.max(np.abs(ours - unit)) < 1e-5 and np.allclose(np.linalg.norm(ours, axis=1), 1)
+    assert pipe.config.matryoshka_dims == [16, 8]
+    # int8 at a Matryoshka size, normalised again: that size's own calibration ranges
+    cut = SentenceTransformer(str(st_matryoshka[0]), device="cpu", truncate_dim=8)
+    calibrated = cut.encode(calibration_texts(), normalize_embeddings=True)
+    ranges = np.asarray(pipe.config.int8_ranges["unit:8"], dtype=np.float32)
+    assert np.allclose(ranges, np.vstack((calibrated.min(axis=0), calibrated.max(axis=0))), atol=1e-5)
+    floats = pipe(TEXTS, truncate_dim=8, normalize=True)
+    assert np.array_equal(
+        pipe(TEXTS, truncate_dim=8, normalize=True, precision="int8"),
+        quantize_embeddings(floats, "int8", ranges=ranges),
+    )
+    with pytest.raises(ValueError, match="truncate_dim must be between 1 and 32, got 33"):
+        pipe(TEXTS, truncate_dim=33)
+    with pytest.raises(TypeError, match="truncate_dim must be an int"):
+        onnxpipe.pipeline("sentence-embeddings", model=st_matryoshka[1], truncate_dim="8")
+
+
+def test_long_documents_by_windows(pipe, st_matryoshka):
+    """long="chunk": a text under the limit gives exactly today's vector; one of ~3x the limit is the mean of
+    its windows' unnormalised vectors (each embedded alone by sentence-transformers), weighted by their
+    non-special tokens, then normalised once."""
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+    short = TEXTS[0]
+    assert np.array_equal(pipe(short, long="chunk"), pipe(short))
+    words = " ".join(TEXTS[3].split() + TEXTS[0].lower().rstrip(".").split() + ["i", "love", "it"] * 4)
+    text = words + " " + words
+    uncut = Tokenizer.from_str(pipe.encoder.tokenizer.to_str())
+    uncut.no_truncation()
+    assert 3 * LIMIT <= len(uncut.encode(text)) <= 4 * LIMIT
+    plan = pipe.plan(text, long="chunk", stride=4)
+    windows = [f.encoding for f in plan.features]
+    assert len(windows) >= 3 and all(len(w) <= LIMIT for w in windows)
+    spans = [[o for o, m in zip(w.offsets, w.special_tokens_mask) if not m] for w in windows]
+    pieces = [text[s[0][0] : s[-1][1]] for s in spans]
+    weights = [len(s) for s in spans]
+    st = SentenceTransformer(str(st_matryoshka[0]), device="cpu")
+    unnormalised = SentenceTransformer(modules=[st[0], st[1]], device="cpu")
+    retokenized = [st.tokenize([p])["input_ids"][0].tolist() for p in pieces]
+    assert retokenized == [w.ids for w in windows]  # each window's text is exactly that window
+    vectors = unnormalised.encode(pieces)
+    mean = (vectors * np.array(weights)[:, None]).sum(axis=0) / sum(weights)
+    reference = mean / np.linalg.norm(mean)
+    ours = pipe(text, long="chunk", stride=4)
+    assert np.max(np.abs(ours - reference)) < 1e-5
+    # the default stride (an eighth of the window) and a batch with short texts: each input's own windows
+    together = pipe([short, text, TEXTS[1]], long="chunk")
+    assert np.allclose(together[1], pipe(text, long="chunk"), atol=1e-6)
+    assert np.allclose(together[0], pipe(short), atol=1e-6)
+    assert not np.allclose(pipe(text), ours, atol=1e-3)  # truncation (the default) keeps the first window only
+    with pytest.raises(ValueError, match="long must be one of truncate, chunk"):
+        pipe(text, long="split")
+    with pytest.raises(ValueError, match="stride is for long='chunk'"):
+        pipe(text, stride=4)
+    with pytest.raises(ValueError, match="stride must be less than half the 16-token window"):
+        pipe(text, long="chunk", stride=8)
+
+
+def test_score_keeps_the_bits(pipe, st_matryoshka, tmp_path):
+    """`onnxpipe score` writes each precision as a fixed-size list of its own type (binary: packed bits), the
+    pipeline's vectors bit for bit; truncate_dim and long="chunk" pass through --params."""
+    import json
+
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from onnxpipe.cli import main
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS), encoding="utf-8")
+    cases = [
+        ({"precision": "int8"}, pa.list_(pa.int8(), 32)),
+        ({"precision": "ubinary", "truncate_dim": 16}, pa.list_(pa.uint8(), 2)),
+        ({"long": "chunk", "truncate_dim": 8, "normalize": True}, pa.list_(pa.float32(), 8)),
+    ]
+    for i, (params, arrow) in enumerate(cases):
+        out = tmp_path / f"out{i}.parquet"
+        args = ["score", str(source), str(out), "-m", str(st_matryoshka[1]), "--params", json.dumps(params)]
+        assert main([*args, "--no-progress"]) == 0
+        column = pq.read_table(out).column("embedding")
+        assert column.type == arrow, params
+        got = np.array(column.to_pylist(), dtype=arrow.value_type.to_pandas_dtype())
+        assert np.array_equal(got, pipe(TEXTS, **params)), params
