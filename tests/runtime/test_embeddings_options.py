@@ -165,3 +165,21 @@ def test_score_keeps_the_bits(pipe, st_matryoshka, tmp_path):
         assert column.type == arrow, params
         got = np.array(column.to_pylist(), dtype=arrow.value_type.to_pandas_dtype())
         assert np.array_equal(got, pipe(TEXTS, **params)), params
+
+
+def test_run_and_explain_take_the_options(pipe, st_matryoshka, capsys):
+    """`onnxpipe run --params` passes the options through; `explain` lists a long text's windows."""
+    import json
+
+    from onnxpipe.cli import main
+
+    text = " ".join([TEXTS[3]] * 5)
+    params = {"long": "chunk", "precision": "int8"}
+    args = ["-m", str(st_matryoshka[1]), "--task", "sentence-embeddings", "--params", json.dumps(params)]
+    assert main(["run", text, *args]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["embedding"] == pipe(text, **params).tolist()
+    assert main(["explain", text, *args]) == 0
+    shown = capsys.readouterr().out
+    windows = len(pipe.plan(text, long="chunk").features)
+    assert windows >= 3 and f"window {windows}/{windows}: characters" in shown
