@@ -63,7 +63,8 @@ def score_local(
     params = dict(params or {})
     fmt = format_of(output_path)
     format_of(input_path)
-    inputs.check(pipe.task, params)
+    # parameters the call refuses (an unknown strategy, a bad top_k) stop the run before any row
+    pipe.sanitize_parameters(**{**pipe.defaults, **inputs.check(pipe.task, params)})
     check_format(fmt, result_columns(pipe.task, prefix, {**pipe.defaults, **params})[0], pipe.task)
     if not input_path.is_file():
         raise FileNotFoundError(f"{input_path}: no such input file")
