@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from .artifact import Artifact, load_artifact
-from .errors import OnnxPipeError
+from .errors import InputError, InputKeyError, InputTypeError, InputValueError, OnnxPipeError
 from .pipeline import Pipeline
 from .session import Engine
 from .tasks import TASKS, canonical_task, runs_on
@@ -26,7 +26,19 @@ from .tasks.token_classification import TokenClassificationPipeline
 from .tasks.zero_shot import ZeroShotClassificationPipeline
 
 __version__ = "0.1.0"
-__all__ = ["TASKS", "Artifact", "OnnxPipeError", "Pipeline", "__version__", "load_artifact", "pipeline"]
+__all__ = [
+    "TASKS",
+    "Artifact",
+    "InputError",
+    "InputKeyError",
+    "InputTypeError",
+    "InputValueError",
+    "OnnxPipeError",
+    "Pipeline",
+    "__version__",
+    "load_artifact",
+    "pipeline",
+]
 
 
 @overload

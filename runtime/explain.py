@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .errors import InputValueError
 from .batching import gather
 from .pipeline import Pipeline, Plan
 
@@ -33,7 +34,7 @@ def stages(pipe: Pipeline[Any, Any, Any], plan: Plan[Any]) -> dict[str, Any]:
     """One call's stages (``plan`` as :meth:`Pipeline.read` gave it), their data and their times: what
     `onnxpipe explain` prints and the serve page draws. The graph runs are the pipeline's own."""
     if not plan.items:
-        raise ValueError("inputs is empty: give one input to explain")
+        raise InputValueError("inputs is empty: give one input to explain")
     t0 = time.perf_counter()
     pipe.featurize(plan)
     t1 = time.perf_counter()

@@ -24,7 +24,7 @@ from .arrays import Outputs
 from .artifact import Artifact
 from .batching import chunks
 from .inputs import INPUT_ERRORS, check_batch_size, check_texts_or_pairs, is_stream, raise_on_invalid_unicode
-from .errors import OnnxPipeError
+from .errors import InputTypeError, InputValueError, OnnxPipeError
 from . import tune
 from .session import Engine, Session, check_threads, default_threads
 from .tokenize import ENCODER_OUTPUTS, NO_PAD_TOKEN, TextEncoder
@@ -141,7 +141,7 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
         ``_sanitize_parameters`` read them, before any tokenizing (the server counts inputs here)."""
         inputs, params = self.parse(args, dict(kwargs))
         if is_stream(inputs):
-            raise TypeError("a generator or other iterator is answered by calling the pipeline itself; pass a list")
+            raise InputTypeError("a generator or other iterator is answered by calling the pipeline itself; pass a list")  # fmt: skip
         return self.check(inputs, params)
 
     def check(self, inputs: Any, params: dict[str, Any]) -> Plan[ItemT]:
@@ -182,7 +182,7 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
         """One result per input of the list, without the call-shape rules a call applies for
         transformers' sake (fill-mask unwraps a list of one; embeddings stack into one array)."""
         if not isinstance(inputs, (list, tuple)):
-            raise TypeError(f"inputs must be a list, got {type(inputs).__name__}")
+            raise InputTypeError(f"inputs must be a list, got {type(inputs).__name__}")
         plan = self.plan(list(inputs), batch_size=batch_size, **params)
         return self.assemble(plan, self.execute(plan))
 
@@ -190,12 +190,12 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
         """The call's positional and keyword arguments → (inputs, parameters); tasks whose transformers
         pipeline reads more call forms (zero-shot's labels, question answering's argument handler) override it."""
         if len(args) > 1:
-            raise ValueError(f"Unable to understand extra arguments {args[1:]!r}: pass parameters by name")
+            raise InputValueError(f"Unable to understand extra arguments {args[1:]!r}: pass parameters by name")
         if args:
             return args[0], kwargs
         if "inputs" in kwargs:
             return kwargs.pop("inputs"), kwargs
-        raise TypeError(f"{type(self).__name__} needs its inputs: pipe(inputs, **parameters)")
+        raise InputTypeError(f"{type(self).__name__} needs its inputs: pipe(inputs, **parameters)")
 
     def assemble(self, plan: Plan[ItemT], values: list[ValueT]) -> list[ResultT]:
         """Each input's result from its own features' values (in feature order), by the task's aggregate."""
@@ -207,7 +207,7 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
     def check_batch(self, batch_size: Any) -> int:
         size = check_batch_size(batch_size)
         if size > 1 and self.artifact.pad_id is None:
-            raise ValueError(NO_PAD_TOKEN)
+            raise InputValueError(NO_PAD_TOKEN)
         return size
 
     def _iterate(self, inputs: Iterable[Any], batch_size: int | None, params: dict[str, Any]) -> Iterator[ResultT]:
@@ -236,14 +236,14 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
             if type(panic).__name__ != "PanicException" or "stride" not in str(panic):
                 raise
             # transformers crashes with the same panic; the window has no room left beside the fixed part
-            raise ValueError(
+            raise InputValueError(
                 f"stride={options.get('stride')} leaves the windows no room beside the special tokens "
                 "(and, for a pair, the part that is not cut): lower the stride or raise the length "
                 f"(tokenizers: {str(panic).split(' (note')[0]})"
             ) from None
         for i, e in enumerate(encodings):
             if len(e) == 0:  # only a tokenizer without special tokens can do this, on an empty text
-                raise ValueError(f"inputs[{i}] encodes to no tokens at all; pass non-empty text")
+                raise InputValueError(f"inputs[{i}] encodes to no tokens at all; pass non-empty text")
         return encodings
 
     def check_inputs(self, inputs: Any) -> tuple[list[ItemT], str | None]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from .errors import OnnxPipeError
+from .errors import InputValueError, OnnxPipeError
 
 
 # What collate() produces; a graph asking for anything else cannot be fed by this encoder.
@@ -80,7 +80,7 @@ class TextEncoder:
             if "Truncation error" not in str(e):
                 raise
             length = self.max_length if max_length is None else min(max_length, self.max_length)
-            raise ValueError(
+            raise InputValueError(
                 f"truncation={strategy!r} cannot fit an input into {length} tokens: the text it may not cut is "
                 f"longer than that by itself; use truncation='longest_first' (or True), or shorten that text"
             ) from None
@@ -109,7 +109,7 @@ class TextEncoder:
         if len(encodings) > 1:
             longest = max(len(e) for e in encodings)
             if self.pad_id is None and any(len(e) != longest for e in encodings):
-                raise ValueError(NO_PAD_TOKEN)
+                raise InputValueError(NO_PAD_TOKEN)
             for e in encodings:
                 e.pad(longest, pad_id=self.pad_id, pad_token=self.pad_token)
         return {

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OnnxPipeError
+from ..errors import InputTypeError, InputValueError, OnnxPipeError
 from ..manifest import EmbeddingInfo
 from ..inputs import check_texts, truncation_params
 from ..arrays import Array, Outputs
@@ -73,20 +73,20 @@ class FeatureExtractionPipeline(Pipeline[str, Any, Any]):  # nested lists, or ar
         tokenize_kwargs = dict(tokenize_kwargs or {})
         if truncation is not None:
             if "truncation" in tokenize_kwargs:
-                raise ValueError(
+                raise InputValueError(
                     "truncation parameter defined twice (given as keyword argument as well as in tokenize_kwargs)"
                 )
             tokenize_kwargs["truncation"] = truncation
         # padding: each text runs unpadded in its result, as transformers tokenizes each text alone
         unknown = set(tokenize_kwargs) - {"truncation", "max_length", "padding", "add_special_tokens"}
         if unknown:
-            raise ValueError(
+            raise InputValueError(
                 f"tokenize_kwargs {sorted(unknown)} are not supported (truncation, max_length, add_special_tokens are)"
             )
         pre = truncation_params(tokenize_kwargs.get("truncation"), tokenize_kwargs.get("max_length"))
         special = tokenize_kwargs.get("add_special_tokens", True)
         if not isinstance(special, bool):
-            raise TypeError(f"add_special_tokens must be a bool, got {special!r}")
+            raise InputTypeError(f"add_special_tokens must be a bool, got {special!r}")
         if not special:
             pre["add_special_tokens"] = False
         return pre, {"return_tensors": bool(return_tensors)}
@@ -135,15 +135,15 @@ class SentenceEmbeddingsPipeline(Pipeline[str, Window, Array]):
         if prompt is None:
             prompt_name = prompt_name if prompt_name is not None else self.config.default_prompt_name
             if prompt_name is not None and prompt_name not in prompts:
-                raise ValueError(
+                raise InputValueError(
                     f"prompt_name {prompt_name!r} is not one of this model's prompts "
                     f"{sorted(prompts) or '(it has none)'}"
                 )
             prompt = prompts.get(prompt_name, "") if prompt_name else ""
         elif not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+            raise InputTypeError(f"prompt must be a str, got {type(prompt).__name__}")
         if prompt and not self.config.include_prompt:
-            raise ValueError(
+            raise InputValueError(
                 "this model pools without its prompt tokens (include_prompt false), which onnxpipe "
                 "does not reproduce yet; pass the text without a prompt"
             )

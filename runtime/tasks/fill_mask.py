@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from .. import postprocess as post
-from ..errors import OnnxPipeError
+from ..errors import InputTypeError, InputValueError, OnnxPipeError
 from ..inputs import check_texts, truncation_params
 from ..arrays import Array, Outputs
 from ..artifact import Artifact
@@ -71,24 +71,24 @@ class FillMaskPipeline(Pipeline[str, Filled, Filled]):
         tokenizer_kwargs = dict(tokenizer_kwargs or {})
         unknown = set(tokenizer_kwargs) - {"truncation", "max_length", "padding"}
         if unknown:
-            raise ValueError(f"tokenizer_kwargs {sorted(unknown)} are not supported (truncation, max_length are)")
+            raise InputValueError(f"tokenizer_kwargs {sorted(unknown)} are not supported (truncation, max_length are)")
         pre = truncation_params(tokenizer_kwargs.get("truncation"), tokenizer_kwargs.get("max_length"))
         top_k = 5 if top_k is None else top_k
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(f"top_k must be a non-negative int, got {top_k!r}")  # 0: no proposals, as there
+            raise InputValueError(f"top_k must be a non-negative int, got {top_k!r}")  # 0: no proposals, as there
         target_ids = None if targets is None else self.target_ids(targets)
         if target_ids is not None and len(target_ids) < top_k:
             top_k = len(target_ids)
         vocab = self.encoder.tokenizer.get_vocab_size(with_added_tokens=True)
         if top_k > vocab:
-            raise ValueError(f"top_k={top_k} is more than the {vocab} tokens of the vocabulary")
+            raise InputValueError(f"top_k={top_k} is more than the {vocab} tokens of the vocabulary")
         return pre, {"top_k": top_k, "target_ids": target_ids}
 
     def target_ids(self, targets: str | list[str]) -> list[int]:
         """transformers' rule: a target in the vocabulary is its id; else its first token's id (none: skipped)."""
         targets = [targets] if isinstance(targets, str) else targets
         if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
-            raise TypeError("targets must be a str or a list of str")
+            raise InputTypeError("targets must be a str or a list of str")
         vocab = self.encoder.tokenizer.get_vocab(with_added_tokens=True)
         ids = []
         for target in targets:
@@ -101,7 +101,7 @@ class FillMaskPipeline(Pipeline[str, Filled, Filled]):
             ids.append(id_)
         ids = list(set(ids))  # the same order as transformers' list(set(...)) on the same ints
         if not ids:
-            raise ValueError("At least one target must be provided when passed.")
+            raise InputValueError("At least one target must be provided when passed.")
         return ids
 
     def preprocess(self, items: list[str], **params: Any) -> list[Feature]:
@@ -109,7 +109,7 @@ class FillMaskPipeline(Pipeline[str, Filled, Filled]):
         for f in features:
             f.context = [i for i, t in enumerate(f.encoding.ids) if t == self.mask_id]
             if not f.context:
-                raise ValueError(
+                raise InputValueError(
                     f"inputs[{f.owner}] has no mask token ({self.mask_token}) "
                     "(or it was truncated away): nothing to fill"
                 )

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 from tokenizers import Encoding
 
+from ..errors import InputKeyError, InputTypeError, InputValueError
 from ..arrays import Array, Outputs
 from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
@@ -33,17 +34,17 @@ def example(item: Any, where: str) -> tuple[str, str]:
     if isinstance(item, dict):
         for key in ("question", "context"):
             if key not in item:
-                raise KeyError("You need to provide a dictionary with keys {question:..., context:...}")
+                raise InputKeyError("You need to provide a dictionary with keys {question:..., context:...}")
             if item[key] is None:
-                raise ValueError(f"`{key}` cannot be None")
+                raise InputValueError(f"`{key}` cannot be None")
             if not isinstance(item[key], str):
-                raise TypeError(f"{where}[{key!r}] is a {type(item[key]).__name__}, not a str")
+                raise InputTypeError(f"{where}[{key!r}] is a {type(item[key]).__name__}, not a str")
             if not item[key]:
-                raise ValueError(f"`{key}` cannot be empty")
+                raise InputValueError(f"`{key}` cannot be empty")
         return item["question"], item["context"]
     if isinstance(getattr(item, "question_text", None), str) and isinstance(getattr(item, "context_text", None), str):
         return item.question_text, item.context_text
-    raise ValueError(f"{item!r} argument needs to be of type (SquadExample, dict)")
+    raise InputValueError(f"{item!r} argument needs to be of type (SquadExample, dict)")
 
 
 def parse(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -65,14 +66,14 @@ def parse(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str,
             inputs = [{"question": q, "context": context} for q in question]
         elif isinstance(question, list) and isinstance(context, list):
             if len(question) != len(context):
-                raise ValueError("Questions and contexts don't have the same lengths")
+                raise InputValueError("Questions and contexts don't have the same lengths")
             inputs = [{"question": q, "context": c} for q, c in zip(question, context)]
         elif isinstance(question, str) and isinstance(context, str):
             inputs = [{"question": question, "context": context}]
         else:
-            raise ValueError("Arguments can't be understood")
+            raise InputValueError("Arguments can't be understood")
     else:
-        raise ValueError("pass question= and context= (or {'question', 'context'} dicts)")
+        raise InputValueError("pass question= and context= (or {'question', 'context'} dicts)")
     if isinstance(inputs, types.GeneratorType):
         return inputs, kwargs
     if isinstance(inputs, dict) or hasattr(inputs, "context_text"):
@@ -80,7 +81,7 @@ def parse(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str,
     elif isinstance(inputs, Iterable) and not isinstance(inputs, str):
         inputs = list(inputs)
     else:
-        raise ValueError(
+        raise InputValueError(
             f"Invalid arguments: {type(inputs).__name__} inputs; pass question= and context= "
             "(or {'question', 'context'} dicts)"
         )
@@ -194,16 +195,16 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
         top_k = top_k if top_k is not None else topk if topk is not None else 1
         for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} parameter should be >= 1 (got {value!r})")
+                raise InputValueError(f"{name} parameter should be >= 1 (got {value!r})")
         limit = self.encoder.max_length
         seq = min(limit, 384) if max_seq_len is None else max_seq_len
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-            raise ValueError(f"max_seq_len must be a positive int, got {max_seq_len!r}")
+            raise InputValueError(f"max_seq_len must be a positive int, got {max_seq_len!r}")
         stride = min(seq // 2, 128) if doc_stride is None else doc_stride
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
-            raise ValueError(f"doc_stride must be a non-negative int, got {doc_stride!r}")
+            raise InputValueError(f"doc_stride must be a non-negative int, got {doc_stride!r}")
         if stride > seq:
-            raise ValueError(f"`doc_stride` ({stride}) is larger than `max_seq_len` ({seq})")
+            raise InputValueError(f"`doc_stride` ({stride}) is larger than `max_seq_len` ({seq})")
         post = {
             "top_k": top_k,
             "max_answer_len": 15 if max_answer_len is None else max_answer_len,
@@ -220,7 +221,7 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
         except Exception as e:  # tokenizers: the question alone leaves no room for the context
             if "too short" not in str(e) and "not long enough" not in str(e):
                 raise
-            raise ValueError(
+            raise InputValueError(
                 f"a question is too long to leave room for its context in max_seq_len={max_seq_len} "
                 "tokens: shorten it or raise max_seq_len"
             ) from None

@@ -13,6 +13,7 @@ from typing import Any
 
 
 from .. import postprocess as post
+from ..errors import InputTypeError, InputValueError
 from ..inputs import truncation_params
 from ..arrays import Outputs
 from ..pipeline import Feature, Pipeline
@@ -44,7 +45,7 @@ class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
             return_all_scores = self.artifact.manifest.config.return_all_scores
         if top_k is not _UNSET:
             if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-                raise ValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
+                raise InputValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
             shape = {"top_k": top_k, "legacy": False}
         elif return_all_scores:
             shape = {"top_k": None, "legacy": True}
@@ -55,7 +56,7 @@ class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
         elif isinstance(function_to_apply, str) and function_to_apply.lower() in post.FUNCTIONS:
             function = function_to_apply.lower()
         else:
-            raise ValueError(f"function_to_apply must be one of {post.FUNCTIONS}, got {function_to_apply!r}")
+            raise InputValueError(f"function_to_apply must be one of {post.FUNCTIONS}, got {function_to_apply!r}")
         return truncation_params(truncation, max_length), {"function": function, **shape}
 
     def postprocess(
@@ -82,15 +83,15 @@ class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
         ``label``'s probability; with several labels and no ``label``, the last label's (the "relevant"
         or "entailment" end of most pair classifiers)."""
         if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__}")
+            raise InputTypeError(f"query must be a str, got {type(query).__name__}")
         if not isinstance(documents, (list, tuple)):
-            raise TypeError(f"documents must be a list of str, got {type(documents).__name__}")
+            raise InputTypeError(f"documents must be a list of str, got {type(documents).__name__}")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-            raise ValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
+            raise InputValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
         names = list(self.artifact.id2label.values())
         label = label if label is not None else self.artifact.id2label[max(self.artifact.id2label)]
         if label not in names:
-            raise ValueError(f"label {label!r} is not one of this model's labels {names}")
+            raise InputValueError(f"label {label!r} is not one of this model's labels {names}")
         results = self([{"text": query, "text_pair": d} for d in documents], top_k=None, batch_size=batch_size)
         ranked = sorted(
             ({"index": i, "score": next(d["score"] for d in r if d["label"] == label)} for i, r in enumerate(results)),

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputTypeError, InputValueError
 from ..inputs import check_texts, is_stream
 from ..arrays import Outputs
 from ..artifact import Artifact
@@ -47,7 +48,7 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
         if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(w, (list, tuple)) for w in inputs):
             for i, words in enumerate(inputs):
                 if not all(isinstance(w, str) for w in words):
-                    raise TypeError(f"inputs[{i}] must be a list of str words")
+                    raise InputTypeError(f"inputs[{i}] must be a list of str words")
             return [list(w) for w in inputs], None
         return check_texts(inputs)
 
@@ -59,7 +60,7 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
             and not is_stream(inputs)
             and (not isinstance(inputs, (list, tuple)) or not inputs)
         ):
-            raise ValueError("At least one input is required.")  # transformers' word for [] and None
+            raise InputValueError("At least one input is required.")  # transformers' word for [] and None
         words = {**self.defaults, **params}.get("is_split_into_words")
         if words and isinstance(inputs, (list, tuple)) and inputs and all(isinstance(w, str) for w in inputs):
             inputs = [list(inputs)]
@@ -77,7 +78,9 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
         delimiter: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         if offset_mapping is not None:
-            raise ValueError("offset_mapping is for slow tokenizers; onnxpipe's tokenizer.json gives offsets itself")
+            raise InputValueError(
+                "offset_mapping is for slow tokenizers; onnxpipe's tokenizer.json gives offsets itself"
+            )
         if grouped_entities is not None or ignore_subwords is not None:  # transformers' deprecated switches
             aggregation_strategy = (
                 "first" if grouped_entities and ignore_subwords else "simple" if grouped_entities else "none"
@@ -89,20 +92,20 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
             else str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
         )
         if strategy not in STRATEGIES:
-            raise ValueError(f"aggregation_strategy must be one of {STRATEGIES}, got {aggregation_strategy!r}")
+            raise InputValueError(f"aggregation_strategy must be one of {STRATEGIES}, got {aggregation_strategy!r}")
         if ignore_labels is not None and not isinstance(ignore_labels, (list, tuple, set)):
-            raise TypeError(f"ignore_labels must be a list of labels, got {type(ignore_labels).__name__}")
+            raise InputTypeError(f"ignore_labels must be a list of labels, got {type(ignore_labels).__name__}")
         pre: dict[str, Any] = {"words": bool(is_split_into_words), "delimiter": " " if delimiter is None else delimiter}
         if stride is not None:
             if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
-                raise ValueError(f"stride must be a non-negative int, got {stride!r}")
+                raise InputValueError(f"stride must be a non-negative int, got {stride!r}")
             if stride >= self.encoder.max_length:
-                raise ValueError(
+                raise InputValueError(
                     f"`stride` must be less than the model's limit of {self.encoder.max_length} tokens "
                     "(or even lower, less the special tokens)"
                 )
             if strategy == "none" and chosen:
-                raise ValueError(
+                raise InputValueError(
                     '`stride` was provided to process all the text but `aggregation_strategy="none"`, '
                     "please select another one instead."
                 )
@@ -114,7 +117,7 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
         char_maps: list[list[int] | None] = []  # each word's first character, for pre-split words
         for i, item in enumerate(items):
             if words != isinstance(item, list):
-                raise ValueError(
+                raise InputValueError(
                     f"inputs[{i}]: with is_split_into_words=True each input must be a list of words, "
                     "else an untokenized string"
                 )

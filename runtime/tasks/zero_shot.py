@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from ..errors import InputTypeError, InputValueError
 from ..inputs import check_texts
 from ..arrays import Array, Outputs
 from ..artifact import Artifact
@@ -24,7 +25,7 @@ def parse_labels(labels: Any) -> list[str]:
     if isinstance(labels, str):
         labels = [label.strip() for label in labels.split(",") if label.strip()]
     if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
-        raise TypeError(f"candidate_labels must be a str (comma-separated) or a list of str, got {labels!r}")
+        raise InputTypeError(f"candidate_labels must be a str (comma-separated) or a list of str, got {labels!r}")
     return list(labels)
 
 
@@ -68,7 +69,7 @@ class ZeroShotClassificationPipeline(Pipeline[str, Array, ZeroShotResult]):
         if labels and (
             not isinstance(hypothesis_template, str) or hypothesis_template.format(labels[0]) == hypothesis_template
         ):
-            raise ValueError(
+            raise InputValueError(
                 f'The provided hypothesis_template "{hypothesis_template}" was not able to be formatted '
                 "with the target labels. Make sure the passed template includes formatting syntax "
                 "such as {} where the label should go."
@@ -78,7 +79,7 @@ class ZeroShotClassificationPipeline(Pipeline[str, Array, ZeroShotResult]):
 
     def preprocess(self, items: list[str], hypotheses: list[str]) -> list[Feature]:
         if not hypotheses or any(not text for text in items):  # transformers checks each sequence so
-            raise ValueError("You must include at least one label and at least one sequence.")
+            raise InputValueError("You must include at least one label and at least one sequence.")
         pairs = [(text, h) for text in items for h in hypotheses]
         try:  # only the text is cut, never the hypothesis, as transformers does
             encodings = self.encode(pairs, strategy="only_first")
