@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputTypeError, InputValueError
 from ..arrays import Array
 from ..manifest import EmbeddingInfo
 
@@ -55,14 +56,14 @@ class Finish:
             vector = unit(vector)
         if self.truncate_dim is not None:
             if self.truncate_dim > vector.shape[0]:
-                raise ValueError(
+                raise InputValueError(
                     f"truncate_dim={self.truncate_dim} is more than the model's {vector.shape[0]} dimensions"
                 )
             vector = vector[: self.truncate_dim]
         if self.normalize_after:
             vector = unit(vector)
         if self.ranges is not None and self.ranges.shape[1] != vector.shape[0]:
-            raise ValueError(f"ranges has shape {self.ranges.shape}; the vectors need (2, {vector.shape[0]})")
+            raise InputValueError(f"ranges has shape {self.ranges.shape}; the vectors need (2, {vector.shape[0]})")
         out: Array = quantize(vector[None], self.precision, self.ranges)[0]
         return out
 
@@ -81,9 +82,9 @@ def unit(vector: Array) -> Array:
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
+        raise InputTypeError(f"{name} must be an int, got {value!r}")
     if value < low or (high is not None and value > high):
-        raise ValueError(
+        raise InputValueError(
             f"{name} must be between {low} and {high}, got {value}" if high else f"{name} must be ≥ {low}, got {value}"
         )
     return int(value)
@@ -98,12 +99,12 @@ def finish_options(
 ) -> Finish:
     """A call's parameters checked and resolved against the manifest (int8 ranges from it unless given)."""
     if normalize is not None and not isinstance(normalize, (bool, np.bool_)):
-        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+        raise InputTypeError(f"normalize must be a bool, got {normalize!r}")
     full = config.dimension
     k = None if truncate_dim is None else check_int("truncate_dim", truncate_dim, 1, full)
     precision = "float32" if precision is None else precision
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise InputValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     model_normalize = config.normalize and normalize is not False
     dim = k if k is not None else full
     # Normalising after truncation changes nothing at the full size when the model normalised already.
@@ -111,14 +112,16 @@ def finish_options(
     resolved = None
     if ranges is not None:
         if not precision.endswith("int8"):
-            raise ValueError(f"ranges are for precision 'int8' or 'uint8', not {precision!r}")
+            raise InputValueError(f"ranges are for precision 'int8' or 'uint8', not {precision!r}")
         resolved = np.asarray(ranges)
         if resolved.dtype.kind not in "iuf" or resolved.ndim != 2 or resolved.shape[0] != 2:
-            raise ValueError(f"ranges must be numbers of shape (2, dimensions): [mins, maxs], got {resolved.shape}")
+            raise InputValueError(
+                f"ranges must be numbers of shape (2, dimensions): [mins, maxs], got {resolved.shape}"
+            )
         if not np.all(np.isfinite(resolved)):
-            raise ValueError("ranges must be finite numbers")
+            raise InputValueError("ranges must be finite numbers")
         if dim is not None and resolved.shape[1] != dim:
-            raise ValueError(f"ranges has shape {resolved.shape}; the vectors need (2, {dim})")
+            raise InputValueError(f"ranges has shape {resolved.shape}; the vectors need (2, {dim})")
     elif precision.endswith("int8"):
         resolved = recorded_ranges(config, dim, model_normalize or normalize_after, normalize_after)
     return Finish(model_normalize, k, normalize_after, precision, resolved)
@@ -139,7 +142,7 @@ def recorded_ranges(config: EmbeddingInfo, dim: int | None, unit_length: bool, r
     if found is None:
         sizes = sorted({int(k.split(":")[1]) for k in table if k.startswith("unit:")}, reverse=True)
         known = f"it has them for unit vectors of {sizes} dimensions and raw ones" if table else "it records none"
-        raise ValueError(
+        raise InputValueError(
             f"precision int8/uint8 needs ranges, and this artifact has none for "
             f"{'unit' if unit_length else 'unnormalised'} {dim}-dimensional vectors ({known}): pass "
             "ranges=[mins, maxs] (never taken from the request's own vectors), or export with "
@@ -153,14 +156,14 @@ def check_long(long: str | None, stride: Any, window: int) -> dict[str, Any]:
     overlapping by ``stride`` tokens (default an eighth of the window)."""
     long = "truncate" if long is None else long
     if long not in LONG_MODES:
-        raise ValueError(f"long must be one of {', '.join(LONG_MODES)}, got {long!r}")
+        raise InputValueError(f"long must be one of {', '.join(LONG_MODES)}, got {long!r}")
     if long == "truncate":
         if stride is not None:
-            raise ValueError("stride is for long='chunk' (overlapping windows); the text is truncated otherwise")
+            raise InputValueError("stride is for long='chunk' (overlapping windows); the text is truncated otherwise")
         return {}
     overlap = window // 8 if stride is None else check_int("stride", stride, 0)
     if overlap >= window // 2:
-        raise ValueError(f"stride must be less than half the {window}-token window, got {overlap}")
+        raise InputValueError(f"stride must be less than half the {window}-token window, got {overlap}")
     return {"long": "chunk", "stride": overlap}
 
 
