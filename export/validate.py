@@ -3,12 +3,15 @@ before the artifact is written."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from onnxpipe.batching import chunks
+from onnxpipe.batching import PAD_SLACK
+from onnxpipe.executor import Feature, Work, execute
+from onnxpipe.pipeline import DEFAULT_BATCH_SIZE
 from onnxpipe.postprocess import sigmoid, softmax
 from onnxpipe.session import Session
 from onnxpipe.tokenize import TextEncoder
@@ -76,51 +79,49 @@ def torch_outputs(
 PER_TOKEN = {"start_logits", "end_logits"}
 
 
-def unpad(outputs: np.ndarray, lengths: list[int], name: str = "") -> list[np.ndarray]:
-    """Per-input rows of a batch output; token-level outputs cut to each input's own tokens."""
-    if outputs.ndim == 3 or name in PER_TOKEN:
-        return [outputs[i, :n] for i, n in enumerate(lengths)]
-    return list(outputs)
+def raw_rows(names: tuple[str, ...]) -> Callable[[list[Feature], dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """The executor's postprocess for validation: each feature's own outputs, token-level ones unpadded."""
+
+    def rows(features: list[Feature], outputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [
+            {n: outputs[n][r, : f.length] if outputs[n].ndim == 3 or n in PER_TOKEN else outputs[n][r] for n in names}
+            for r, f in enumerate(features)
+        ]
+
+    return rows
 
 
 def onnx_outputs(
-    session: Session, encoder: TextEncoder, items: list, names: tuple[str, ...]
+    session: Session, encoder: TextEncoder, items: list, names: tuple[str, ...], padded: bool = False
 ) -> tuple[dict[str, list[np.ndarray]], list]:
-    """The runtime's own path: tokenizer.json encodings, one padded batch, one session run (one run per input
-    without a pad token)."""
+    """The runtime's own path: tokenizer.json encodings run by the runtime's executor, in the graph runs a call
+    of the pipeline makes; ``padded``: all in one graph run, short inputs padded to the longest on purpose (the
+    batch-invariance check). One run per input without a pad token."""
     encodings = encoder.encode(items)
-    ids = [list(e.ids) for e in encodings]
-    groups = [encodings] if encoder.pad_id is not None else [[e] for e in encodings]
-    rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for group in groups:
-        lengths = [len(e) for e in group]  # before collate pads them in place
-        out = session.run(encoder.collate(group))
-        for n in names:
-            rows[n] += unpad(out[n], lengths, n)
-    return rows, ids
+    ids = [list(e.ids) for e in encodings]  # before the executor pads them in place
+    features = [Feature(e, i, len(e)) for i, e in enumerate(encodings)]
+    size = (max(1, len(items)) if padded else DEFAULT_BATCH_SIZE) if encoder.pad_id is not None else 1
+    work = [Work(features, raw_rows(names))]
+    values = execute(session, encoder, work, size, slack=float("inf") if padded else PAD_SLACK)[0]
+    return {n: [v[n] for v in values] for n in names}, ids
 
 
 def graph_logits(
     onnx_path: Path, encoder: TextEncoder, texts: list[str], batch_size: int = 32, pooling: list[str] | None = None
 ) -> np.ndarray:
-    """Classifier logits for many texts (or, given ``pooling``, their pooled sentence vectors), in graph runs cut
-    as the runtime cuts them."""
+    """Classifier logits for many texts (or, given ``pooling``, their pooled sentence vectors), run by the
+    runtime's executor with its batching policy."""
     from onnxpipe.tasks.feature_extraction import pool
 
-    session = Session(onnx_path)
-    encodings = encoder.encode(texts)
-    rows: list = [None] * len(texts)
-    size = batch_size if encoder.pad_id is not None else 1
-    for idx in chunks([len(e) for e in encodings], size):  # the runtime's own batching policy
-        outputs = session.run(encoder.collate([encodings[i] for i in idx]))
+    def post(features: list[Feature], outputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         if pooling is None:
-            batch = list(outputs["logits"])
-        else:
-            hidden = unpad(outputs["last_hidden_state"], [len(encodings[i]) for i in idx])
-            batch = [pool(h, pooling) for h in hidden]
-        for i, row in zip(idx, batch):
-            rows[i] = row
-    return np.stack(rows)
+            return list(outputs["logits"])
+        return [pool(outputs["last_hidden_state"][r, : f.length], pooling) for r, f in enumerate(features)]
+
+    encodings = encoder.encode(texts)
+    features = [Feature(e, i, len(e)) for i, e in enumerate(encodings)]
+    size = batch_size if encoder.pad_id is not None else 1
+    return np.stack(execute(Session(onnx_path), encoder, [Work(features, post)], size)[0])
 
 
 def batch_invariance(session: Session, encoder: TextEncoder, items: list, names: tuple[str, ...]) -> dict:
@@ -130,7 +131,7 @@ def batch_invariance(session: Session, encoder: TextEncoder, items: list, names:
     if encoder.pad_id is None:
         return {"max_score_gap": 0.0, "label_flips": 0, "note": "no pad token: every input runs alone"}
     alone = [onnx_outputs(session, encoder, [item], names)[0] for item in items]
-    together = onnx_outputs(session, encoder, items, names)[0]
+    together = onnx_outputs(session, encoder, items, names, padded=True)[0]
     gap, flips = 0.0, 0
     for n in names:
         for i, b in enumerate(together[n]):

@@ -18,12 +18,6 @@ from .errors import InputError, InputKeyError, InputTypeError, InputValueError, 
 from .pipeline import Pipeline
 from .session import Engine
 from .tasks import TASKS, canonical_task, runs_on
-from .tasks.feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
-from .tasks.fill_mask import FillMaskPipeline
-from .tasks.question_answering import QuestionAnsweringPipeline
-from .tasks.text_classification import TextClassificationPipeline
-from .tasks.token_classification import TokenClassificationPipeline
-from .tasks.zero_shot import ZeroShotClassificationPipeline
 
 __version__ = "0.1.0"
 __all__ = [
@@ -39,6 +33,16 @@ __all__ = [
     "load_artifact",
     "pipeline",
 ]
+
+
+# -- generated from the task registry by `python tests/test_registry.py --fix`: edit runtime/tasks, not this --
+from .tasks.feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
+from .tasks.fill_mask import FillMaskPipeline
+from .tasks.question_answering import QuestionAnsweringPipeline
+from .tasks.sparse_embeddings import SparseEmbeddingsPipeline
+from .tasks.text_classification import TextClassificationPipeline
+from .tasks.token_classification import TokenClassificationPipeline
+from .tasks.zero_shot import ZeroShotClassificationPipeline
 
 
 @overload
@@ -141,6 +145,23 @@ def pipeline(
 
 @overload
 def pipeline(
+    task: Literal["sparse-embeddings"],
+    model: str | Path | None = None,
+    variant: str | None = None,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    verify: bool = True,
+    engine: Engine | None = None,
+    **defaults: Any,
+) -> SparseEmbeddingsPipeline: ...
+
+
+# -- end of the generated overloads --
+
+
+@overload
+def pipeline(
     task: str | None = None,
     model: str | Path | None = None,
     variant: str | None = None,
@@ -166,10 +187,9 @@ def pipeline(
 ) -> Pipeline[Any, Any, Any]:
     """Load an exported artifact as a pipeline for ``task``.
 
-    task: "text-classification" (alias "sentiment-analysis"), "zero-shot-classification", "feature-extraction",
-        "sentence-embeddings" or "fill-mask"; None takes the artifact's own task. A task runs any artifact
-        exported for a task with the same head (text-classification ↔ zero-shot-classification,
-        feature-extraction ↔ sentence-embeddings).
+    task: a task of the registry (``onnxpipe.TASKS``; aliases "sentiment-analysis", "ner"); None takes the
+        artifact's own task. A task runs any artifact exported for a task with the same head
+        (text-classification ↔ zero-shot-classification, feature-extraction ↔ sentence-embeddings).
     model: an artifact folder written by ``onnxpipe export``; None builds or reuses the task's
         embedded default model.
     variant: "fp32", "optimized" or "int8" (whichever the artifact holds); None takes its default.

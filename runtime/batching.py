@@ -1,15 +1,12 @@
 """The one batching policy every entry point runs: features sorted by length, cut into graph runs whose
-padding stays bounded, and rows put back together in the callers' order.
+padding stays bounded.
 
-The in-process pipeline, the server's batcher, ``explain`` and the exporter's validation all call
-:func:`chunks`, so a text is padded the same way (and gets the same answer) wherever it is sent.
+:func:`chunks` is called by the one executor (:mod:`.executor`), which the in-process pipeline, the server's batcher,
+``explain`` and the exporter's validation all run, so a text is padded the same way (and gets the same answer)
+wherever it is sent.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
-
-import numpy as np
 
 PAD_SLACK = 1.25
 # Attention holds count x heads x length² scores per layer: a run is also closed before count x length² passes
@@ -40,22 +37,3 @@ def chunks(lengths: list[int], size: int, slack: float = PAD_SLACK) -> list[list
     if run:
         runs.append(run)
     return runs
-
-
-def stack(rows: list[np.ndarray]) -> np.ndarray:
-    """Rows that may come from graph runs of different padded widths, padded to the widest (postprocess
-    reads each feature only up to its own length)."""
-    if all(r.shape == rows[0].shape for r in rows):
-        return np.stack(rows)
-    width = max(r.shape[0] for r in rows)
-    return np.stack([np.pad(r, [(0, width - r.shape[0])] + [(0, 0)] * (r.ndim - 1)) for r in rows])
-
-
-def gather(runs: Iterable[tuple[list[int], dict[str, np.ndarray]]], count: int) -> dict[str, np.ndarray]:
-    """The outputs of several graph runs as one batch with a row per feature, in feature order."""
-    where: dict[int, tuple[dict[str, np.ndarray], int]] = {}  # feature → (its run's outputs, its row there)
-    for indices, outputs in runs:
-        for r, i in enumerate(indices):
-            where[i] = (outputs, r)
-    rows = [where[i] for i in range(count)]
-    return {name: stack([o[name][r] for o, r in rows]) for name in rows[0][0]}

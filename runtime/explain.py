@@ -9,10 +9,15 @@ from typing import Any, TextIO
 import numpy as np
 
 from .errors import InputValueError
-from .batching import gather
+from .arrays import Outputs
 from .pipeline import Pipeline, Plan
 
 SHOWN_FEATURES = 8  # zero-shot makes one feature per label; show the first few
+READABLE_WIDTH = 16  # outputs with at most this many values a row (classifier logits) are shown, not only shaped
+
+
+def readable(value: np.ndarray) -> bool:
+    return value.ndim == 2 and value.shape[-1] <= READABLE_WIDTH
 
 
 def _fmt(values: Any) -> str:
@@ -32,27 +37,65 @@ def jsonable(result: Any) -> Any:
 
 def stages(pipe: Pipeline[Any, Any, Any], plan: Plan[Any]) -> dict[str, Any]:
     """One call's stages (``plan`` as :meth:`Pipeline.read` gave it), their data and their times: what
-    `onnxpipe explain` prints and the serve page draws. The graph runs are the pipeline's own."""
+    `onnxpipe explain` prints and the serve page draws. The call runs as every call does
+    (:meth:`Pipeline.execute`); explain only watches its graph runs."""
     if not plan.items:
         raise InputValueError("inputs is empty: give one input to explain")
     t0 = time.perf_counter()
     pipe.featurize(plan)
     t1 = time.perf_counter()
-    runs = list(pipe.runs(plan.features, plan.batch_size))
-    t2 = time.perf_counter()
-    outputs = gather(runs, len(plan.features))  # one row per feature, in feature order
-    values = pipe.postprocess(plan.features, outputs, **plan.post)
+    runs: list[tuple[list[int], Outputs]] = []
+    seconds: list[float] = []
+
+    def observe(idx: list[int], outputs: Outputs, run_s: float) -> None:
+        runs.append((idx, outputs))
+        seconds.append(run_s)
+
+    values = pipe.execute(plan, observe=observe)
     result = pipe.complete(plan, values)
-    t3 = time.perf_counter()
+    t2 = time.perf_counter()
+    forward = sum(seconds)  # the graph runs alone; the rest of execute and complete is postprocess
     # (features, padded width) of each graph run
     shape = [(len(idx), max(plan.features[i].length for i in idx)) for idx, _ in runs]
     return {
         "features": plan.features,
         "runs": shape,
-        "outputs": outputs,
+        "outputs": shown(runs, len(plan.features)),
         "post": plan.post,
         "result": result,
-        "ms": {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3},
+        "ms": {"preprocess": (t1 - t0) * 1e3, "forward": forward * 1e3, "postprocess": (t2 - t1 - forward) * 1e3},
+    }
+
+
+def shown(runs: list[tuple[list[int], Outputs]], count: int) -> Outputs:
+    """The graph runs' outputs as one array per output, a row per feature in feature order, for display only
+    (the answer never goes through this): rows of runs of different widths are zero-padded to the widest."""
+    where = {i: (outputs, r) for idx, outputs in runs for r, i in enumerate(idx)}
+    rows = [where[i] for i in range(count)]
+    out: Outputs = {}
+    for name in rows[0][0]:
+        arrays = [o[name][r] for o, r in rows]
+        width = max(a.shape[0] for a in arrays)
+        out[name] = np.stack([np.pad(a, [(0, width - a.shape[0])] + [(0, 0)] * (a.ndim - 1)) for a in arrays])
+    return out
+
+
+def page_data(pipe: Pipeline[Any, Any, Any], plan: Plan[Any]) -> dict[str, Any]:
+    """One call's four stages as JSON (:func:`stages`' data): what the serve explain page draws."""
+    run = stages(pipe, plan)
+    features, outputs = run["features"], run["outputs"]
+    return {
+        "task": pipe.task,
+        "variant": pipe.variant,
+        "features": [
+            {"tokens": f.encoding.tokens[: f.length], "ids": f.encoding.ids[: f.length]}
+            for f in features[:SHOWN_FEATURES]
+        ],
+        "outputs": {n: list(o.shape) for n, o in outputs.items()},
+        "logits": {n: o.tolist() for n, o in outputs.items() if readable(o)},
+        "decision": pipe.explain_lines(features, outputs, run["post"]),
+        "result": jsonable(run["result"]),
+        "ms": run["ms"],
     }
 
 
@@ -96,10 +139,9 @@ def explain(
 
     say(f"3. forward     {ms['forward']:8.2f} ms   feed   {', '.join(pipe.session.input_names)} (int64)")
     for name, value in outputs.items():
-        small = value.ndim == 2 and value.shape[-1] <= 16  # classifier logits: worth reading
         say(
             f"                              {name} {tuple(value.shape)}"
-            + (f" {_fmt(value[:SHOWN_FEATURES])}" if small else "")
+            + (f" {_fmt(value[:SHOWN_FEATURES])}" if readable(value) else "")
         )
 
     post, result = run["post"], run["result"]

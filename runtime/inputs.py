@@ -13,27 +13,46 @@ from .errors import InputError, InputTypeError, InputValueError
 INPUT_ERRORS = (InputError,)
 
 
+def check_int(value: Any, name: str, minimum: int = 1, none: bool = False) -> Any:
+    """``value`` if it is an int (a bool is not) of at least ``minimum`` (0 or 1), or None where ``none``;
+    otherwise an error naming the parameter: the one check behind every count a call takes."""
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = ("a positive int" if minimum == 1 else f"an int >= {minimum}") if minimum else "a non-negative int"
+        raise InputValueError(f"{name} must be {kind}{' or None' if none else ''}, got {value!r}")
+    return value
+
+
 def check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return batch_size
+    size: int = check_int(batch_size, "batch_size")
+    return size
 
 
 STRATEGIES = ("longest_first", "only_first", "only_second")
 
 
 def truncation_params(truncation: bool | str | None, max_length: int | None) -> dict[str, Any]:
-    """Tokenizer options as transformers' pipelines take them → :meth:`Pipeline.encode`'s.
+    """Tokenizer options as transformers' pipelines take them → :meth:`Pipeline.encode`'s, with the transformers
+    tokenizer's semantics: the strategy is checked whether or not ``max_length`` is given, and applies at the
+    model's limit when it is not (``only_second`` cuts only the pair there, as transformers cuts it at
+    ``model_max_length``); ``max_length`` without ``truncation`` truncates ``longest_first``.
 
-    Deliberate difference: text past the model's limit is always truncated (transformers raises); a
-    shorter ``max_length`` and a strategy apply as the transformers tokenizer applies them."""
-    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
-        raise InputValueError(f"max_length must be a positive int, got {max_length!r}")
-    if truncation is False or truncation == "do_not_truncate" or max_length is None:
+    Deliberate difference: text past the model's limit is always truncated (transformers raises), so
+    ``truncation=False`` keeps only that cut."""
+    check_int(max_length, "max_length", none=True)
+    if truncation is None or truncation is True:
+        strategy = "longest_first"
+    elif truncation is False or truncation == "do_not_truncate":
         return {}
-    strategy = "longest_first" if truncation in (None, True) else truncation
-    if strategy not in STRATEGIES:
-        raise InputValueError(f"truncation must be a bool or one of {STRATEGIES}, got {truncation!r}")
+    elif isinstance(truncation, str) and truncation in STRATEGIES:
+        strategy = truncation
+    else:
+        raise InputValueError(
+            f"truncation must be a bool or one of {(*STRATEGIES, 'do_not_truncate')}, got {truncation!r}"
+        )
+    if max_length is None and strategy == "longest_first":
+        return {}  # the model's limit, longest_first: the encoder's own default
     return {"max_length": max_length, "strategy": strategy}
 
 

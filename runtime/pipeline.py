@@ -15,14 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 from tokenizers import Encoding
 
 from .arrays import Outputs
 from .artifact import Artifact
-from .batching import chunks
+from .executor import Feature as Feature  # the tasks' stages take features: importable from here too
+from .executor import Observer, Work, execute
 from .inputs import INPUT_ERRORS, check_batch_size, check_texts_or_pairs, is_stream, raise_on_invalid_unicode
 from .errors import InputTypeError, InputValueError, OnnxPipeError
 from . import tune
@@ -38,16 +39,6 @@ DEFAULT_BATCH_SIZE = 32
 ItemT = TypeVar("ItemT")
 ValueT = TypeVar("ValueT")
 ResultT = TypeVar("ResultT")
-
-
-@dataclass
-class Feature:
-    """One encoding the graph runs, and where its outputs belong."""
-
-    encoding: Encoding
-    owner: int  # index of the input (in the call's list) this feature belongs to
-    length: int  # tokens before padding (collate pads the encoding in place)
-    context: Any = None  # what the task's postprocess / aggregate needs besides the encoding
 
 
 @dataclass
@@ -158,20 +149,25 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
         plan.features = self.preprocess(plan.items, **plan.pre) if plan.items else []
         return plan
 
-    def runs(self, features: list[Feature], batch_size: int | None = None) -> Iterator[tuple[list[int], Outputs]]:
-        """Graph runs over ``features`` by the one batching policy (:func:`batching.chunks`): each run's feature
-        indices and the graph's outputs, rows in those indices' order."""
-        size = self.batch_size if batch_size is None else self.check_batch(batch_size)
-        for idx in chunks([f.length for f in features], size):
-            yield idx, self.session.run(self.encoder.collate([features[i].encoding for i in idx]))
-
-    def execute(self, plan: Plan[ItemT], batch_size: int | None = None) -> list[ValueT]:
-        """The graph runs of a plan and their postprocess: one value per feature, in feature order."""
-        values: list[Any] = [None] * len(plan.features)
-        for idx, outputs in self.runs(plan.features, batch_size or plan.batch_size):
-            for i, value in zip(idx, self.postprocess([plan.features[i] for i in idx], outputs, **plan.post)):
-                values[i] = value
+    def execute(
+        self, plan: Plan[ItemT], batch_size: int | None = None, observe: Observer | None = None
+    ) -> list[ValueT]:
+        """The graph runs of a plan and their postprocess (:func:`executor.execute`): one value per feature, in
+        feature order. ``observe`` sees each graph run's feature indices and outputs (``explain``)."""
+        size = batch_size or plan.batch_size
+        size = self.batch_size if size is None else self.check_batch(size)
+        values: list[ValueT] = execute(self.session, self.encoder, [self.work(plan)], size, observe)[0]
         return values
+
+    def work(
+        self,
+        plan: Plan[ItemT],
+        answer: Callable[[list[Any]], None] | None = None,
+        fail: Callable[[BaseException], None] | None = None,
+    ) -> Work:
+        """A plan as the executor takes it: its features, postprocessed with its own parameters."""
+        post = plan.post
+        return Work(plan.features, lambda features, outputs: self.postprocess(features, outputs, **post), answer, fail)
 
     def complete(self, plan: Plan[ItemT], values: list[ValueT]) -> Any:
         """The call's answer from its features' values: each input's result (the task's aggregate), in the

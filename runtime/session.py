@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from .arrays import Outputs
 from .errors import OnnxPipeError
+from .inputs import check_int
 
 
 class Engine(Protocol):
@@ -37,9 +38,8 @@ UNFUSED = ["SkipLayerNormFusion"]
 
 
 def check_threads(threads: int | None) -> int | None:
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
-    return threads
+    checked: int | None = check_int(threads, "threads", none=True)
+    return checked
 
 
 class Session:

@@ -1,6 +1,8 @@
 """Micro-batching by a padded-token budget: requests' features gathered into one graph run, one thread.
 
-Callers plan and tokenize off the event loop (:meth:`Pipeline.plan`), then ``submit`` the plan. One inference thread takes the oldest request, then every request already waiting while
+Callers read and featurize a request off the event loop (:meth:`Pipeline.read`, :meth:`Pipeline.featurize`),
+then ``submit`` the plan; the batcher only decides which requests share a call of the one executor
+(:mod:`onnxpipe.executor`). One inference thread takes the oldest request, then every request already waiting while
 the batch stays within ``max_batch_tokens`` (longest × count, what padding costs) and
 ``max_batch_requests``; it waits up to ``max_wait_ms`` for more only while requests are still arriving,
 so a lone request on an idle server runs at once. Each request's rows are postprocessed with its own
@@ -18,11 +20,11 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-import numpy as np
-
-from ..batching import stack
+from ..arrays import Outputs
+from ..executor import execute
 from ..pipeline import Feature, Pipeline, Plan
 from .metrics import Metrics
 
@@ -136,49 +138,43 @@ class Batcher:
             self._run([pending])
 
     def _run(self, jobs: list[Job]) -> None:
-        """Run the jobs' features in length-sorted graph runs, answering each job as soon as its last row is
-        computed: short requests leave before the long ones' runs, and their clients can send again while
-        the rest of the batch still runs (answering at the end held every client for the whole batch)."""
+        """Run the jobs' features together through the one executor, each job's rows postprocessed with its own
+        parameters and answered as soon as its last row is computed: short requests leave before the long
+        ones' runs, and their clients can send again while the rest of the batch still runs (answering at the
+        end held every client for the whole batch)."""
         if not jobs:
             return
         started = time.perf_counter()
+        work = [
+            job.pipe.work(job.plan, partial(self._answer, job, started, len(jobs)), partial(self._fail, job))
+            for job in jobs
+        ]
         features = [f for job in jobs for f in job.features]
-        owner = [j for j, job in enumerate(jobs) for _ in job.features]
-        first = np.cumsum([0] + [len(job.features) for job in jobs])
-        left = [len(job.features) for job in jobs]
-        rows: dict[int, tuple[dict[str, np.ndarray], int]] = {}
+
+        def observe(idx: list[int], outputs: Outputs, run_s: float) -> None:
+            if self.metrics:
+                self.metrics.batch_size.labels(self.model).observe(len(idx))
+                self.metrics.batch_tokens.labels(self.model).observe(len(idx) * max(features[i].length for i in idx))
+
         try:
-            for idx, outputs in self.pipe.runs(features):
-                for r, i in enumerate(idx):
-                    rows[i] = (outputs, r)
-                    left[owner[i]] -= 1
-                if self.metrics:
-                    self.metrics.batch_size.labels(self.model).observe(len(idx))
-                    self.metrics.batch_tokens.labels(self.model).observe(
-                        len(idx) * max(features[i].length for i in idx)
-                    )
-                for j in sorted({owner[i] for i in idx}):
-                    if left[j] == 0:
-                        mine = [rows.pop(i) for i in range(first[j], first[j + 1])]
-                        self._answer(jobs[j], mine, started, len(jobs))
+            execute(self.pipe.session, self.pipe.encoder, work, self.pipe.batch_size, observe)
         except BaseException as e:  # a graph failure answers every caller still waiting; the thread lives on
             for job in jobs:
                 job.loop.call_soon_threadsafe(_resolve, job.future, None, e)
 
     @staticmethod
-    def _answer(job: Job, mine: list[tuple[dict[str, np.ndarray], int]], started: float, batched: int) -> None:
-        """Postprocess one job's rows with its own parameters; an error there answers that job alone."""
-        try:
-            outputs = {name: stack([o[name][r] for o, r in mine]) for name in mine[0][0]}
-            values, error = job.pipe.postprocess(job.features, outputs, **job.plan.post), None
-        except Exception as e:
-            values, error = None, e
+    def _answer(job: Job, started: float, batched: int, values: list[Any]) -> None:
         job.queue_s, job.inference_s, job.batch_requests = (
             started - job.queued_at,
             time.perf_counter() - started,
             batched,
         )
-        job.loop.call_soon_threadsafe(_resolve, job.future, values, error)
+        job.loop.call_soon_threadsafe(_resolve, job.future, values, None)
+
+    @staticmethod
+    def _fail(job: Job, error: BaseException) -> None:
+        """An error in one job's postprocess answers that job alone."""
+        job.loop.call_soon_threadsafe(_resolve, job.future, None, error)
 
 
 def _resolve(future: asyncio.Future[list[Any]], values: Any, error: BaseException | None) -> None:

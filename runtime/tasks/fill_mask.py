@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import postprocess as post
 from ..errors import InputTypeError, InputValueError, OnnxPipeError
-from ..inputs import check_texts, truncation_params
+from ..inputs import check_int, check_texts, truncation_params
 from ..arrays import Array, Outputs
 from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
@@ -74,8 +74,7 @@ class FillMaskPipeline(Pipeline[str, Filled, Filled]):
             raise InputValueError(f"tokenizer_kwargs {sorted(unknown)} are not supported (truncation, max_length are)")
         pre = truncation_params(tokenizer_kwargs.get("truncation"), tokenizer_kwargs.get("max_length"))
         top_k = 5 if top_k is None else top_k
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-            raise InputValueError(f"top_k must be a non-negative int, got {top_k!r}")  # 0: no proposals, as there
+        check_int(top_k, "top_k", 0)  # 0: no proposals, as there
         target_ids = None if targets is None else self.target_ids(targets)
         if target_ids is not None and len(target_ids) < top_k:
             top_k = len(target_ids)

@@ -23,6 +23,7 @@ from tokenizers import Encoding
 
 from ..errors import InputKeyError, InputTypeError, InputValueError
 from ..arrays import Array, Outputs
+from ..inputs import check_int
 from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
 
@@ -198,11 +199,9 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
                 raise InputValueError(f"{name} parameter should be >= 1 (got {value!r})")
         limit = self.encoder.max_length
         seq = min(limit, 384) if max_seq_len is None else max_seq_len
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-            raise InputValueError(f"max_seq_len must be a positive int, got {max_seq_len!r}")
+        check_int(max_seq_len, "max_seq_len", none=True)
         stride = min(seq // 2, 128) if doc_stride is None else doc_stride
-        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
-            raise InputValueError(f"doc_stride must be a non-negative int, got {doc_stride!r}")
+        check_int(doc_stride, "doc_stride", 0, none=True)
         if stride > seq:
             raise InputValueError(f"`doc_stride` ({stride}) is larger than `max_seq_len` ({seq})")
         post = {

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import postprocess as post
 from ..errors import InputTypeError, InputValueError
-from ..inputs import truncation_params
+from ..inputs import check_int, truncation_params
 from ..arrays import Outputs
 from ..pipeline import Feature, Pipeline
 from ..postprocess import LabelScore
@@ -44,8 +44,7 @@ class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
         if return_all_scores is None:
             return_all_scores = self.artifact.manifest.config.return_all_scores
         if top_k is not _UNSET:
-            if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-                raise InputValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
+            check_int(top_k, "top_k", 0, none=True)
             shape = {"top_k": top_k, "legacy": False}
         elif return_all_scores:
             shape = {"top_k": None, "legacy": True}
@@ -86,21 +85,19 @@ class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
             raise InputTypeError(f"query must be a str, got {type(query).__name__}")
         if not isinstance(documents, (list, tuple)):
             raise InputTypeError(f"documents must be a list of str, got {type(documents).__name__}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-            raise InputValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
+        check_int(top_k, "top_k", 0, none=True)
         names = list(self.artifact.id2label.values())
-        label = label if label is not None else self.artifact.id2label[max(self.artifact.id2label)]
+        label = label if label is not None else self.relevant_label
         if label not in names:
             raise InputValueError(f"label {label!r} is not one of this model's labels {names}")
         results = self([{"text": query, "text_pair": d} for d in documents], top_k=None, batch_size=batch_size)
-        ranked = sorted(
-            ({"index": i, "score": next(d["score"] for d in r if d["label"] == label)} for i, r in enumerate(results)),
-            key=lambda d: d["score"],
-            reverse=True,
-        )
-        if return_text:
-            ranked = [{**d, "text": documents[d["index"]]} for d in ranked]
+        ranked = rank(results, label, documents if return_text else None)
         return ranked if top_k is None else ranked[:top_k]
+
+    @property
+    def relevant_label(self) -> str:
+        """The label rerank scores by default: the last (the "relevant" or "entailment" end of most pair models)."""
+        return self.artifact.id2label[max(self.artifact.id2label)]
 
     def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
         # transformers wraps a single *text*'s result in a list unless the call itself named top_k
@@ -108,3 +105,14 @@ class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
         if single == "str":
             return results if "top_k" not in params else results[0]
         return results[0] if single else results
+
+
+def rank(results: list[Any], label: str, texts: list[str] | None = None) -> list[dict[str, Any]]:
+    """Pair results (every label's score, as ``top_k=None`` gives them) → ``[{"index", "score"(, "text")}]`` by
+    ``label``'s score, best first: rerank's answer in Python and over HTTP."""
+    ranked = sorted(
+        ({"index": i, "score": next(d["score"] for d in r if d["label"] == label)} for i, r in enumerate(results)),
+        key=lambda d: d["score"],
+        reverse=True,
+    )
+    return ranked if texts is None else [{**d, "text": texts[d["index"]]} for d in ranked]

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputTypeError, InputValueError
-from ..inputs import check_texts, is_stream
+from ..inputs import check_int, check_texts, is_stream
 from ..arrays import Outputs
 from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
+from ..postprocess import softmax
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
@@ -97,8 +98,7 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
             raise InputTypeError(f"ignore_labels must be a list of labels, got {type(ignore_labels).__name__}")
         pre: dict[str, Any] = {"words": bool(is_split_into_words), "delimiter": " " if delimiter is None else delimiter}
         if stride is not None:
-            if isinstance(stride, bool) or not isinstance(stride, int) or stride < 0:
-                raise InputValueError(f"stride must be a non-negative int, got {stride!r}")
+            check_int(stride, "stride", 0)
             if stride >= self.encoder.max_length:
                 raise InputValueError(
                     f"`stride` must be less than the model's limit of {self.encoder.max_length} tokens "
@@ -144,9 +144,7 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
     ) -> list[Any]:
         results = []
         for j, f in enumerate(features):
-            logits = outputs["logits"][j, : f.length].astype(np.float32)
-            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            scores = shifted / shifted.sum(axis=-1, keepdims=True)
+            scores = softmax(outputs["logits"][j, : f.length].astype(np.float32))
             entities = self.group(self.gather(f, scores, strategy), strategy)
             results.append(
                 [
@@ -287,9 +285,6 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
     def tokens_to_string(self, tokens: list[str]) -> str:
         decoder = self.encoder.tokenizer.decoder
         return decoder.decode(tokens) if decoder is not None else " ".join(tokens)
-
-    def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:
-        return results[0] if single else results
 
 
 def bio(label: str) -> tuple[str, str]:

@@ -51,6 +51,8 @@ def test_bad_inputs(pipe, bad, error, words):
         ({"top_k": "2"}, "top_k must be a non-negative int"),
         ({"max_length": 0}, "max_length must be a positive int"),
         ({"truncation": "only_third", "max_length": 8}, "truncation must be a bool or one of"),
+        ({"truncation": "only_thrid"}, "truncation must be a bool or one of"),  # checked without max_length too
+        ({"truncation": 1}, "truncation must be a bool or one of"),
         ({"function_to_apply": "relu"}, "function_to_apply must be one of"),
         ({"batch_size": 0}, "batch_size must be a positive int"),
     ],

@@ -254,3 +254,18 @@ def test_rerank_orders_documents_by_the_pair_score(checkpoint, artifact, head):
     assert ours.rerank(query, []) == []
     with pytest.raises(ValueError, match="not one of this model's labels"):
         ours.rerank(query, docs, label="nope")
+
+
+@pytest.mark.parametrize("strategy", ["only_second", "only_first", "longest_first", True])
+def test_truncation_strategy_applies_at_the_model_limit_without_max_length(parity, strategy):
+    """transformers applies a strategy at model_max_length when max_length is not given: a long pair cut
+    only on the side the strategy names, the same ids and scores here."""
+    ours, theirs = parity("text-classification", "bert", "single")
+    limit = ours.artifact.max_length
+    short, long = "a fine film", "the food was good but the service was bad " * 40
+    pair = {"text": short, "text_pair": long} if strategy != "only_first" else {"text": long, "text_pair": short}
+    want = theirs.tokenizer(pair["text"], pair["text_pair"], truncation=strategy)["input_ids"]
+    assert len(want) == limit
+    plan = ours.plan(pair, truncation=strategy)
+    assert list(plan.features[0].encoding.ids) == want
+    assert_same(ours(pair, truncation=strategy), theirs(pair, truncation=strategy))

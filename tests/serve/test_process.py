@@ -41,8 +41,7 @@ def test_concurrent_clients_get_the_in_process_answers(server, artifact):
         answers = list(pool.map(lambda t: client.post(f"{url}/v1/pipeline", json={"inputs": t}), texts))
     assert [a.status_code for a in answers] == [200] * len(texts)
     assert [a.json()[0] for a in answers] == pipe(texts)  # each its own answer, in order, none lost
-    batched = [int(a.headers["x-batch-requests"]) for a in answers]
-    assert max(batched) > 1
+    # (that they were micro-batched is asserted deterministically in test_app.py, behind a gate)
 
 
 def test_sigterm_under_load_answers_every_accepted_request(server, artifact):
