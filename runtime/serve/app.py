@@ -1,7 +1,8 @@
 """``onnxpipe serve``: the pipelines over HTTP (FastAPI on uvicorn), micro-batched by a token budget.
 
 Routes (:mod:`.routes`): ``POST /v1/pipeline`` (any task: the Python pipeline's JSON), the shapes TEI clients
-send (``/predict``, ``/embed``, ``/rerank``, ``/tokenize``), OpenAI's ``/v1/embeddings``, ``GET /health``
+send (``/predict``, ``/embed``, ``/rerank``, ``/tokenize``; each model's at ``/models/{name}/...``, its root at
+``POST /models/{name}``: :mod:`.model_routes`), OpenAI's ``/v1/embeddings``, ``GET /health``
 (503 until loaded), ``/info``, ``/metrics`` (Prometheus), ``/`` (a live explain page) and the OpenAPI
 document at ``/openapi.json``. Every answer that ran the model carries its timing in headers. The request
 path is :class:`.server.Server`'s; the door (key, body size) is :class:`.guard.Guard`.
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from ..errors import OnnxPipeError
 from .guard import Guard
+from .model_routes import router as model_router
 from .openai_routes import router as openai_router
 from .routes import router
 from .errors import HTTPError, error_body, openai_status
@@ -61,8 +63,11 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         """An error in its route family's shape (OpenAI's on its routes), counted by kind."""
         metrics.failures.labels(kind).inc()
         path = request.url.path
+        request_id = request.scope.get("request_id") if status >= 500 else None
         return JSONResponse(
-            error_body(path, status, message, kind, param), status_code=openai_status(path, status), headers=headers
+            error_body(path, status, message, kind, param, request_id),
+            status_code=openai_status(path, status),
+            headers=headers,
         )
 
     @app.exception_handler(HTTPError)
@@ -72,7 +77,10 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     @app.exception_handler(HTTPException)
     async def starlette_error(request: Request, e: HTTPException) -> JSONResponse:  # 404, 405, body too large
         kind = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(e.status_code, "http")
-        return error(request, e.status_code, str(e.detail), kind, getattr(e, "headers", None))
+        detail = str(e.detail)
+        if e.status_code in (404, 405):  # Starlette says only "Not Found": name what was not found
+            detail = f"{detail}: {request.method} {request.url.path}"
+        return error(request, e.status_code, detail, kind, getattr(e, "headers", None))
 
     @app.exception_handler(OnnxPipeError)
     async def model_error(request: Request, e: OnnxPipeError) -> JSONResponse:
@@ -86,11 +94,14 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
 
     app.include_router(router)
     app.include_router(openai_router)
+    app.include_router(model_router)
     app.add_middleware(Guard, settings=server.settings, metrics=metrics, known=route_paths(app))
     return app
 
 
 def route_paths(app: FastAPI) -> set[str]:
     """Every path the app answers (its own routes and the included router's), for per-route counts."""
-    paths = {getattr(r, "path", None) for r in [*app.routes, *router.routes, *openai_router.routes]}
+    paths = {
+        getattr(r, "path", None) for r in [*app.routes, *router.routes, *openai_router.routes, *model_router.routes]
+    }
     return {p for p in paths if isinstance(p, str)}

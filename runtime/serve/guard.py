@@ -1,9 +1,13 @@
-"""The server's door: API key, body size (counted as it is read, so a chunked body is bounded too) and
-per-route counts, before FastAPI sees a request."""
+"""The server's door: a request id, the API key, the body size (counted as it is read, so a chunked body is
+bounded too), per-route counts, and the last word on a failure no handler expected (a 500 with the request
+id, its traceback logged), before and after FastAPI sees a request."""
 
 from __future__ import annotations
 
 import hmac
+import logging
+import uuid
+
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -12,14 +16,23 @@ from .errors import error_body
 from .metrics import Metrics
 from .settings import Settings
 
+# uvicorn's own error logger: it has a handler wherever uvicorn runs, and is where operators look.
+log = logging.getLogger("uvicorn.error")
+
+# A refused body is still read (and thrown away) up to this much before the refusal is sent: a client that
+# sends its whole body before reading (urllib, requests) sees the status, not a connection reset. Past it, the
+# connection is closed: reading without end is what the limit is there to prevent.
+DRAIN_FLOOR = 8 * 2**20
+
 
 class Guard:
-    """API key, body size and per-route counts, before FastAPI sees the request. A plain ASGI middleware:
-    Starlette's BaseHTTPMiddleware costs about a millisecond a request on these machines."""
+    """API key, body size, request id and per-route counts, before FastAPI sees the request. A plain ASGI
+    middleware: Starlette's BaseHTTPMiddleware costs about a millisecond a request on these machines."""
 
     def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics, known: set[str]):
         self.app, self.settings, self.metrics, self.known = app, settings, metrics, known
         self.key = f"Bearer {settings.api_key}".encode() if settings.api_key else None
+        self.drain_cap = max(DRAIN_FLOOR, 4 * settings.max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -27,6 +40,7 @@ class Guard:
             return
         path = scope["path"]
         route = path if path in self.known else "other"
+        request_id = scope["request_id"] = uuid.uuid4().hex
         headers = dict(scope["headers"])
         refusal = None
         if self.key and path != "/health" and not hmac.compare_digest(headers.get(b"authorization", b""), self.key):
@@ -42,13 +56,20 @@ class Guard:
             status, message, kind = refusal
             self.metrics.failures.labels(kind).inc()
             self.metrics.requests.labels(route, str(status)).inc()
-            await JSONResponse(error_body(path, status, message, kind), status_code=status)(scope, receive, send)
+            drained = await drain(receive, self.drain_cap)
+            refused = {"x-request-id": request_id, **({} if drained else {"connection": "close"})}
+            await JSONResponse(error_body(path, status, message, kind), status_code=status, headers=refused)(
+                scope, receive, send
+            )
             return
         code = {"status": 500}
+        started = {"yes": False}
 
         async def counted(message: Message) -> None:
             if message["type"] == "http.response.start":
                 code["status"] = message["status"]
+                started["yes"] = True
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 self.metrics.sent[route] += 1  # the whole answer handed to the connection
@@ -61,6 +82,8 @@ class Guard:
             if message["type"] == "http.request":
                 read["bytes"] += len(message.get("body", b""))
                 if read["bytes"] > limit:  # the app's HTTPException handler answers it in the error shape
+                    if message.get("more_body"):
+                        await drain(receive, self.drain_cap - read["bytes"])
                     raise HTTPException(
                         413, f"body of more than {limit} bytes; the limit is {limit} (--max-body-bytes)"
                     )
@@ -68,5 +91,26 @@ class Guard:
 
         try:
             await self.app(scope, counted_body, counted)
+        except Exception as e:  # a bug, not the client's doing: the traceback for the operator, an id for both
+            log.error("request %s (%s %s) failed", request_id, scope["method"], path, exc_info=e)
+            if started["yes"]:
+                raise  # the answer is half sent: only closing the connection can say it failed
+            self.metrics.failures.labels("internal").inc()
+            message = f"internal error (request id {request_id}); the server log has its traceback"
+            body = error_body(path, 500, message, "internal", request_id=request_id)
+            await JSONResponse(body, status_code=500, headers={"x-request-id": request_id})(scope, receive, send)
         finally:
             self.metrics.requests.labels(route, str(code["status"])).inc()
+
+
+async def drain(receive: Receive, cap: int) -> bool:
+    """Read and discard the rest of the request body, up to ``cap`` bytes: whether all of it was read."""
+    got = 0
+    while got <= cap:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False  # the client left
+        got += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return True
+    return False

@@ -12,18 +12,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ..tasks.feature_extraction import SentenceEmbeddingsPipeline
-from .errors import HTTPError
+from .errors import HTTPError, OpenAIError, responses
 from .routes import answer, of
 
-router = APIRouter()
+router = APIRouter(responses=responses(OpenAIError))
 
 
 class OpenAIEmbeddingsRequest(BaseModel):
     """OpenAI's embeddings request, as its clients send it (token-id inputs aside)."""
 
     model_config = ConfigDict(extra="forbid")
-    input: str | list[str]
-    model: str
+    input: str | list[str] = Field(description="a text or a list of texts (not empty; see --max-embeddings-inputs)")
+    model: str | None = Field(None, description="a served model; default: the first that gives embeddings")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: StrictInt | None = Field(None, ge=1)
     user: str | None = None  # accepted, as OpenAI accepts it; nothing is logged by user
@@ -32,19 +32,25 @@ class OpenAIEmbeddingsRequest(BaseModel):
 @router.post("/v1/embeddings", summary="OpenAI-style embeddings")
 async def openai_embeddings(body: OpenAIEmbeddingsRequest, request: Request) -> JSONResponse:
     server = of(request)
-    if server.ready and body.model not in server.served:
+    if server.ready and body.model is not None and body.model not in server.served:
         raise HTTPError(
             404,
             f"The model `{body.model}` does not exist: this server has {', '.join(server.served)}",
             "model_not_found",
             param="model",
         )
-    s = server.model(body.model)
+    if isinstance(body.input, list) and not body.input:  # OpenAI's 400 for input=[]
+        raise HTTPError(
+            400, "'$.input' is invalid: an empty list; give at least one text", "invalid_input", param="input"
+        )
+    # No model: the first that gives embeddings, as infinity and TEI's OpenAI route answer a request without one.
+    s = server.model(body.model, "sentence-embeddings")
     pipe = s.task_pipe("sentence-embeddings")
     assert isinstance(pipe, SentenceEmbeddingsPipeline)
     check_dimensions(s.name, body.dimensions, pipe.dimension)  # before running, where the manifest knows it
     texts = [body.input] if isinstance(body.input, str) else body.input
-    result, headers = await server.run(s, pipe, texts, {})
+    limit = (server.settings.max_embeddings_inputs, "--max-embeddings-inputs")
+    result, headers = await server.run(s, pipe, texts, {}, limit=limit)
     vectors = np.asarray(result, dtype=np.float32).reshape(len(texts), -1)
     check_dimensions(s.name, body.dimensions, vectors.shape[1])
     tokens = int(headers.get("x-prompt-tokens", 0))  # counted when tokenized, not tokenized again

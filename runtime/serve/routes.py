@@ -12,18 +12,16 @@ import numpy as np
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ..explain import jsonable
 from ..inputs import raise_on_invalid_unicode
 from ..pipeline import Pipeline, Plan
-from ..tasks import BASE, CLASSIFIER, TASKS
-from .errors import HTTPError
+from .errors import Error, HTTPError, responses
 from .server import Server
 
 PAGE = Path(__file__).with_name("page.html")
-router = APIRouter()
+router = APIRouter(responses=responses(Error))
 
 
 def of(request: Request) -> Server:
@@ -230,29 +228,7 @@ async def prometheus(request: Request) -> Response:
     return Response(generate_latest(of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post(
-    "/", summary="TEI: the default model's own route (predict or rerank for a classifier, embed for an encoder)"
-)
-async def default_route(request: Request) -> Any:
-    """What TEI answers at its root, and what huggingface_hub's InferenceClient posts to a server's URL."""
-    server = of(request)
-    task = server.model(None).loaded.task
-    try:
-        body = await request.json()
-        if TASKS[task].head is CLASSIFIER:
-            if isinstance(body, dict) and "query" in body:
-                return await rerank(RerankRequest.model_validate(body), request)
-            return await predict(PredictRequest.model_validate(body), request)
-        if TASKS[task].head is BASE:
-            inputs = body.get("inputs") if isinstance(body, dict) else None
-            if isinstance(inputs, dict) and "source_sentence" in inputs:  # InferenceClient.sentence_similarity
-                return await similarity(SimilarityRequest.model_validate(body), request)
-            return await embed(EmbedRequest.model_validate(body), request)
-        return await pipeline_route(PipelineRequest.model_validate(body), request)
-    except ValidationError as e:
-        raise RequestValidationError(e.errors()) from None
-    except ValueError as e:  # not JSON
-        raise HTTPError(422, f"the body is not JSON: {e}", "bad_input") from None
+# POST / (and each model's /models/{name}) is in .model_routes.
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

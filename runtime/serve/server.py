@@ -132,17 +132,20 @@ class Server:
         except (TypeError, ValueError) as e:
             raise HTTPError(422, str(e), "bad_input") from None
 
-    def read(self, pipe: Pipeline[Any, Any, Any], inputs: Any, params: dict[str, Any]) -> Plan[Any]:
-        """The request read as the Python call ``pipe(inputs, **params)`` reads it, within the input limit."""
+    def read(
+        self, pipe: Pipeline[Any, Any, Any], inputs: Any, params: dict[str, Any], limit: tuple[int, str] | None = None
+    ) -> Plan[Any]:
+        """The request read as the Python call ``pipe(inputs, **params)`` reads it, within the input limit
+        (``limit``: a route's own (count, flag); else --max-client-batch)."""
         try:
             plan = pipe.read(inputs, **params)
         except INPUT_ERRORS as e:
             raise HTTPError(422, str(e), "bad_input") from None
-        if len(plan.items) > self.settings.max_client_batch:
+        most, flag = limit or (self.settings.max_client_batch, "--max-client-batch")
+        if len(plan.items) > most:
             raise HTTPError(
                 413,
-                f"{len(plan.items)} inputs in one request; this server takes at most "
-                f"{self.settings.max_client_batch} (--max-client-batch)",
+                f"{len(plan.items)} inputs in one request; this route takes at most {most} ({flag})",
                 "too_many_inputs",
             )
         return plan
@@ -166,11 +169,12 @@ class Server:
         params: dict[str, Any],
         truncate: bool = True,
         direction: str = "right",
+        limit: tuple[int, str] | None = None,
     ) -> tuple[Any, dict[str, str]]:
         """One request through read and featurize (a worker thread) → the batcher → complete, timed.
-        ``direction``: TEI's truncation_direction, which end of an overlong text is cut."""
+        ``direction``: TEI's truncation_direction, which end of an overlong text is cut; ``limit``: see read."""
         t0 = time.perf_counter()
-        plan = self.read(pipe, inputs, params)
+        plan = self.read(pipe, inputs, params, limit)
         if direction != "right":
             plan.pre = {**plan.pre, "direction": direction}
         if not plan.items:

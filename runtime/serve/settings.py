@@ -26,6 +26,9 @@ class Settings:
     )
     max_queue: int = _setting(1024, "waiting requests before 429")
     max_client_batch: int = _setting(256, "inputs per request (and per /v1/explain or /tokenize call)")
+    # OpenAI's own limit for one embeddings request, which its clients batch up to; split by the token budget
+    # like any request, so a large one costs time, not a larger graph run.
+    max_embeddings_inputs: int = _setting(2048, "inputs per /v1/embeddings request (OpenAI's limit)")
     max_body_bytes: int = _setting(2_000_000, "request body size in bytes, counted as read (chunked bodies too)")
     timeout_s: float = _setting(30.0, "seconds before a request gets 504", flag="--timeout", kind=float)
     threads: int | None = _setting(None, "intra-op threads (default: every core this process may use)")

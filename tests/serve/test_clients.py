@@ -16,10 +16,13 @@ TEXTS = ["good film", "the food was good but the service was bad", "très émouv
 
 @pytest.fixture(scope="module")
 def server(artifact):
-    """`onnxpipe serve` with a classifier (named "artifact", the first) and a base encoder named "emb"."""
+    """`onnxpipe serve` with a classifier (named "artifact", the first), a base encoder named "emb", a token
+    classifier "ner" and a question-answering model "qa"."""
     from onnxpipe.bench.serve_load import start
 
-    proc, url = start(artifact("bert", "single"), True, 1, extra=("-m", f"emb={artifact('bert', 'base')}"))
+    more = {"emb": artifact("bert", "base"), "ner": artifact("bert", "ner"), "qa": artifact("bert", "qa")}
+    extra = tuple(arg for name, path in more.items() for arg in ("-m", f"{name}={path}"))
+    proc, url = start(artifact("bert", "single"), True, 1, extra=extra)
     yield url
     proc.kill()
     proc.wait()
@@ -48,7 +51,7 @@ def test_openai_embeddings_equal_the_pipeline(client, artifact):
 
 
 def test_openai_models_and_errors(client):
-    assert [m.id for m in client.models.list()] == ["artifact", "emb"]
+    assert [m.id for m in client.models.list()] == ["artifact", "emb", "ner", "qa"]
     with pytest.raises(openai.NotFoundError) as e:
         client.embeddings.create(model="nosuch", input=TEXTS)
     assert e.value.code == "model_not_found" and "nosuch" in e.value.message
@@ -124,3 +127,81 @@ def test_sentence_similarity_and_truncation_direction(emb_server, artifact):
     assert not np.allclose(left, right, atol=1e-3)
     bad = httpx.post(f"{emb_server}/embed", json={"inputs": ["x"], "truncation_direction": "middle"})
     assert bad.status_code == 422 and set(bad.json()) == {"error", "error_type"}
+
+
+def test_openai_embeddings_contract(server, client, artifact):
+    """input=[] is OpenAI's 400; a 404 shows its message; no model means the embeddings model; 2,048 short texts
+    (OpenAI's limit) are one request, under the default body limit, and equal the pipeline's vectors."""
+    import json
+
+    import httpx
+
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="emb", input=[])
+    assert e.value.status_code == 400 and e.value.param == "input" and "input" in e.value.message
+    with pytest.raises(openai.NotFoundError) as e:
+        client.models.retrieve("nope")
+    assert "nope" in str(e.value) and e.value.code == "model_not_found"
+    unnamed = httpx.post(f"{server}/v1/embeddings", json={"input": TEXTS}).json()
+    assert unnamed["model"] == "emb" and len(unnamed["data"]) == len(TEXTS)
+
+    texts = [f"text number {i}: a short sentence to embed."[:40] for i in range(2048)]
+    assert len(json.dumps({"input": texts, "model": "emb"})) < 2_000_000  # the default --max-body-bytes
+    response = client.embeddings.create(model="emb", input=texts, encoding_format="float")
+    got = np.array([d.embedding for d in response.data], dtype=np.float32)
+    emb = onnxpipe.pipeline("sentence-embeddings", model=artifact("bert", "base"))
+    assert got.shape[0] == 2048 and np.allclose(got, emb(texts), atol=1e-6)
+    with pytest.raises(openai.APIStatusError) as e:
+        client.embeddings.create(model="emb", input=[*texts, "one more"])
+    assert e.value.status_code == 413 and "--max-embeddings-inputs" in e.value.message
+
+
+def test_inference_client_reaches_each_model_by_its_address(server, artifact):
+    """InferenceClient(model=f"{url}/models/{name}") on a multi-model server, for each task it posts to one URL."""
+    from huggingface_hub import InferenceClient
+
+    def at(name: str) -> InferenceClient:
+        return InferenceClient(model=f"{server}/models/{name}")
+
+    sst = onnxpipe.pipeline(model=artifact("bert", "single"))
+    best = at("artifact").text_classification(TEXTS[0])  # TEI's answer (every label, best first), read as the best
+    assert (best.label, best.score) == (sst(TEXTS[0], top_k=None)[0]["label"], sst(TEXTS[0], top_k=None)[0]["score"])
+    emb = onnxpipe.pipeline("sentence-embeddings", model=artifact("bert", "base"))
+    assert np.allclose(at("emb").feature_extraction(TEXTS[1])[0], emb(TEXTS[1], normalize=True), atol=1e-6)
+    vectors = emb(TEXTS, normalize=True)
+    similar = at("emb").sentence_similarity(TEXTS[0], other_sentences=TEXTS[1:])
+    assert np.allclose(similar, [float(vectors[0] @ v) for v in vectors[1:]], atol=1e-6)
+    ner = onnxpipe.pipeline(model=artifact("bert", "ner"))
+    entities = at("ner").token_classification(TEXTS[1], aggregation_strategy="simple")
+    expected = ner(TEXTS[1], aggregation_strategy="simple")
+    assert [(e.entity_group, e.word, e.start, e.end) for e in entities] == [
+        (x["entity_group"], x["word"], x["start"], x["end"]) for x in expected
+    ]
+    qa = onnxpipe.pipeline(model=artifact("bert", "qa"))
+    answer = at("qa").question_answering(question="Where?", context="I live in Berlin and work in Paris.")
+    want = qa(question="Where?", context="I live in Berlin and work in Paris.")
+    assert (answer.answer, answer.start, answer.end) == (want["answer"], want["start"], want["end"])
+    with pytest.raises(Exception, match="404"):
+        at("nope").text_classification(TEXTS[0])
+
+
+def test_a_body_over_the_limit_is_a_413_every_client_reads(server):
+    """A 5 MB text (over the default 2 MB limit) is read and thrown away before the 413 is sent, so clients that
+    send the whole body first see the status, not a reset."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    import httpx
+    import requests
+
+    body = json.dumps({"inputs": "a" * 5_000_000}).encode()
+    request = urllib.request.Request(f"{server}/v1/pipeline", data=body, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(request, timeout=60)
+    assert e.value.code == 413 and json.loads(e.value.read())["error_type"] == "body_too_large"
+    r = requests.post(f"{server}/v1/pipeline", data=body, headers={"Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 413 and "--max-body-bytes" in r.json()["error"]
+    r = httpx.post(f"{server}/v1/embeddings", content=body, headers={"Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"  # OpenAI's shape there
+    assert httpx.get(f"{server}/health").status_code == 200
