@@ -14,10 +14,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 INIT = ROOT / "runtime" / "__init__.py"
-BEGIN = "# -- generated from the task registry by `python tests/test_registry.py --fix`: edit runtime/tasks, not this --"
+BEGIN = (
+    "# -- generated from the task registry by `python tests/test_registry.py --fix`: edit runtime/tasks, not this --"
+)
 END = "# -- end of the generated overloads --"
 
-OVERLOAD = '''
+OVERLOAD = """
 
 @overload
 def pipeline(
@@ -31,7 +33,7 @@ def pipeline(
     engine: Engine | None = None,
     **defaults: Any,
 ) -> {cls}: ...
-'''
+"""
 
 
 def generated() -> str:
