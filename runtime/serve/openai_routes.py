@@ -27,6 +27,7 @@ class OpenAIEmbeddingsRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: StrictInt | None = Field(None, ge=1)
     user: str | None = None  # accepted, as OpenAI accepts it; nothing is logged by user
+    long: Literal["truncate", "chunk"] = "truncate"  # onnxpipe's extension: "chunk" embeds long text by windows
 
 
 @router.post("/v1/embeddings", summary="OpenAI-style embeddings")
@@ -47,12 +48,16 @@ async def openai_embeddings(body: OpenAIEmbeddingsRequest, request: Request) -> 
     s = server.model(body.model, "sentence-embeddings")
     pipe = s.task_pipe("sentence-embeddings")
     assert isinstance(pipe, SentenceEmbeddingsPipeline)
-    check_dimensions(s.name, body.dimensions, pipe.dimension)  # before running, where the manifest knows it
+    sizes = pipe.config.matryoshka_dims
+    check_dimensions(s.name, body.dimensions, pipe.dimension, sizes)  # before running, where the manifest knows it
     texts = [body.input] if isinstance(body.input, str) else body.input
+    params: dict[str, Any] = {"long": body.long} if body.long != "truncate" else {}
+    if body.dimensions is not None and body.dimensions in sizes:  # cut, then normalised if the model normalises
+        params.update(truncate_dim=body.dimensions, **({"normalize": True} if pipe.config.normalize else {}))
     limit = (server.settings.max_embeddings_inputs, "--max-embeddings-inputs")
-    result, headers = await server.run(s, pipe, texts, {}, limit=limit)
+    result, headers = await server.run(s, pipe, texts, params, limit=limit)
     vectors = np.asarray(result, dtype=np.float32).reshape(len(texts), -1)
-    check_dimensions(s.name, body.dimensions, vectors.shape[1])
+    check_dimensions(s.name, body.dimensions, vectors.shape[1], sizes)
     tokens = int(headers.get("x-prompt-tokens", 0))  # counted when tokenized, not tokenized again
     encode = (
         (lambda v: base64.b64encode(v.astype("<f4").tobytes()).decode())
@@ -83,12 +88,15 @@ def model_card(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "onnxpipe"}
 
 
-def check_dimensions(model: str, asked: int | None, dimension: int | None) -> None:
-    """Refuse ``dimensions`` other than the model's own: none here is trained to be shortened."""
-    if asked is not None and dimension is not None and asked != dimension:
+def check_dimensions(model: str, asked: int | None, dimension: int | None, sizes: list[int]) -> None:
+    """Refuse ``dimensions`` other than the model's own and the Matryoshka sizes its manifest lists (the export's
+    --matryoshka-dims): only those were trained to be shortened."""
+    if asked is not None and dimension is not None and asked != dimension and asked not in sizes:
+        also = f" or the Matryoshka sizes {', '.join(map(str, sizes))}" if sizes else ""
         raise HTTPError(
             400,
-            f"model {model!r} gives {dimension}-dimensional vectors and cannot shorten them (it was not trained for it)",
+            f"model {model!r} gives {dimension}-dimensional vectors{also} and cannot shorten them to {asked} "
+            "(it was not trained for it)",
             "unsupported_dimensions",
             param="dimensions",
         )

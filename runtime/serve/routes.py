@@ -12,7 +12,7 @@ import numpy as np
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from ..explain import jsonable
 from ..inputs import raise_on_invalid_unicode
@@ -68,6 +68,11 @@ class EmbedRequest(BaseModel):
     truncation_direction: Direction = "right"
     prompt_name: str | None = None
     model: str | None = None
+    # onnxpipe's own: the Python call's embeddings options (README, "Embeddings: precision, ...")
+    precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32"
+    ranges: list[list[float]] | None = None
+    truncate_dim: StrictInt | None = Field(None, ge=1)
+    long: Literal["truncate", "chunk"] = "truncate"
 
 
 class RerankRequest(BaseModel):
@@ -122,8 +127,33 @@ async def embed(body: EmbedRequest, request: Request) -> JSONResponse:
     pipe = s.task_pipe("sentence-embeddings")
     texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     params = {"normalize": body.normalize, **({"prompt_name": body.prompt_name} if body.prompt_name else {})}
-    result, headers = await server.run(s, pipe, texts, params, body.truncate, body.truncation_direction.lower())
+    options = {"precision": body.precision, "ranges": body.ranges, "truncate_dim": body.truncate_dim, "long": body.long}
+    params.update({k: v for k, v in options.items() if v is not None})
+    chunked = body.long == "chunk"  # nothing is cut: truncate=false has nothing to refuse
+    result, headers = await server.run(
+        s, pipe, texts, params, body.truncate or chunked, body.truncation_direction.lower()
+    )
     return answer(result, headers)
+
+
+class EmbedSparseRequest(BaseModel):
+    inputs: str | list[str]
+    truncate: StrictBool = True
+    truncation_direction: Direction = "right"
+    top_k: StrictInt | None = Field(None, ge=1)  # onnxpipe's own: only the k largest weights
+    model: str | None = None
+
+
+@router.post("/embed_sparse", summary="TEI: one sparse (SPLADE) vector per text")
+async def embed_sparse(body: EmbedSparseRequest, request: Request) -> JSONResponse:
+    server = of(request)
+    s = server.model(body.model, "sparse-embeddings")
+    pipe = s.task_pipe("sparse-embeddings")
+    texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+    params = {} if body.top_k is None else {"top_k": body.top_k}
+    results, headers = await server.run(s, pipe, texts, params, body.truncate, body.truncation_direction.lower())
+    pairs = [[{"index": int(i), "value": float(v)} for i, v in zip(r["indices"], r["values"])] for r in results]
+    return answer(pairs, headers)
 
 
 @router.post("/rerank", summary="TEI: texts ranked by a cross-encoder for the query")
