@@ -147,34 +147,46 @@ def test_errors_name_the_problem(art, tmp_path):
     assert set(read(tmp_path / "out.csv")[0]) == {"text", "label", "pred_label", "pred_score", "pred_error"}
 
 
+# `onnxpipe score` as a child process that, once its third output chunk is committed, marks a file and waits.
+PAUSE_AFTER_THIRD_CHUNK = """
+import sys, time
+import onnxpipe.scale.score as score
+from onnxpipe.cli import main
+
+real, committed = score.write_atomic, []
+def write_atomic(path, write):
+    real(path, write)
+    if path.name.startswith("part-") and path.suffix == ".parquet":
+        committed.append(path)
+        if len(committed) == 3:
+            open(sys.argv[1], "w").close()
+            time.sleep(600)
+score.write_atomic = write_atomic
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def test_killed_embeddings_run_resumes_with_every_row_exactly_once(task_artifact, tmp_path):
     art, n = task_artifact("sentence-embeddings"), 30_000
     texts = [f"{TEXTS[i % 5]} number {i}" for i in range(n)]
     write(tmp_path / "in.parquet", pa.table({"id": list(range(n)), "text": texts}))
-    cmd = [
-        sys.executable,
-        "-m",
-        "onnxpipe.cli",
-        "score",
-        str(tmp_path / "in.parquet"),
-        str(tmp_path / "out.parquet"),
-        "-m",
-        str(art),
-        "--task",
-        "sentence-embeddings",
-        "--chunk-rows",
-        "1000",
-        "--no-progress",
-    ]
+    args = [str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"), "-m", str(art)]
+    args += ["--task", "sentence-embeddings", "--chunk-rows", "1000", "--no-progress"]
+    cmd = [sys.executable, "-m", "onnxpipe.cli", "score", *args]
     parts = tmp_path / ".out.parquet.onnxpipe-parts"
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while len(list(parts.glob("part-*.parquet"))) < 3 and time.time() < deadline and proc.poll() is None:
+    # The first run waits, right after its third chunk is committed, until the test kills it there: the kill
+    # lands at that chunk boundary whatever the machine's speed (the test waits for a file, not a time).
+    flag = tmp_path / "third-chunk-committed"
+    proc = subprocess.Popen([sys.executable, "-c", PAUSE_AFTER_THIRD_CHUNK, str(flag), "score", *args])
+    for _ in range(6000):
+        if flag.exists() or proc.poll() is not None:
+            break
         time.sleep(0.05)
+    assert flag.exists(), f"the scoring run ended ({proc.poll()}) or hung before its third chunk"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     committed = len(list(parts.glob("part-*.parquet")))
-    assert 3 <= committed < n // 1000 and not (tmp_path / "out.parquet").exists()
+    assert committed == 3 and not (tmp_path / "out.parquet").exists()
     # The same command again: it finishes the job.
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
