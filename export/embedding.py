@@ -61,7 +61,11 @@ def sentence_transformers_config(
         "from": "default (no modules.json: not a sentence-transformers model)",
     }
     if plain and not matryoshka_dims:  # no int8 ranges then (precision int8 takes the caller's): not worth the time
-        return entry
+        from transformers import AutoConfig
+
+        # mean pooling keeps the hidden width: recorded so that truncate_dim is checked before a run
+        hidden = getattr(AutoConfig.from_pretrained(str(source), revision=revision), "hidden_size", None)
+        return {**entry, "dimension": int(hidden) if hidden else None}
     from sentence_transformers import SentenceTransformer
 
     logging.getLogger("sentence_transformers").setLevel(logging.ERROR)

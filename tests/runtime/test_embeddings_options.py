@@ -183,3 +183,15 @@ def test_run_and_explain_take_the_options(pipe, st_matryoshka, capsys):
     shown = capsys.readouterr().out
     windows = len(pipe.plan(text, long="chunk").features)
     assert windows >= 3 and f"window {windows}/{windows}: characters" in shown
+
+
+def test_plain_checkpoint(artifact):
+    """A plain (not sentence-transformers) checkpoint: its width is recorded, so truncate_dim is checked before a
+    run; it records no int8 ranges (none asked for), so int8 asks for the caller's."""
+    plain = onnxpipe.pipeline("sentence-embeddings", model=artifact("bert", "base"))
+    assert plain.dimension == 32 and plain(TEXTS, truncate_dim=8).shape == (len(TEXTS), 8)
+    with pytest.raises(ValueError, match="truncate_dim must be between 1 and 32, got 33"):
+        plain.read(TEXTS, truncate_dim=33)
+    with pytest.raises(ValueError, match="has none for unnormalised 32-dimensional vectors .it records none.: pass"):
+        plain(TEXTS, precision="int8")
+    assert plain(TEXTS, precision="int8", ranges=[[-1] * 32, [1] * 32]).dtype == np.int8
