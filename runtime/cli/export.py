@@ -1,0 +1,177 @@
+"""``onnxpipe export``: a checkpoint (hub id or folder) to an artifact folder, or the embedded default built."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+from collections.abc import Callable
+
+from ..artifact import MANIFEST
+from ..errors import INSTALL_EXPORT, OnnxPipeError
+from .common import positive_int
+
+
+def add(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a checkpoint (hub id or folder) to an artifact folder")
+    p.add_argument("source", nargs="?", help="hub id or local checkpoint folder")
+    p.add_argument("outdir", nargs="?", type=Path, help="artifact folder to write")
+    p.add_argument(
+        "--default",
+        action="store_true",
+        help="build the embedded default model of --task (text-classification or sentence-embeddings) into the "
+        "cache, and copy it to OUTDIR when one is given: onnxpipe export --default [--task T] [OUTDIR]",
+    )
+    p.add_argument("--task", default="text-classification", help="the pipeline task (default: text-classification)")
+    p.add_argument("--optimize", action="store_true", help="add onnxruntime's fused graph (model_optimized.onnx)")
+    p.add_argument(
+        "--whole-last-layer",
+        action="store_true",
+        help="with --optimize, keep every row of a classifier's last layer (by default it computes only the row "
+        "its head reads: the same answer, less work)",
+    )
+    p.add_argument(
+        "--matryoshka-dims",
+        type=lambda v: tuple(positive_int(d) for d in v.split(",")),
+        default=(),
+        metavar="N,N,...",
+        help="sentence embeddings: the sizes the model was trained to be cut to, e.g. 768,512,256 (recorded in "
+        "the manifest; OpenAI's `dimensions` is honoured for these)",
+    )
+    q = p.add_argument_group("int8 (model_quantized.onnx)")
+    q.add_argument(
+        "--quantize",
+        choices=["int8", "static", "dynamic", "dynamic-per-tensor", "blockwise8"],
+        help="add an int8 graph: int8 = static (calibrated, batch-invariant: the default variant); "
+        "dynamic scales per batch (never the default); blockwise8 = MatMulNBits 8-bit weights",
+    )
+    q.add_argument(
+        "--calibration",
+        metavar="FILE_OR_DIR",
+        help="text to calibrate static int8 on: a file (one text a line), a label<TAB>sentence TSV, "
+        "or a folder with train.tsv (default: a bundled general English set)",
+    )
+    q.add_argument(
+        "--calibration-method",
+        choices=["minmax", "percentile"],
+        default="minmax",
+        help="activation range per tensor: min/max over the calibration text, or the 99.9th "
+        "percentile of per-text extremes (default: minmax)",
+    )
+    q.add_argument(
+        "--smooth",
+        type=float,
+        default=0.8,
+        metavar="ALPHA",
+        help="SmoothQuant strength moving activation outliers into weights, 0 to turn off (default 0.8, chosen on SST-2 train)",
+    )
+    q.add_argument(
+        "--isa",
+        choices=["auto", "avx2", "avx512", "avx512-vnni", "arm64"],
+        default="auto",
+        help="CPU the int8 graph is for, recorded in the manifest (default: this one, detected)",
+    )
+    q.add_argument(
+        "--reduce-range",
+        action="store_true",
+        help="7-bit weights, onnxruntime's advice against u8 x s8 saturation on x86 without VNNI "
+        "(off: on MiniLM-SST2 it lowered agreement with PyTorch)",
+    )
+    q.add_argument(
+        "--exclude", action="append", default=[], metavar="NODE", help="keep this graph node in float (repeatable)"
+    )
+    q.add_argument(
+        "--max-drop",
+        type=float,
+        metavar="POINTS",
+        help="accuracy budget: keep nodes in float, most sensitive first, until the int8 graph loses "
+        "at most POINTS accuracy (or agreement, unlabelled) against fp32 on --eval",
+    )
+    q.add_argument(
+        "--eval",
+        metavar="FILE_OR_DIR",
+        help="data for --max-drop: a label<TAB>sentence TSV, a folder with train.tsv (calibration texts left "
+        "out; dev is for reporting, never for choosing), or a text file",
+    )
+    p.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    p.add_argument("--opset", type=positive_int, help="ONNX opset (default: optimum's choice for the model)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
+    p.set_defaults(func=cmd_export)
+
+
+def export_default(a: argparse.Namespace, log: Callable[[str], None]) -> int:
+    """The embedded default of --task, built into the cache once; copied to OUTDIR (its one folder argument)."""
+    import shutil
+
+    from ..default import DEFAULT_MODELS, default_artifact_dir, ensure_default
+    from ..tasks import canonical_task
+
+    if a.source and a.outdir:
+        raise ValueError("--default takes one folder, OUTDIR (the default model is its own source)")
+    out = Path(a.outdir or a.source) if (a.outdir or a.source) else None
+    task = canonical_task(a.task)
+    if task not in DEFAULT_MODELS:
+        raise ValueError(f"no default model for task {task!r} (defaults exist for {', '.join(DEFAULT_MODELS)})")
+    path = default_artifact_dir(task)
+    if a.overwrite and out is None and (path / MANIFEST).is_file():
+        shutil.rmtree(path)  # rebuild the cached default
+    if (path / MANIFEST).is_file():
+        log(f"the default {task} model is already built: {path}")
+    path = ensure_default(task, log=log)
+    if out is not None:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not a.overwrite:
+            raise ValueError(f"{out} already exists and is not empty: choose another folder or pass --overwrite")
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(path, out)
+        path = out
+    print(path)
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    def log(msg: str) -> None:
+        print(f"onnxpipe: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        import torch  # noqa: F401  (the one check that tells a runtime-only install apart)
+        from onnxpipe.export import export
+    except ImportError as e:
+        raise OnnxPipeError(f"onnxpipe export needs the export extra (missing: {e.name}): {INSTALL_EXPORT}") from e
+    if a.default:
+        return export_default(a, log)
+    if not (a.source and a.outdir):
+        raise ValueError("export needs SOURCE and OUTDIR (or --default)")
+    int8 = None
+    if a.quantize:
+        from onnxpipe.export.quantize import Int8Options
+
+        int8 = Int8Options(
+            mode=a.quantize,
+            calibration=a.calibration,
+            method=a.calibration_method,
+            alpha=a.smooth or None,
+            isa=a.isa,
+            reduce_range=a.reduce_range,
+            exclude=tuple(a.exclude),
+            max_drop=a.max_drop,
+            eval_data=a.eval,
+        )
+    elif a.max_drop is not None or a.eval or a.calibration:
+        raise ValueError("--max-drop, --eval and --calibration go with --quantize")
+    print(
+        export(
+            a.source,
+            a.outdir,
+            a.task,
+            optimize=a.optimize,
+            quantize=int8,
+            one_row=not a.whole_last_layer,
+            matryoshka_dims=a.matryoshka_dims,
+            revision=a.revision,
+            opset=a.opset,
+            overwrite=a.overwrite,
+            log=log,
+        )
+    )
+    return 0
