@@ -14,9 +14,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from ..explain import jsonable
+from ..explain import jsonable, page_data
 from ..inputs import raise_on_invalid_unicode
-from ..pipeline import Pipeline, Plan
+from ..tasks.text_classification import TextClassificationPipeline, rank
 from .errors import Error, HTTPError, responses
 from .server import Server
 
@@ -164,15 +164,8 @@ async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
     params = {"top_k": None, **({"function_to_apply": "none"} if body.raw_scores else {})}
     pairs = [{"text": body.query, "text_pair": t} for t in body.texts]
     results, headers = await server.run(s, pipe, pairs, params, body.truncate, body.truncation_direction.lower())
-    label = pipe.artifact.id2label[max(pipe.artifact.id2label)]
-    ranked = sorted(
-        ({"index": i, "score": next(d["score"] for d in r if d["label"] == label)} for i, r in enumerate(results)),
-        key=lambda d: d["score"],
-        reverse=True,
-    )
-    if body.return_text:
-        ranked = [{**d, "text": body.texts[d["index"]]} for d in ranked]
-    return answer(ranked, headers)
+    assert isinstance(pipe, TextClassificationPipeline)
+    return answer(rank(results, pipe.relevant_label, body.texts if body.return_text else None), headers)
 
 
 class SimilarityInputs(BaseModel):
@@ -234,7 +227,7 @@ async def explain_route(body: PipelineRequest, request: Request) -> dict[str, An
     s = server.model(body.model)
     pipe = server.pipe_for(s, body.task)
     plan = server.read(pipe, body.inputs, body.parameters)
-    result: dict[str, Any] = await server.in_pool(server.explain_pool, stages, pipe, plan)
+    result: dict[str, Any] = await server.in_pool(server.explain_pool, page_data, pipe, plan)
     return result
 
 
@@ -271,24 +264,3 @@ def raise_unicode_422(texts: list[Any]) -> None:
         raise_on_invalid_unicode(texts)
     except ValueError as e:
         raise HTTPError(422, str(e), "bad_input") from None
-
-
-def stages(pipe: Pipeline[Any, Any, Any], plan: Plan[Any]) -> dict[str, Any]:
-    """One call's four stages as JSON: what the explain page draws (`onnxpipe explain`'s own data)."""
-    from ..explain import stages as run_stages
-
-    run = run_stages(pipe, plan)
-    features, outputs = run["features"], run["outputs"]
-    small = {n: o.tolist() for n, o in outputs.items() if o.ndim == 2 and o.shape[-1] <= 16}
-    return {
-        "task": pipe.task,
-        "variant": pipe.variant,
-        "features": [
-            {"tokens": f.encoding.tokens[: f.length], "ids": f.encoding.ids[: f.length]} for f in features[:8]
-        ],
-        "outputs": {n: list(o.shape) for n, o in outputs.items()},
-        "logits": small,
-        "decision": pipe.explain_lines(features, outputs, run["post"]),
-        "result": jsonable(run["result"]),
-        "ms": run["ms"],
-    }
