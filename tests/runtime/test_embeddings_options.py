@@ -195,3 +195,24 @@ def test_plain_checkpoint(artifact):
     with pytest.raises(ValueError, match="has none for unnormalised 32-dimensional vectors .it records none.: pass"):
         plain(TEXTS, precision="int8")
     assert plain(TEXTS, precision="int8", ranges=[[-1] * 32, [1] * 32]).dtype == np.int8
+
+
+def test_export_cli_takes_matryoshka_dims(st_matryoshka, tmp_path, capsys):
+    import json
+
+    from onnxpipe.cli import main
+
+    args = ["export", str(st_matryoshka[0]), str(tmp_path / "art"), "--task", "sentence-embeddings"]
+    assert main([*args, "--matryoshka-dims", "8,16"]) == 0
+    embedding = json.loads((tmp_path / "art" / "onnxpipe.json").read_text())["embedding"]
+    assert embedding["matryoshka_dims"] == [16, 8] and sorted(embedding["int8_ranges"]) == [
+        "raw:32",
+        "unit:16",
+        "unit:32",
+        "unit:8",
+    ]
+    assert embedding["calibration"] == "bundled general-en.txt (92 texts)"
+    with pytest.raises(SystemExit):
+        main([*args, "--matryoshka-dims", "16,x"])
+    assert main([*args[:2], str(tmp_path / "other"), *args[3:], "--matryoshka-dims", "64"]) != 0
+    assert "matryoshka dims [64] are outside this model's 1..32 dimensions" in capsys.readouterr().err
