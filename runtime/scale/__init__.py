@@ -1,5 +1,6 @@
-"""Batch scoring: ``onnxpipe score`` over files (local, resumable) and on Ray Data (``onnxpipe.scale.ray``).
+"""Batch scoring: ``onnxpipe score`` over files (local, resumable), on Ray Data (``onnxpipe.scale.ray``) and
+on Spark (``onnxpipe.scale.spark``), every task, its columns read from the task registry.
 
-Needs the ``score`` extra (pyarrow, tqdm); Ray needs the ``ray`` extra. ``import onnxpipe`` never
-imports this package.
+Needs the ``score`` extra (pyarrow, tqdm); Ray needs the ``ray`` extra, Spark the ``spark`` extra and a
+Java runtime. ``import onnxpipe`` never imports this package.
 """

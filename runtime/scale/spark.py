@@ -102,7 +102,7 @@ def map_pipeline(
     return df.mapInArrow(score, schema)
 
 
-def session(master: str | None = None, threads: int | None = None) -> Any:
+def session(master: str | None = None) -> Any:
     """The active Spark session, or a new one on ``master`` (default ``local[N]``, N this process's cores)."""
     from pyspark.sql import SparkSession
 
