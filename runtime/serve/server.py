@@ -141,6 +141,10 @@ class Server:
             plan = pipe.read(inputs, **params)
         except INPUT_ERRORS as e:
             raise HTTPError(422, str(e), "bad_input") from None
+        except TypeError as e:  # a parameter the task does not take: Python's own words, when binding the call
+            if "sanitize_parameters() got an unexpected keyword argument" not in str(e):
+                raise
+            raise HTTPError(422, f"parameters: {str(e).split('sanitize_parameters() ')[1]}", "bad_input") from None
         most, flag = limit or (self.settings.max_client_batch, "--max-client-batch")
         if len(plan.items) > most:
             raise HTTPError(

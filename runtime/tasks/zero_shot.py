@@ -66,9 +66,11 @@ class ZeroShotClassificationPipeline(Pipeline[str, Array, ZeroShotResult]):
             multi_label = multi_class
         # No labels is refused at the call (preprocess), not here: pipeline(...) may be built without them.
         labels = parse_labels(candidate_labels) if candidate_labels is not None else []
-        if labels and (
-            not isinstance(hypothesis_template, str) or hypothesis_template.format(labels[0]) == hypothesis_template
-        ):
+        try:  # "{x}" or "{1}" fail in format itself: the same refusal, not a KeyError/IndexError taken for a bug
+            unformatted = isinstance(hypothesis_template, str) and hypothesis_template.format("") == hypothesis_template
+        except (KeyError, IndexError, ValueError):
+            unformatted = True
+        if labels and (not isinstance(hypothesis_template, str) or unformatted):
             raise InputValueError(
                 f'The provided hypothesis_template "{hypothesis_template}" was not able to be formatted '
                 "with the target labels. Make sure the passed template includes formatting syntax "

@@ -69,6 +69,8 @@ def test_input_errors_are_4xx_and_still_the_builtin_exceptions(client, artifact)
     r = client.post("/v1/pipeline", json={"inputs": "good film", "model": "sst", "parameters": {"top_k": -1}})
     assert r.status_code == 422 and "top_k" in r.json()["error"]
     assert client.post("/v1/pipeline", json={"inputs": [3], "model": "sst"}).status_code == 422
+    r = client.post("/v1/pipeline", json={"inputs": "x", "model": "sst", "parameters": {"nope": 1}})
+    assert r.status_code == 422 and "'nope'" in r.json()["error"]  # found by the schema-driven fuzzing
     sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
     for call, builtin in ((lambda: sst("x", top_k=-1), ValueError), (lambda: sst([3]), TypeError)):
         with pytest.raises(builtin) as e:
