@@ -194,11 +194,13 @@ class Server:
         assert served.batcher is not None
         try:
             values, job = await asyncio.wait_for(served.batcher.submit(plan, pipe), self.settings.timeout_s)
+            result = pipe.complete(plan, values)
+        except INPUT_ERRORS as e:  # what only the model's outputs can show (a vector size the options do not fit)
+            raise HTTPError(422, str(e), "bad_input") from None
         except QueueFull as e:
             raise HTTPError(429, f"{e}: retry shortly", "queue_full", {"Retry-After": "1"}) from None
         except asyncio.TimeoutError:
             raise HTTPError(504, f"no answer within {self.settings.timeout_s:g} s", "timeout") from None
-        result = pipe.complete(plan, values)
         for hist, value in (
             (self.metrics.tokenization, t_tok),
             (self.metrics.queue, job.queue_s),

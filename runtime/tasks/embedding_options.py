@@ -113,7 +113,12 @@ def finish_options(
     if ranges is not None:
         if not precision.endswith("int8"):
             raise InputValueError(f"ranges are for precision 'int8' or 'uint8', not {precision!r}")
-        resolved = np.asarray(ranges)
+        try:
+            resolved = np.asarray(ranges)
+        except ValueError:  # ragged lists: numpy's own refusal, taken for a bug unless named here
+            raise InputValueError(
+                "ranges must be numbers of shape (2, dimensions): [mins, maxs], got ragged lists"
+            ) from None
         if resolved.dtype.kind not in "iuf" or resolved.ndim != 2 or resolved.shape[0] != 2:
             raise InputValueError(
                 f"ranges must be numbers of shape (2, dimensions): [mins, maxs], got {resolved.shape}"
