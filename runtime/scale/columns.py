@@ -23,6 +23,7 @@ PRIMITIVES = {
     "float64": pa.float64(),
     "float32": pa.float32(),
     "int64": pa.int64(),
+    "int32": pa.int32(),  # sparse embeddings' vocabulary indices
     "int8": pa.int8(),  # embeddings' precision int8 / binary (packed bits)
     "uint8": pa.uint8(),  # uint8 / ubinary
 }
@@ -73,6 +74,8 @@ def take(column: ScoreColumn, result: Any) -> Any:
         return result[0]
     if column.take == "listed":
         return [result] if isinstance(result, dict) else result
+    if column.take == "sparse":  # float32 weights: exact through Python floats and back
+        return [{"index": int(i), "value": float(v)} for i, v in zip(result["indices"], result["values"])]
     if column.take == "masks":  # fill-mask: a text with one mask gets a list of one list
         return [result] if not result or not isinstance(result[0], list) else result
     return result

@@ -149,7 +149,7 @@ SPECS = (
         score_inputs="question+context",
         bench="onnxpipe.bench.spans",
     ),
-    TaskSpec("sparse-embeddings", SparseEmbeddingsPipeline, SPARSE),
+    TaskSpec("sparse-embeddings", SparseEmbeddingsPipeline, SPARSE, score_columns=columns.sparse_embeddings),
 )
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in SPECS}
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}

@@ -4,7 +4,7 @@ shape of an answer, so it changes the column type; one type per run).
 
 Plain data, no pyarrow: the registry stays importable by the lean runtime, and ``onnxpipe.scale.columns``
 turns a description into Arrow types and arrays. A type is ``"string"``, ``"float64"``, ``"int64"``,
-``"float32"``, ``"int8"``, ``"uint8"``, ``("list", T)``, ``("struct", ((name, T), ...))`` or ``("vector", T)``: a fixed-size list
+``"float32"``, ``"int32"``, ``"int8"``, ``"uint8"``, ``("list", T)``, ``("struct", ((name, T), ...))`` or ``("vector", T)``: a fixed-size list
 whose size is the model's (embedding or hidden width), read off a result.
 """
 
@@ -23,7 +23,8 @@ class ScoreColumn:
     # which part of a result the column holds: "field" (result[name]), "all" (the result itself),
     # "first" (result[0]: feature-extraction's batch of one), "masks" (fill-mask: always one list per mask),
     # "listed" (the result, a lone dict made a list of one: transformers' QA answers one dict when only
-    # one answer is found, even for top_k > 1)
+    # one answer is found, even for top_k > 1), "sparse" ({indices, values} as a list of {index, value}: TEI's
+    # /embed_sparse shape, one struct a non-zero weight)
     take: str = "field"
 
 
@@ -96,3 +97,7 @@ def question_answering(params: dict[str, Any]) -> tuple[ScoreColumn, ...]:
     if isinstance(top_k, int) and top_k > 1:  # transformers: a list of answers for top_k > 1, else one
         return (ScoreColumn("answers", ("list", ANSWER), "listed"),)
     return tuple(ScoreColumn(name, t) for name, t in ANSWER_FIELDS)
+
+
+def sparse_embeddings(params: dict[str, Any]) -> tuple[ScoreColumn, ...]:
+    return (ScoreColumn("sparse", ("list", _struct(("index", "int32"), ("value", "float32"))), "sparse"),)

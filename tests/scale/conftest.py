@@ -87,8 +87,8 @@ def corpus() -> pa.Table:
 
 
 @pytest.fixture(scope="session")
-def task_artifact(artifact):
-    return lambda task: artifact("bert", HEADS[task])
+def task_artifact(artifact, splade_distilbert):
+    return lambda task: splade_distilbert if task == "sparse-embeddings" else artifact("bert", HEADS[task])
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ CASES = {
     "fill-mask": (["--column", "masked"], {"top_k": 3}, ("masked",)),
     "token-classification": ([], {"aggregation_strategy": "simple", "stride": 8}, ("text",)),
     "question-answering": (["--question-column", "question"], {"top_k": 2}, ("question", "text")),
+    "sparse-embeddings": ([], {"top_k": 16}, ("text",)),
 }
 VECTORS = {"feature-extraction": "features", "sentence-embeddings": "embedding"}
 
@@ -49,6 +50,8 @@ def as_columns(task: str, result) -> dict:
         return {"predictions": result if result and isinstance(result[0], list) else [result]}
     if task == "token-classification":
         return {"entities": result}
+    if task == "sparse-embeddings":  # TEI's /embed_sparse shape: one {index, value} a non-zero weight
+        return {"sparse": [{"index": int(i), "value": float(v)} for i, v in zip(result["indices"], result["values"])]}
     return {"answers": [result] if isinstance(result, dict) else result}  # one answer found: a dict
 
 
@@ -118,7 +121,7 @@ def test_local_score_equals_the_pipeline(task, corpus, scored_input, task_artifa
 
 
 # Ray's cost is its actors' start, not the rows: three tasks cover what differs between tasks there (a vector
-# column, nested structs, two input columns); the Spark and local tests run all seven through the same step.
+# column, nested structs, two input columns); the Spark and local tests run every task through the same step.
 @pytest.mark.parametrize("task", ["sentence-embeddings", "token-classification", "question-answering"])
 def test_ray_map_pipeline_equals_the_pipeline(task, corpus, task_artifact, expected, ray_session):
     """Ray Data's map_pipeline (the step of --engine ray, whose CLI path test_score.py runs) on each task."""
