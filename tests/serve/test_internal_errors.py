@@ -93,3 +93,20 @@ def test_every_v1_404_is_in_openais_shape(client):
         error = r.json()["error"]
         assert error["type"] == "invalid_request_error" and error["message"], r.text
     assert set(client.post("/v1/pipeline", json={"inputs": "x", "model": "nope"}).json()) == {"error", "error_type"}
+
+
+def test_call_each_lets_a_bug_through_and_answers_bad_inputs_one_by_one(artifact, monkeypatch):
+    """call_each (behind `onnxpipe run` and `score`) keeps a bad input's error as that input's answer, but a
+    bug's TypeError is raised, not handed out as if each input were bad."""
+    from onnxpipe.pipeline import call_each
+
+    sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
+    results = call_each(sst, ["good film", 3, "bad film"])
+    assert isinstance(results[1], TypeError) and results[0] == sst("good film")[0]
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(sst, "preprocess", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        call_each(sst, ["good film", "bad film"])
