@@ -42,9 +42,10 @@ def add(sub: Any) -> None:
     q = p.add_argument_group("int8 (model_quantized.onnx)")
     q.add_argument(
         "--quantize",
-        choices=["int8", "static", "dynamic", "dynamic-per-tensor", "blockwise8"],
+        choices=["int8", "static", "dynamic", "dynamic-per-tensor", "blockwise8", "rowwise"],
         help="add an int8 graph: int8 = static (calibrated, batch-invariant: the default variant); "
-        "dynamic scales per batch (never the default); blockwise8 = MatMulNBits 8-bit weights",
+        "dynamic scales per batch (never the default); blockwise8 = MatMulNBits 8-bit weights; "
+        "rowwise = every encoder matmul int8 with per-row scales computed at run time (batch-invariant)",
     )
     q.add_argument(
         "--calibration",

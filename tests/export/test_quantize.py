@@ -174,3 +174,71 @@ def test_calibration_readers(tmp_path):
     empty.write_text("\n \n")
     with pytest.raises(ValueError, match="holds no text"):
         read_texts(empty)
+
+
+def test_rowwise_int8_quantizes_every_encoder_matmul(artifact, checkpoint, tmp_path):
+    """--quantize rowwise: every weight MatMul and every attention's projection int8 (nothing left in float but
+    the head's Gemms), answers alone equal to answers in any batch, and close to fp32."""
+    import onnx
+
+    src = artifact("bert", "single", optimize=True)
+    fused = onnx.load(str(src / "model_optimized.onnx"))
+    matmuls = sum(n.op_type in ("MatMul", "Attention") for n in fused.graph.node)
+    path = export(checkpoint("bert", "single"), tmp_path / "rw", optimize=True, quantize=Int8Options(mode="rowwise"))
+    m = json.loads((path / "onnxpipe.json").read_text())
+    q = m["variants"]["int8"]["quantization"]
+    assert q["mode"] == "rowwise" and q["batch_invariant"] is True and q["attentions_left_fused"] == []
+    assert q["int8_matmuls"] == matmuls and q["excluded"] == []
+    ops = [n.op_type for n in onnx.load(str(path / "model_quantized.onnx")).graph.node]
+    assert "Attention" not in ops and "MatMul" not in ops and ops.count("MatMulIntegerToFloat") == matmuls
+    # Integer products are exact per row; the float MultiHeadAttention's softmax over padded keys rounds
+    # differently with the batch's length (~1e-7), far inside the bound and never a label.
+    invariance = m["variants"]["int8"]["validation"]["batch_invariance"]
+    assert invariance["label_flips"] == 0 and invariance["max_score_gap"] <= 1e-6
+    pipe = onnxpipe.pipeline(model=path, variant="int8")
+    assert_batch_invariant(pipe, TEXTS, tol=1e-6)
+    fp32 = scores_by_label(onnxpipe.pipeline(model=path, variant="fp32")(TEXTS, top_k=None))
+    int8 = scores_by_label(pipe(TEXTS, top_k=None))
+    assert max(abs(a[k] - b[k]) for a, b in zip(fp32, int8) for k in a) < 0.05
+
+
+@pytest.mark.parametrize("alpha", [None, 0.5])
+def test_rowwise_product_is_exact_integer_arithmetic(alpha):
+    """One weight MatMul, quantized per row: onnxruntime's MatMulIntegerToFloat with an [rows, 1] activation
+    scale and scalar zero point gives numpy's integer product of the same int8 tensors, for weights large enough
+    that x86's u8 x s8 kernel would saturate its int16 pair sums (hence uint8 weights there), and a row's
+    result does not depend on the other rows."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnxpipe.export.rowwise import quantize_rowwise
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(64, 48)).astype(np.float32)
+    x = rng.normal(size=(3, 5, 64)).astype(np.float32) * rng.uniform(0.1, 20, size=(3, 5, 1)).astype(np.float32)
+    bias = rng.normal(size=48).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["xw"], name="mm"), helper.make_node("Add", ["xw", "b"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    done = quantize_rowwise(model, [{"x": x}] if alpha else None, alpha, weights="u8")
+    assert done["int8_matmuls"] == 1 and [n.op_type for n in model.graph.node][-2:] == ["MatMulIntegerToFloat", "Add"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = session.run(None, {"x": x})[0]
+    s = np.ones(64, np.float32)
+    if alpha:
+        s = np.abs(x).reshape(-1, 64).max(0) ** alpha / np.abs(w).max(1) ** (1 - alpha)
+    xs, ws = x / s, w * s[:, None]
+    a_scale = np.abs(xs).max(-1, keepdims=True)
+    xq = np.clip(np.round(xs / a_scale * 127), -127, 127)
+    w_scale = np.abs(ws).max(0) / 127
+    wq = np.round(ws / w_scale)
+    expected = (xq @ wq) * (a_scale / 127) * w_scale + bias
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-4 * np.abs(expected).max())
+    assert np.abs(y - (x @ w + bias)).max() < 0.03 * np.abs(x @ w + bias).max()  # and near the float product
+    alone = session.run(None, {"x": x[1:2, :2]})[0]
+    np.testing.assert_array_equal(alone, y[1:2, :2])
