@@ -4,7 +4,8 @@
 
 For comparing int8 recipes (the README's modes table): every graph runs in a fresh process of its own, one
 after another, for ``--rounds`` rounds, so the machine's drift lands on all of them; the table gives each
-graph's range over the rounds. Each graph's input is encoded by its artifact folder's tokenizer before
+graph's range over the rounds, with its node count (what batch 1 pays per node) and how many weight products
+still run in float (MatMul, Gemm, Attention with a constant weight). Each graph's input is encoded by its artifact folder's tokenizer before
 timing and fed through onnxpipe's own session, so for graphs of one model only the graph differs.
 """
 
@@ -49,6 +50,18 @@ def measure(path: Path, artifact: Path, data: Path, threads: int | None, calls: 
     return {"b1_p50_ms": 1000 * float(np.median(latencies)), "per_s": best}
 
 
+def node_counts(path: Path) -> tuple[int, int]:
+    """(nodes, weight products left in float) of an ONNX file, read without its weights' data."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    weights = {i.name for i in model.graph.initializer}
+    weights |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    products = ("MatMul", "Gemm", "Attention")
+    in_float = sum(n.op_type in products and len(n.input) > 1 and n.input[1] in weights for n in model.graph.node)
+    return len(model.graph.node), in_float
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m onnxpipe.bench.graphs", description=__doc__.split("\n\n")[0])
     p.add_argument("graphs", nargs="+", metavar="NAME=FILE", help="an ONNX file inside an artifact folder")
@@ -85,11 +98,17 @@ def main(argv: list[str] | None = None) -> int:
             out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
             runs[name].append(json.loads(out))
             print(json.dumps({"graph": name, **runs[name][-1]}), file=sys.stderr, flush=True)
-    lines = ["| graph | batch-1 p50 (ms) | sentences/s @32 |", "|---|--:|--:|"]
+    lines = [
+        "| graph | batch-1 p50 (ms) | sentences/s @32 | nodes | weight products in float |",
+        "|---|--:|--:|--:|--:|",
+    ]
     for name, rs in runs.items():
         b1 = [r["b1_p50_ms"] for r in rs]
         per_s = [r["per_s"] for r in rs]
-        lines.append(f"| {name} | {min(b1):.2f}–{max(b1):.2f} | {min(per_s):.0f}–{max(per_s):.0f} |")
+        nodes, in_float = node_counts(graphs[name])
+        lines.append(
+            f"| {name} | {min(b1):.2f}–{max(b1):.2f} | {min(per_s):.0f}–{max(per_s):.0f} | {nodes} | {in_float} |"
+        )
     print("\n".join(lines))
     return 0
 

@@ -34,6 +34,13 @@ def test_one_row_per_graph_with_ranges(artifact, tmp_path, capsys):
     for row in rows:  # min–max over the two rounds, in ms and sentences/s
         low, high = map(float, re.search(r"\| ([\d.]+)–([\d.]+) \|", row).groups())
         assert 0 < low <= high
+    import onnx
+
+    for row, file in zip(rows, ("model.onnx", "model_quantized.onnx")):  # node counts as onnx counts them
+        model = onnx.load(str(art / file))
+        nodes, in_float = map(int, row.strip(" |").split(" | ")[-2:])
+        assert nodes == len(model.graph.node)
+        assert (in_float > 0) == (file == "model.onnx")
 
 
 def test_bad_graph_argument_names_the_problem(tmp_path, capsys):
