@@ -1,6 +1,6 @@
 """Each model's own address: ``POST /models/{name}`` answers as ``POST /`` does for the default model (the
 model's task read from the body's shape, as TEI's root does), and ``/models/{name}/predict`` (``embed``,
-``rerank``, ``similarity``, ``tokenize``) as the TEI route does with that model. So a client that posts every
+``embed_sparse``, ``rerank``, ``similarity``, ``tokenize``) as the TEI route does with that model. So a client that posts every
 task to one URL (huggingface_hub's ``InferenceClient(model=url)``) can be pointed at any model of a
 multi-model server."""
 
@@ -17,12 +17,14 @@ from ..tasks import BASE, CLASSIFIER, TASKS
 from .errors import Error, HTTPError, responses
 from .routes import (
     EmbedRequest,
+    EmbedSparseRequest,
     PipelineRequest,
     PredictRequest,
     RerankRequest,
     SimilarityRequest,
     TokenizeRequest,
     embed,
+    embed_sparse,
     of,
     pipeline_route,
     predict,
@@ -111,6 +113,11 @@ async def model_predict(name: str, body: PredictRequest, request: Request) -> JS
 @router.post("/models/{name}/embed", summary="TEI's /embed with this model")
 async def model_embed(name: str, body: EmbedRequest, request: Request) -> JSONResponse:
     return await embed(named(body, name), request)
+
+
+@router.post("/models/{name}/embed_sparse", summary="TEI's /embed_sparse with this model")
+async def model_embed_sparse(name: str, body: EmbedSparseRequest, request: Request) -> JSONResponse:
+    return await embed_sparse(named(body, name), request)
 
 
 @router.post("/models/{name}/rerank", summary="TEI's /rerank with this model")

@@ -1,8 +1,8 @@
 """The HTTP API fuzzed from its own OpenAPI document (schemathesis) against a real server process on loopback
-serving a tiny model of every task (an NLI classifier, also run as zero-shot; embeddings; NER; QA; fill-mask):
-whatever the document allows a client to send, the answer's status is one the document declares, its body fits
-the declared schema, it is no 5xx and comes within the timeout, and a 4xx is in its route family's error
-shape; /health is 200 after.
+serving a tiny model of every task (an NLI classifier, also run as zero-shot; embeddings; NER; QA; fill-mask;
+sparse embeddings): whatever the document allows a client to send, the answer's status is one the document
+declares, its body fits the declared schema, it is no 5xx and comes within the timeout, and a 4xx is in its
+route family's error shape; /health is 200 after.
 
 Examples per operation: ONNXPIPE_FUZZ_EXAMPLES (default 25 in CI; the long run, e.g. 300, is the README's)."""
 
@@ -23,7 +23,7 @@ EXAMPLES = int(os.environ.get("ONNXPIPE_FUZZ_EXAMPLES", "25"))
 
 
 @pytest.fixture(scope="module")
-def url(artifact):
+def url(artifact, splade_distilbert):
     import signal
 
     from onnxpipe.bench.serve_load import start
@@ -33,6 +33,7 @@ def url(artifact):
         "ner": artifact("bert", "ner"),
         "qa": artifact("bert", "qa"),
         "fill": artifact("bert", "mlm"),
+        "sparse": splade_distilbert,
     }
     extra = tuple(arg for name, path in models.items() for arg in ("-m", f"{name}={path}"))
     # The first model, the default: an NLI classifier, so /v1/pipeline's task=zero-shot-classification runs too.
@@ -80,6 +81,7 @@ def test_every_request_the_schema_allows_is_answered_as_declared(url):
         "POST /v1/explain",
         "POST /predict",
         "POST /embed",
+        "POST /embed_sparse",
         "POST /rerank",
         "POST /similarity",
         "POST /tokenize",
