@@ -242,3 +242,42 @@ def test_rowwise_product_is_exact_integer_arithmetic(alpha):
     assert np.abs(y - (x @ w + bias)).max() < 0.03 * np.abs(x @ w + bias).max()  # and near the float product
     alone = session.run(None, {"x": x[1:2, :2]})[0]
     np.testing.assert_array_equal(alone, y[1:2, :2])
+
+
+def test_rowwise_gelu_output_is_quantized_from_zero():
+    """A GELU's output (>= -0.17) is lifted by 0.17 and takes all 255 uint8 steps from zero point 0; the lift
+    comes back out of the bias, so the product is numpy's integer product of the same tensors plus the bias."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnxpipe.export.rowwise import GELU_MIN, quantize_rowwise
+
+    rng = np.random.default_rng(1)
+    w, bias = rng.normal(size=(64, 32)).astype(np.float32), rng.normal(size=32).astype(np.float32)
+    x = rng.normal(size=(2, 7, 64)).astype(np.float32) * 3
+    nodes = [
+        helper.make_node("Gelu", ["x"], ["h"]),
+        helper.make_node("MatMul", ["h", "w"], ["hw"], name="mm"),
+        helper.make_node("Add", ["hw", "b"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    assert quantize_rowwise(model, weights="u8")["gelu_outputs_from_zero"] == 1
+    y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    import math
+
+    h = x * 0.5 * (1 + np.vectorize(math.erf)(x / np.sqrt(2)))
+    lifted = h - GELU_MIN
+    a_scale = lifted.max(-1, keepdims=True)
+    hq = np.clip(np.round(lifted / a_scale * 255), 0, 255)
+    w_scale = np.abs(w).max(0) / 127
+    wq = np.round(w / w_scale)
+    expected = (hq @ wq) * (a_scale / 255) * w_scale + bias + GELU_MIN * (wq * w_scale).sum(0)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-3)
+    assert np.abs(y - (h @ w + bias)).max() < 0.02 * np.abs(h @ w + bias).max()
