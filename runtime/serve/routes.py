@@ -208,7 +208,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> list[list[dict[st
             server.tokenizer_pool,
             functools.partial(tok.encode_batch, texts, add_special_tokens=body.add_special_tokens),
         )
-    except HTTPError:  # tokenizers' TypeError for text it cannot take: a lone surrogate; name it
+    except TypeError:  # tokenizers' only word for text it cannot take (a lone surrogate): name it
         raise_unicode_422(texts)
         raise
     return [

@@ -71,6 +71,9 @@ def test_input_errors_are_4xx_and_still_the_builtin_exceptions(client, artifact)
     assert client.post("/v1/pipeline", json={"inputs": [3], "model": "sst"}).status_code == 422
     r = client.post("/v1/pipeline", json={"inputs": "x", "model": "sst", "parameters": {"nope": 1}})
     assert r.status_code == 422 and "'nope'" in r.json()["error"]  # found by the schema-driven fuzzing
+    lone = b'{"inputs": ["ok", "bad \\ud800 x"]}'  # a lone surrogate, which tokenizers refuses with a TypeError
+    r = client.post("/tokenize", content=lone, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "inputs[1] is not valid Unicode" in r.json()["error"], r.text
     for ranges in ([[1.0, 2.0, 3.0], [4.0]], [[0.0, 1.0], [1.0, 2.0]]):  # ragged; the wrong size (seen at the end)
         r = client.post("/embed", json={"inputs": ["a b"], "precision": "uint8", "ranges": ranges, "model": "emb"})
         assert r.status_code == 422 and "ranges" in r.json()["error"], r.text
