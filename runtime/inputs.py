@@ -3,8 +3,10 @@ problem: shared by every task and entry point (the Python call, the server, ``ru
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .errors import InputError, InputTypeError, InputValueError
 
@@ -22,6 +24,21 @@ def check_int(value: Any, name: str, minimum: int = 1, none: bool = False) -> An
         kind = ("a positive int" if minimum == 1 else f"an int >= {minimum}") if minimum else "a non-negative int"
         raise InputValueError(f"{name} must be {kind}{' or None' if none else ''}, got {value!r}")
     return value
+
+
+@functools.cache
+def _signature(function: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(function)
+
+
+def check_keywords(function: Callable[..., Any], params: dict[str, Any]) -> None:
+    """A call's keywords against the parameters ``function`` (a task's unbound ``sanitize_parameters``) takes:
+    an unknown one is the caller's mistake, an :class:`InputTypeError` in Python's own words, never a bug's
+    ``TypeError`` from inside the task."""
+    try:
+        _signature(function).bind(None, **params)
+    except TypeError as e:
+        raise InputTypeError(str(e)) from None
 
 
 def check_batch_size(batch_size: Any) -> int:

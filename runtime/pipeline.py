@@ -24,7 +24,8 @@ from .arrays import Outputs
 from .artifact import Artifact
 from .executor import Feature as Feature  # the tasks' stages take features: importable from here too
 from .executor import Observer, Work, execute
-from .inputs import INPUT_ERRORS, check_batch_size, check_texts_or_pairs, is_stream, raise_on_invalid_unicode
+from .inputs import INPUT_ERRORS, check_batch_size, check_keywords, check_texts_or_pairs, is_stream
+from .inputs import raise_on_invalid_unicode
 from .errors import InputTypeError, InputValueError, OnnxPipeError
 from . import tune
 from .session import Engine, Session, check_threads, default_threads
@@ -141,6 +142,7 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
         if batch_size is not None:
             self.check_batch(batch_size)
         items, shape = self.check_inputs(inputs)
+        check_keywords(type(self).sanitize_parameters, params)
         pre, post = self.sanitize_parameters(**{**self.defaults, **params})
         return Plan(items, shape, pre, post, params, batch_size)
 

@@ -64,7 +64,7 @@ def test_bad_parameters(pipe, kwargs, words):
 
 
 def test_unknown_parameter(pipe):
-    with pytest.raises(TypeError, match="unexpected keyword argument 'topk'"):
+    with pytest.raises(onnxpipe.InputTypeError, match="unexpected keyword argument 'topk'"):  # a TypeError too
         pipe("text", topk=2)
 
 
