@@ -120,9 +120,7 @@ def test_local_score_equals_the_pipeline(task, corpus, scored_input, task_artifa
     check(task, pq.read_table(tmp_path / "out.parquet"), corpus, expected(task))
 
 
-# Ray's cost is its actors' start, not the rows: three tasks cover what differs between tasks there (a vector
-# column, nested structs, two input columns); the Spark and local tests run every task through the same step.
-@pytest.mark.parametrize("task", ["sentence-embeddings", "token-classification", "question-answering"])
+@pytest.mark.parametrize("task", list(CASES))  # every task: ~2.5 s each, mostly the actors' start
 def test_ray_map_pipeline_equals_the_pipeline(task, corpus, task_artifact, expected, ray_session):
     """Ray Data's map_pipeline (the step of --engine ray, whose CLI path test_score.py runs) on each task."""
     from onnxpipe.scale.ray import map_pipeline
