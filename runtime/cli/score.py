@@ -83,24 +83,13 @@ def cmd_score(a: argparse.Namespace) -> int:
     model = a.model or ensure_default(task if task and TASKS[task].default_model else "text-classification")
     inputs = Inputs(a.column, a.pair_column, a.question_column)
     options = dict(chunk_rows=a.chunk_rows, progress=not a.no_progress, params=a.params)
+    job = (a.input, a.output, model, task, inputs, a.prefix, a.variant)  # the distributed engines' positional part
     if a.engine == "ray":
         try:
             from ..scale.ray import score_ray
         except ImportError as e:
             raise OnnxPipeError(f"--engine ray needs the ray extra (missing: {e.name}): pip install '.[ray]'") from e
-        summary = score_ray(
-            a.input,
-            a.output,
-            model,
-            task,
-            inputs,
-            a.prefix,
-            a.variant,
-            address=a.ray_address,
-            num_cpus=a.threads,
-            batch_size=a.batch_size,
-            **options,
-        )
+        summary = score_ray(*job, address=a.ray_address, num_cpus=a.threads, batch_size=a.batch_size, **options)
     elif a.engine == "spark":
         try:
             from ..scale.spark import score_spark
@@ -108,19 +97,7 @@ def cmd_score(a: argparse.Namespace) -> int:
             raise OnnxPipeError(
                 f"--engine spark needs the spark extra (missing: {e.name}): pip install '.[spark]' and a Java runtime"
             ) from e
-        summary = score_spark(
-            a.input,
-            a.output,
-            model,
-            task,
-            inputs,
-            a.prefix,
-            a.variant,
-            master=a.spark_master,
-            threads=a.threads,
-            batch_size=a.batch_size,
-            **options,
-        )
+        summary = score_spark(*job, master=a.spark_master, threads=a.threads, batch_size=a.batch_size, **options)
     else:
         from .. import pipeline
 
