@@ -183,6 +183,13 @@ def test_concurrent_callers_each_get_their_own_answer(client, artifact):
     assert batches == {t: 1 if t == texts[0] else len(texts) - 1 for t in texts}
 
 
+def test_a_misspelt_truncation_is_a_422_naming_it(client):
+    """Checked whether or not max_length is given (it once answered without max_length)."""
+    for parameters in ({"truncation": "only_thrid"}, {"truncation": "only_thrid", "max_length": 8}):
+        r = client.post("/v1/pipeline", json={"inputs": "a fine film", "parameters": parameters})
+        assert r.status_code == 422 and "truncation must be a bool or one of" in r.json()["error"], r.json()
+
+
 def test_api_key(artifact):
     with TestClient(create_app({"m": artifact()}, Settings(api_key="s3cret"))) as c:
         ready(c)
