@@ -66,24 +66,11 @@ def worker(name: str, source: Path, target: Path, cores: int) -> None:
         vectors = model.encode(texts, pool=pool, batch_size=32)
         model.stop_multi_process_pool(pool)
     else:
-        from fastembed import TextEmbedding
-        from fastembed.common.model_description import ModelSource, PoolingType
-
         from onnxpipe.default import ensure_default
 
-        from .embeddings import FASTEMBED_NAME
+        from .embeddings import fastembed_model
 
-        # as onnxpipe.bench.embeddings points it: fastembed on the default artifact's fp32 graph (no hub here)
-        TextEmbedding.add_custom_model(
-            model=FASTEMBED_NAME,
-            pooling=PoolingType.MEAN,
-            normalization=True,
-            sources=ModelSource(hf="sentence-transformers/all-MiniLM-L6-v2"),
-            dim=384,
-            model_file="model.onnx",
-        )
-        artifact = ensure_default("sentence-embeddings")
-        model = TextEmbedding(FASTEMBED_NAME, specific_model_path=str(artifact), threads=1)
+        model = fastembed_model(ensure_default("sentence-embeddings"), threads=1)  # as the embeddings bench points it
         vectors = np.stack(list(model.embed(texts, batch_size=256, parallel=cores)))  # one process per core
     write_vectors(np.asarray(vectors), target)
 

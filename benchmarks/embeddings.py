@@ -34,8 +34,9 @@ def load_sentence_transformers(spec: Spec) -> Runner:
     )
 
 
-def load_fastembed(spec: Spec) -> Runner:
-    """fastembed pointed at the artifact's fp32 graph (its tokenizer.json and configs are beside it)."""
+def fastembed_model(artifact: Path, threads: int | None) -> Any:
+    """fastembed's TextEmbedding pointed at the artifact's fp32 graph (its tokenizer.json and configs are beside
+    it): there is no hub here to fetch fastembed's own copy from."""
     from fastembed import TextEmbedding
     from fastembed.common.model_description import ModelSource, PoolingType
 
@@ -47,7 +48,12 @@ def load_fastembed(spec: Spec) -> Runner:
         dim=384,
         model_file="model.onnx",
     )
-    model = TextEmbedding(FASTEMBED_NAME, specific_model_path=str(spec.artifact), threads=spec.threads)
+    return TextEmbedding(FASTEMBED_NAME, specific_model_path=str(artifact), threads=threads)
+
+
+def load_fastembed(spec: Spec) -> Runner:
+    """fastembed on the artifact's fp32 graph."""
+    model = fastembed_model(spec.artifact, spec.threads)
     return Runner(
         call_one=lambda t: next(iter(model.embed([t]))),
         predict=lambda texts, bs: np.stack(list(model.embed(texts, batch_size=bs))),

@@ -17,6 +17,7 @@ import pyarrow as pa
 from ..pipeline import Pipeline
 from ..tasks import TASKS
 from ..tasks.score_columns import ScoreColumn, Type
+from ..tasks.sparse_embeddings import as_pairs
 
 PRIMITIVES = {
     "string": pa.string(),
@@ -74,8 +75,8 @@ def take(column: ScoreColumn, result: Any) -> Any:
         return result[0]
     if column.take == "listed":
         return [result] if isinstance(result, dict) else result
-    if column.take == "sparse":  # float32 weights: exact through Python floats and back
-        return [{"index": int(i), "value": float(v)} for i, v in zip(result["indices"], result["values"])]
+    if column.take == "sparse":
+        return as_pairs(result)
     if column.take == "masks":  # fill-mask: a text with one mask gets a list of one list
         return [result] if not result or not isinstance(result[0], list) else result
     return result

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from ..explain import jsonable, page_data
 from ..inputs import raise_on_invalid_unicode
+from ..tasks.sparse_embeddings import as_pairs
 from ..tasks.text_classification import TextClassificationPipeline, rank
 from .errors import Error, HTTPError, responses
 from .server import Server
@@ -152,8 +153,7 @@ async def embed_sparse(body: EmbedSparseRequest, request: Request) -> JSONRespon
     texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     params = {} if body.top_k is None else {"top_k": body.top_k}
     results, headers = await server.run(s, pipe, texts, params, body.truncate, body.truncation_direction.lower())
-    pairs = [[{"index": int(i), "value": float(v)} for i, v in zip(r["indices"], r["values"])] for r in results]
-    return answer(pairs, headers)
+    return answer([as_pairs(r) for r in results], headers)
 
 
 @router.post("/rerank", summary="TEI: texts ranked by a cross-encoder for the query")

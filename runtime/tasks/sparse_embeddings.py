@@ -48,6 +48,12 @@ def sparse(dense: Array, top_k: int | None) -> SparseVector:
     return SparseVector(indices=indices.astype(np.int32), values=dense[indices].astype(np.float32))
 
 
+def as_pairs(vector: SparseVector) -> list[dict[str, Any]]:
+    """``{indices, values}`` as ``[{"index", "value"}]``, one a non-zero weight: TEI's ``/embed_sparse`` shape, and
+    ``score``'s column (float32 weights stay exact through Python floats)."""
+    return [{"index": int(i), "value": float(v)} for i, v in zip(vector["indices"], vector["values"])]
+
+
 class SparseEmbeddingsPipeline(Pipeline[str, SparseVector, SparseVector]):
     task = "sparse-embeddings"
     result_key = "embedding"
