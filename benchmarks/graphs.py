@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxpipe.graph_nodes import node_counts
+
 from .measure import SEED
 
 
@@ -48,18 +50,6 @@ def measure(path: Path, artifact: Path, data: Path, threads: int | None, calls: 
         session.run(seed)
         latencies.append(time.perf_counter() - start)
     return {"b1_p50_ms": 1000 * float(np.median(latencies)), "per_s": best}
-
-
-def node_counts(path: Path) -> tuple[int, int]:
-    """(nodes, weight products left in float) of an ONNX file, read without its weights' data."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    weights = {i.name for i in model.graph.initializer}
-    weights |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
-    products = ("MatMul", "Gemm", "Attention")
-    in_float = sum(n.op_type in products and len(n.input) > 1 and n.input[1] in weights for n in model.graph.node)
-    return len(model.graph.node), in_float
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .errors import InputValueError
+from .graph_nodes import node_counts
 from .arrays import Outputs
 from .pipeline import Pipeline, Plan
 
@@ -111,11 +112,14 @@ def explain(
 
     a = pipe.artifact
     size_mb = pipe.model_path.stat().st_size / 1e6
+    nodes, in_float = node_counts(pipe.model_path)  # what batch 1 pays per node; an int8 graph's float fallbacks
     say(
         f"1. load        {load_seconds * 1e3:8.1f} ms   {a.path}",
         f"                              task {pipe.task}, variant {pipe.variant}: {pipe.model_path.name} "
         f"({size_mb:.1f} MB), {pipe.session.threads} threads; tokenizer.json, max {a.max_length} tokens",
         f"                              why {pipe.variant}: {pipe.choice.reason}",
+        f"                              graph: {nodes} nodes, {in_float} weight products "
+        "(MatMul, Gemm, Attention) left in float",
         *(
             ["                              last layer: row 0 only (the head reads no other; cut at export)"]
             if a.variants[pipe.variant].get("last_layer", {}).get("applied")
