@@ -1,65 +1,20 @@
 """The contenders: every way a user could run the same checkpoint on a CPU, each loaded the same way.
 
-A contender is data (name, group, the packages it needs, a loader, a cold-start script), not a class
-of its own. Every loader returns a :class:`Runner`: the user-facing single-text call (timed for
-latency) and a batch predictor returning probabilities in label-id order (for throughput and
-accuracy). Engines without a pipeline of their own (OpenVINO, CTranslate2) run inside onnxpipe's
-pipeline with another engine handed in, so tokenization and post-processing are identical.
-
-Longer than 300 lines because it is one loader per engine (PyTorch, optimum, onnxpipe's variants, OpenVINO,
-CTranslate2, a bare session) and the registry of them; split, each file would hold one small function.
+A contender is data (:class:`~onnxpipe.bench.runner.Contender`): name, group, the packages it needs, a
+loader returning a :class:`~onnxpipe.bench.runner.Runner`, a cold-start script. The peers (OpenVINO,
+CTranslate2), each run as its users run it for each pass, are loaded by :mod:`onnxpipe.bench.peers`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from onnxpipe.session import Session
 
+from .peers import load_ctranslate2, load_openvino
+from .runner import Contender, Runner, Spec, dir_size, onnxpipe_runner, probs
 
-@dataclass
-class Spec:
-    artifact: Path
-    checkpoint: Path
-    id2label: dict[int, str]
-    max_length: int
-    threads: int
-    best_variant: str
-    calibration: list[str] | None  # SST-2 train sentences for NNCF; None when no train split
-    task: str = "text-classification"
-    choice: dict[str, Any] | None = None  # onnxpipe.tune's choice of best_variant on this machine, and why
-
-
-@dataclass
-class Runner:
-    call_one: Callable[[str], Any]
-    predict: Callable[[list[str], int], np.ndarray]
-    size_bytes: int | None
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Contender:
-    name: str
-    group: str
-    packages: tuple[str, ...]
-    load: Callable[[Spec], Runner]
-    cold_start: str | None = None  # a script's body; {artifact}, {checkpoint}, {threads} filled in
-
-
-def _probs(results: list[list[dict]], id2label: dict[int, str]) -> np.ndarray:
-    label2id = {v: k for k, v in id2label.items()}
-    out = np.zeros((len(results), len(id2label)), dtype=np.float64)
-    for i, ranked in enumerate(results):
-        for d in ranked:
-            out[i, label2id[d["label"]]] = d["score"]
-    return out
+__all__ = ["BY_NAME", "CONTENDERS", "Contender", "Runner", "Spec", "load_ctranslate2"]
 
 
 def _hf_runner(model, tokenizer, spec: Spec, size: int | None, factory=None) -> Runner:
@@ -70,13 +25,9 @@ def _hf_runner(model, tokenizer, spec: Spec, size: int | None, factory=None) -> 
     pipe = factory("text-classification", model=model, tokenizer=tokenizer, truncation=True, max_length=spec.max_length)
     return Runner(
         call_one=lambda t: pipe(t),
-        predict=lambda texts, bs: _probs(pipe(texts, top_k=None, batch_size=bs), spec.id2label),
+        predict=lambda texts, bs: probs(pipe(texts, top_k=None, batch_size=bs), spec.id2label),
         size_bytes=size,
     )
-
-
-def _dir_size(path: Path, pattern: str) -> int:
-    return sum(p.stat().st_size for p in path.glob(pattern))
 
 
 # -- PyTorch ---------------------------------------------------------------------------------------
@@ -89,7 +40,7 @@ def load_torch_fp32(spec: Spec) -> Runner:
     torch.set_num_threads(spec.threads)
     model = AutoModelForSequenceClassification.from_pretrained(spec.checkpoint).eval()
     return _hf_runner(
-        model, AutoTokenizer.from_pretrained(spec.checkpoint), spec, _dir_size(spec.checkpoint, "*.safetensors")
+        model, AutoTokenizer.from_pretrained(spec.checkpoint), spec, dir_size(spec.checkpoint, "*.safetensors")
     )
 
 
@@ -144,21 +95,12 @@ def load_optimum_same_file(spec: Spec) -> Runner:
 # -- onnxpipe ---------------------------------------------------------------------------------------
 
 
-def _onnxpipe_runner(pipe, spec: Spec, size: int | None = None) -> Runner:
-    return Runner(
-        call_one=lambda t: pipe(t),
-        predict=lambda texts, bs: _probs(pipe(texts, top_k=None, batch_size=bs), spec.id2label),
-        size_bytes=pipe.model_path.stat().st_size if size is None else size,
-        note=pipe.variant,
-    )
-
-
 def onnxpipe_loader(variant: str) -> Callable[[Spec], Runner]:
     def load(spec: Spec) -> Runner:
         import onnxpipe
 
         pipe = onnxpipe.pipeline(model=spec.artifact, variant=variant, threads=spec.threads)
-        return _onnxpipe_runner(pipe, spec)
+        return onnxpipe_runner(pipe, spec)
 
     return load
 
@@ -178,97 +120,8 @@ def load_bare_session(spec: Spec) -> Runner:
         assert isinstance(pipe.session, Session)  # onnxpipe's own engine: no engine= was handed in
         return pipe.session.session.run(None, feeds[text])  # the bare InferenceSession under it
 
-    runner = _onnxpipe_runner(pipe, spec)
+    runner = onnxpipe_runner(pipe, spec)
     runner.call_one = call_one
-    return runner
-
-
-# -- peers: OpenVINO and CTranslate2 inside onnxpipe's pipeline -----------------------------------
-
-
-class _OpenVINOSession:
-    def __init__(self, compiled, threads: int):
-        self.compiled = compiled
-        self.input_names = [p.get_any_name() for p in compiled.inputs]
-        self.request = compiled.create_infer_request()
-        self.threads = threads
-
-    def run(self, feed):
-        result = self.request.infer({n: feed[n] for n in self.input_names})
-        return {"logits": np.asarray(next(iter(result.values())))}
-
-
-def _openvino(spec: Spec, quantize: bool) -> Runner:
-    import openvino as ov
-
-    import onnxpipe
-
-    core = ov.Core()
-    model = core.read_model(str(spec.artifact / "model.onnx"))
-    size = (spec.artifact / "model.onnx").stat().st_size
-    if quantize:
-        encoder = onnxpipe.pipeline(model=spec.artifact, variant="fp32", threads=spec.threads)
-        model, size = _nncf_int8(model, encoder, spec)
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": spec.threads})
-    pipe = onnxpipe.pipeline(model=spec.artifact, variant="fp32", engine=_OpenVINOSession(compiled, spec.threads))
-    runner = _onnxpipe_runner(pipe, spec, size)
-    precision = compiled.get_property("INFERENCE_PRECISION_HINT")
-    runner.note = f"inference precision {getattr(precision, 'get_type_name', lambda: precision)()}"
-    return runner
-
-
-def _nncf_int8(model, pipe, spec: Spec):
-    """NNCF post-training int8 on 300 SST-2 train sentences, as optimum-intel's int8 export does."""
-    import tempfile
-
-    import nncf
-    import openvino as ov
-
-    if not spec.calibration:
-        raise RuntimeError("NNCF calibration needs SST-2 train.tsv in --data")
-    items = [pipe.encoder.collate(pipe.encode([t])) for t in spec.calibration[:300]]
-    names = [p.get_any_name() for p in model.inputs]
-    dataset = nncf.Dataset(items, lambda feed: {n: feed[n] for n in names})
-    qmodel = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
-    with tempfile.TemporaryDirectory() as tmp:
-        ov.save_model(qmodel, f"{tmp}/model.xml")
-        size = os.path.getsize(f"{tmp}/model.xml") + os.path.getsize(f"{tmp}/model.bin")
-    return qmodel, size
-
-
-class _CT2Session:
-    """CTranslate2's int8 encoder (its pooler output) with the checkpoint's own classifier in numpy."""
-
-    def __init__(self, encoder, weight: np.ndarray, bias: np.ndarray, threads: int):
-        self.encoder, self.weight, self.bias, self.threads = encoder, weight, bias, threads
-        self.input_names = ["input_ids", "attention_mask", "token_type_ids"]
-
-    def run(self, feed):
-        lengths = feed["attention_mask"].sum(1)
-        ids = [row[:n].tolist() for row, n in zip(feed["input_ids"], lengths)]
-        types = [row[:n].tolist() for row, n in zip(feed["token_type_ids"], lengths)]
-        pooled = np.asarray(self.encoder.forward_batch(ids, token_type_ids=types).pooler_output)
-        return {"logits": pooled @ self.weight.T + self.bias}
-
-
-def load_ctranslate2(spec: Spec) -> Runner:
-    import tempfile
-
-    import ctranslate2
-    from safetensors.numpy import load_file
-
-    import onnxpipe
-
-    out = Path(tempfile.mkdtemp(prefix="onnxpipe-ct2-"))
-    ctranslate2.converters.TransformersConverter(str(spec.checkpoint)).convert(
-        str(out), quantization="int8", force=True
-    )
-    weights = load_file(str(spec.checkpoint / "model.safetensors"))
-    encoder = ctranslate2.Encoder(str(out), device="cpu", compute_type="int8", intra_threads=spec.threads)
-    engine = _CT2Session(encoder, weights["classifier.weight"], weights["classifier.bias"], spec.threads)
-    pipe = onnxpipe.pipeline(model=spec.artifact, variant="fp32", engine=engine)
-    runner = _onnxpipe_runner(pipe, spec, _dir_size(out, "model.bin"))
-    runner.note = "int8 encoder, classifier in numpy"
     return runner
 
 
@@ -332,21 +185,8 @@ CONTENDERS: list[Contender] = [
         _cold_onnxpipe("int8"),
     ),
     Contender("bare ORT session (best variant)", "bare", ("onnxruntime",), load_bare_session),
-    Contender("openvino (default precision)", "peer", ("openvino", "tokenizers"), lambda s: _openvino(s, False)),
-    Contender("openvino int8 (NNCF)", "peer", ("openvino", "nncf", "tokenizers"), lambda s: _openvino(s, True)),
+    Contender("openvino (default precision)", "peer", ("openvino", "tokenizers"), lambda s: load_openvino(s, False)),
+    Contender("openvino int8 (NNCF)", "peer", ("openvino", "nncf", "tokenizers"), lambda s: load_openvino(s, True)),
     Contender("ctranslate2 int8", "peer", ("ctranslate2", "tokenizers"), load_ctranslate2),
 ]
 BY_NAME = {c.name: c for c in CONTENDERS}
-QUICK = (
-    "pytorch fp32",
-    "pytorch int8 (dynamic)",
-    "optimum ORT (default export)",
-    "optimum ORT (onnxpipe's best file)",
-    "onnxpipe fp32",
-    "onnxpipe optimized",
-    "onnxpipe int8",
-    "bare ORT session (best variant)",
-    "openvino (default precision)",
-    "openvino int8 (NNCF)",
-    "ctranslate2 int8",
-)
