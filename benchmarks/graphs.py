@@ -52,6 +52,15 @@ def measure(path: Path, artifact: Path, data: Path, threads: int | None, calls: 
     return {"b1_p50_ms": 1000 * float(np.median(latencies)), "per_s": best}
 
 
+def run_one(file: Path, data: Path, calls: int, threads: int | None = None, artifact: Path | None = None) -> dict:
+    """:func:`measure` for one graph in a fresh process (engines sharing a process disturb each other)."""
+    args = [sys.executable, "-m", "onnxpipe.bench.graphs", "--one", f"graph={file}", "--data", str(data)]
+    args += ["--calls", str(calls)] + (["--threads", str(threads)] if threads else [])
+    args += ["--artifact", str(artifact)] if artifact else []
+    out: dict = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m onnxpipe.bench.graphs", description=__doc__.split("\n\n")[0])
     p.add_argument("graphs", nargs="+", metavar="NAME=FILE", help="an ONNX file inside an artifact folder")
@@ -59,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="rounds over every graph (default: 3)")
     p.add_argument("--calls", type=int, default=1000, help="batch-1 calls per graph and round (default: 1000)")
     p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    p.add_argument("--artifact", type=Path, help="encode with this artifact folder's tokenizer (default: each file's)")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a worker: one graph, JSON out
     a = p.parse_args(argv)
     graphs = {}
@@ -69,24 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         graphs[name] = Path(file)
     if a.one:
         (file,) = graphs.values()
-        print(json.dumps(measure(file, file.parent, a.data, a.threads, a.calls)))
+        print(json.dumps(measure(file, a.artifact or file.parent, a.data, a.threads, a.calls)))
         return 0
     runs: dict[str, list[dict]] = {name: [] for name in graphs}
     for _ in range(a.rounds):
         for name, file in graphs.items():
-            args = [
-                sys.executable,
-                "-m",
-                "onnxpipe.bench.graphs",
-                "--one",
-                f"{name}={file}",
-                "--data",
-                str(a.data),
-                "--calls",
-                str(a.calls),
-            ] + (["--threads", str(a.threads)] if a.threads else [])
-            out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-            runs[name].append(json.loads(out))
+            runs[name].append(run_one(file, a.data, a.calls, a.threads, a.artifact))
             print(json.dumps({"graph": name, **runs[name][-1]}), file=sys.stderr, flush=True)
     lines = [
         "| graph | batch-1 p50 (ms) | sentences/s @32 | nodes | weight products in float |",

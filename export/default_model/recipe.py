@@ -1,6 +1,14 @@
 """Choose the default model's int8 recipe on SST-2 *train* only; dev is never opened here.
 
-    python -m onnxpipe.export.default_model.recipe --data ../shared/data/sst2 ARTIFACT [--out recipes.json]
+    python -m onnxpipe.export.default_model.recipe --data ../shared/data/sst2 ARTIFACT [--out recipes.json] \
+        [--candidates search|compare]
+
+``--candidates search`` (the default, about 15 minutes) is the search that chose the default: 14 static settings,
+then the nodes that hurt most kept in float, then the all-int8 ``rowwise`` mode (per-row activation scales,
+nothing in float) with and without smoothing. ``compare`` scores only the default's own recipe, the same static
+settings with nothing in float, and ``rowwise``: the rows of the README's rowwise table, in a few minutes. Every
+row records its graph's node count and its weight products left in float (what batch 1 pays, and the fallbacks);
+``report_recipes`` reports the rows on dev with their speed.
 
 ARTIFACT is the built default model (``onnxpipe export --default OUT``); its fused fp32 graph is the reference
 and each candidate recipe is quantized from it with the bundled calibration text (the build runs offline, so
@@ -31,8 +39,27 @@ MAX_FLOAT = 4  # nodes kept in float at most (classifier): each costs int8 speed
 MIN_COSINE = 0.997  # sentence embeddings: the worst cosine to fp32 wanted on the selection set
 SEED = 0
 CANDIDATES = [
-    {"alpha": a, "method": m} for m in ("minmax", "percentile") for a in (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
+    {"mode": "static", "alpha": a, "method": m}
+    for m in ("minmax", "percentile")
+    for a in (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
 ]
+# All-int8 with per-row activation scales (export/rowwise.py): no calibrated range, nothing kept in float.
+ROWWISE = [{"mode": "rowwise", "alpha": 0.0, "method": "minmax"}, {"mode": "rowwise", "alpha": 0.5, "method": "minmax"}]
+
+
+def compare_candidates() -> list[dict]:
+    """The default's recipe as built, its settings with every node int8, and rowwise without smoothing."""
+    from . import DEFAULT_INT8
+
+    static = {"mode": "static", "alpha": DEFAULT_INT8.alpha or 0.0, "method": DEFAULT_INT8.method}
+    return [{**static, "exclude": list(DEFAULT_INT8.exclude)}, static, ROWWISE[0]]
+
+
+def describe(row: dict) -> str:
+    """A row as the tables name it: mode, smoothing, ranges (static only), nodes kept in float by name."""
+    what = f"{row.get('mode', 'static')}, smoothing {row['alpha'] or 0}"
+    what += f", {row['method']}" if row.get("mode", "static") == "static" else ""
+    return what + (f", {len(row['exclude'])} kept in float" if row.get("exclude") else "")
 
 
 def selection_set(data_dir: Path, n: int = SELECTION, seed: int = SEED) -> list[str]:
@@ -68,6 +95,7 @@ class Quantizer:
         quantize_graph(
             self.src,
             dst,
+            row.get("mode", "static"),
             feeds=self.feeds,
             calibration_name=self.name,
             alpha=row["alpha"] or None,
@@ -78,8 +106,9 @@ class Quantizer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from onnxpipe.export.exporter import graph_logits
     from onnxpipe.export.quantize import quantizable_nodes
+    from onnxpipe.export.validate import graph_logits
+    from onnxpipe.graph_nodes import node_counts
     from onnxpipe.tokenize import TextEncoder
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,10 +116,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", type=Path, required=True, help="folder holding SST-2 train.tsv (dev is not read)")
     p.add_argument("--out", type=Path, help="write the table as JSON here")
     p.add_argument("--max-float", type=int, default=MAX_FLOAT, help=f"most nodes kept in float (default {MAX_FLOAT})")
+    p.add_argument(
+        "--candidates",
+        choices=("search", "compare"),
+        default="search",
+        help="search: every setting, float nodes, rowwise (the default's choice, ~15 min); "
+        "compare: the default's recipe, it all-int8, and rowwise (a few minutes)",
+    )
+    p.add_argument("--selection", type=int, default=SELECTION, help=f"train sentences scored (default {SELECTION})")
     a = p.parse_args(argv)
+    if a.selection < 1:
+        p.error("--selection must be a positive number of sentences")
     q = Quantizer(a.artifact)
     art, enc, src = q.artifact, q.encoder, q.src
-    texts = selection_set(a.data)
+    texts = selection_set(a.data, a.selection)
     # Sentence embeddings are scored by cosine to the fp32 graph's pooled vectors; classifiers by labels.
     pooling = art.manifest.embedding.pooling if art.manifest.embedding else None
     if pooling is not None and art.manifest.embedding and art.manifest.embedding.max_seq_length:
@@ -106,8 +145,15 @@ def main(argv: list[str] | None = None) -> None:
         def run(c: dict, subset: list[str] = texts, reference: np.ndarray = ref) -> dict:
             q.build(c, dst)
             got = outputs(graph_logits(dst, enc, subset, pooling=pooling))
-            return {**c, **(cosines(got, reference) if pooling is not None else labels(got, reference))}
+            nodes, in_float = node_counts(dst)
+            figures = cosines(got, reference) if pooling is not None else labels(got, reference)
+            return {**c, **figures, "nodes": nodes, "float_products": in_float}
 
+        if a.candidates == "compare":
+            for c in compare_candidates():
+                rows.append(run(c))
+                print(json.dumps(rows[-1]), flush=True)
+            return finish(a, rows, texts)
         for c in CANDIDATES:
             rows.append(run(c))
             print(json.dumps(rows[-1]), flush=True)
@@ -122,10 +168,18 @@ def main(argv: list[str] | None = None) -> None:
         order = sorted(nodes, key=damage.__getitem__, reverse=True)
         print("most damaging alone:", json.dumps(order[:8]), flush=True)
         for k in range(1, a.max_float + 1):
-            rows.append(run({"alpha": best["alpha"], "method": best["method"], "exclude": order[:k]}))
+            rows.append(run({"mode": "static", "alpha": best["alpha"], "method": best["method"], "exclude": order[:k]}))
             print(json.dumps(rows[-1]), flush=True)
+        for c in ROWWISE:
+            rows.append(run(c))
+            print(json.dumps(rows[-1]), flush=True)
+    finish(a, rows, texts)
+
+
+def finish(a: argparse.Namespace, rows: list[dict], texts: list[str]) -> None:
+    """The choice over every scored row, printed and (``--out``) written with the rows."""
     chosen = choose(rows, len(texts))
-    print("chosen on train:", json.dumps(chosen))
+    print("chosen on train:", describe(chosen), json.dumps(chosen))
     if a.out:
         a.out.write_text(
             json.dumps(
