@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--data",
         type=Path,
-        help="folder with SST-2 dev.tsv (and train.tsv for NNCF calibration); "
+        help="folder with SST-2 dev.tsv (and train.tsv: NNCF's calibration, CTranslate2's thread split); "
         "default: datasets' glue/sst2 from the hub",
     )
     p.add_argument("--quick", action="store_true", help="fewer rounds and batch sizes: about 5 minutes on 2 cores")

@@ -118,6 +118,9 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {_f(r['agreement'] and 100 * r['agreement'], '.2f')}{'%' if r['agreement'] else ''} "
             f"| {_f(r['gap'], '.1e')} | {'–' if flips is None else f'{flips} / {gap:.1e}'} |"
         )
+    ran = [(n, r["note"]) for n, r in result["contenders"].items() if r["group"] == "peer" and r.get("note")]
+    if ran:  # each peer at its own best settings for each pass (bench.peers): say which
+        lines += ["", "How the peers ran:", ""] + [f"- {name}: {note}" for name, note in ran]
     lines += ["", "Targets, best onnxpipe variant by batch-1 p50:", ""]
     lines += [f"- {'✓' if ok else '✗'} {text}" for ok, text in targets(result)]
     return "\n".join(lines)
