@@ -34,14 +34,19 @@ and MatMulNBits' per-block activation quantization is weight-only int8 compute a
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .gptq import Moments
 
 # How the int8 product is laid out: u8 = uint8 weights (zero point 128, the u8 x u8 kernel); s8 = int8 weights;
 # s8-act7 = int8 weights with 7-bit activations (|q| <= 63, zero point 64); s8-w7 = int8 weights in [-63, 63].
 # The last two keep x86's u8 x s8 int16 pair sums below saturation (2 x 127 x 127 and 2 x 255 x 63 < 32767).
 WEIGHT_TYPES = ("u8", "s8", "s8-act7", "s8-w7")
+ROUNDINGS = ("nearest", "gptq")
 
 
 def run_with_outputs(model, tensors: list[str], feeds: Iterable[dict]) -> Iterable[list[np.ndarray]]:
@@ -125,18 +130,38 @@ def unfuse_attention(model, exclude: set[str] | frozenset[str] = frozenset()) ->
 def quantize_rowwise(
     model,
     feeds: list[dict] | None = None,
-    alpha: float | None = None,
+    alpha: float | Sequence[float] | None = None,
     exclude: set[str] | frozenset[str] = frozenset(),
     weights: str = "u8",
+    rounding: str = "nearest",
+    bias_correction: bool = False,
+    int8: bool = True,
 ) -> dict:
     """Rewrite ``model`` (fused fp32 ModelProto, in place) to per-row int8; returns counts for the manifest.
-    ``alpha``: SmoothQuant strength (None: none)."""
+    ``alpha``: SmoothQuant strength (None: none); several: each activation takes the one (0: no smoothing) whose
+    simulated int8 product is closest to the float one on the calibration tokens. ``rounding``: ``nearest`` or ``gptq`` (weights rounded to keep
+    each product's output on the calibration text, :mod:`.gptq`). ``bias_correction``: each bias absorbs the
+    weights' rounding error at the calibration inputs' mean (``E[x] (W - Ŵ)``). ``int8=False``: the smoothing only,
+    every product left in float (the same function as before, for checking the folding)."""
     from onnx import helper, numpy_helper
+
+    from .gptq import gptq_round
 
     if weights not in WEIGHT_TYPES:
         raise ValueError(f"unknown weight type {weights!r}: choose from {', '.join(WEIGHT_TYPES)}")
-    if alpha and not feeds:
-        raise ValueError("smoothing (alpha) needs calibration text")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"unknown weight rounding {rounding!r}: choose from {', '.join(ROUNDINGS)}")
+    calibrated = [
+        k
+        for k, on in (
+            ("smoothing (alpha)", alpha),
+            ("gptq rounding", rounding == "gptq"),
+            ("bias correction", bias_correction),
+        )
+        if on
+    ]
+    if calibrated and not feeds:
+        raise ValueError(f"{' and '.join(calibrated)} needs calibration text")
     kept_fused = unfuse_attention(model, exclude)
     g = model.graph
     inits = {i.name: i for i in g.initializer}
@@ -162,9 +187,16 @@ def quantize_rowwise(
     first = {x: min(index[id(n)] for n in mms) for x, mms in groups.items()}
     source = {x: x for x in groups}
     folded = 0
+    a_levels = 63 if weights == "s8-act7" else 127
+    w_levels = 63 if weights == "s8-w7" else 127
+    made = {t: n for n in g.node for t in n.output}
+    lifts = {x for x in groups if weights == "u8" and x in made and made[x].op_type in GELU_OPS}
+    stats = _statistics(model, sorted(groups), feeds or []) if calibrated else {}
+    smoothed: dict[str, np.ndarray] = {}
     if alpha:
         producer = {t: n for n in g.node for t in n.output}
-        for x, sm in _smoothing(model, groups, arrays, feeds or [], alpha).items():
+        smoothed = _smoothing(groups, arrays, stats, alpha, a_levels, w_levels, lifts)
+        for x, sm in smoothed.items():
             for n in groups[x]:
                 arrays[n.input[1]] *= sm[:, None]
             inv = (1.0 / sm).astype(np.float32)
@@ -185,11 +217,14 @@ def quantize_rowwise(
                 helper.make_node("Mul", [x, f"{p}_smooth_inv"], [f"{p}_smoothed"], name=f"{p}/smooth")
             )
             source[x] = f"{p}_smoothed"
-    a_levels = 63 if weights == "s8-act7" else 127
-    w_levels = 63 if weights == "s8-w7" else 127
     producer = {t: n for n in g.node for t in n.output}
     shifted = 0
-    for x, mms in groups.items():
+    if not int8:  # the smoothed float graph: each product reads the smoothed input with the scaled weights
+        for x, mms in groups.items():
+            for n in mms:
+                n.input[0] = source[x]
+                inits[n.input[1]].CopyFrom(numpy_helper.from_array(arrays[n.input[1]], n.input[1]))
+    for x, mms in groups.items() if int8 else []:
         p, src = f"{x}_rowq", source[x]
         biases = [_bias_of(model, uses, n) for n in mms]
         made_by = producer.get(x)
@@ -226,7 +261,17 @@ def quantize_rowwise(
             name = n.input[1]
             w = arrays[name]
             w_scale = np.maximum(np.abs(w).max(0), 1e-12) / w_levels
-            wq = np.clip(np.round(w / w_scale), -w_levels, w_levels)
+            if rounding == "gptq":
+                wq = gptq_round(w, w_scale, stats[x][1].hessian(smoothed.get(x)), w_levels)
+            else:
+                wq = np.clip(np.round(w / w_scale), -w_levels, w_levels)
+            corrected = bias_name or _attention_bias(uses, n, inits)
+            if bias_correction and corrected is not None:
+                # The product's mean error over the calibration tokens comes back out of the bias.
+                mean = stats[x][1].mean() / smoothed.get(x, 1.0)
+                b = numpy_helper.to_array(inits[corrected]).copy()
+                b += (mean @ (w - wq * w_scale)).astype(np.float32)  # an attention's bias: Q, K and V, as the product
+                inits[corrected].CopyFrom(numpy_helper.from_array(b.astype(np.float32), corrected))
             ins = [f"{p}_q", f"{name}_q", f"{p}_scale", f"{name}_scale", f"{p}_zero"]
             if weights == "u8":
                 g.initializer.append(numpy_helper.from_array((wq + 128).astype(np.uint8), f"{name}_q"))
@@ -259,7 +304,7 @@ def quantize_rowwise(
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return {
-        "int8_matmuls": sum(len(m) for m in groups.values()),
+        "int8_matmuls": sum(len(m) for m in groups.values()) if int8 else 0,
         "quantized_activations": len(groups),
         "smoothing_folded_into_v": folded,
         "gelu_outputs_from_zero": shifted,
@@ -267,20 +312,82 @@ def quantize_rowwise(
     }
 
 
-def _smoothing(model, groups: dict, arrays: dict, feeds: list[dict], alpha: float) -> dict[str, np.ndarray]:
-    """SmoothQuant's s_j = max|X_j|^alpha / max|W_j|^(1-alpha) per quantized activation X, over ``feeds``."""
-    xs = sorted(groups)
-    amax: dict[str, np.ndarray] = {}
-    for values in run_with_outputs(model, xs, feeds):
+def _statistics(model, xs: list[str], feeds: list[dict]) -> dict[str, tuple[np.ndarray, Moments]]:
+    """Per activation in ``xs``: max |x| per channel and its moments over ``feeds``' real (unpadded) tokens."""
+    from .gptq import Moments
+
+    out: dict[str, tuple[np.ndarray, Moments]] = {x: (np.zeros(0), Moments()) for x in xs}
+    for feed, values in zip(feeds, run_with_outputs(model, xs, feeds)):
+        keep = feed.get("attention_mask")
         for x, v in zip(xs, values):
-            m = np.abs(v).reshape(-1, v.shape[-1]).max(0)
-            amax[x] = np.maximum(amax[x], m) if x in amax else m
+            rows = v.reshape(-1, v.shape[-1])
+            if keep is not None and rows.shape[0] == keep.size:
+                rows = rows[keep.reshape(-1).astype(bool)]
+            m = np.abs(rows).max(0)
+            amax, moments = out[x]
+            moments.add(rows)
+            out[x] = (np.maximum(amax, m) if amax.size else m, moments)
+    return out
+
+
+def _attention_bias(uses: dict, matmul, inits: dict) -> str | None:
+    """The bias initializer of the MultiHeadAttention behind ``matmul`` when it is an unfused Q/K/V projection."""
+    split = uses.get(matmul.output[0], [])
+    if len(split) != 1 or split[0].op_type != "Split":
+        return None
+    mha = uses.get(split[0].output[0], [])
+    if len(mha) != 1 or mha[0].op_type != "MultiHeadAttention" or len(mha[0].input) < 4:
+        return None
+    return mha[0].input[3] if mha[0].input[3] in inits else None
+
+
+def _smoothing(
+    groups: dict, arrays: dict, stats: dict, alpha: float | Sequence[float], a_levels: int, w_levels: int, lifts: set
+) -> dict[str, np.ndarray]:
+    """SmoothQuant's s_j = max|X_j|^alpha / max|W_j|^(1-alpha) per quantized activation X (``stats``' maxima).
+    With several alphas, each X takes the one whose simulated product errs least on the calibration rows (an
+    alpha of 0 leaves X as it is, and is left out of the result)."""
+    alphas = [float(alpha)] if isinstance(alpha, (int, float)) else [float(a) for a in alpha]
     out = {}
     for x, mms in groups.items():
-        w_max = np.max([np.abs(arrays[n.input[1]]).max(1) for n in mms], axis=0)
-        sm = np.maximum(amax[x], 1e-5) ** alpha / np.maximum(w_max, 1e-5) ** (1 - alpha)
-        out[x] = sm.astype(np.float32)
+        ws = [arrays[n.input[1]] for n in mms]
+        w_max = np.max([np.abs(w).max(1) for w in ws], axis=0)
+        amax = np.maximum(stats[x][0], 1e-5)
+        candidates = {a: (amax**a / np.maximum(w_max, 1e-5) ** (1 - a)).astype(np.float32) for a in alphas if a}
+        if len(alphas) > 1:
+            rows = stats[x][1].sample()
+            errors = {a: _product_error(rows, ws, candidates.get(a), a_levels, w_levels, x in lifts) for a in alphas}
+            best = min(alphas, key=errors.__getitem__)
+        else:
+            best = alphas[0]
+        if best:
+            out[x] = candidates[best]
     return out
+
+
+def _product_error(
+    rows: np.ndarray, ws: list[np.ndarray], s: np.ndarray | None, a_levels: int, w_levels: int, lift: bool
+) -> float:
+    """Squared error of the simulated int8 products ``rows @ ws`` with smoothing scales ``s`` (None: none)."""
+    lift = lift and s is None  # a smoothed GELU output is no longer >= GELU_MIN: it is quantized symmetrically
+    s = np.ones(rows.shape[1], np.float32) if s is None else s
+    xq = _fake_rows(rows / s, a_levels, lift=lift)
+    return sum(float(((xq @ _fake_weights(w * s[:, None], w_levels) - rows @ w) ** 2).sum()) for w in ws)
+
+
+def _fake_rows(x: np.ndarray, levels: int, lift: bool) -> np.ndarray:
+    """``x`` as the graph's per-row quantize gives it back (symmetric; from GELU_MIN over 255 steps if ``lift``)."""
+    if lift:
+        shifted = x - GELU_MIN
+        scale = np.maximum(shifted.max(1, keepdims=True), 1e-12) / 255
+        return np.round(shifted / scale) * scale + GELU_MIN
+    scale = np.maximum(np.abs(x).max(1, keepdims=True), 1e-12) / levels
+    return np.round(x / scale) * scale
+
+
+def _fake_weights(w: np.ndarray, levels: int) -> np.ndarray:
+    scale = np.maximum(np.abs(w).max(0), 1e-12) / levels
+    return np.clip(np.round(w / scale), -levels, levels) * scale
 
 
 def _v_projection(producer: dict, x: str, inits: dict) -> tuple[str, str] | None:
