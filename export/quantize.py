@@ -14,7 +14,9 @@ Modes (``onnxpipe export --quantize MODE``):
               batch-invariant up to kernel rounding, little faster than fp32 on x86.
   rowwise     every encoder weight MatMul int8 (attention projections included) with one symmetric
               activation scale per row computed at run time: batch-invariant by construction, nothing
-              kept in float, no activation range to calibrate (export/rowwise.py).
+              kept in float, no activation range to calibrate (export/rowwise.py). With calibration text
+              it can smooth each activation (one alpha, or several: each activation takes the one whose
+              simulated product errs least) and round weights by GPTQ (``rounding="gptq"``, export/gptq.py).
 
 Why by hand: onnxruntime's static quantizer (QDQ) leaves the inputs of the fused contrib ops
 (Attention, and everything downstream of SkipLayerNormalization / BiasGelu that shape inference cannot
@@ -60,7 +62,8 @@ class Int8Options:
     mode: str = "static"
     calibration: str | Path | None = None  # None: the bundled general English set
     method: str = "minmax"
-    alpha: float | None = DEFAULT_ALPHA  # None or 0: no smoothing
+    alpha: float | tuple[float, ...] | None = DEFAULT_ALPHA  # None or 0: no smoothing; several: rowwise picks one each
+    rounding: str = "nearest"  # rowwise weights: "nearest" or "gptq" (calibrated)
     isa: str = "auto"
     reduce_range: bool = False
     exclude: tuple[str, ...] = ()
@@ -280,10 +283,11 @@ def quantize_graph(
     feeds: list[dict[str, np.ndarray]] | None = None,
     calibration_name: str = "",
     method: str = "minmax",
-    alpha: float | None = DEFAULT_ALPHA,
+    alpha: float | tuple[float, ...] | None = DEFAULT_ALPHA,
     exclude: Iterable[str] = (),
     isa: str = "auto",
     reduce_range: bool = False,
+    rounding: str = "nearest",
 ) -> dict:
     """Write the int8 graph of ``src`` to ``dst``; returns the recipe for the manifest."""
     import onnx
@@ -299,7 +303,11 @@ def quantize_graph(
     if mode == "blockwise8":
         return {**recipe, **_blockwise8(src, dst, exclude)}
     if mode == "rowwise":
-        return {**recipe, **_rowwise(src, dst, feeds, calibration_name, alpha, exclude, cpu["isa"])}
+        return {**recipe, **_rowwise(src, dst, feeds, calibration_name, alpha, exclude, cpu["isa"], rounding)}
+    if rounding != "nearest":
+        raise ValueError(f"weight rounding {rounding!r} is for --quantize rowwise (mode {mode!r} rounds to nearest)")
+    if not isinstance(alpha, (int, float, type(None))):
+        raise ValueError(f"several smoothing strengths {alpha!r} are for --quantize rowwise, not {mode!r}")
 
     model = onnx.load(str(src))
     if mode == "static":
@@ -359,7 +367,14 @@ def _blockwise8(src: Path, dst: Path, exclude: list[str]) -> dict:
 
 
 def _rowwise(
-    src: Path, dst: Path, feeds: list[dict] | None, calibration: str, alpha: float | None, exclude: list[str], isa: str
+    src: Path,
+    dst: Path,
+    feeds: list[dict] | None,
+    calibration: str,
+    alpha: float | tuple[float, ...] | None,
+    exclude: list[str],
+    isa: str,
+    rounding: str = "nearest",
 ) -> dict:
     import onnx
 
@@ -367,14 +382,16 @@ def _rowwise(
 
     model = onnx.load(str(src))
     weights = weight_type_for(isa)
-    done = quantize_rowwise(model, feeds if alpha else None, alpha or None, set(exclude), weights)
+    calibrated = bool(alpha) or rounding != "nearest"
+    done = quantize_rowwise(model, feeds if calibrated else None, alpha or None, set(exclude), weights, rounding)
     onnx.save(model, str(dst))
     return {
         **done,
         "weights": f"{'uint8 (zero point 128)' if weights == 'u8' else 'int8'} symmetric per output channel",
         "activations": "uint8 symmetric per row (zero point 128), scale computed at run time",
-        "smoothing_alpha": alpha or None,
-        "calibration": calibration if alpha else None,
+        "smoothing_alpha": list(alpha) if isinstance(alpha, tuple) else alpha or None,
+        "weight_rounding": rounding,
+        "calibration": calibration if calibrated else None,
         "excluded": exclude,
     }
 

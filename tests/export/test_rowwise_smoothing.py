@@ -115,3 +115,22 @@ def test_smoothed_gptq_embeddings_keep_sentence_transformers_neighbours(embeddin
         mine = _top10(got, got)
         overlaps[name] = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(mine, expected)])
     assert overlaps["smooth-gptq"] >= 0.95 and overlaps["smooth-gptq"] > overlaps["rowwise"], overlaps
+
+
+def test_quantize_graph_takes_the_rowwise_levers(artifact, tmp_path):
+    """quantize_graph (what export runs): rowwise with several alphas and GPTQ rounding records both and its
+    calibration in the recipe; the static mode refuses them by name."""
+    from onnxpipe.export.quantize import quantize_graph
+
+    src = artifact("bert", "single", optimize=True)
+    feeds = _feeds(src, sorted(set(CORPUS)))
+    recipe = quantize_graph(
+        src / "model_optimized.onnx", tmp_path / "q.onnx", "rowwise", feeds=feeds, calibration_name="corpus",
+        alpha=SEARCH, rounding="gptq",
+    )  # fmt: skip
+    assert recipe["weight_rounding"] == "gptq" and recipe["smoothing_alpha"] == list(SEARCH)
+    assert recipe["calibration"] == "corpus" and recipe["attentions_left_fused"] == []
+    with pytest.raises(ValueError, match="weight rounding 'gptq' is for --quantize rowwise"):
+        quantize_graph(src / "model_optimized.onnx", tmp_path / "s.onnx", "static", feeds=feeds, rounding="gptq")
+    with pytest.raises(ValueError, match="several smoothing strengths"):
+        quantize_graph(src / "model_optimized.onnx", tmp_path / "s.onnx", "static", feeds=feeds, alpha=SEARCH)
