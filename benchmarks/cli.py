@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="threads for every contender (default: all cores)")
     p.add_argument("--contenders", help=f"comma-separated subset of: {', '.join(BY_NAME)}")
     p.add_argument("--no-cold-start", action="store_true", help="skip the new-process measurements")
+    p.add_argument(
+        "--batch-sizes",
+        help="comma-separated throughput batch sizes (default: 1,32 with --quick, else 1,8,32,64); "
+        "without 1 no alone-vs-batched flips are counted",
+    )
     p.add_argument("--limit", type=int, help="use only the first N dev sentences")
     p.add_argument(
         "--task",
@@ -41,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = p.parse_args(argv)
 
+    sizes: tuple[int, ...] = ()
+    if a.batch_sizes:
+        try:
+            sizes = tuple(int(b) for b in a.batch_sizes.split(","))
+        except ValueError:
+            sizes = ()
+        if not sizes or min(sizes) < 1:
+            p.error(f"--batch-sizes {a.batch_sizes!r}: give positive whole numbers separated by commas, like 1,32")
     from onnxpipe.export.data import load_sst2
 
     names = [n.strip() for n in a.contenders.split(",")] if a.contenders else None
@@ -57,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = harness.Settings.quick() if a.quick else harness.Settings.full()
     if a.no_cold_start:
         settings = dataclasses.replace(settings, cold_repeats=0)
+    if sizes:
+        settings = dataclasses.replace(settings, batch_sizes=sizes)
     log = lambda m: print(f"onnxpipe bench: {m}", file=sys.stderr, flush=True)
     if a.task == "sentence-embeddings":
         return embeddings_main(a, texts, settings, log)

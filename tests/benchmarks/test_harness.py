@@ -138,3 +138,12 @@ def test_embeddings_bench_takes_a_sentence_transformers_folder(checkpoint, tmp_p
     theirs = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(TEXTS[:4])
     cosine = np.sum(ours(TEXTS[:4]) * theirs, axis=1)
     assert cosine.min() >= (0.99999 if spec.best_variant != "int8" else 0.9)
+
+
+@pytest.mark.parametrize("value", ["0,32", "x", ","])
+def test_bad_batch_sizes_are_named_before_any_work(value, capsys):
+    from onnxpipe.bench import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--batch-sizes", value])
+    assert f"--batch-sizes {value!r}: give positive whole numbers" in capsys.readouterr().err
