@@ -59,9 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     texts, labels = load_sst2(a.data, "dev")
     y = np.array(labels)
     ref = graph_logits(src, enc, texts).argmax(-1)
-    lines: list[tuple[str, str]] = [
-        (FP32, f"all | {node_counts(src)[0]} | 100% | 0 | 100% | {100 * np.mean(ref == y):.2f}%")
-    ]
+    nodes, in_float = node_counts(src)
+    lines: list[tuple[str, str]] = [(FP32, f"{in_float} | {nodes} | 100% | 0 | 100% | {100 * np.mean(ref == y):.2f}%")]
     chosen = describe(table["chosen"])
     with tempfile.TemporaryDirectory() as tmp:
         graphs = {FP32: src}
