@@ -3,8 +3,10 @@ problem: shared by every task and entry point (the Python call, the server, ``ru
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable, Iterable
 
@@ -47,10 +49,64 @@ def check_batch_size(batch_size: Any) -> int:
 
 
 STRATEGIES = ("longest_first", "only_first", "only_second")
+DIRECTIONS = ("right", "left")
 
 
-def truncation_params(truncation: bool | str | None, max_length: int | None) -> dict[str, Any]:
-    """Tokenizer options as transformers' pipelines take them → :meth:`Pipeline.encode`'s, with the transformers
+@dataclass(frozen=True, kw_only=True)
+class Pre:
+    """Base of every task's preprocess parameters: a frozen dataclass that the task's ``sanitize_parameters``
+    builds once per call, in :meth:`Pipeline.read`, and that its ``preprocess`` reads by name."""
+
+    def cut_from(self, direction: str) -> Pre:
+        """These parameters with overlong text cut from ``direction``'s end (TEI's ``truncation_direction``);
+        tasks that do not cut text at a limit (their windows or words need every token) refuse it."""
+        raise InputValueError(f"truncation_direction is not an option of this task, got {direction!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Post:
+    """Base of every task's postprocess (and aggregate) parameters: a frozen dataclass, built with the
+    preprocess ones; ``explain`` prints its fields."""
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How text past the limit is cut: the tokenizer options :meth:`Pipeline.encode` takes, checked when made.
+
+    ``max_length`` None is the model's limit; ``direction`` is which end an overlong text loses (right, as the
+    transformers tokenizers cut by default; left for TEI's ``truncation_direction``)."""
+
+    max_length: int | None = None
+    strategy: str = "longest_first"
+    direction: str = "right"
+
+    def __post_init__(self) -> None:
+        check_int(self.max_length, "max_length", none=True)
+        if self.strategy not in STRATEGIES:
+            raise InputValueError(f"truncation strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.direction not in DIRECTIONS:
+            raise InputValueError(f"truncation direction must be one of {DIRECTIONS}, got {self.direction!r}")
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`TextEncoder.encode`."""
+        return {"max_length": self.max_length, "strategy": self.strategy, "direction": self.direction}
+
+
+AT_LIMIT = Truncation()  # the default: longest_first at the model's limit, from the right
+
+
+@dataclass(frozen=True, kw_only=True)
+class TruncatedPre(Pre):
+    """Preprocess parameters of the tasks that cut text at a limit (one feature per input)."""
+
+    truncation: Truncation = AT_LIMIT
+
+    def cut_from(self, direction: str) -> TruncatedPre:
+        return dataclasses.replace(self, truncation=dataclasses.replace(self.truncation, direction=direction))
+
+
+def check_truncation(truncation: bool | str | None, max_length: int | None) -> Truncation:
+    """Tokenizer options as transformers' pipelines take them → :class:`Truncation`, with the transformers
     tokenizer's semantics: the strategy is checked whether or not ``max_length`` is given, and applies at the
     model's limit when it is not (``only_second`` cuts only the pair there, as transformers cuts it at
     ``model_max_length``); ``max_length`` without ``truncation`` truncates ``longest_first``.
@@ -59,18 +115,12 @@ def truncation_params(truncation: bool | str | None, max_length: int | None) -> 
     ``truncation=False`` keeps only that cut."""
     check_int(max_length, "max_length", none=True)
     if truncation is None or truncation is True:
-        strategy = "longest_first"
-    elif truncation is False or truncation == "do_not_truncate":
-        return {}
-    elif isinstance(truncation, str) and truncation in STRATEGIES:
-        strategy = truncation
-    else:
-        raise InputValueError(
-            f"truncation must be a bool or one of {(*STRATEGIES, 'do_not_truncate')}, got {truncation!r}"
-        )
-    if max_length is None and strategy == "longest_first":
-        return {}  # the model's limit, longest_first: the encoder's own default
-    return {"max_length": max_length, "strategy": strategy}
+        return Truncation(max_length)
+    if truncation is False or truncation == "do_not_truncate":
+        return Truncation()
+    if isinstance(truncation, str) and truncation in STRATEGIES:
+        return Truncation(max_length, truncation)
+    raise InputValueError(f"truncation must be a bool or one of {(*STRATEGIES, 'do_not_truncate')}, got {truncation!r}")
 
 
 def is_stream(inputs: Any) -> bool:

@@ -12,6 +12,7 @@ supply the stages; the server's batcher only decides which requests share a grap
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
@@ -24,8 +25,17 @@ from .arrays import Outputs
 from .artifact import Artifact
 from .executor import Feature as Feature  # the tasks' stages take features: importable from here too
 from .executor import Observer, Work, execute
-from .inputs import INPUT_ERRORS, check_batch_size, check_keywords, check_texts_or_pairs, is_stream
-from .inputs import raise_on_invalid_unicode
+from .inputs import (
+    AT_LIMIT,
+    INPUT_ERRORS,
+    Post,
+    Pre,
+    Truncation,
+    check_batch_size,
+    check_keywords,
+    check_texts_or_pairs,
+)
+from .inputs import is_stream, raise_on_invalid_unicode
 from .errors import InputTypeError, InputValueError, OnnxPipeError
 from . import tune
 from .session import Engine, Session, check_threads, default_threads
@@ -36,7 +46,9 @@ DEFAULT_BATCH_SIZE = 32
 # The task contract: each task is a Pipeline[Item, Value, Result] and its stages must agree with it, which
 # the type checker holds them to. Item: one input as check_inputs gives it (a text, a (text, pair), a
 # (question, context), a list of words); Value: what postprocess makes of one feature; Result: what
-# aggregate makes of one input's values. Parameters (top_k, ...) are each task's own keywords.
+# aggregate makes of one input's values. Parameters (top_k, ...) are each task's own keywords, which its
+# sanitize_parameters turns into two frozen dataclasses (a Pre and a Post subclass, inputs.py) that its
+# stages take: the base class types those arguments Any so that each task's stages name its own classes.
 ItemT = TypeVar("ItemT")
 ValueT = TypeVar("ValueT")
 ResultT = TypeVar("ResultT")
@@ -48,8 +60,8 @@ class Plan(Generic[ItemT]):
 
     items: list[ItemT]  # the inputs, one per result
     shape: str | None  # how the call was shaped: "str" / "dict" for one input, None for a list
-    pre: dict[str, Any]  # preprocess parameters
-    post: dict[str, Any]  # postprocess and aggregate parameters
+    pre: Pre  # preprocess parameters (the task's own subclass)
+    post: Post  # postprocess and aggregate parameters (the task's own subclass)
     params: dict[str, Any]  # the call's own keyword parameters (some answer shapes depend on what was named)
     batch_size: int | None = None
     features: list[Feature] = field(default_factory=list)
@@ -148,7 +160,7 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
 
     def featurize(self, plan: Plan[ItemT]) -> Plan[ItemT]:
         """The plan's features (one or more encodings per input); the tokenizer's work, done once."""
-        plan.features = self.preprocess(plan.items, **plan.pre) if plan.items else []
+        plan.features = self.preprocess(plan.items, plan.pre) if plan.items else []
         return plan
 
     def execute(
@@ -169,7 +181,7 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
     ) -> Work:
         """A plan as the executor takes it: its features, postprocessed with its own parameters."""
         post = plan.post
-        return Work(plan.features, lambda features, outputs: self.postprocess(features, outputs, **post), answer, fail)
+        return Work(plan.features, lambda features, outputs: self.postprocess(features, outputs, post), answer, fail)
 
     def complete(self, plan: Plan[ItemT], values: list[ValueT]) -> Any:
         """The call's answer from its features' values: each input's result (the task's aggregate), in the
@@ -200,7 +212,7 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
         grouped: list[list[ValueT]] = [[] for _ in plan.items]
         for feature, value in zip(plan.features, values):
             grouped[feature.owner].append(value)
-        return [self.aggregate(item, own, **plan.post) for item, own in zip(plan.items, grouped)]
+        return [self.aggregate(item, own, plan.post) for item, own in zip(plan.items, grouped)]
 
     def check_batch(self, batch_size: Any) -> int:
         size = check_batch_size(batch_size)
@@ -220,13 +232,11 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
             yield from self.results(chunk, size, **params)
 
     # -- the stages ----------------------------------------------------------------------------
-    def encode(
-        self, texts: list[Any], max_length: int | None = None, strategy: str = "longest_first", **options: Any
-    ) -> list[Encoding]:
-        """Encodings of texts or (text, pair) tuples, truncated to the model's limit (or a shorter max_length);
-        ``options`` (stride, pretokenized) go to :meth:`TextEncoder.encode`."""
+    def encode(self, texts: list[Any], truncation: Truncation = AT_LIMIT, **options: Any) -> list[Encoding]:
+        """Encodings of texts or (text, pair) tuples, truncated to the model's limit (or a shorter max_length)
+        as ``truncation`` says; ``options`` (stride, pretokenized) go to :meth:`TextEncoder.encode`."""
         try:
-            encodings = self.encoder.encode(texts, max_length, strategy, **options)
+            encodings = self.encoder.encode(texts, **truncation.options(), **options)
         except TypeError:  # tokenizers' only word on a str it cannot take: "TextInputSequence must be str"
             raise_on_invalid_unicode(texts)
             raise
@@ -250,32 +260,35 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
         items, shape = check_texts_or_pairs(inputs)
         return cast("list[ItemT]", items), shape
 
-    def preprocess(self, items: list[ItemT], *args: Any, **params: Any) -> list[Feature]:
-        """One feature per input, by default; tasks that need several per input override this."""
-        return [Feature(e, i, len(e)) for i, e in enumerate(self.encode(items, **params))]
+    def preprocess(self, items: list[ItemT], pre: Any) -> list[Feature]:
+        """One feature per input, cut as ``pre`` (a :class:`TruncatedPre`) says, by default; tasks that need
+        several per input, or other parameters, override this."""
+        return [Feature(e, i, len(e)) for i, e in enumerate(self.encode(items, pre.truncation))]
 
-    def sanitize_parameters(self, *args: Any, **params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(preprocess parameters, postprocess parameters) from a call's keyword arguments."""
+    def sanitize_parameters(self, *args: Any, **params: Any) -> tuple[Pre, Post]:
+        """A call's keyword arguments (transformers' names) → the task's typed (preprocess, postprocess)
+        parameters, each checked; its signature is the set of keywords a call may name."""
         raise NotImplementedError
 
-    def postprocess(self, features: list[Feature], outputs: Outputs, *args: Any, **params: Any) -> list[ValueT]:
+    def postprocess(self, features: list[Feature], outputs: Outputs, post: Any) -> list[ValueT]:
         """One value per feature of the batch, from the graph's outputs (rows in the features' order)."""
         raise NotImplementedError
 
-    def aggregate(self, item: ItemT, values: list[ValueT], *args: Any, **params: Any) -> ResultT:
+    def aggregate(self, item: ItemT, values: list[ValueT], post: Any) -> ResultT:
         """One input's result from its features' values; one feature, one result by default."""
         return cast(ResultT, values[0])  # (tasks that keep this default have one type for Value and Result)
 
     def finish(self, results: list[ResultT], single: str | None, params: dict[str, Any]) -> Any:
         return results[0] if single else results
 
-    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]) -> list[str]:
+    def explain_lines(self, features: list[Feature], outputs: Outputs, post: Any) -> list[str]:
         """What ``explain`` shows of the postprocess decision beyond the result (each task its own)."""
         return []
 
-    def describe_postprocess(self, params: dict[str, Any]) -> str:
-        """One line for ``explain``: the postprocess parameters in force."""
-        return ", ".join(f"{k}={v!r}" for k, v in params.items() if not isinstance(v, (list, np.ndarray)) or len(v) < 9)
+    def describe_postprocess(self, post: Any) -> str:
+        """One line for ``explain``: the postprocess parameters in force (long sequences left out)."""
+        values = ((f.name, getattr(post, f.name)) for f in dataclasses.fields(post))
+        return ", ".join(f"{k}={v!r}" for k, v in values if not isinstance(v, (list, tuple, np.ndarray)) or len(v) < 9)
 
 
 def call_each(pipe: Pipeline[Any, Any, Any], inputs: list[Any], **params: Any) -> list[Any]:

@@ -179,8 +179,8 @@ class Server:
         ``direction``: TEI's truncation_direction, which end of an overlong text is cut; ``limit``: see read."""
         t0 = time.perf_counter()
         plan = self.read(pipe, inputs, params, limit)
-        if direction != "right":
-            plan.pre = {**plan.pre, "direction": direction}
+        if direction != "right":  # a typed field, checked when set (Truncation); the routes pass it for cutting tasks
+            plan.pre = plan.pre.cut_from(direction)
         if not plan.items:
             return pipe.complete(plan, []), {}
         await self.in_pool(self.tokenizer_pool, pipe.featurize, plan)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputTypeError, InputValueError
 from ..arrays import Array
+from ..inputs import Post
 from ..manifest import EmbeddingInfo
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
@@ -41,9 +42,9 @@ def quantize(vectors: Array, precision: str, ranges: Array | None) -> Array:
     return (packed - 128).astype(np.int8) if precision == "binary" else packed
 
 
-@dataclass(frozen=True)
-class Finish:
-    """How one call turns pooled vectors into its answer (the postprocess parameters)."""
+@dataclass(frozen=True, kw_only=True)
+class Finish(Post):
+    """How one call turns pooled vectors into its answer (sentence-embeddings' postprocess parameters)."""
 
     model_normalize: bool  # the model's own Normalize module runs (unless normalize=False)
     truncate_dim: int | None
@@ -129,7 +130,13 @@ def finish_options(
             raise InputValueError(f"ranges has shape {resolved.shape}; the vectors need (2, {dim})")
     elif precision.endswith("int8"):
         resolved = recorded_ranges(config, dim, model_normalize or normalize_after, normalize_after)
-    return Finish(model_normalize, k, normalize_after, precision, resolved)
+    return Finish(
+        model_normalize=model_normalize,
+        truncate_dim=k,
+        normalize_after=normalize_after,
+        precision=precision,
+        ranges=resolved,
+    )
 
 
 def recorded_ranges(config: EmbeddingInfo, dim: int | None, unit_length: bool, renormalized: bool) -> Array:
@@ -156,20 +163,20 @@ def recorded_ranges(config: EmbeddingInfo, dim: int | None, unit_length: bool, r
     return np.asarray(found, dtype=np.float32)
 
 
-def check_long(long: str | None, stride: Any, window: int) -> dict[str, Any]:
-    """``long`` and ``stride`` → preprocess parameters: "chunk" splits text past ``window`` tokens into windows
-    overlapping by ``stride`` tokens (default an eighth of the window)."""
+def check_long(long: str | None, stride: Any, window: int) -> int | None:
+    """``long`` and ``stride`` → the windows' overlap in tokens, or None to truncate: "chunk" splits text past
+    ``window`` tokens into windows overlapping by ``stride`` tokens (default an eighth of the window)."""
     long = "truncate" if long is None else long
     if long not in LONG_MODES:
         raise InputValueError(f"long must be one of {', '.join(LONG_MODES)}, got {long!r}")
     if long == "truncate":
         if stride is not None:
             raise InputValueError("stride is for long='chunk' (overlapping windows); the text is truncated otherwise")
-        return {}
+        return None
     overlap = window // 8 if stride is None else check_int("stride", stride, 0)
     if overlap >= window // 2:
         raise InputValueError(f"stride must be less than half the {window}-token window, got {overlap}")
-    return {"long": "chunk", "stride": overlap}
+    return overlap
 
 
 def weighted_mean(vectors: list[Array], weights: list[int]) -> Array:

@@ -13,13 +13,14 @@ overlapping windows pooled into one vector.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputTypeError, InputValueError, OnnxPipeError
 from ..manifest import EmbeddingInfo
-from ..inputs import check_texts, truncation_params
+from ..inputs import Post, Truncation, TruncatedPre, check_texts, check_truncation
 from ..arrays import Array, Outputs
 from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
@@ -57,6 +58,16 @@ def hidden_rows(features: list[Feature], outputs: Outputs) -> list[Array]:
     return [hidden[j, : f.length] for j, f in enumerate(features)]
 
 
+@dataclass(frozen=True, kw_only=True)
+class TokensPre(TruncatedPre):
+    add_special_tokens: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokensPost(Post):
+    return_tensors: bool  # numpy arrays, not nested lists
+
+
 class FeatureExtractionPipeline(Pipeline[str, Any, Any]):  # nested lists, or arrays (return_tensors)
     task = "feature-extraction"
     result_key = "features"
@@ -69,7 +80,7 @@ class FeatureExtractionPipeline(Pipeline[str, Any, Any]):  # nested lists, or ar
         truncation: bool | str | None = None,
         tokenize_kwargs: dict[str, Any] | None = None,
         return_tensors: bool | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[TokensPre, TokensPost]:
         tokenize_kwargs = dict(tokenize_kwargs or {})
         if truncation is not None:
             if "truncation" in tokenize_kwargs:
@@ -83,20 +94,29 @@ class FeatureExtractionPipeline(Pipeline[str, Any, Any]):  # nested lists, or ar
             raise InputValueError(
                 f"tokenize_kwargs {sorted(unknown)} are not supported (truncation, max_length, add_special_tokens are)"
             )
-        pre = truncation_params(tokenize_kwargs.get("truncation"), tokenize_kwargs.get("max_length"))
+        cut = check_truncation(tokenize_kwargs.get("truncation"), tokenize_kwargs.get("max_length"))
         special = tokenize_kwargs.get("add_special_tokens", True)
         if not isinstance(special, bool):
             raise InputTypeError(f"add_special_tokens must be a bool, got {special!r}")
-        if not special:
-            pre["add_special_tokens"] = False
-        return pre, {"return_tensors": bool(return_tensors)}
+        return TokensPre(truncation=cut, add_special_tokens=special), TokensPost(return_tensors=bool(return_tensors))
 
-    def postprocess(self, features: list[Feature], outputs: Outputs, return_tensors: bool) -> list[Any]:
+    def preprocess(self, items: list[str], pre: TokensPre) -> list[Feature]:
+        encodings = self.encode(items, pre.truncation, add_special_tokens=pre.add_special_tokens)
+        return [Feature(e, i, len(e)) for i, e in enumerate(encodings)]
+
+    def postprocess(self, features: list[Feature], outputs: Outputs, post: TokensPost) -> list[Any]:
         rows = [row[None] for row in hidden_rows(features, outputs)]  # (1, tokens, hidden), as transformers
-        return rows if return_tensors else [row.tolist() for row in rows]
+        return rows if post.return_tensors else [row.tolist() for row in rows]
 
 
 Window = tuple[Array, int]  # one window's pooled vector and its count of non-special tokens
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingPre(TruncatedPre):
+    prompt: str = ""  # put before each text (sentence-transformers' prompt)
+    long: str = "truncate"  # or "chunk": text past the window runs as overlapping windows, pooled into one
+    stride: int = 0  # the windows' overlap in tokens, for long="chunk"
 
 
 class SentenceEmbeddingsPipeline(Pipeline[str, Window, Array]):
@@ -130,7 +150,7 @@ class SentenceEmbeddingsPipeline(Pipeline[str, Window, Array]):
         ranges: Any = None,
         long: str | None = None,
         stride: int | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[EmbeddingPre, Finish]:
         prompts = self.config.prompts
         if prompt is None:
             prompt_name = prompt_name if prompt_name is not None else self.config.default_prompt_name
@@ -150,21 +170,20 @@ class SentenceEmbeddingsPipeline(Pipeline[str, Window, Array]):
         finish = finish_options(self.config, normalize, truncate_dim, precision, ranges)
         # sentence-transformers truncates at the model's max_seq_length, which may be below the position limit.
         limit = max_length if max_length is not None else self.config.max_seq_length
-        pre = truncation_params(truncation, limit)
+        cut = check_truncation(truncation, limit)
         window = min(limit or self.encoder.max_length, self.encoder.max_length)
-        chunk = check_long(long, stride, window)
-        if chunk:  # every window at the length a text is cut at, however truncation was asked
-            pre = {"max_length": window, "strategy": "longest_first", **chunk}
-        return {"prompt": prompt, **pre}, {"finish": finish}
+        overlap = check_long(long, stride, window)
+        if overlap is None:
+            return EmbeddingPre(truncation=cut, prompt=prompt), finish
+        # every window at the length a text is cut at, however truncation was asked
+        return EmbeddingPre(truncation=Truncation(window), prompt=prompt, long="chunk", stride=overlap), finish
 
-    def preprocess(
-        self, items: list[str], prompt: str = "", long: str = "truncate", stride: int = 0, **params: Any
-    ) -> list[Feature]:
-        texts = [prompt + t for t in items] if prompt else items
-        if long != "chunk":
-            return super().preprocess(texts, **params)
+    def preprocess(self, items: list[str], pre: EmbeddingPre) -> list[Feature]:
+        texts = [pre.prompt + t for t in items] if pre.prompt else items
+        if pre.long != "chunk":
+            return super().preprocess(texts, pre)
         features = []
-        for i, e in enumerate(self.encode(texts, stride=stride, **params)):
+        for i, e in enumerate(self.encode(texts, pre.truncation, stride=pre.stride)):
             # The prompt, if any, is part of the text: in the first window only.
             for w in [e, *e.overflowing]:
                 features.append(Feature(w, i, len(w), context=w.special_tokens_mask.count(0)))
@@ -178,7 +197,7 @@ class SentenceEmbeddingsPipeline(Pipeline[str, Window, Array]):
     def aggregate(self, item: str, values: list[Window], finish: Finish) -> Array:
         return finish.apply(weighted_mean([v for v, _ in values], [w for _, w in values]))
 
-    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]) -> list[str]:
+    def explain_lines(self, features: list[Feature], outputs: Outputs, finish: Finish) -> list[str]:
         if len(features) < 2:
             return []
         return [
@@ -190,8 +209,7 @@ class SentenceEmbeddingsPipeline(Pipeline[str, Window, Array]):
             ]
         ] + ["the input's vector: the windows' mean weighted so, before normalisation"]
 
-    def describe_postprocess(self, params: dict[str, Any]) -> str:
-        finish: Finish = params["finish"]
+    def describe_postprocess(self, finish: Finish) -> str:
         return finish.describe()
 
     def finish(self, results: list[Any], single: str | None, params: dict[str, Any]) -> Any:

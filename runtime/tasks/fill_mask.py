@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import numpy as np
 
 from .. import postprocess as post
 from ..errors import InputTypeError, InputValueError, OnnxPipeError
-from ..inputs import check_int, check_texts, truncation_params
+from ..inputs import Post, TruncatedPre, check_int, check_texts, check_truncation
 from ..arrays import Array, Outputs
 from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
@@ -47,6 +48,12 @@ class Proposal(TypedDict):
 Filled = list[Proposal] | list[list[Proposal]]  # one mask's proposals, or one list per mask
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProposalsPost(Post):
+    top_k: int  # proposals per mask
+    target_ids: tuple[int, ...] | None  # the only candidates (targets), in transformers' order; None: the vocabulary
+
+
 class FillMaskPipeline(Pipeline[str, Filled, Filled]):
     task = "fill-mask"
     result_key = "predictions"
@@ -67,12 +74,12 @@ class FillMaskPipeline(Pipeline[str, Filled, Filled]):
         top_k: int | None = None,
         targets: str | list[str] | None = None,
         tokenizer_kwargs: dict[str, Any] | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[TruncatedPre, ProposalsPost]:
         tokenizer_kwargs = dict(tokenizer_kwargs or {})
         unknown = set(tokenizer_kwargs) - {"truncation", "max_length", "padding"}
         if unknown:
             raise InputValueError(f"tokenizer_kwargs {sorted(unknown)} are not supported (truncation, max_length are)")
-        pre = truncation_params(tokenizer_kwargs.get("truncation"), tokenizer_kwargs.get("max_length"))
+        cut = check_truncation(tokenizer_kwargs.get("truncation"), tokenizer_kwargs.get("max_length"))
         top_k = 5 if top_k is None else top_k
         check_int(top_k, "top_k", 0)  # 0: no proposals, as there
         target_ids = None if targets is None else self.target_ids(targets)
@@ -81,7 +88,8 @@ class FillMaskPipeline(Pipeline[str, Filled, Filled]):
         vocab = self.encoder.tokenizer.get_vocab_size(with_added_tokens=True)
         if top_k > vocab:
             raise InputValueError(f"top_k={top_k} is more than the {vocab} tokens of the vocabulary")
-        return pre, {"top_k": top_k, "target_ids": target_ids}
+        ids = None if target_ids is None else tuple(target_ids)
+        return TruncatedPre(truncation=cut), ProposalsPost(top_k=top_k, target_ids=ids)
 
     def target_ids(self, targets: str | list[str]) -> list[int]:
         """transformers' rule: a target in the vocabulary is its id; else its first token's id (none: skipped)."""
@@ -103,8 +111,8 @@ class FillMaskPipeline(Pipeline[str, Filled, Filled]):
             raise InputValueError("At least one target must be provided when passed.")
         return ids
 
-    def preprocess(self, items: list[str], **params: Any) -> list[Feature]:
-        features = super().preprocess(items, **params)
+    def preprocess(self, items: list[str], pre: TruncatedPre) -> list[Feature]:
+        features = super().preprocess(items, pre)
         for f in features:
             f.context = [i for i, t in enumerate(f.encoding.ids) if t == self.mask_id]
             if not f.context:
@@ -114,10 +122,9 @@ class FillMaskPipeline(Pipeline[str, Filled, Filled]):
                 )
         return features
 
-    def postprocess(
-        self, features: list[Feature], outputs: Outputs, top_k: int, target_ids: list[int] | None
-    ) -> list[Filled]:
-        return [self.fill(f, outputs["logits"][j], top_k, target_ids) for j, f in enumerate(features)]
+    def postprocess(self, features: list[Feature], outputs: Outputs, params: ProposalsPost) -> list[Filled]:
+        targets = None if params.target_ids is None else list(params.target_ids)
+        return [self.fill(f, outputs["logits"][j], params.top_k, targets) for j, f in enumerate(features)]
 
     def fill(self, feature: Feature, logits: Array, top_k: int, target_ids: list[int] | None) -> Filled:
         ids = np.array(feature.encoding.ids[: feature.length])

@@ -15,6 +15,7 @@ handler and the span arithmetic follow transformers' own functions one for one.
 from __future__ import annotations
 
 import types
+from dataclasses import dataclass
 from typing import Any, TypedDict
 from collections.abc import Iterable
 
@@ -23,7 +24,7 @@ from tokenizers import Encoding
 
 from ..errors import InputKeyError, InputTypeError, InputValueError
 from ..arrays import Array, Outputs
-from ..inputs import check_int
+from ..inputs import Post, Pre, Truncation, check_int
 from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
 
@@ -154,6 +155,20 @@ class Answer(TypedDict):
 Spans = tuple[float, list[tuple[float, int, int]]]  # one window's no-answer score and its (score, start, end) spans
 
 
+@dataclass(frozen=True, kw_only=True)
+class WindowsPre(Pre):
+    max_seq_len: int  # tokens per window (question, context part and special tokens)
+    doc_stride: int  # tokens of context two windows share
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpansPost(Post):
+    top_k: int
+    max_answer_len: int  # in tokens
+    handle_impossible_answer: bool  # the empty answer competes, with the no-answer score
+    align_to_words: bool  # spans widened to whole words
+
+
 class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[Answer]]):
     task = "question-answering"
     result_key = "answers"  # with top_k > 1; one answer is a dict, merged into the row
@@ -191,7 +206,7 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
         max_question_len: int | None = None,
         handle_impossible_answer: bool | None = None,
         align_to_words: bool | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[WindowsPre, SpansPost]:
         # padding and max_question_len are read only by transformers' slow-tokenizer path: accepted, unused.
         top_k = top_k if top_k is not None else topk if topk is not None else 1
         for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
@@ -204,39 +219,32 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
         check_int(doc_stride, "doc_stride", 0, none=True)
         if stride > seq:
             raise InputValueError(f"`doc_stride` ({stride}) is larger than `max_seq_len` ({seq})")
-        post = {
-            "top_k": top_k,
-            "max_answer_len": 15 if max_answer_len is None else max_answer_len,
-            "handle_impossible_answer": bool(handle_impossible_answer),
-            "align_to_words": True if align_to_words is None else bool(align_to_words),
-        }
-        return {"max_seq_len": min(seq, limit), "doc_stride": stride}, post
+        post = SpansPost(
+            top_k=top_k,
+            max_answer_len=15 if max_answer_len is None else max_answer_len,
+            handle_impossible_answer=bool(handle_impossible_answer),
+            align_to_words=True if align_to_words is None else bool(align_to_words),
+        )
+        return WindowsPre(max_seq_len=min(seq, limit), doc_stride=stride), post
 
-    def preprocess(self, items: list[tuple[str, str]], max_seq_len: int, doc_stride: int) -> list[Feature]:
+    def preprocess(self, items: list[tuple[str, str]], pre: WindowsPre) -> list[Feature]:
         pairs = items if self.question_first else [(c, q) for q, c in items]
-        strategy = "only_second" if self.question_first else "only_first"
+        cut = Truncation(pre.max_seq_len, "only_second" if self.question_first else "only_first")
         try:
-            encodings = self.encode(pairs, max_length=max_seq_len, strategy=strategy, stride=doc_stride)
+            encodings = self.encode(pairs, cut, stride=pre.doc_stride)
         except Exception as e:  # tokenizers: the question alone leaves no room for the context
             if "too short" not in str(e) and "not long enough" not in str(e):
                 raise
             raise InputValueError(
-                f"a question is too long to leave room for its context in max_seq_len={max_seq_len} "
+                f"a question is too long to leave room for its context in max_seq_len={pre.max_seq_len} "
                 "tokens: shorten it or raise max_seq_len"
             ) from None
         return [
             Feature(w, i, len(w), context=items[i][1]) for i, e in enumerate(encodings) for w in (e, *e.overflowing)
         ]
 
-    def postprocess(
-        self,
-        features: list[Feature],
-        outputs: Outputs,
-        top_k: int,
-        handle_impossible_answer: bool,
-        max_answer_len: int,
-        align_to_words: bool,
-    ) -> list[Any]:
+    def postprocess(self, features: list[Feature], outputs: Outputs, post: SpansPost) -> list[Any]:
+        top_k, max_answer_len, align_to_words = post.top_k, post.max_answer_len, post.align_to_words
         values = []
         context_index = 1 if self.question_first else 0
         for j, f in enumerate(features):
@@ -253,7 +261,7 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
                 np.ones((1, n), dtype=np.int64),
                 NULL_SCORE,
                 pre_top_k,
-                handle_impossible_answer,
+                post.handle_impossible_answer,
                 max_answer_len,
             )
             spans = [
@@ -263,10 +271,10 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
             values.append((null, spans))
         return values
 
-    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]) -> list[str]:
+    def explain_lines(self, features: list[Feature], outputs: Outputs, post: SpansPost) -> list[str]:
         """Each window's best spans before answers found in several windows are added up."""
         lines = []
-        for j, (f, (_, spans)) in enumerate(zip(features, self.postprocess(features, outputs, **params))):
+        for j, (f, (_, spans)) in enumerate(zip(features, self.postprocess(features, outputs, post))):
             best = ", ".join(f"{f.context[s:e]!r} {score:.4f}" for score, s, e in spans[:3]) or "no span"
             lines.append(f"window {j + 1}/{len(features)} ({f.length} tokens): {best}")
         return lines
@@ -285,15 +293,7 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
                 pass
         return enc.offsets[s][0], enc.offsets[e][1]
 
-    def aggregate(
-        self,
-        item: tuple[str, str],
-        values: list[Spans],
-        top_k: int,
-        handle_impossible_answer: bool,
-        max_answer_len: int,
-        align_to_words: bool,
-    ) -> Answer | list[Answer]:
+    def aggregate(self, item: tuple[str, str], values: list[Spans], post: SpansPost) -> Answer | list[Answer]:
         context = item[1]
         answers: list[Answer] = []
         for _, spans in values:  # windows in order; an answer found again adds its score, as there
@@ -304,7 +304,7 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
                     same["score"] += score
                 else:
                     answers.append(Answer(score=score, start=start, end=end, answer=text))
-        if handle_impossible_answer:
+        if post.handle_impossible_answer:
             answers.append(Answer(score=min([NULL_SCORE, *(null for null, _ in values)]), start=0, end=0, answer=""))
-        answers = sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
+        answers = sorted(answers, key=lambda a: a["score"], reverse=True)[: post.top_k]
         return answers[0] if len(answers) == 1 else answers

@@ -10,6 +10,7 @@ for a list. The pooling comes from the manifest, which the exporter read from th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from ..arrays import Array, Outputs
 from ..artifact import Artifact
 from ..errors import OnnxPipeError
-from ..inputs import check_texts, truncation_params
+from ..inputs import Post, TruncatedPre, check_texts, check_truncation
 from ..manifest import EmbeddingInfo
 from ..pipeline import Feature, Pipeline
 from .embedding_options import check_int
@@ -54,6 +55,11 @@ def as_pairs(vector: SparseVector) -> list[dict[str, Any]]:
     return [{"index": int(i), "value": float(v)} for i, v in zip(vector["indices"], vector["values"])]
 
 
+@dataclass(frozen=True, kw_only=True)
+class SparsePost(Post):
+    top_k: int | None  # the largest k weights only (sentence-transformers' max_active_dims); None: all
+
+
 class SparseEmbeddingsPipeline(Pipeline[str, SparseVector, SparseVector]):
     task = "sparse-embeddings"
     result_key = "embedding"
@@ -78,13 +84,14 @@ class SparseEmbeddingsPipeline(Pipeline[str, SparseVector, SparseVector]):
 
     def sanitize_parameters(
         self, top_k: int | None = None, max_length: int | None = None, truncation: bool | str | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[TruncatedPre, SparsePost]:
         k = None if top_k is None else check_int("top_k", top_k, 1)
         limit = max_length if max_length is not None else self.config.max_seq_length
-        return truncation_params(truncation, limit), {"top_k": k}
+        return TruncatedPre(truncation=check_truncation(truncation, limit)), SparsePost(top_k=k)
 
-    def postprocess(self, features: list[Feature], outputs: Outputs, top_k: int | None) -> list[SparseVector]:
+    def postprocess(self, features: list[Feature], outputs: Outputs, post: SparsePost) -> list[SparseVector]:
         logits = outputs["logits"]
         return [
-            sparse(splade(logits[j, : f.length], self.strategy, self.activation), top_k) for j, f in enumerate(features)
+            sparse(splade(logits[j, : f.length], self.strategy, self.activation), post.top_k)
+            for j, f in enumerate(features)
         ]

@@ -9,12 +9,12 @@ choice; ``truncation`` / ``max_length`` as the transformers tokenizer takes them
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
-
 
 from .. import postprocess as post
 from ..errors import InputTypeError, InputValueError
-from ..inputs import check_int, truncation_params
+from ..inputs import Post, TruncatedPre, check_int, check_truncation
 from ..arrays import Outputs
 from ..pipeline import Feature, Pipeline
 from ..postprocess import LabelScore
@@ -24,6 +24,16 @@ _UNSET = object()
 
 TextInput = str | tuple[str, str]  # a text, or (text, text_pair)
 LabelResult = LabelScore | list[LabelScore]  # the best label, or several (top_k, return_all_scores)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelsPost(Post):
+    """Which scores a text gets: ``function`` over the logits, then the ``top_k`` best (None: all) ranked, or
+    (``legacy``, transformers' older shapes) every label in label order / the best alone."""
+
+    function: str
+    top_k: int | None
+    legacy: bool
 
 
 class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
@@ -38,34 +48,33 @@ class TextClassificationPipeline(Pipeline[TextInput, LabelResult, LabelResult]):
         truncation: bool | str | None = None,
         max_length: int | None = None,
         padding: Any = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[TruncatedPre, LabelsPost]:
         # transformers' rules: top_k given (an int or None) → a ranked list; else return_all_scores
         # (the call's, or the config's) → every label unranked, or the best as a dict.
         if return_all_scores is None:
             return_all_scores = self.artifact.manifest.config.return_all_scores
         if top_k is not _UNSET:
             check_int(top_k, "top_k", 0, none=True)
-            shape = {"top_k": top_k, "legacy": False}
+            k, legacy = top_k, False
         elif return_all_scores:
-            shape = {"top_k": None, "legacy": True}
+            k, legacy = None, True
         else:
-            shape = {"top_k": 1, "legacy": True}
+            k, legacy = 1, True
         if function_to_apply is None:
             function = post.default_function(self.artifact.problem_type, self.artifact.num_labels)
         elif isinstance(function_to_apply, str) and function_to_apply.lower() in post.FUNCTIONS:
             function = function_to_apply.lower()
         else:
             raise InputValueError(f"function_to_apply must be one of {post.FUNCTIONS}, got {function_to_apply!r}")
-        return truncation_params(truncation, max_length), {"function": function, **shape}
+        pre = TruncatedPre(truncation=check_truncation(truncation, max_length))
+        return pre, LabelsPost(function=function, top_k=k, legacy=legacy)
 
-    def postprocess(
-        self, features: list[Feature], outputs: Outputs, function: str, top_k: int | None, legacy: bool
-    ) -> list[Any]:
-        scores = post.apply(function, outputs["logits"])
-        return [post.label_scores(row, self.artifact.id2label, top_k, legacy) for row in scores]
+    def postprocess(self, features: list[Feature], outputs: Outputs, params: LabelsPost) -> list[Any]:
+        scores = post.apply(params.function, outputs["logits"])
+        return [post.label_scores(row, self.artifact.id2label, params.top_k, params.legacy) for row in scores]
 
-    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]) -> list[str]:
-        ranked = self.postprocess(features, outputs, **{**params, "top_k": None, "legacy": False})[0]
+    def explain_lines(self, features: list[Feature], outputs: Outputs, params: LabelsPost) -> list[str]:
+        ranked = self.postprocess(features, outputs, replace(params, top_k=None, legacy=False))[0]
         return [", ".join(f"{d['label']} {d['score']:.4f}" for d in ranked), f"label  {ranked[0]['label']}"]
 
     def rerank(

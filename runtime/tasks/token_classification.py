@@ -13,12 +13,13 @@ lines for that reason: gather, aggregate and group follow transformers' own meth
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputTypeError, InputValueError
-from ..inputs import check_int, check_texts, is_stream
+from ..inputs import Post, Pre, check_int, check_texts, is_stream
 from ..arrays import Outputs
 from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
@@ -28,6 +29,19 @@ STRATEGIES = ("none", "simple", "first", "average", "max")
 
 
 Entity = dict[str, Any]  # {entity | entity_group, score, index?, word, start, end}, as transformers gives it
+
+
+@dataclass(frozen=True, kw_only=True)
+class WordsPre(Pre):
+    words: bool  # is_split_into_words: each input is a list of words
+    delimiter: str  # what joins pre-split words into the sentence the offsets point into
+    stride: int | None  # text past the limit runs as windows overlapping by this many tokens; None: cut
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntitiesPost(Post):
+    strategy: str  # aggregation_strategy, lower case
+    ignore_labels: tuple[str, ...]
 
 
 class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[Entity]]):
@@ -77,7 +91,7 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
         is_split_into_words: bool = False,
         stride: int | None = None,
         delimiter: str | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[WordsPre, EntitiesPost]:
         if offset_mapping is not None:
             raise InputValueError(
                 "offset_mapping is for slow tokenizers; onnxpipe's tokenizer.json gives offsets itself"
@@ -96,7 +110,6 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
             raise InputValueError(f"aggregation_strategy must be one of {STRATEGIES}, got {aggregation_strategy!r}")
         if ignore_labels is not None and not isinstance(ignore_labels, (list, tuple, set)):
             raise InputTypeError(f"ignore_labels must be a list of labels, got {type(ignore_labels).__name__}")
-        pre: dict[str, Any] = {"words": bool(is_split_into_words), "delimiter": " " if delimiter is None else delimiter}
         if stride is not None:
             check_int(stride, "stride", 0)
             if stride >= self.encoder.max_length:
@@ -109,10 +122,14 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
                     '`stride` was provided to process all the text but `aggregation_strategy="none"`, '
                     "please select another one instead."
                 )
-            pre["stride"] = stride
-        return pre, {"strategy": strategy, "ignore_labels": ["O"] if ignore_labels is None else list(ignore_labels)}
+        pre = WordsPre(
+            words=bool(is_split_into_words), delimiter=" " if delimiter is None else delimiter, stride=stride
+        )
+        labels = ("O",) if ignore_labels is None else tuple(ignore_labels)
+        return pre, EntitiesPost(strategy=strategy, ignore_labels=labels)
 
-    def preprocess(self, items: list[Any], words: bool, delimiter: str, stride: int | None = None) -> list[Feature]:
+    def preprocess(self, items: list[Any], pre: WordsPre) -> list[Feature]:
+        words, delimiter, stride = pre.words, pre.delimiter, pre.stride
         sentences: list[str] = []
         char_maps: list[list[int] | None] = []  # each word's first character, for pre-split words
         for i, item in enumerate(items):
@@ -139,9 +156,8 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
                 features.append(Feature(w, i, len(w), context=(sentences[i], char_maps[i])))
         return features
 
-    def postprocess(
-        self, features: list[Feature], outputs: Outputs, strategy: str, ignore_labels: list[str]
-    ) -> list[Any]:
+    def postprocess(self, features: list[Feature], outputs: Outputs, post: EntitiesPost) -> list[Any]:
+        strategy, ignore_labels = post.strategy, post.ignore_labels
         results = []
         for j, f in enumerate(features):
             scores = softmax(outputs["logits"][j, : f.length].astype(np.float32))
@@ -155,20 +171,21 @@ class TokenClassificationPipeline(Pipeline[str | list[str], list[Entity], list[E
             )
         return results
 
-    def aggregate(self, item: Any, values: list[list[Entity]], strategy: str, ignore_labels: list[str]) -> list[Entity]:
+    def aggregate(self, item: Any, values: list[list[Entity]], post: EntitiesPost) -> list[Entity]:
         entities = [e for window in values for e in window]
         return overlapping(entities) if len(values) > 1 else entities
 
-    def explain_lines(self, features: list[Feature], outputs: Outputs, params: dict[str, Any]) -> list[str]:
+    def explain_lines(self, features: list[Feature], outputs: Outputs, post: EntitiesPost) -> list[str]:
         """Each window's tokens with their own label (before grouping); the result shows the grouping."""
         lines = []
-        for j, (f, tokens) in enumerate(zip(features, self.postprocess(features, outputs, "none", []))):
+        tokens_only = EntitiesPost(strategy="none", ignore_labels=())
+        for j, (f, tokens) in enumerate(zip(features, self.postprocess(features, outputs, tokens_only))):
             first, last = f.encoding.offsets[1][0] if f.length > 2 else 0, max(o[1] for o in f.encoding.offsets)
             lines.append(
                 f"window {j + 1}/{len(features)} (characters {first}–{last}): "
                 + " ".join(f"{t['word']}/{t['entity']}" for t in tokens)
             )
-        return [*lines, f"grouped by aggregation_strategy={params['strategy']!r}, ignoring {params['ignore_labels']}"]
+        return [*lines, f"grouped by aggregation_strategy={post.strategy!r}, ignoring {list(post.ignore_labels)}"]
 
     # -- transformers' gather_pre_entities / aggregate / group_entities ------------------------------
     def gather(self, feature: Feature, scores: np.ndarray, strategy: str) -> list[Entity]:

@@ -8,12 +8,13 @@ whose name starts with "entail", else the last, as transformers finds it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import numpy as np
 
 from ..errors import InputTypeError, InputValueError
-from ..inputs import check_texts
+from ..inputs import Post, Pre, Truncation, check_texts
 from ..arrays import Array, Outputs
 from ..artifact import Artifact
 from ..pipeline import Feature, Pipeline
@@ -27,6 +28,17 @@ def parse_labels(labels: Any) -> list[str]:
     if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
         raise InputTypeError(f"candidate_labels must be a str (comma-separated) or a list of str, got {labels!r}")
     return list(labels)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HypothesesPre(Pre):
+    hypotheses: tuple[str, ...]  # the template filled with each candidate label, in the labels' order
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelsPost(Post):
+    labels: tuple[str, ...]
+    multi_label: bool  # each label scored alone (entailment vs contradiction), not softmaxed across labels
 
 
 class ZeroShotResult(TypedDict):
@@ -61,7 +73,7 @@ class ZeroShotClassificationPipeline(Pipeline[str, Array, ZeroShotResult]):
         hypothesis_template: str = DEFAULT_TEMPLATE,
         multi_label: bool | None = None,
         multi_class: bool | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[HypothesesPre, LabelsPost]:
         if multi_class is not None:  # transformers' deprecated name for multi_label
             multi_label = multi_class
         # No labels is refused at the call (preprocess), not here: pipeline(...) may be built without them.
@@ -76,15 +88,16 @@ class ZeroShotClassificationPipeline(Pipeline[str, Array, ZeroShotResult]):
                 "with the target labels. Make sure the passed template includes formatting syntax "
                 "such as {} where the label should go."
             )
-        hypotheses = [hypothesis_template.format(label) for label in labels]
-        return {"hypotheses": hypotheses}, {"labels": labels, "multi_label": bool(multi_label)}
+        hypotheses = tuple(hypothesis_template.format(label) for label in labels)
+        return HypothesesPre(hypotheses=hypotheses), LabelsPost(labels=tuple(labels), multi_label=bool(multi_label))
 
-    def preprocess(self, items: list[str], hypotheses: list[str]) -> list[Feature]:
+    def preprocess(self, items: list[str], pre: HypothesesPre) -> list[Feature]:
+        hypotheses = pre.hypotheses
         if not hypotheses or any(not text for text in items):  # transformers checks each sequence so
             raise InputValueError("You must include at least one label and at least one sequence.")
         pairs = [(text, h) for text in items for h in hypotheses]
         try:  # only the text is cut, never the hypothesis, as transformers does
-            encodings = self.encode(pairs, strategy="only_first")
+            encodings = self.encode(pairs, Truncation(strategy="only_first"))
         except Exception as e:  # the hypothesis alone is past the limit: transformers then stops truncating
             if "too short" not in str(e):
                 raise
@@ -92,12 +105,13 @@ class ZeroShotClassificationPipeline(Pipeline[str, Array, ZeroShotResult]):
         n = len(hypotheses)
         return [Feature(e, i // n, len(e), context=items[i // n]) for i, e in enumerate(encodings)]
 
-    def postprocess(self, features: list[Feature], outputs: Outputs, *args: Any, **params: Any) -> list[Array]:
+    def postprocess(self, features: list[Feature], outputs: Outputs, post: LabelsPost) -> list[Array]:
         return list(outputs["logits"].astype(np.float32, copy=False))
 
-    def aggregate(self, item: str, values: list[Array], labels: list[str], multi_label: bool) -> ZeroShotResult:
+    def aggregate(self, item: str, values: list[Array], post: LabelsPost) -> ZeroShotResult:
+        labels = post.labels
         logits = np.stack(values)[None]  # (1 sequence, labels, classes): transformers' arithmetic, as it does it
-        if multi_label or len(labels) == 1:
+        if post.multi_label or len(labels) == 1:
             entailment = self.entailment_id
             contradiction = -1 if entailment == 0 else 0
             pair = logits[..., [contradiction, entailment]]

@@ -158,3 +158,27 @@ def test_graph_with_inputs_the_tokenizer_cannot_feed(copy):
     (copy / "onnxpipe.json").write_text(json.dumps(manifest))
     with pytest.raises(OnnxPipeError, match=r"takes inputs \['pixel_values'\].*not a supported encoder graph"):
         onnxpipe.pipeline(model=copy, variant="fp32")
+
+
+def test_parameters_are_typed_once_in_read(pipe):
+    """read parses a call's keywords once into the task's frozen dataclasses; TEI's truncation_direction (the
+    server's) is a checked field of them, and the features are cut from that end."""
+    from tokenizers import Tokenizer
+
+    from onnxpipe.inputs import Pre, Truncation, TruncatedPre
+
+    plan = pipe.read("good film " * 20, top_k=2, truncation="only_first", max_length=8)
+    assert plan.pre == TruncatedPre(truncation=Truncation(8, "only_first"))
+    assert (plan.post.top_k, plan.post.legacy) == (2, False)
+    with pytest.raises(AttributeError):  # frozen: a stage cannot change the call's parameters
+        plan.post.top_k = 3  # type: ignore[misc]
+    plan.pre = plan.pre.cut_from("left")
+    assert plan.pre.truncation == Truncation(8, "only_first", "left")
+    tok = Tokenizer.from_file(str(pipe.artifact.path / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(8, direction="left")
+    assert pipe.featurize(plan).features[0].encoding.ids == tok.encode("good film " * 20).ids
+    with pytest.raises(ValueError, match="truncation direction must be one of \\('right', 'left'\\), got 'middle'"):
+        plan.pre.cut_from("middle")
+    with pytest.raises(ValueError, match="truncation_direction is not an option of this task"):
+        Pre().cut_from("left")  # question answering's windows, zero-shot's hypotheses: no end to cut from

@@ -55,7 +55,7 @@ def test_matches_transformers(pipes, arch):
 def test_long_context_is_read_in_windows(pipes):
     ours, _ = pipes("bert")
     pre, _ = ours.sanitize_parameters()
-    features = ours.preprocess([("Where?", LONG)], **pre)
+    features = ours.preprocess([("Where?", LONG)], pre)
     assert len(features) >= 4
     assert all(f.length <= 64 for f in features)
 

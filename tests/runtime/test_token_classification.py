@@ -52,7 +52,7 @@ def test_matches_transformers(pipes, arch):
 @pytest.mark.parametrize("arch", ["bert", "roberta", "xlm-roberta"])
 def test_long_text_runs_in_windows_as_transformers_does(pipes, arch):
     ours, theirs = pipes(arch)
-    features = ours.preprocess([LONG], **ours.sanitize_parameters(stride=16, aggregation_strategy="simple")[0])
+    features = ours.preprocess([LONG], ours.sanitize_parameters(stride=16, aggregation_strategy="simple")[0])
     assert len(features) >= 4  # several windows, not one truncated text
     for strategy in ("simple", "first", "max", "average"):
         params = {"aggregation_strategy": strategy, "stride": 16, "ignore_labels": []}

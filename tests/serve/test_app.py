@@ -235,6 +235,7 @@ def test_a_batch_answers_each_request_when_its_rows_are_done(artifact):
     request whose postprocess fails is answered with its error alone."""
     import asyncio
 
+    from onnxpipe.inputs import Post
     from onnxpipe.serve.batcher import Batcher, Job
 
     sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
@@ -244,7 +245,7 @@ def test_a_batch_answers_each_request_when_its_rows_are_done(artifact):
     async def run():
         loop = asyncio.get_running_loop()
         plans = [sst.plan([long_text] * 4), sst.plan([short_text]), sst.plan([short_text])]
-        plans[2].post = {}  # a postprocess that fails: given no parameters
+        plans[2].post = Post()  # a postprocess that fails: given the base class, not its own parameters
         jobs = [Job(plan, sst, loop.create_future(), loop) for plan in plans]
         order: list[int] = []
         for n, job in enumerate(jobs):
@@ -258,8 +259,8 @@ def test_a_batch_answers_each_request_when_its_rows_are_done(artifact):
     assert order == [1, 2, 0]  # the short ones' run comes first (length order); the long request's after it
     for job, result in zip(jobs[:2], results):  # the rows each got are its own
         alone = sst.session.run(sst.encoder.collate([f.encoding for f in job.features]))
-        assert result == sst.postprocess(job.features, alone, **job.plan.post)
-    assert isinstance(results[2], TypeError)  # its postprocess was given no parameters
+        assert result == sst.postprocess(job.features, alone, job.plan.post)
+    assert isinstance(results[2], AttributeError)  # its postprocess was given no parameters of its own
 
 
 def test_pipeline_route_reads_a_request_as_the_python_call_does(client, artifact):

@@ -120,7 +120,7 @@ def test_sentence_similarity_and_truncation_direction(emb_server, artifact):
     ids = tok.encode(long).ids
     assert ids[-2:] == tok.encode("end").ids[-2:]  # the end kept, and the closing [SEP] still last
     plan = emb.read([long], normalize=True)  # the in-process pipeline, cut from the left as the server cuts it
-    plan.pre["direction"] = "left"
+    plan.pre = plan.pre.cut_from("left")
     emb.featurize(plan)
     assert plan.features[0].encoding.ids == ids
     assert np.array_equal(np.asarray(left, dtype=np.float32), emb.complete(plan, emb.execute(plan))[0])
