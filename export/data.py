@@ -10,13 +10,15 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from onnxpipe.errors import InputValueError, OnnxPipeError
+
 _HUB_SPLIT = {"train": "train", "dev": "validation"}
 
 
 def load_sst2(data_dir: str | Path | None, split: str = "dev") -> tuple[list[str], list[int]]:
     """Return (sentences, labels) for ``split`` ("train" or "dev"); labels are 0 = negative, 1 = positive."""
     if split not in _HUB_SPLIT:
-        raise ValueError(f"unknown SST-2 split {split!r}: use 'train' or 'dev'")
+        raise InputValueError(f"unknown SST-2 split {split!r}: use 'train' or 'dev'")
     if data_dir is None:
         return _load_from_hub(split)
     path = Path(data_dir) / f"{split}.tsv"
@@ -33,10 +35,10 @@ def read_labelled_tsv(path: Path) -> tuple[list[str], list[int]]:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if header is None or [h.strip().lower() for h in header[:2]] != ["label", "sentence"]:
-            raise ValueError(f"{path}: expected a header 'label<TAB>sentence', got {header!r}")
+            raise InputValueError(f"{path}: expected a header 'label<TAB>sentence', got {header!r}")
         for lineno, row in enumerate(reader, start=2):
             if len(row) != 2 or row[0] not in ("0", "1"):
-                raise ValueError(f"{path}:{lineno}: expected 'label<TAB>sentence' with label 0 or 1, got {row!r}")
+                raise InputValueError(f"{path}:{lineno}: expected 'label<TAB>sentence' with label 0 or 1, got {row!r}")
             labels.append(int(row[0]))
             texts.append(row[1])
     return texts, labels
@@ -46,7 +48,7 @@ def _load_from_hub(split: str) -> tuple[list[str], list[int]]:
     try:
         import datasets
     except ImportError as e:
-        raise RuntimeError(
+        raise OnnxPipeError(
             "no data folder given and `datasets` is not installed: pass a folder holding "
             f"{split}.tsv, or `pip install datasets` where a hub is reachable"
         ) from e

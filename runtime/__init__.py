@@ -204,7 +204,7 @@ def pipeline(
     """
     if model is None:
         if task is None:
-            raise ValueError("pass a task, a model, or both: e.g. pipeline('sentiment-analysis')")
+            raise InputValueError("pass a task, a model, or both: e.g. pipeline('sentiment-analysis')")
         from .default import ensure_default
 
         model = ensure_default(canonical_task(task))
@@ -216,7 +216,7 @@ def pipeline(
             f"run (it runs {', '.join(TASKS)}); upgrade onnxpipe or export for another task"
         )
     if not runs_on(name, artifact.task):
-        raise ValueError(
+        raise InputValueError(
             f"task {task!r} does not match the artifact's task {artifact.task!r} ({artifact.path}): "
             f"its {TASKS[artifact.task].head.name} graph cannot run {name}"
         )

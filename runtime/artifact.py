@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import OnnxPipeError
+from .errors import InputValueError, OnnxPipeError
 from .manifest import FORMAT_VERSION, Manifest
 
 MANIFEST = "onnxpipe.json"
@@ -82,7 +82,7 @@ class Artifact:
         """The ONNX file of ``variant`` (the artifact's default when None)."""
         name = variant or self.default_variant
         if name not in self.variants:
-            raise ValueError(
+            raise InputValueError(
                 f"unknown variant {name!r} for {self.path}: this artifact has {', '.join(sorted(self.variants))}"
             )
         return self.path / str(self.variants[name]["file"])

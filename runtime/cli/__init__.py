@@ -6,7 +6,8 @@ argparse (standard library) rather than click/typer: the runtime's install stays
 dependencies, and these sub-commands need nothing more.
 
 Exit status: 0 success; 1 some inputs could not be answered (each has an error record); 2 a usage,
-model or file error (one line on stderr); 130 interrupted; 141 the reader closed stdout (``| head``).
+model or file error (one line on stderr: an :class:`InputError`, an :class:`OnnxPipeError` or an ``OSError``;
+any other exception is a bug and keeps its traceback); 130 interrupted; 141 the reader closed stdout (``| head``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Callable
 
 from .. import __version__
-from ..errors import OnnxPipeError
+from ..errors import InputError, OnnxPipeError
 from . import explain, export, run, score, serve, tune
 from .common import EXIT_ERROR, EXIT_SIGPIPE
 
@@ -41,7 +42,7 @@ def run_guarded(command: Callable[[], int | None]) -> int:
         # interpreter's own flush at exit does not complain about the pipe again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_SIGPIPE
-    except (OnnxPipeError, ValueError, TypeError, OSError, RuntimeError) as e:
+    except (OnnxPipeError, InputError, OSError) as e:  # a model, usage or file error, as the docstring lists
         print(f"onnxpipe: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

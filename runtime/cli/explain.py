@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from ..errors import InputValueError
 from .common import add_call_options, add_model_options, load
 
 
@@ -32,6 +33,6 @@ def cmd_explain(a: argparse.Namespace) -> int:
         try:
             inputs = json.loads(a.text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"--json: TEXT is not valid JSON ({e.msg} at column {e.colno})") from None
+            raise InputValueError(f"--json: TEXT is not valid JSON ({e.msg} at column {e.colno})") from None
     explain(pipe, inputs if a.json else a.text, load_seconds=time.perf_counter() - t0, **a.params)
     return 0

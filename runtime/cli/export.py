@@ -9,11 +9,12 @@ from typing import Any
 from collections.abc import Callable
 
 from ..artifact import MANIFEST
-from ..errors import INSTALL_EXPORT, OnnxPipeError
+from ..errors import INSTALL_EXPORT, InputValueError, OnnxPipeError
 from .common import positive_int
 
 
 def add(sub: Any) -> None:
+    """The ``export`` sub-command's parser: source and folder, the variants to build, and the int8 options."""
     p = sub.add_parser("export", help="export a checkpoint (hub id or folder) to an artifact folder")
     p.add_argument("source", nargs="?", help="hub id or local checkpoint folder")
     p.add_argument("outdir", nargs="?", type=Path, help="artifact folder to write")
@@ -39,7 +40,15 @@ def add(sub: Any) -> None:
         help="sentence embeddings: the sizes the model was trained to be cut to, e.g. 768,512,256 (recorded in "
         "the manifest; OpenAI's `dimensions` is honoured for these)",
     )
-    q = p.add_argument_group("int8 (model_quantized.onnx)")
+    add_int8_options(p.add_argument_group("int8 (model_quantized.onnx)"))
+    p.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    p.add_argument("--opset", type=positive_int, help="ONNX opset (default: optimum's choice for the model)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
+    p.set_defaults(func=cmd_export)
+
+
+def add_int8_options(q: Any) -> None:
+    """The int8 variant's options: mode, calibration, smoothing, target ISA, and the accuracy budget."""
     q.add_argument(
         "--quantize",
         choices=["int8", "static", "dynamic", "dynamic-per-tensor", "blockwise8", "rowwise"],
@@ -95,10 +104,6 @@ def add(sub: Any) -> None:
         help="data for --max-drop: a label<TAB>sentence TSV, a folder with train.tsv (calibration texts left "
         "out; dev is for reporting, never for choosing), or a text file",
     )
-    p.add_argument("--revision", help="hub revision (branch, tag or commit)")
-    p.add_argument("--opset", type=positive_int, help="ONNX opset (default: optimum's choice for the model)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTDIR if it exists")
-    p.set_defaults(func=cmd_export)
 
 
 def export_default(a: argparse.Namespace, log: Callable[[str], None]) -> int:
@@ -109,11 +114,11 @@ def export_default(a: argparse.Namespace, log: Callable[[str], None]) -> int:
     from ..tasks import canonical_task
 
     if a.source and a.outdir:
-        raise ValueError("--default takes one folder, OUTDIR (the default model is its own source)")
+        raise InputValueError("--default takes one folder, OUTDIR (the default model is its own source)")
     out = Path(a.outdir or a.source) if (a.outdir or a.source) else None
     task = canonical_task(a.task)
     if task not in DEFAULT_MODELS:
-        raise ValueError(f"no default model for task {task!r} (defaults exist for {', '.join(DEFAULT_MODELS)})")
+        raise InputValueError(f"no default model for task {task!r} (defaults exist for {', '.join(DEFAULT_MODELS)})")
     path = default_artifact_dir(task)
     if a.overwrite and out is None and (path / MANIFEST).is_file():
         shutil.rmtree(path)  # rebuild the cached default
@@ -122,7 +127,7 @@ def export_default(a: argparse.Namespace, log: Callable[[str], None]) -> int:
     path = ensure_default(task, log=log)
     if out is not None:
         if out.exists() and (not out.is_dir() or any(out.iterdir())) and not a.overwrite:
-            raise ValueError(f"{out} already exists and is not empty: choose another folder or pass --overwrite")
+            raise InputValueError(f"{out} already exists and is not empty: choose another folder or pass --overwrite")
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(path, out)
         path = out
@@ -142,7 +147,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.default:
         return export_default(a, log)
     if not (a.source and a.outdir):
-        raise ValueError("export needs SOURCE and OUTDIR (or --default)")
+        raise InputValueError("export needs SOURCE and OUTDIR (or --default)")
     int8 = None
     if a.quantize:
         from onnxpipe.export.quantize import Int8Options
@@ -159,7 +164,7 @@ def cmd_export(a: argparse.Namespace) -> int:
             eval_data=a.eval,
         )
     elif a.max_drop is not None or a.eval or a.calibration:
-        raise ValueError("--max-drop, --eval and --calibration go with --quantize")
+        raise InputValueError("--max-drop, --eval and --calibration go with --quantize")
     print(
         export(
             a.source,

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from .. import stream
 from ..explain import jsonable
 from ..pipeline import Pipeline
+from ..errors import InputValueError
 from .common import EXIT_SOME_FAILED, add_call_options, add_model_options, load, positive_int
 
 
@@ -42,7 +43,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.texts:
         source = [stream.from_arguments(a.texts)]
     elif sys.stdin is None or sys.stdin.isatty():
-        raise ValueError("no text given: pass texts as arguments or pipe lines to stdin")
+        raise InputValueError("no text given: pass texts as arguments or pipe lines to stdin")
     else:
         source = stream.batches(sys.stdin.buffer, pipe.batch_size, jsonl=a.jsonl)
     answered = failed = 0
@@ -56,7 +57,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                 answered += 1
         sys.stdout.flush()  # each batch as soon as it is answered: a live stdin gets live answers
     if answered + failed == 0:
-        raise ValueError("no text given: pass texts as arguments or non-blank lines on stdin")
+        raise InputValueError("no text given: pass texts as arguments or non-blank lines on stdin")
     return EXIT_SOME_FAILED if failed else 0
 
 

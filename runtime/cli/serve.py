@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import OnnxPipeError
+from ..errors import InputValueError, OnnxPipeError
 from ..serve.settings import Settings
 from .common import artifact_dir, positive_int
 
@@ -45,7 +45,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         try:
             models[name or Path(path).name] = artifact_dir(path)
         except argparse.ArgumentTypeError as e:
-            raise ValueError(f"-m: {e}") from None
+            raise InputValueError(f"-m: {e}") from None
     if not models:
         from ..default import ensure_default
 

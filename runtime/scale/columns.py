@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..errors import InputValueError
 from ..pipeline import Pipeline
 from ..tasks import TASKS
 from ..tasks.score_columns import ScoreColumn, Type
@@ -36,7 +37,7 @@ def describe(task: str, params: dict[str, Any]) -> tuple[ScoreColumn, ...]:
     columns = TASKS[task].score_columns
     if columns is None:
         scored = ", ".join(name for name, spec in TASKS.items() if spec.score_columns)
-        raise ValueError(f"onnxpipe score has no result columns for task {task!r} (it scores {scored})")
+        raise InputValueError(f"onnxpipe score has no result columns for task {task!r} (it scores {scored})")
     return columns(params)
 
 
@@ -115,7 +116,7 @@ def check_format(fmt: str, columns: tuple[ScoreColumn, ...], task: str) -> None:
     """CSV holds flat columns only: a vector or a list in a cell is not a format anyone reads back."""
     nested = [c.name for c in columns if not isinstance(c.type, str)]
     if fmt == "csv" and nested:
-        raise ValueError(
+        raise InputValueError(
             f"{task} writes {', '.join(nested)} as lists, which CSV cannot hold: write Parquet (.parquet, "
             "Arrow-typed) or JSON lines (.jsonl) instead"
         )

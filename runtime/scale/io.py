@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
+from ..errors import InputValueError
 from ..stream import not_json, not_utf8
 
 FORMATS = {
@@ -33,7 +34,7 @@ BAD_INPUT = "_onnxpipe_input_error"  # a reader's note on a row it could not rea
 def format_of(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(
+        raise InputValueError(
             f"{path}: unknown file type {path.suffix or '(none)'!r}; onnxpipe score reads and writes "
             f"{', '.join(sorted(FORMATS))}"
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..errors import InputValueError
 from ..pipeline import Pipeline, call_each
 from ..stream import not_utf8
 from ..tasks import TASKS
@@ -40,16 +41,16 @@ class Inputs:
         """Refuse columns the task does not read; the call's parameters without a constant question."""
         kind = TASKS[task].score_inputs
         if self.pair is not None and kind != "text+pair":
-            raise ValueError(f"--pair-column: {task} takes no text pairs (text-classification does)")
+            raise InputValueError(f"--pair-column: {task} takes no text pairs (text-classification does)")
         if kind != "question+context":
             if self.question is not None:
-                raise ValueError(f"--question-column: {task} takes no questions (question-answering does)")
+                raise InputValueError(f"--question-column: {task} takes no questions (question-answering does)")
             return params
         params = dict(params)
         if "question" in params and self.question is not None:
-            raise ValueError("a question column and a constant question (--params question) both given: pass one")
+            raise InputValueError("a question column and a constant question (--params question) both given: pass one")
         if "question" not in params and self.question is None:
-            raise ValueError(
+            raise InputValueError(
                 "question-answering needs its questions: --question-column COLUMN, or one question for every "
                 """row with --params '{"question": "..."}' (the context is --context-column, default text)"""
             )
@@ -80,7 +81,7 @@ def add_results(
     names = [prefix + c.name for c in columns]
     clash = [c for c in (*names, error_col) if c in table.column_names]
     if clash:
-        raise ValueError(
+        raise InputValueError(
             f"the input already has column(s) {', '.join(clash)}: pass --prefix (e.g. --prefix pred_) "
             "to name the result columns apart"
         )

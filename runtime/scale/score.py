@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
+from ..errors import InputValueError
 from ..pipeline import Pipeline
 from .columns import check_format
 from .io import count_rows, format_of, merge_parts, read_chunks, write_table
@@ -69,7 +70,7 @@ def score_local(
     if not input_path.is_file():
         raise FileNotFoundError(f"{input_path}: no such input file")
     if output_path.resolve() == input_path.resolve():
-        raise ValueError(f"{output_path}: the output would overwrite the input")
+        raise InputValueError(f"{output_path}: the output would overwrite the input")
     parts = open_parts(
         input_path,
         output_path,
@@ -155,7 +156,7 @@ def open_parts(input_path: Path, output_path: Path, settings: dict[str, Any]) ->
         earlier = json.loads((parts / JOB).read_text())
         if earlier != job:
             changed = sorted(k for k in job if earlier.get(k) != job[k])
-            raise ValueError(
+            raise InputValueError(
                 f"{parts} holds an unfinished run with other settings ({', '.join(changed)} differ): "
                 "run the same command to finish it, or delete that folder to start over"
             )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 
+from ..errors import InputTypeError, InputValueError
 from ..pipeline import Pipeline
 from .feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
 from .fill_mask import FillMaskPipeline
@@ -157,11 +158,11 @@ ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classifica
 
 def canonical_task(task: str) -> str:
     if not isinstance(task, str):
-        raise TypeError(f"task must be a str, got {type(task).__name__}")
+        raise InputTypeError(f"task must be a str, got {type(task).__name__}")
     name = ALIASES.get(task, task)
     if name not in TASKS:
         known = sorted(TASKS) + sorted(ALIASES)
-        raise ValueError(f"unsupported task {task!r}: onnxpipe supports {', '.join(known)}")
+        raise InputValueError(f"unsupported task {task!r}: onnxpipe supports {', '.join(known)}")
     return name
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InputValueError
+
 Type = str | tuple[Any, ...]  # the grammar above (recursive, so Any inside)
 
 
@@ -52,7 +54,7 @@ def text_classification(params: dict[str, Any]) -> tuple[ScoreColumn, ...]:
 
 def zero_shot_classification(params: dict[str, Any]) -> tuple[ScoreColumn, ...]:
     if not params.get("candidate_labels"):
-        raise ValueError(
+        raise InputValueError(
             "zero-shot-classification needs its labels for every row: "
             """--params '{"candidate_labels": ["film", "food"]}'"""
         )
@@ -70,7 +72,7 @@ PRECISION_TYPES = {"float32": "float32", "int8": "int8", "uint8": "uint8", "bina
 def sentence_embeddings(params: dict[str, Any]) -> tuple[ScoreColumn, ...]:
     precision = params.get("precision") or "float32"
     if precision not in PRECISION_TYPES:
-        raise ValueError(f"precision must be one of {', '.join(PRECISION_TYPES)}, got {precision!r}")
+        raise InputValueError(f"precision must be one of {', '.join(PRECISION_TYPES)}, got {precision!r}")
     return (ScoreColumn("embedding", ("vector", PRECISION_TYPES[precision]), "all"),)
 
 
