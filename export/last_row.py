@@ -37,7 +37,11 @@ def constant(model, name: str) -> np.ndarray | None:
 
 def cut_last_layer(model) -> dict:
     """Rewrite ``model`` (an onnx ModelProto, in place) so its last layer computes only row 0; returns what was
-    done, or why not (``{"applied": False, "why": ...}``)."""
+    done, or why not (``{"applied": False, "why": ...}``).
+
+    Longer than 60 lines because it is one decision: every check that may refuse (the walk to the head's Gather,
+    the tensors the way reads, the Attention's options) must pass before the graph is touched, and the rewrite
+    uses what the walk collected (the nodes seen, the layer input)."""
     from onnx import helper, numpy_helper
 
     g = model.graph
