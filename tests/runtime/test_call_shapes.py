@@ -200,3 +200,45 @@ def test_question_answering(parity, arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_feature_extraction(parity, arch):
     check(*parity("feature-extraction", arch, "base"), FEATURE_CALLS)
+
+
+def test_the_four_documented_differences(parity, checkpoint):
+    """The README's last call-shape differences, each shown against transformers in the same test: what
+    transformers does, and what onnxpipe does instead (byte-level BPE, where all four apply)."""
+    from transformers import RobertaTokenizerFast, SquadExample, TokenClassificationPipeline
+
+    # feature-extraction, batch_size > 1: transformers pads each item to its batch's longest (its answer depends
+    # on its neighbours); onnxpipe gives each text its own tokens, transformers' answer at batch_size=1.
+    ours, theirs = parity("feature-extraction", "roberta", "base")
+    texts = ["good film", CONTEXT]
+    padded = plain(theirs(texts, batch_size=2))
+    alone = [plain(theirs(t)) for t in texts]
+    assert len(padded[0][0]) == len(alone[1][0]) > len(alone[0][0])  # the short text's rows at the long one's length
+    assert_same(plain(ours(texts, batch_size=2)), alone, "feature-extraction batch_size=2")
+
+    # token classification's offset_mapping: transformers reads it (meant for slow tokenizers); onnxpipe refuses it
+    # by name, since tokenizer.json gives offsets and the fast path computes the same ones.
+    ours, theirs = parity("token-classification", "roberta", "ner")
+    offsets = theirs.tokenizer(CONTEXT, return_offsets_mapping=True)["offset_mapping"]
+    assert_same(plain(theirs(CONTEXT, offset_mapping=offsets)), plain(theirs(CONTEXT)), "offset_mapping")
+    with pytest.raises(ValueError, match="offset_mapping is for slow tokenizers"):
+        ours(CONTEXT, offset_mapping=offsets)
+
+    # Pre-split words on a byte-level BPE tokenizer without add_prefix_space: transformers' RobertaTokenizerFast
+    # refuses them; onnxpipe encodes each word as tokenizer.json says (no leading space).
+    folder = str(checkpoint("roberta", "ner"))
+    roberta = TokenClassificationPipeline(model=theirs.model, tokenizer=RobertaTokenizerFast.from_pretrained(folder))
+    with pytest.raises(AssertionError, match="add_prefix_space=True"):  # (an assert in transformers' tokenizer)
+        roberta(WORDS, is_split_into_words=True)
+    words = ours.encoder.tokenizer.encode(WORDS, is_pretokenized=True)
+    expected = [t for t, special in zip(words.tokens, words.special_tokens_mask) if not special]
+    (got,) = ours(WORDS, is_split_into_words=True, ignore_labels=[])  # one input of words: a list of one, as there
+    assert [e["word"] for e in got] == expected and not any(t.startswith("Ġ") for t in expected)
+
+    # A bare SquadExample: transformers' argument handler takes it only inside a list; onnxpipe takes it as one
+    # example, as it takes a dict, and answers as transformers does for that list.
+    ours, theirs = parity("question-answering", "roberta", "qa")
+    example = SquadExample(None, Q, CONTEXT, None, None, None)
+    with pytest.raises(ValueError, match="Invalid arguments"):
+        theirs(example)
+    assert_same(plain(ours(example)), plain(theirs([example])), "SquadExample")
