@@ -25,17 +25,8 @@ from .arrays import Outputs
 from .artifact import Artifact
 from .executor import Feature as Feature  # the tasks' stages take features: importable from here too
 from .executor import Observer, Work, execute
-from .inputs import (
-    AT_LIMIT,
-    INPUT_ERRORS,
-    Post,
-    Pre,
-    Truncation,
-    check_batch_size,
-    check_keywords,
-    check_texts_or_pairs,
-)
-from .inputs import is_stream, raise_on_invalid_unicode
+from .inputs import AT_LIMIT, INPUT_ERRORS, Post, Pre, Truncation, check_batch_size, check_keywords
+from .inputs import check_texts_or_pairs, is_stream, raise_on_invalid_unicode
 from .errors import InputTypeError, InputValueError, OnnxPipeError
 from . import tune
 from .session import Engine, Session, check_threads, default_threads
@@ -46,9 +37,8 @@ DEFAULT_BATCH_SIZE = 32
 # The task contract: each task is a Pipeline[Item, Value, Result] and its stages must agree with it, which
 # the type checker holds them to. Item: one input as check_inputs gives it (a text, a (text, pair), a
 # (question, context), a list of words); Value: what postprocess makes of one feature; Result: what
-# aggregate makes of one input's values. Parameters (top_k, ...) are each task's own keywords, which its
-# sanitize_parameters turns into two frozen dataclasses (a Pre and a Post subclass, inputs.py) that its
-# stages take: the base class types those arguments Any so that each task's stages name its own classes.
+# aggregate makes of one input's values. Parameters (top_k, ...): each task's keywords, which its sanitize_parameters
+# turns into its own frozen Pre and Post dataclasses (inputs.py); typed Any here, so each task's stages name its own.
 ItemT = TypeVar("ItemT")
 ValueT = TypeVar("ValueT")
 ResultT = TypeVar("ResultT")
@@ -261,8 +251,7 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
         return cast("list[ItemT]", items), shape
 
     def preprocess(self, items: list[ItemT], pre: Any) -> list[Feature]:
-        """One feature per input, cut as ``pre`` (a :class:`TruncatedPre`) says, by default; tasks that need
-        several per input, or other parameters, override this."""
+        """One feature per input, cut as ``pre.truncation`` says; tasks with other features or parameters override it."""
         return [Feature(e, i, len(e)) for i, e in enumerate(self.encode(items, pre.truncation))]
 
     def sanitize_parameters(self, *args: Any, **params: Any) -> tuple[Pre, Post]:
