@@ -153,6 +153,8 @@ RECIPES: dict[str, dict] = {
     # each activation its own alpha (0: none), chosen on the calibration rows by the simulated product's error
     "search": {"alpha": SEARCH},
     "search-gptq": {"alpha": SEARCH, "rounding": "gptq"},
+    # LayerNorm outputs quantized as (x - beta) / s by a second LayerNorm (replaces the smoothing Mul)
+    "search-gptq-centre": {"alpha": SEARCH, "rounding": "gptq", "center": True},
     "search-gptq-float-l4-up": {
         "alpha": SEARCH,
         "rounding": "gptq",

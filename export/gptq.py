@@ -22,6 +22,8 @@ class Moments:
         self.count = 0
         self.keep = keep
         self.rows: list[np.ndarray] = []
+        self.lo = np.zeros(0)
+        self.hi = np.zeros(0)
 
     def add(self, x: np.ndarray, keep: np.ndarray | None = None) -> None:
         rows = x.reshape(-1, x.shape[-1]).astype(np.float64)
@@ -31,6 +33,8 @@ class Moments:
             self.gram = np.zeros((rows.shape[1], rows.shape[1]))
             self.sum = np.zeros(rows.shape[1])
         self.gram += rows.T @ rows
+        self.lo = np.minimum(self.lo, rows.min(0)) if self.lo.size else rows.min(0)
+        self.hi = np.maximum(self.hi, rows.max(0)) if self.hi.size else rows.max(0)
         self.sum += rows.sum(0)
         if self.count < self.keep:
             self.rows.append(rows[: self.keep - self.count].astype(np.float32))

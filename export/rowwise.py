@@ -35,12 +35,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .gptq import Moments
 
 # How the int8 product is laid out: u8 = uint8 weights (zero point 128, the u8 x u8 kernel); s8 = int8 weights;
 # s8-act7 = int8 weights with 7-bit activations (|q| <= 63, zero point 64); s8-w7 = int8 weights in [-63, 63].
@@ -136,16 +133,20 @@ def quantize_rowwise(
     rounding: str = "nearest",
     bias_correction: bool = False,
     int8: bool = True,
+    center: bool = False,
 ) -> dict:
     """Rewrite ``model`` (fused fp32 ModelProto, in place) to per-row int8; returns counts for the manifest.
     ``alpha``: SmoothQuant strength (None: none); several: each activation takes the one (0: no smoothing) whose
     simulated int8 product is closest to the float one on the calibration tokens. ``rounding``: ``nearest`` or ``gptq`` (weights rounded to keep
     each product's output on the calibration text, :mod:`.gptq`). ``bias_correction``: each bias absorbs the
     weights' rounding error at the calibration inputs' mean (``E[x] (W - Ŵ)``). ``int8=False``: the smoothing only,
-    every product left in float (the same function as before, for checking the folding)."""
+    every product left in float (the same function as before, for checking the folding). ``center``: a
+    LayerNorm's output is quantized as (x - beta) / s, made by a second LayerNorm (gamma / s, no beta) in place of
+    the smoothing Mul; ``beta Ŵ`` comes back in the product's bias (its channels' offsets take no int8 range)."""
     from onnx import helper, numpy_helper
 
     from .gptq import gptq_round
+    from .smoothing import choose_smoothing, statistics
 
     if weights not in WEIGHT_TYPES:
         raise ValueError(f"unknown weight type {weights!r}: choose from {', '.join(WEIGHT_TYPES)}")
@@ -191,39 +192,64 @@ def quantize_rowwise(
     w_levels = 63 if weights == "s8-w7" else 127
     made = {t: n for n in g.node for t in n.output}
     lifts = {x for x in groups if weights == "u8" and x in made and made[x].op_type in GELU_OPS}
-    stats = _statistics(model, sorted(groups), feeds or []) if calibrated else {}
+    stats = statistics(model, sorted(groups), feeds or []) if calibrated else {}
     smoothed: dict[str, np.ndarray] = {}
-    if alpha:
-        producer = {t: n for n in g.node for t in n.output}
-        smoothed = _smoothing(groups, arrays, stats, alpha, a_levels, w_levels, lifts)
-        for x, sm in smoothed.items():
-            for n in groups[x]:
-                arrays[n.input[1]] *= sm[:, None]
-            inv = (1.0 / sm).astype(np.float32)
-            v = _v_projection(producer, x, inits)
-            if v is not None and all(n in groups[x] for n in uses[x]):
-                # After an attention: context / s comes from V's columns, as the rows of P sum to 1.
-                qkv, bias = v
-                hidden = sm.shape[0]
-                arrays[qkv][:, 2 * hidden :] *= inv
-                b = numpy_helper.to_array(inits[bias]).copy()
-                b[2 * hidden :] *= inv
-                inits[bias].CopyFrom(numpy_helper.from_array(b, bias))
-                folded += 1
-                continue
-            p = f"{x}_rowq"
-            g.initializer.append(numpy_helper.from_array(inv, f"{p}_smooth_inv"))
-            before[first[x]].append(
-                helper.make_node("Mul", [x, f"{p}_smooth_inv"], [f"{p}_smoothed"], name=f"{p}/smooth")
-            )
-            source[x] = f"{p}_smoothed"
+    centers: dict[str, np.ndarray] = {}
+    for x in groups if center else []:
+        ln = made.get(x)
+        if ln is None or ln.op_type != "LayerNormalization" or len(ln.input) != 3 or ln.input[2] not in inits:
+            continue
+        if all(_output_bias(uses, n, inits) for n in groups[x]):
+            centers[x] = numpy_helper.to_array(inits[ln.input[2]]).astype(np.float32)
     producer = {t: n for n in g.node for t in n.output}
+    if alpha:
+        smoothed = choose_smoothing(groups, arrays, stats, alpha, a_levels, w_levels, lifts, centers)
+    for x in [x for x in groups if x in smoothed or x in centers]:
+        sm = smoothed.get(x, np.ones(len(centers[x]) if x in centers else 0, np.float32))
+        for n in groups[x]:
+            arrays[n.input[1]] *= sm[:, None]
+        inv = (1.0 / sm).astype(np.float32)
+        if x in centers:  # a second LayerNorm gives (x - beta) / s: the smoothing's Mul is not needed
+            ln, p = made[x], f"{x}_rowq"
+            gamma = numpy_helper.to_array(inits[ln.input[1]]).astype(np.float32) * inv
+            g.initializer.extend(
+                [
+                    numpy_helper.from_array(gamma, f"{p}_gamma"),
+                    numpy_helper.from_array(np.zeros_like(gamma), f"{p}_beta"),
+                ]
+            )
+            centred = helper.make_node(
+                "LayerNormalization", [ln.input[0], f"{p}_gamma", f"{p}_beta"], [f"{p}_centred"], name=f"{p}/centre"
+            )
+            centred.attribute.extend(ln.attribute)
+            before[first[x]].append(centred)
+            source[x] = f"{p}_centred"
+            continue
+        v = _v_projection(producer, x, inits)
+        if v is not None and all(n in groups[x] for n in uses[x]):
+            # After an attention: context / s comes from V's columns, as the rows of P sum to 1.
+            qkv, bias = v
+            hidden = sm.shape[0]
+            arrays[qkv][:, 2 * hidden :] *= inv
+            b = numpy_helper.to_array(inits[bias]).copy()
+            b[2 * hidden :] *= inv
+            inits[bias].CopyFrom(numpy_helper.from_array(b, bias))
+            folded += 1
+            continue
+        p = f"{x}_rowq"
+        g.initializer.append(numpy_helper.from_array(inv, f"{p}_smooth_inv"))
+        before[first[x]].append(helper.make_node("Mul", [x, f"{p}_smooth_inv"], [f"{p}_smoothed"], name=f"{p}/smooth"))
+        source[x] = f"{p}_smoothed"
     shifted = 0
     if not int8:  # the smoothed float graph: each product reads the smoothed input with the scaled weights
         for x, mms in groups.items():
             for n in mms:
                 n.input[0] = source[x]
                 inits[n.input[1]].CopyFrom(numpy_helper.from_array(arrays[n.input[1]], n.input[1]))
+                if x in centers:
+                    _add_to_bias(
+                        inits, _output_bias(uses, n, inits), centers[x] / smoothed.get(x, 1.0) @ arrays[n.input[1]]
+                    )
     for x, mms in groups.items() if int8 else []:
         p, src = f"{x}_rowq", source[x]
         biases = [_bias_of(model, uses, n) for n in mms]
@@ -272,6 +298,8 @@ def quantize_rowwise(
                 b = numpy_helper.to_array(inits[corrected]).copy()
                 b += (mean @ (w - wq * w_scale)).astype(np.float32)  # an attention's bias: Q, K and V, as the product
                 inits[corrected].CopyFrom(numpy_helper.from_array(b.astype(np.float32), corrected))
+            if x in centers:  # the product reads x - beta: beta's share comes back through the bias
+                _add_to_bias(inits, _output_bias(uses, n, inits), centers[x] / smoothed.get(x, 1.0) @ (wq * w_scale))
             ins = [f"{p}_q", f"{name}_q", f"{p}_scale", f"{name}_scale", f"{p}_zero"]
             if weights == "u8":
                 g.initializer.append(numpy_helper.from_array((wq + 128).astype(np.uint8), f"{name}_q"))
@@ -308,26 +336,27 @@ def quantize_rowwise(
         "quantized_activations": len(groups),
         "smoothing_folded_into_v": folded,
         "gelu_outputs_from_zero": shifted,
+        "centred_layernorm_outputs": len(centers) if int8 else 0,
         "attentions_left_fused": kept_fused,
     }
 
 
-def _statistics(model, xs: list[str], feeds: list[dict]) -> dict[str, tuple[np.ndarray, Moments]]:
-    """Per activation in ``xs``: max |x| per channel and its moments over ``feeds``' real (unpadded) tokens."""
-    from .gptq import Moments
+def _output_bias(uses: dict, matmul, inits: dict) -> str | None:
+    """The constant bias added to ``matmul``'s output: an Add's, a BiasGelu's, or an unfused attention's."""
+    readers = uses.get(matmul.output[0], [])
+    if len(readers) == 1 and readers[0].op_type in ("Add", "BiasGelu"):
+        bias = next((t for t in readers[0].input if t != matmul.output[0]), None)
+        return bias if bias in inits and len(inits[bias].dims) == 1 else None
+    return _attention_bias(uses, matmul, inits)
 
-    out: dict[str, tuple[np.ndarray, Moments]] = {x: (np.zeros(0), Moments()) for x in xs}
-    for feed, values in zip(feeds, run_with_outputs(model, xs, feeds)):
-        keep = feed.get("attention_mask")
-        for x, v in zip(xs, values):
-            rows = v.reshape(-1, v.shape[-1])
-            if keep is not None and rows.shape[0] == keep.size:
-                rows = rows[keep.reshape(-1).astype(bool)]
-            m = np.abs(rows).max(0)
-            amax, moments = out[x]
-            moments.add(rows)
-            out[x] = (np.maximum(amax, m) if amax.size else m, moments)
-    return out
+
+def _add_to_bias(inits: dict, name: str | None, delta: np.ndarray) -> None:
+    from onnx import numpy_helper
+
+    if name is None:
+        raise ValueError("no bias to carry the centring's offset")
+    b = numpy_helper.to_array(inits[name]).astype(np.float64) + delta
+    inits[name].CopyFrom(numpy_helper.from_array(b.astype(np.float32), name))
 
 
 def _attention_bias(uses: dict, matmul, inits: dict) -> str | None:
@@ -339,55 +368,6 @@ def _attention_bias(uses: dict, matmul, inits: dict) -> str | None:
     if len(mha) != 1 or mha[0].op_type != "MultiHeadAttention" or len(mha[0].input) < 4:
         return None
     return mha[0].input[3] if mha[0].input[3] in inits else None
-
-
-def _smoothing(
-    groups: dict, arrays: dict, stats: dict, alpha: float | Sequence[float], a_levels: int, w_levels: int, lifts: set
-) -> dict[str, np.ndarray]:
-    """SmoothQuant's s_j = max|X_j|^alpha / max|W_j|^(1-alpha) per quantized activation X (``stats``' maxima).
-    With several alphas, each X takes the one whose simulated product errs least on the calibration rows (an
-    alpha of 0 leaves X as it is, and is left out of the result)."""
-    alphas = [float(alpha)] if isinstance(alpha, (int, float)) else [float(a) for a in alpha]
-    out = {}
-    for x, mms in groups.items():
-        ws = [arrays[n.input[1]] for n in mms]
-        w_max = np.max([np.abs(w).max(1) for w in ws], axis=0)
-        amax = np.maximum(stats[x][0], 1e-5)
-        candidates = {a: (amax**a / np.maximum(w_max, 1e-5) ** (1 - a)).astype(np.float32) for a in alphas if a}
-        if len(alphas) > 1:
-            rows = stats[x][1].sample()
-            errors = {a: _product_error(rows, ws, candidates.get(a), a_levels, w_levels, x in lifts) for a in alphas}
-            best = min(alphas, key=errors.__getitem__)
-        else:
-            best = alphas[0]
-        if best:
-            out[x] = candidates[best]
-    return out
-
-
-def _product_error(
-    rows: np.ndarray, ws: list[np.ndarray], s: np.ndarray | None, a_levels: int, w_levels: int, lift: bool
-) -> float:
-    """Squared error of the simulated int8 products ``rows @ ws`` with smoothing scales ``s`` (None: none)."""
-    lift = lift and s is None  # a smoothed GELU output is no longer >= GELU_MIN: it is quantized symmetrically
-    s = np.ones(rows.shape[1], np.float32) if s is None else s
-    xq = _fake_rows(rows / s, a_levels, lift=lift)
-    return sum(float(((xq @ _fake_weights(w * s[:, None], w_levels) - rows @ w) ** 2).sum()) for w in ws)
-
-
-def _fake_rows(x: np.ndarray, levels: int, lift: bool) -> np.ndarray:
-    """``x`` as the graph's per-row quantize gives it back (symmetric; from GELU_MIN over 255 steps if ``lift``)."""
-    if lift:
-        shifted = x - GELU_MIN
-        scale = np.maximum(shifted.max(1, keepdims=True), 1e-12) / 255
-        return np.round(shifted / scale) * scale + GELU_MIN
-    scale = np.maximum(np.abs(x).max(1, keepdims=True), 1e-12) / levels
-    return np.round(x / scale) * scale
-
-
-def _fake_weights(w: np.ndarray, levels: int) -> np.ndarray:
-    scale = np.maximum(np.abs(w).max(0), 1e-12) / levels
-    return np.clip(np.round(w / scale), -levels, levels) * scale
 
 
 def _v_projection(producer: dict, x: str, inits: dict) -> tuple[str, str] | None:

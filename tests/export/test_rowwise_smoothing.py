@@ -47,8 +47,8 @@ def test_gptq_rounding_beats_nearest_on_correlated_inputs():
         gptq_round(w, scale[:3], x.T @ x)
 
 
-@pytest.mark.parametrize("alpha", [0.5, SEARCH])
-def test_smoothing_folded_is_exact_in_float(artifact, alpha):
+@pytest.mark.parametrize("alpha, center", [(0.5, False), (SEARCH, False), (0.5, True)])
+def test_smoothing_folded_is_exact_in_float(artifact, alpha, center):
     """The smoothing alone (``int8=False``): the scales folded into each attention's V projection and the Muls
     before the other products give the original graph's outputs within 1e-5 of their scale."""
     import onnx
@@ -57,10 +57,12 @@ def test_smoothing_folded_is_exact_in_float(artifact, alpha):
     feeds = _feeds(src, sorted(set(CORPUS)))
     original = onnx.load(str(src / "model_optimized.onnx"))
     smoothed = onnx.load(str(src / "model_optimized.onnx"))
-    done = quantize_rowwise(smoothed, feeds, alpha, int8=False)
+    done = quantize_rowwise(smoothed, feeds, alpha, int8=False, center=center)
     attentions = sum(n.op_type == "Attention" for n in original.graph.node)
     if alpha == 0.5:
         assert done["smoothing_folded_into_v"] == attentions > 0
+    if center:  # LayerNorm outputs read by weight products with a bias (the first attention's is not a LayerNorm's)
+        assert sum(n.name.endswith("/centre") for n in smoothed.graph.node) >= 2
     assert done["int8_matmuls"] == 0
     assert "MultiHeadAttention" in [n.op_type for n in smoothed.graph.node]
     for a, b in zip(_run(original, feeds), _run(smoothed, feeds)):
