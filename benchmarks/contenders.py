@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from onnxpipe.graph_nodes import node_counts
 from onnxpipe.session import Session
 
 from .peers import load_ctranslate2, load_openvino
@@ -100,7 +101,10 @@ def onnxpipe_loader(variant: str) -> Callable[[Spec], Runner]:
         import onnxpipe
 
         pipe = onnxpipe.pipeline(model=spec.artifact, variant=variant, threads=spec.threads)
-        return onnxpipe_runner(pipe, spec)
+        runner = onnxpipe_runner(pipe, spec)
+        nodes, in_float = node_counts(pipe.model_path)  # what batch 1 pays per node; int8's float fallbacks
+        runner.note = f"{variant}: {pipe.model_path.name}, {nodes} nodes, {in_float} weight products left in float"
+        return runner
 
     return load
 

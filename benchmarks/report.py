@@ -118,9 +118,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {_f(r['agreement'] and 100 * r['agreement'], '.2f')}{'%' if r['agreement'] else ''} "
             f"| {_f(r['gap'], '.1e')} | {'–' if flips is None else f'{flips} / {gap:.1e}'} |"
         )
-    ran = [(n, r["note"]) for n, r in result["contenders"].items() if r["group"] == "peer" and r.get("note")]
-    if ran:  # each peer at its own best settings for each pass (bench.peers): say which
-        lines += ["", "How the peers ran:", ""] + [f"- {name}: {note}" for name, note in ran]
+    for group, title in (("onnxpipe", "onnxpipe's graphs"), ("peer", "How the peers ran")):
+        # onnxpipe: each variant's file and node count; peers: the settings each ran at its best (bench.peers)
+        notes = [(n, r["note"]) for n, r in result["contenders"].items() if r["group"] == group and r.get("note")]
+        lines += (["", f"{title}:", ""] + [f"- {name}: {note}" for name, note in notes]) if notes else []
     lines += ["", "Targets, best onnxpipe variant by batch-1 p50:", ""]
     lines += [f"- {'✓' if ok else '✗'} {text}" for ok, text in targets(result)]
     return "\n".join(lines)

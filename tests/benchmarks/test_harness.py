@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 import onnxpipe
@@ -91,6 +93,7 @@ def test_figures(result, artifact):
 
 
 def test_reports(result, tmp_path):
+    artifact = Path(result["artifact"])
     paths = report.write_all(result, tmp_path)
     data = json.loads(paths["json"].read_text())
     assert data["machine"]["cores"] >= 1 and "versions" in data["machine"]
@@ -101,6 +104,8 @@ def test_reports(result, tmp_path):
     assert "| pytorch fp32 |" in md and "1.0× [1.0–1.0]" in md  # the reference against itself, every block
     assert "each in a process of its own" in md and "this run's noise" in md
     assert "| ctranslate2 int8 | missing: not installed" in md
+    graph = onnx.load(str(artifact / "model_quantized.onnx")).graph  # the int8 variant's node count, as onnx reads it
+    assert f"- onnxpipe int8: int8: model_quantized.onnx, {len(graph.node)} nodes, " in md
     assert "Targets" in md and ("✓" in md or "✗" in md)
     # Which variant the runtime itself runs here, and why (the tests pin the manifest's: ONNXPIPE_TUNE=0).
     choice = data["variant_choice"]
