@@ -5,9 +5,9 @@
 
 ``--candidates search`` (the default, about 15 minutes) is the search that chose the default: 14 static settings,
 then the nodes that hurt most kept in float, then the all-int8 ``rowwise`` mode (per-row activation scales,
-nothing in float) with and without smoothing. ``compare`` scores only the default's own recipe, the same static
-settings with nothing in float, and ``rowwise``: the rows of the README's rowwise table, in a few minutes. Every
-row records its graph's node count and its weight products left in float (what batch 1 pays, and the fallbacks);
+nothing in float) with and without smoothing, weights rounded to nearest or by GPTQ. ``compare`` scores only the
+default's own recipe, the same static settings with nothing in float, and ``rowwise`` without smoothing (nearest
+and GPTQ rounding): the rows of the README's rowwise table, in a few minutes. Every row records its graph's node count and its weight products left in float (what batch 1 pays, and the fallbacks);
 ``report_recipes`` reports the rows on dev with their speed.
 
 ARTIFACT is the built default model (``onnxpipe export --default OUT``); its fused fp32 graph is the reference
@@ -44,21 +44,28 @@ CANDIDATES = [
     for a in (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
 ]
 # All-int8 with per-row activation scales (export/rowwise.py): no calibrated range, nothing kept in float.
-ROWWISE = [{"mode": "rowwise", "alpha": 0.0, "method": "minmax"}, {"mode": "rowwise", "alpha": 0.5, "method": "minmax"}]
+# GPTQ rounding (export/gptq.py): each weight rounded to keep its product's output on the calibration text.
+ROWWISE = [
+    {"mode": "rowwise", "alpha": 0.0, "method": "minmax"},
+    {"mode": "rowwise", "alpha": 0.0, "method": "minmax", "rounding": "gptq"},
+    {"mode": "rowwise", "alpha": 0.5, "method": "minmax"},
+]
 
 
 def compare_candidates() -> list[dict]:
-    """The default's recipe as built, its settings with every node int8, and rowwise without smoothing."""
+    """The default's recipe as built, its settings with every node int8, and rowwise without smoothing (weights
+    rounded to nearest, and by GPTQ)."""
     from . import DEFAULT_INT8
 
     static = {"mode": "static", "alpha": DEFAULT_INT8.alpha or 0.0, "method": DEFAULT_INT8.method}
-    return [{**static, "exclude": list(DEFAULT_INT8.exclude)}, static, ROWWISE[0]]
+    return [{**static, "exclude": list(DEFAULT_INT8.exclude)}, static, *ROWWISE[:2]]
 
 
 def describe(row: dict) -> str:
     """A row as the tables name it: mode, smoothing, ranges (static only), nodes kept in float by name."""
     what = f"{row.get('mode', 'static')}, smoothing {row['alpha'] or 0}"
     what += f", {row['method']}" if row.get("mode", "static") == "static" else ""
+    what += f", {row['rounding']} rounding" if row.get("rounding", "nearest") != "nearest" else ""
     return what + (f", {len(row['exclude'])} kept in float" if row.get("exclude") else "")
 
 
@@ -101,6 +108,7 @@ class Quantizer:
             alpha=row["alpha"] or None,
             method=row["method"],
             exclude=row.get("exclude", ()),
+            **({"rounding": row["rounding"]} if row.get("rounding", "nearest") != "nearest" else {}),
         )
         return dst
 

@@ -35,7 +35,12 @@ def test_compare_chooses_on_train_and_reports_every_row(artifact, tmp_path, caps
     table = tmp_path / "recipes.json"
     recipe.main([str(art), "--data", str(data), "--candidates", "compare", "--selection", "30", "--out", str(table)])
     rows = json.loads(table.read_text())["rows"]
-    assert [r["mode"] for r in rows] == ["static", "static", "rowwise"]
+    assert [(r["mode"], r.get("rounding", "nearest")) for r in rows] == [
+        ("static", "nearest"),
+        ("static", "nearest"),
+        ("rowwise", "nearest"),
+        ("rowwise", "gptq"),
+    ]
     assert rows[0]["exclude"] and not rows[1].get("exclude")
     assert rows[0]["float_products"] > rows[1]["float_products"]  # the default's recipe keeps products in float
     chosen = json.loads(table.read_text())["chosen"]
