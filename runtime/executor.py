@@ -61,7 +61,8 @@ class Work:
     fail: Callable[[BaseException], None] | None = None
 
 
-# observe(the run's feature indices (over all items' features, in order), the graph's outputs, its seconds)
+# observe(the run's feature indices (over all items' features, in order), the graph's outputs, its seconds),
+# called once the run's rows are postprocessed and its finished items answered
 Observer = Callable[[list[int], Outputs, float], None]
 
 
@@ -88,8 +89,7 @@ def execute(
     for idx in chunks([f.length for f in features], size, slack):
         t0 = time.perf_counter()
         outputs = session.run(encoder.collate([features[i].encoding for i in idx]))
-        if observe is not None:
-            observe(idx, outputs, time.perf_counter() - t0)
+        run_s = time.perf_counter() - t0
         for k, rows in _by_item(idx, owner):
             if failed[k]:
                 continue
@@ -109,6 +109,8 @@ def execute(
             left[k] -= len(rows)
             if left[k] == 0 and item.answer is not None:
                 item.answer(values[k])
+        if observe is not None:  # after the run's answers: the server hands them over once per run from here
+            observe(idx, outputs, run_s)
     return values
 
 

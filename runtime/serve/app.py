@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import OnnxPipeError
+from .fast import Direct
 from .guard import Guard
 from .model_routes import router as model_router
 from .openai_routes import router as openai_router
@@ -61,7 +62,7 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         param: str | None = None,
     ) -> JSONResponse:
         """An error in its route family's shape (OpenAI's on its routes), counted by kind."""
-        metrics.failures.labels(kind).inc()
+        metrics.of(metrics.failures, kind).inc()
         path = request.url.path
         request_id = request.scope.get("request_id") if status >= 500 else None
         return JSONResponse(
@@ -95,6 +96,7 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     app.include_router(router)
     app.include_router(openai_router)
     app.include_router(model_router)
+    app.add_middleware(Direct, fastapi=app)  # inside the Guard: the traffic routes without FastAPI's overhead
     app.add_middleware(Guard, settings=server.settings, metrics=metrics, known=route_paths(app))
     return app
 

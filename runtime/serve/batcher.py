@@ -1,13 +1,15 @@
-"""Micro-batching by a padded-token budget: requests' features gathered into one graph run, one thread.
+"""Micro-batching by a padded-token budget: requests gathered into graph runs by one inference thread.
 
-Callers read and featurize a request off the event loop (:meth:`Pipeline.read`, :meth:`Pipeline.featurize`),
-then ``submit`` the plan; the batcher only decides which requests share a call of the one executor
-(:mod:`onnxpipe.executor`). One inference thread takes the oldest request, then every request already waiting while
-the batch stays within ``max_batch_tokens`` (longest × count, what padding costs) and
-``max_batch_requests``; it waits up to ``max_wait_ms`` for more only while requests are still arriving,
-so a lone request on an idle server runs at once. Each request's rows are postprocessed with its own
-parameters and handed back to its own future: a caller only ever sees its own results, and with a
-batch-invariant variant they equal the in-process pipeline's.
+Callers read a request on the event loop (:meth:`Pipeline.read`: parsing and validation) and ``submit`` the
+plan; the inference thread does the rest. It takes the oldest request, then every request already waiting (up
+to ``max_batch_requests``; it waits up to ``max_wait_ms`` for more only while requests are still arriving, so a
+lone request on an idle server runs at once), tokenizes them together (one ``encode_batch`` per task and
+parameters: tokenizers runs it in parallel, without the GIL, and no request pays a thread hop of its own), then
+keeps the oldest within ``max_batch_tokens`` (longest × count, what padding costs); the rest open the next
+batch. The batch goes through the one executor (:mod:`onnxpipe.executor`); each request's rows are
+postprocessed with its own parameters, and the requests a graph run finishes are handed to the event loop in
+one wake-up, as soon as that run is done: a caller only ever sees its own results, and with a batch-invariant
+variant they equal the in-process pipeline's.
 
 Hand-written because no serving library batches by tokens across callers for an onnxruntime graph
 (TEI does so in Rust for its own models; Ray Serve and Triton batch by request count).
@@ -16,15 +18,20 @@ Hand-written because no serving library batches by tokens across callers for an 
 from __future__ import annotations
 
 import asyncio
+import copy
 import queue
 import threading
 import time
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from ..arrays import Outputs
 from ..executor import execute
+from ..inputs import INPUT_ERRORS
 from ..pipeline import Feature, Pipeline, Plan
 from .metrics import Metrics
 
@@ -38,11 +45,15 @@ class Job:
     plan: Plan[Any]
     pipe: Pipeline[
         Any, Any, Any
-    ]  # the task that postprocesses (a model's graph may serve several: embeddings and features)
+    ]  # the task that tokenizes and postprocesses (a model's graph may serve several: embeddings and features)
     future: asyncio.Future[list[Any]]
     loop: asyncio.AbstractEventLoop
+    check: Callable[[Plan[Any]], None] | None = None  # the caller's test of the tokenized plan (truncate=false)
     queued_at: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
+    tokenized: bool = False
+    failed: bool = False
+    tokenize_s: float = 0.0
     queue_s: float = 0.0
     inference_s: float = 0.0
     batch_requests: int = 0
@@ -78,16 +89,22 @@ class Batcher:
         self.thread = threading.Thread(target=self._loop, name=f"onnxpipe-infer-{model}", daemon=True)
         self.thread.start()
 
-    async def submit(self, plan: Plan[Any], pipe: Pipeline[Any, Any, Any] | None = None) -> tuple[list[Any], Job]:
-        """The plan's per-feature values (``pipe``'s postprocess, with the plan's own parameters), once its rows
-        have run in some batch; ``pipe.complete(plan, values)`` is the request's answer."""
+    async def submit(
+        self,
+        plan: Plan[Any],
+        pipe: Pipeline[Any, Any, Any] | None = None,
+        check: Callable[[Plan[Any]], None] | None = None,
+    ) -> tuple[list[Any], Job]:
+        """The plan's per-feature values (``pipe``'s postprocess, with the plan's own parameters), once it is
+        tokenized (``check`` may then refuse it: its exception is the caller's) and its rows have run in some
+        batch; ``pipe.complete(plan, values)`` is the request's answer."""
         if self.queue.qsize() >= self.max_queue:
             raise QueueFull(f"the queue holds {self.max_queue} requests already")
         loop = asyncio.get_running_loop()
-        job = Job(plan, pipe or self.pipe, loop.create_future(), loop)
+        job = Job(plan, pipe or self.pipe, loop.create_future(), loop, check)
         self.queue.put(job)
         if self.metrics:
-            self.metrics.queue_depth.labels(self.model).set(self.queue.qsize())
+            self.metrics.of(self.metrics.queue_depth, self.model).set(self.queue.qsize())
         try:
             return await asyncio.shield(job.future), job
         except asyncio.CancelledError:  # the caller timed out or left: never run (or answer) it
@@ -101,80 +118,175 @@ class Batcher:
 
     # -- the inference thread ------------------------------------------------------------------
     def _loop(self) -> None:
-        pending: Job | None = None
+        waiting: deque[Job] = deque()  # tokenized, past the last batch's token budget: first in the next
         stop = False
-        while not stop:
-            first = pending if pending is not None else self.queue.get()
-            pending = None
-            if first is None:
-                return
-            jobs = [first]
-            longest, count = first.tokens, len(first.features)
-            deadline = time.perf_counter() + self.max_wait
-            while len(jobs) < self.max_batch_requests:
-                try:
-                    nxt = self.queue.get_nowait()
-                except queue.Empty:
-                    # Nothing waiting: a lone request runs now; under traffic, wait a little for more.
-                    remaining = deadline - time.perf_counter()
-                    if len(jobs) == 1 or remaining <= 0:
-                        break
-                    try:
-                        nxt = self.queue.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                if nxt is None:
-                    stop = True
-                    break
-                if max(longest, nxt.tokens) * (count + len(nxt.features)) > self.max_batch_tokens:
-                    pending = nxt  # past the token budget: it opens the next batch
-                    break
-                jobs.append(nxt)
-                longest, count = max(longest, nxt.tokens), count + len(nxt.features)
+        while not stop or waiting:
+            jobs, stop = self._gather(waiting, stop)
+            self._tokenize([j for j in jobs if not j.tokenized and not j.cancelled])
+            jobs = [j for j in jobs if not j.cancelled and not j.failed]
+            batch = self._budget(jobs, waiting)
             if self.metrics:
-                self.metrics.queue_depth.labels(self.model).set(self.queue.qsize())
-            self._run([j for j in jobs if not j.cancelled])
-        if pending is not None:
-            self._run([pending])
+                self.metrics.of(self.metrics.queue_depth, self.model).set(self.queue.qsize() + len(waiting))
+            self._run(batch)
+
+    def _gather(self, waiting: deque[Job], stop: bool) -> tuple[list[Job], bool]:
+        """The next batch's candidates: jobs left from the last batch first, then the queue's, oldest first."""
+        jobs = [waiting.popleft() for _ in range(min(len(waiting), self.max_batch_requests))]
+        if stop:
+            return jobs, stop
+        if not jobs:
+            first = self.queue.get()
+            if first is None:
+                return [], True
+            jobs.append(first)
+        deadline = time.perf_counter() + self.max_wait
+        while len(jobs) < self.max_batch_requests:
+            try:
+                nxt = self.queue.get_nowait()
+            except queue.Empty:
+                # Nothing waiting: a lone request runs now; under traffic, wait a little for more.
+                remaining = deadline - time.perf_counter()
+                if len(jobs) == 1 or remaining <= 0:
+                    break
+                try:
+                    nxt = self.queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if nxt is None:
+                return jobs, True
+            jobs.append(nxt)
+        return jobs, stop
+
+    def _tokenize(self, jobs: list[Job]) -> None:
+        """Every job's features, one ``featurize`` call per (task, parameters) group; a group that an input
+        refuses is tokenized job by job, so a bad input fails its own request alone."""
+        groups: list[list[Job]] = []
+        for job in jobs:
+            group = next((g for g in groups if g[0].pipe is job.pipe and _same(g[0].plan.pre, job.plan.pre)), None)
+            if group is None:
+                groups.append([job])
+            else:
+                group.append(job)
+        for group in groups:
+            t0 = time.perf_counter()
+            try:
+                featurize_together(group[0].pipe, [j.plan for j in group])
+            except INPUT_ERRORS:
+                for job in group:
+                    self._guarded(job, partial(job.pipe.featurize, job.plan))
+            except Exception as e:  # a bug: every request of the group gets its 500
+                for job in group:
+                    self._fail(job, e)
+            share = (time.perf_counter() - t0) / len(group)
+            for job in group:
+                job.tokenized, job.tokenize_s = True, share
+                if job.check is not None and not job.failed:
+                    self._guarded(job, partial(job.check, job.plan))
+
+    def _guarded(self, job: Job, step: Callable[[], Any]) -> None:
+        try:
+            step()
+        except Exception as e:
+            self._fail(job, e)
+
+    def _budget(self, jobs: list[Job], waiting: deque[Job]) -> list[Job]:
+        """The oldest jobs whose features fit ``max_batch_tokens`` together (the first always runs); the rest
+        go back to the front of ``waiting``, in order."""
+        batch: list[Job] = []
+        longest = count = 0
+        for k, job in enumerate(jobs):
+            wider, more = max(longest, job.tokens), count + len(job.features)
+            if batch and wider * more > self.max_batch_tokens:
+                waiting.extendleft(reversed(jobs[k:]))
+                break
+            batch.append(job)
+            longest, count = wider, more
+        return batch
 
     def _run(self, jobs: list[Job]) -> None:
         """Run the jobs' features together through the one executor, each job's rows postprocessed with its own
-        parameters and answered as soon as its last row is computed: short requests leave before the long
-        ones' runs, and their clients can send again while the rest of the batch still runs (answering at the
-        end held every client for the whole batch)."""
+        parameters. A job is answered as soon as its last row is computed, and the answers a graph run
+        completes reach the event loop in one wake-up: short requests leave before the long ones' runs, and
+        their clients can send again while the rest of the batch still runs."""
         if not jobs:
             return
         started = time.perf_counter()
-        work = [
-            job.pipe.work(job.plan, partial(self._answer, job, started, len(jobs)), partial(self._fail, job))
-            for job in jobs
-        ]
-        features = [f for job in jobs for f in job.features]
+        ready: list[tuple[Job, list[Any] | None, BaseException | None]] = []
+
+        def answer(job: Job, values: list[Any]) -> None:
+            job.queue_s, job.inference_s = started - job.queued_at, time.perf_counter() - started
+            job.batch_requests = len(jobs)
+            ready.append((job, values, None))
+
+        def fail(job: Job, error: BaseException) -> None:  # one job's postprocess failed: that job alone
+            ready.append((job, None, error))
 
         def observe(idx: list[int], outputs: Outputs, run_s: float) -> None:
+            _hand_over(ready)
             if self.metrics:
-                self.metrics.batch_size.labels(self.model).observe(len(idx))
-                self.metrics.batch_tokens.labels(self.model).observe(len(idx) * max(features[i].length for i in idx))
+                self.metrics.of(self.metrics.batch_size, self.model).observe(len(idx))
+                self.metrics.of(self.metrics.batch_tokens, self.model).observe(
+                    len(idx) * max(features[i].length for i in idx)
+                )
 
+        work = [job.pipe.work(job.plan, partial(answer, job), partial(fail, job)) for job in jobs]
+        features = [f for job in jobs for f in job.features]
         try:
             execute(self.pipe.session, self.pipe.encoder, work, self.pipe.batch_size, observe)
         except BaseException as e:  # a graph failure answers every caller still waiting; the thread lives on
+            _hand_over(ready)
             for job in jobs:
                 job.loop.call_soon_threadsafe(_resolve, job.future, None, e)
+        _hand_over(ready)  # jobs with no features at all
 
-    @staticmethod
-    def _answer(job: Job, started: float, batched: int, values: list[Any]) -> None:
-        job.queue_s, job.inference_s, job.batch_requests = (
-            started - job.queued_at,
-            time.perf_counter() - started,
-            batched,
-        )
-        job.loop.call_soon_threadsafe(_resolve, job.future, values, None)
-
-    @staticmethod
-    def _fail(job: Job, error: BaseException) -> None:
-        """An error in one job's postprocess answers that job alone."""
+    def _fail(self, job: Job, error: BaseException) -> None:
+        job.failed = True
         job.loop.call_soon_threadsafe(_resolve, job.future, None, error)
+
+
+def featurize_together(pipe: Pipeline[Any, Any, Any], plans: list[Plan[Any]]) -> None:
+    """Tokenize plans that share a task and parameters as one call (one ``encode_batch``), then give each plan
+    its own features, owners counted from its own first input."""
+    if len(plans) == 1:
+        pipe.featurize(plans[0])
+        return
+    merged = copy.copy(plans[0])
+    merged.items = [item for plan in plans for item in plan.items]
+    merged.features = []
+    pipe.featurize(merged)
+    starts = [0]
+    for plan in plans:
+        plan.features = []
+        starts.append(starts[-1] + len(plan.items))
+    for f in merged.features:
+        k = bisect_right(starts, f.owner) - 1
+        f.owner -= starts[k]
+        plans[k].features.append(f)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Parameters equal (arrays among them compare unequal: such groups are simply not merged)."""
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _hand_over(ready: list[tuple[Job, list[Any] | None, BaseException | None]]) -> None:
+    """Resolve the finished jobs' futures, one wake-up per event loop."""
+    if not ready:
+        return
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, list[Any] | None, BaseException | None]]] = {}
+    for item in ready:
+        by_loop.setdefault(item[0].loop, []).append(item)
+    ready.clear()
+    for loop, items in by_loop.items():
+        loop.call_soon_threadsafe(_resolve_all, items)
+
+
+def _resolve_all(items: list[tuple[Job, list[Any] | None, BaseException | None]]) -> None:
+    for job, values, error in items:
+        _resolve(job.future, values, error)
 
 
 def _resolve(future: asyncio.Future[list[Any]], values: Any, error: BaseException | None) -> None:

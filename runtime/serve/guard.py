@@ -54,8 +54,8 @@ class Guard:
             )
         if refusal:
             status, message, kind = refusal
-            self.metrics.failures.labels(kind).inc()
-            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.of(self.metrics.failures, kind).inc()
+            self.metrics.of(self.metrics.requests, route, str(status)).inc()
             drained = await drain(receive, self.drain_cap)
             refused = {"x-request-id": request_id, **({} if drained else {"connection": "close"})}
             await JSONResponse(error_body(path, status, message, kind), status_code=status, headers=refused)(
@@ -95,12 +95,12 @@ class Guard:
             log.error("request %s (%s %s) failed", request_id, scope["method"], path, exc_info=e)
             if started["yes"]:
                 raise  # the answer is half sent: only closing the connection can say it failed
-            self.metrics.failures.labels("internal").inc()
+            self.metrics.of(self.metrics.failures, "internal").inc()
             message = f"internal error (request id {request_id}); the server log has its traceback"
             body = error_body(path, 500, message, "internal", request_id=request_id)
             await JSONResponse(body, status_code=500, headers={"x-request-id": request_id})(scope, receive, send)
         finally:
-            self.metrics.requests.labels(route, str(code["status"])).inc()
+            self.metrics.of(self.metrics.requests, route, str(code["status"])).inc()
 
 
 async def drain(receive: Receive, cap: int) -> bool:

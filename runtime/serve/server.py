@@ -1,6 +1,6 @@
 """The server's state and the one path every route's request takes: read (the Python call's parsing, under the
-input limit) → featurize (the tokenizer thread) → the model's batcher → complete, each step bounded by the
-request timeout. Routes (:mod:`.routes`) only translate their request shape into a call and back."""
+input limit) → the model's batcher (tokenize with the rest of its batch, run, postprocess) → complete, bounded
+by the request timeout. Routes (:mod:`.routes`) only translate their request shape into a call and back."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
@@ -66,11 +67,10 @@ class Server:
         self.default = next(iter(self.served))
         self.ready: bool = False
         self.error: str | None = None
-        # Tokenization off the event loop, in one thread of its own: a request's text is a fraction of a
-        # millisecond of work, and a pool of many threads (Starlette's 40) only adds GIL hand-offs under load.
+        # /tokenize's work off the event loop, in one thread of its own (the model routes tokenize in the
+        # batcher, a batch at a time); a pool of many threads (Starlette's 40) only adds GIL hand-offs.
         self.tokenizer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxpipe-tokenize")
-        # explain runs its own graph runs (it shows their outputs): one at a time, beside the batcher, never
-        # holding up the tokenizer thread.
+        # explain runs its own graph runs (it shows their outputs): one at a time, beside the batcher.
         self.explain_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxpipe-explain")
 
     # -- life ---------------------------------------------------------------------------------
@@ -183,30 +183,24 @@ class Server:
             plan.pre = plan.pre.cut_from(direction)
         if not plan.items:
             return pipe.complete(plan, []), {}
-        await self.in_pool(self.tokenizer_pool, pipe.featurize, plan)
-        if not truncate and any(f.encoding.overflowing for f in plan.features):
-            raise HTTPError(
-                422,
-                f"an input is longer than the model's {pipe.token_limit} tokens and truncate is false",
-                "too_long",
-            )
-        t_tok = time.perf_counter() - t0
         assert served.batcher is not None
-        try:
-            values, job = await asyncio.wait_for(served.batcher.submit(plan, pipe), self.settings.timeout_s)
+        try:  # the batcher tokenizes (with the other requests of its batch), checks, runs and postprocesses
+            check = None if truncate else partial(self.refuse_overlong, pipe)
+            values, job = await asyncio.wait_for(served.batcher.submit(plan, pipe, check), self.settings.timeout_s)
             result = pipe.complete(plan, values)
-        except INPUT_ERRORS as e:  # what only the model's outputs can show (a vector size the options do not fit)
+        except INPUT_ERRORS as e:  # a bad text, or what only the model's outputs can show (a vector size)
             raise HTTPError(422, str(e), "bad_input") from None
         except QueueFull as e:
             raise HTTPError(429, f"{e}: retry shortly", "queue_full", {"Retry-After": "1"}) from None
         except asyncio.TimeoutError:
             raise HTTPError(504, f"no answer within {self.settings.timeout_s:g} s", "timeout") from None
+        t_tok = job.tokenize_s
         for hist, value in (
             (self.metrics.tokenization, t_tok),
             (self.metrics.queue, job.queue_s),
             (self.metrics.inference, job.inference_s),
         ):
-            hist.labels(served.name).observe(value)
+            self.metrics.of(hist, served.name).observe(value)
         headers = {
             "x-tokenization-time": f"{t_tok * 1e3:.3f}",
             "x-queue-time": f"{job.queue_s * 1e3:.3f}",
@@ -217,6 +211,16 @@ class Server:
             "x-prompt-tokens": str(plan.tokens),
         }
         return result, headers
+
+    @staticmethod
+    def refuse_overlong(pipe: Pipeline[Any, Any, Any], plan: Plan[Any]) -> None:
+        """TEI's truncate=false: an input past the model's limit is refused, not cut."""
+        if any(f.encoding.overflowing for f in plan.features):
+            raise HTTPError(
+                422,
+                f"an input is longer than the model's {pipe.token_limit} tokens and truncate is false",
+                "too_long",
+            )
 
     def info(self) -> dict[str, Any]:
         from .. import __version__

@@ -1,0 +1,121 @@
+"""The traffic routes' lean path (issue 29): requests queued together are tokenized together and still each get
+exactly their own answer (or their own refusal); the routes that skip FastAPI's machinery are the declared ones,
+and what that path does not take keeps FastAPI's answer; responses read back as what ``json.dumps`` writes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from starlette.responses import JSONResponse
+
+import onnxpipe
+from onnxpipe.serve.app import Settings, create_app
+from onnxpipe.serve.fast import Direct
+from onnxpipe.serve.routes import Answer
+
+from .test_app import Gate, ready
+
+
+@pytest.fixture(scope="module")
+def client(artifact):
+    models = {"sst": artifact("bert", "single", quantize="int8"), "emb": artifact("bert", "base")}
+    with TestClient(create_app(models, Settings(max_batch_requests=16))) as c:
+        yield ready(c)
+
+
+def queued_together(client, served, calls):
+    """Run ``calls`` (functions of no argument) while the graph is held, so all of them wait in the queue and
+    are gathered into one batch when it opens; the first call is the one that holds the graph."""
+    gate = Gate(served.pipe.session)
+    served.pipe.session = gate
+    threads = [threading.Thread(target=c) for c in calls]
+    try:
+        threads[0].start()
+        assert gate.entered.wait(60)
+        for t in threads[1:]:
+            t.start()
+        for _ in range(1200):  # a count, not a time: every other call is queued
+            if served.batcher.queue.qsize() == len(calls) - 1:
+                break
+            time.sleep(0.05)
+        assert served.batcher.queue.qsize() == len(calls) - 1
+        gate.open.set()
+        for t in threads:
+            t.join()
+    finally:
+        gate.open.set()
+        served.pipe.session = gate.engine
+
+
+def test_a_batch_tokenized_together_answers_each_request_its_own(client, artifact):
+    sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
+    served = client.app.state.server.served["sst"]
+    good = ["good film", ["a beautiful, moving film", "with a great cast"], "never again", "the food was bad"]
+    overlong = "word " * 600  # past the tiny model's 128 positions
+    got: dict[str, object] = {}
+
+    def post(key, body, route="/predict"):
+        def call():
+            content = json.dumps(body).encode()  # escaped: httpx's json= cannot send a lone surrogate
+            r = client.post(route, content=content, headers={"content-type": "application/json"})
+            got[key] = (r.status_code, r.json(), r.headers.get("x-batch-requests"))
+
+        return call
+
+    calls = [post("holder", {"inputs": "held"})]
+    calls += [post(f"good{i}", {"inputs": [g]}) for i, g in enumerate(good)]
+    calls.append(post("surrogate", {"inputs": "bad \ud800 text"}))  # read takes it; only the tokenizer refuses it
+    calls.append(post("too_long", {"inputs": overlong, "truncate": False}))
+    calls.append(post("cut", {"inputs": overlong}))
+    queued_together(client, served, calls)
+
+    for i, g in enumerate(good):
+        item = {"text": g[0], "text_pair": g[1]} if isinstance(g, list) else g
+        status, body, batched = got[f"good{i}"]
+        assert status == 200, body
+        assert body == [sst(item, top_k=None)]  # its own answer, as in-process (int8 is batch-invariant)
+        assert batched == "5"  # the four good ones and the overlong one that is cut shared the run
+    assert got["surrogate"][0] == 422 and "surrogate" in got["surrogate"][1]["error"]
+    assert got["too_long"][0] == 422 and got["too_long"][1]["error_type"] == "too_long"
+    assert got["cut"][0] == 200 and got["cut"][1] == sst(overlong, top_k=None)
+
+
+def test_the_traffic_routes_take_the_direct_path_and_the_rest_keep_fastapis_answer(client):
+    direct = Direct(None, client.app)._table()
+    assert {"/predict", "/embed", "/rerank", "/v1/embeddings", "/v1/pipeline"} <= set(direct)
+    assert not any("{" in path for path in direct)  # path parameters go through FastAPI
+    # Not JSON by its header: FastAPI reads it (a 422 in the family's shape), as before the direct path.
+    r = client.post("/predict", content=b'{"inputs": "good"}', headers={"content-type": "text/plain"})
+    assert r.status_code == 422 and r.json()["error_type"] == "validation"
+    # A body the model refuses goes to FastAPI replayed: FastAPI's words, naming the field.
+    r = client.post("/embed", json={"inputs": 5})
+    assert r.status_code == 422 and r.json()["error"].startswith("body.inputs")
+    # An error the endpoint raises is answered by the app's handler, with the route family's shape.
+    r = client.post("/v1/embeddings", json={"input": "x", "model": "nope"})
+    assert r.status_code == 404 and set(r.json()) == {"error"}
+    # A JSON content type with parameters is still JSON.
+    r = client.post(
+        "/embed", content=b'{"inputs": "good"}', headers={"content-type": "application/json; charset=utf-8"}
+    )
+    assert r.status_code == 200 and len(r.json()[0]) == 32
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [np.random.default_rng(0).standard_normal(384).astype(np.float32).tolist()],
+        [{"label": "POSITIVE", "score": 0.9968554973602295}, {"label": "NEGATIVE", "score": 1e-05}],
+        {"entity": "B-PER", "word": "zoë ☃ 🤗", "start": 0, "end": 3, "score": 2.5e-300, "big": 2**62},
+        [[{"index": 7, "value": 0.1}], [], None, True, 'q"uote\\ \n\t\u0001'],
+    ],
+)
+def test_answers_read_back_as_what_json_dumps_writes(value):
+    """orjson may spell a float otherwise (0.00001 for 1e-05), never another value: each reads back the same."""
+    ours, starlettes = json.loads(Answer(value).body), json.loads(JSONResponse(value).body)
+    assert ours == starlettes == value
+    assert json.dumps(ours) == json.dumps(starlettes)  # same types too (an int stays an int)
