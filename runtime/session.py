@@ -45,7 +45,9 @@ def check_threads(threads: int | None) -> int | None:
 class Session:
     """A CPU inference session that feeds the graph only the inputs it declares."""
 
-    def __init__(self, path: str | Path, threads: int | None = None, serving: bool = False):
+    def __init__(self, path: str | Path, threads: int | None = None, serving: bool = False, spin: bool | None = None):
+        """``serving``: no memory arena; ``spin``: whether idle intra-op threads spin for the next operator's work
+        (default: they do, except in a serving session)."""
         check_threads(threads)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -56,9 +58,11 @@ class Session:
         opts.log_severity_level = 3  # errors only: the optimizer's notices are not for users
         if serving:
             # The arena keeps the largest batch's buffers for the process's life: fine for a batch job, but a
-            # server seeing varied lengths grows with them. Spinning threads wait for work by burning cores
-            # that the server's event loop and tokenizer threads need between graph runs.
+            # server seeing varied lengths grows with them.
             opts.enable_cpu_mem_arena = False
+        if not (not serving if spin is None else spin):
+            # Spinning threads wait for work by burning cores that a server's event loop needs between graph
+            # runs; without it each operator wakes them (the server's --spin setting weighs the two).
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(

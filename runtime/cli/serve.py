@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +52,23 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
         models["default"] = ensure_default("text-classification")
     settings = Settings.from_arguments(a)
+    options: dict[str, Any] = {
+        "host": a.host,
+        "port": a.port,
+        "log_level": "info" if a.access_log else "warning",
+        "access_log": a.access_log,
+        "timeout_graceful_shutdown": int(settings.timeout_s) + 5,
+    }
     # uvicorn drains on SIGTERM / SIGINT: it stops accepting, answers what it accepted, then the app's
-    # shutdown lets the inference thread finish its queue.
-    uvicorn.run(
-        create_app(models, settings),
-        host=a.host,
-        port=a.port,
-        log_level="info" if a.access_log else "warning",
-        access_log=a.access_log,
-        timeout_graceful_shutdown=int(settings.timeout_s) + 5,
-    )
+    # shutdown lets the inference thread finish its queue (in every worker, with --workers).
+    if settings.workers == 1:
+        uvicorn.run(create_app(models, settings), **options)
+        return 0
+    from .. import load_artifact, tune
+    from ..serve.app import CONFIG_ENV, environment
+
+    for path in models.values():  # timed once here, not by N workers at once on the cores they share
+        tune.choose(load_artifact(path), settings.session_threads())
+    os.environ[CONFIG_ENV] = environment(models, settings)
+    uvicorn.run("onnxpipe.serve.app:from_environment", factory=True, workers=settings.workers, **options)
     return 0

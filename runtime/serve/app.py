@@ -10,8 +10,11 @@ path is :class:`.server.Server`'s; the door (key, body size) is :class:`.guard.G
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,22 @@ from .errors import HTTPError, error_body, openai_status
 from .server import Server
 from .settings import Settings
 
-__all__ = ["HTTPError", "Server", "Settings", "create_app"]
+__all__ = ["HTTPError", "Server", "Settings", "create_app", "from_environment"]
+
+# How `onnxpipe serve --workers N` hands each worker process its models and settings: uvicorn starts workers
+# from an import string, so the app is built again in each, from this variable.
+CONFIG_ENV = "ONNXPIPE_SERVE_CONFIG"
+
+
+def from_environment() -> FastAPI:
+    """The app of one worker process, as ``onnxpipe serve`` configured it (uvicorn's factory)."""
+    config = json.loads(os.environ[CONFIG_ENV])
+    return create_app(config["models"], Settings(**config["settings"]))
+
+
+def environment(models: dict[str, str | Path], settings: Settings) -> str:
+    """``from_environment``'s variable for these models and settings."""
+    return json.dumps({"models": {k: str(v) for k, v in models.items()}, "settings": asdict(settings)})
 
 
 def create_app(models: dict[str, str | Path], settings: Settings | None = None) -> FastAPI:

@@ -33,6 +33,7 @@ from ..arrays import Outputs
 from ..executor import execute
 from ..inputs import INPUT_ERRORS
 from ..pipeline import Feature, Pipeline, Plan
+from ..session import Engine
 from .metrics import Metrics
 
 
@@ -77,8 +78,13 @@ class Batcher:
         max_queue: int = 1024,
         metrics: Metrics | None = None,
         model: str = "default",
+        busy: Engine | None = None,
     ):
         self.pipe = pipe
+        # With ``busy`` (a spinning session of the same graph), a batch runs on it while more requests wait, and
+        # on the pipe's own (sleeping) session when the queue is empty: spinning saves each operator a thread
+        # wake-up, and an idle server should not burn the cores its event loop needs.
+        self.busy = busy
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_requests = max_batch_requests
         self.max_wait = max_wait_ms / 1000
@@ -125,9 +131,10 @@ class Batcher:
             self._tokenize([j for j in jobs if not j.tokenized and not j.cancelled])
             jobs = [j for j in jobs if not j.cancelled and not j.failed]
             batch = self._budget(jobs, waiting)
+            more = self.queue.qsize() + len(waiting)
             if self.metrics:
-                self.metrics.of(self.metrics.queue_depth, self.model).set(self.queue.qsize() + len(waiting))
-            self._run(batch)
+                self.metrics.of(self.metrics.queue_depth, self.model).set(more)
+            self._run(batch, self.busy if more and self.busy is not None else self.pipe.session)
 
     def _gather(self, waiting: deque[Job], stop: bool) -> tuple[list[Job], bool]:
         """The next batch's candidates: jobs left from the last batch first, then the queue's, oldest first."""
@@ -203,7 +210,7 @@ class Batcher:
             longest, count = wider, more
         return batch
 
-    def _run(self, jobs: list[Job]) -> None:
+    def _run(self, jobs: list[Job], session: Engine | None = None) -> None:
         """Run the jobs' features together through the one executor, each job's rows postprocessed with its own
         parameters. A job is answered as soon as its last row is computed, and the answers a graph run
         completes reach the event loop in one wake-up: short requests leave before the long ones' runs, and
@@ -232,7 +239,7 @@ class Batcher:
         work = [job.pipe.work(job.plan, partial(answer, job), partial(fail, job)) for job in jobs]
         features = [f for job in jobs for f in job.features]
         try:
-            execute(self.pipe.session, self.pipe.encoder, work, self.pipe.batch_size, observe)
+            execute(session or self.pipe.session, self.pipe.encoder, work, self.pipe.batch_size, observe)
         except BaseException as e:  # a graph failure answers every caller still waiting; the thread lives on
             _hand_over(ready)
             for job in jobs:

@@ -5,6 +5,7 @@ by the request timeout. Routes (:mod:`.routes`) only translate their request sha
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -80,20 +81,30 @@ class Server:
     def _load(self) -> None:
         from .. import load_artifact, pipeline
         from .. import tune
-        from ..session import Session, default_threads
+        from ..session import Session
 
         s = self.settings
+        threads = s.session_threads()
         try:
             for m in self.served.values():
                 artifact = load_artifact(m.path)
-                choice = tune.choose(artifact, s.threads or default_threads())  # the variant that pays here
-                artifact.verify(artifact.variant_file(choice.variant).name, "tokenizer.json")  # before loading
-                # Serving options: no memory arena (RSS would grow with lengths), no spinning threads.
-                engine = Session(artifact.variant_file(choice.variant), s.threads, serving=True)
+                choice = tune.choose(artifact, threads)  # the variant that pays here
+                graph = artifact.variant_file(choice.variant)
+                artifact.verify(graph.name, "tokenizer.json")  # before loading
+                # Serving sessions keep no memory arena (RSS would grow with lengths); --spin says which spin.
+                engine = Session(graph, threads, serving=True, spin=s.spin == "on")
+                busy = Session(graph, threads, serving=True, spin=True) if s.spin == "busy" else None
                 m.pipe = pipeline(model=m.path, variant=choice.variant, engine=engine, verify=False)
                 m.pipe.choice = choice
                 m.batcher = Batcher(
-                    m.pipe, s.max_batch_tokens, s.max_batch_requests, s.max_wait_ms, s.max_queue, self.metrics, m.name
+                    m.pipe,
+                    s.max_batch_tokens,
+                    s.max_batch_requests,
+                    s.max_wait_ms,
+                    s.max_queue,
+                    self.metrics,
+                    m.name,
+                    busy,
                 )
             self.ready = True
             models = ", ".join(f"{m.name}={m.path} ({m.loaded.task}, {m.loaded.variant})" for m in self.served.values())
@@ -227,6 +238,7 @@ class Server:
 
         return {
             "version": __version__,
+            "pid": os.getpid(),  # which worker answered, with --workers
             "ready": self.ready,
             "default_model": self.default,
             "models": {

@@ -9,8 +9,10 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 
-def _setting(default: Any, help: str, flag: str | None = None, kind: type = int) -> Any:
-    return field(default=default, metadata={"help": help, "flag": flag, "kind": kind})
+def _setting(
+    default: Any, help: str, flag: str | None = None, kind: type = int, choices: tuple[str, ...] | None = None
+) -> Any:
+    return field(default=default, metadata={"help": help, "flag": flag, "kind": kind, "choices": choices})
 
 
 @dataclass
@@ -31,7 +33,15 @@ class Settings:
     max_embeddings_inputs: int = _setting(2048, "inputs per /v1/embeddings request (OpenAI's limit)")
     max_body_bytes: int = _setting(2_000_000, "request body size in bytes, counted as read (chunked bodies too)")
     timeout_s: float = _setting(30.0, "seconds before a request gets 504", flag="--timeout", kind=float)
-    threads: int | None = _setting(None, "intra-op threads (default: every core this process may use)")
+    threads: int | None = _setting(None, "intra-op threads (default: every core this process may use, over --workers)")
+    spin: str = _setting(
+        "busy",
+        "onnxruntime's idle threads spin for work: 'on', 'off', or 'busy' (a spinning session while more requests "
+        "wait, a sleeping one when the queue is empty)",
+        kind=str,
+        choices=("busy", "on", "off"),
+    )
+    workers: int = _setting(1, "server processes sharing the port, each with its own session and threads")
     api_key: str | None = _setting(
         None,
         "require Authorization: Bearer KEY on every route but /health (default: $ONNXPIPE_API_KEY, if set)",
@@ -52,6 +62,7 @@ class Settings:
                 type=kind,
                 default=default,
                 help=meta["help"] + shown,
+                choices=meta["choices"],
             )
 
     @classmethod
@@ -59,6 +70,12 @@ class Settings:
         values = {f.name: getattr(args, f.name) for f in fields(cls)}
         values["api_key"] = values["api_key"] or os.environ.get("ONNXPIPE_API_KEY") or None
         return cls(**values)
+
+    def session_threads(self) -> int:
+        """Intra-op threads per worker: as set, else this process's cores shared out among the workers."""
+        from ..session import default_threads
+
+        return self.threads or max(1, default_threads() // self.workers)
 
     def public(self) -> dict[str, Any]:
         """What ``/info`` and the start-up line show: every setting but the key."""

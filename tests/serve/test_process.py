@@ -7,6 +7,7 @@ import concurrent.futures as cf
 import os
 import signal
 import threading
+import time
 
 import httpx
 import pytest
@@ -160,3 +161,29 @@ def test_tokenizer_options_a_client_chooses_keep_memory_bounded(server, artifact
     assert answers[7].json() == pipe(text, max_length=10, truncation="longest_first")
     print(f"distinct tokenizer options: RSS {before:.1f} MiB before, {after:.1f} MiB after 500 requests")
     assert after - before <= 120, (before, after)
+
+
+def test_workers_share_the_port_and_give_the_same_answers(server, artifact):
+    """--workers 2: two processes, each its own session, answer on one port, each exactly as in-process;
+    SIGTERM stops both."""
+    proc, url = server("--workers", "2", "--threads", "1")
+    pipe = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
+    texts = [f"worker {i}: " + "a fine, moving film " * (i % 5) for i in range(64)]
+    pids: set[int] = set()
+    with cf.ThreadPoolExecutor(16) as pool:
+
+        def call(text):
+            with httpx.Client(timeout=30) as client:  # a connection each: the kernel spreads them over workers
+                for _ in range(600):  # a worker still loading says 503 with Retry-After, as any client sees
+                    r = client.post(f"{url}/predict", json={"inputs": text})
+                    if r.status_code != 503:
+                        break
+                    time.sleep(0.1)
+                pids.add(client.get(f"{url}/info").json()["pid"])
+                return r.json()
+
+        answers = list(pool.map(call, texts))
+    assert answers == [pipe(t, top_k=None) for t in texts]
+    assert len(pids) == 2 and proc.pid not in pids  # both workers answered; the parent only supervises
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
