@@ -1,14 +1,16 @@
 """HTTP against the engine: ``onnxpipe serve`` under ``wrk`` beside the same model called in-process, each in a
 process of its own, on the same SST-2 dev sentences, in one run.
 
-    python -m onnxpipe.bench.serve_speed --data ../shared/data/sst2 [--seconds 10] [--clients 1,16,64]
+    python -m onnxpipe.bench.serve_speed --data ../shared/data/sst2 [--seconds 10] [--clients 1,16,64] \
+        [--serve-args '--spin on' --serve-args '--spin off' ...]
 
 For each default (sentiment on ``/predict``, embeddings on ``/embed``):
 - in-process: ``pipe(text)`` one sentence at a time (mean latency) and ``pipe(list)`` over all of them
   (sentences/s), the pipeline's defaults, in a fresh process;
 - over HTTP: ``wrk`` (Debian's ``wrk``: C, one thread, keep-alive) with C connections, each posting the next
   sentence as soon as its last answer arrives; requests/s, mean, p50 and p99 latency, non-2xx count.
-The two sides alternate pass by pass, so the machine's drift lands on both. The client is C because a Python
+The sides (in-process, then each server configuration) take turns within every pass, so the machine's drift
+lands on all of them. The client is C because a Python
 load generator costs about as much CPU per request as the server it measures, on the same 2 cores (locust's
 figures, ``serve_load``, are a floor for that reason). The issue's bar (README, "Serving at engine speed"):
 one caller within 0.5 ms of ``pipe(text)``, 16 and 64 callers at ≥ 0.85x ``pipe(list)``.
@@ -98,9 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", default="1,16,64", help="connection counts (default: 1,16,64)")
     p.add_argument("--passes", type=int, default=2, help="alternating passes (default: 2)")
     p.add_argument("--models", default=",".join(DEFAULTS), help=f"default: {','.join(DEFAULTS)}")
-    p.add_argument("--serve-args", default="", help="extra `onnxpipe serve` flags, e.g. '--workers 2'")
+    p.add_argument(
+        "--serve-args",
+        action="append",
+        help="a server configuration: extra `onnxpipe serve` flags, e.g. '--spin on' (repeatable: each is a "
+        "contender, all measured in turns within every pass; default: the defaults)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench-out"))
     a = p.parse_args(argv)
+    configs = a.serve_args or [""]
     if shutil.which("wrk") is None:
         p.error("wrk is not installed (Debian: apt-get install wrk)")
     a.out.mkdir(parents=True, exist_ok=True)
@@ -115,27 +123,29 @@ def main(argv: list[str] | None = None) -> int:
         task, route = DEFAULTS[name]
         artifact = ensure_default(task)
         local: list[dict] = []
-        http: dict[int, list[dict]] = {c: [] for c in clients}
+        http: dict[tuple[str, int], list[dict]] = {(k, c): [] for k in configs for c in clients}
         for _ in range(a.passes):
             local.append(inprocess(task, texts_file))
             print(json.dumps({"model": name, "in-process": local[-1]}), file=sys.stderr, flush=True)
-            proc, url = start(artifact, True, None, extra=tuple(a.serve_args.split()))
-            try:
-                wrk(url, route, bodies, script, max(clients), 3)  # warm: first runs allocate
-                for c in clients:
-                    http[c].append(wrk(url, route, bodies, script, c, a.seconds))
-                    print(json.dumps({"model": name, "clients": c, **http[c][-1]}), file=sys.stderr, flush=True)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
+            for config in configs:  # one server at a time: an idle one would still hold memory and threads
+                proc, url = start(artifact, True, None, extra=tuple(config.split()))
+                try:
+                    wrk(url, route, bodies, script, max(clients), 3)  # warm: first runs allocate
+                    for c in clients:
+                        r = wrk(url, route, bodies, script, c, a.seconds)
+                        http[config, c].append(r)
+                        print(json.dumps({"model": name, "server": config, "clients": c, **r}), file=sys.stderr)
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
         b1 = statistics.median(r["b1_mean_ms"] for r in local)
         per_s = statistics.median(r["list_per_s"] for r in local)
-        for c in clients:
-            runs = http[c]
+        for (config, c), runs in http.items():
             med = {k: statistics.median(r[k] for r in runs) for k in ("per_s", "mean_ms", "p50_ms", "p99_ms")}
             rows.append(
                 {
                     "model": name,
+                    "server": config or "defaults",
                     "route": route,
                     "clients": c,
                     "variant": local[0]["variant"],
@@ -149,20 +159,20 @@ def main(argv: list[str] | None = None) -> int:
             )
     (a.out / "serve_speed.json").write_text(json.dumps(rows, indent=1) + "\n")
     lines = [
-        "| model | route | callers | in-process | over HTTP | HTTP / in-process | p50 / p99 ms | non-2xx |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| model | server | route | callers | in-process | over HTTP | HTTP / in-process | p50 / p99 ms | non-2xx |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         if r["clients"] == 1:
             local_s = f"{r['inprocess_b1_mean_ms']:.2f} ms (`pipe(text)`)"
             http_s = f"{r['mean_ms']:.2f} ms"
-            gap = f"+{r['mean_ms'] - r['inprocess_b1_mean_ms']:.2f} ms"
+            gap = f"{r['mean_ms'] - r['inprocess_b1_mean_ms']:+.2f} ms"
         else:
             local_s = f"{r['inprocess_list_per_s']:.0f}/s (`pipe(list)`)"
             http_s = f"{r['per_s']:.0f}/s ({', '.join(f'{x:.0f}' for x in r['passes_per_s'])})"
             gap = f"{r['per_s'] / r['inprocess_list_per_s']:.2f}x"
         lines.append(
-            f"| {r['model']} ({r['variant']}) | `{r['route']}` | {r['clients']} | {local_s} | {http_s} | {gap} | "
+            f"| {r['model']} ({r['variant']}) | {r['server']} | `{r['route']}` | {r['clients']} | {local_s} | {http_s} | {gap} | "
             f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {r['non2xx']} |"
         )
     (a.out / "serve_speed.md").write_text("\n".join(lines) + "\n")
