@@ -119,3 +119,50 @@ def test_answers_read_back_as_what_json_dumps_writes(value):
     ours, starlettes = json.loads(Answer(value).body), json.loads(JSONResponse(value).body)
     assert ours == starlettes == value
     assert json.dumps(ours) == json.dumps(starlettes)  # same types too (an int stays an int)
+
+
+class Counting:
+    """An engine that counts its graph runs (and can hold the first one until the test opens it)."""
+
+    def __init__(self, engine, hold: bool = False):
+        self.engine, self.runs = engine, 0
+        self.open, self.entered = threading.Event(), threading.Event()
+        if not hold:
+            self.open.set()
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def run(self, feed):
+        self.runs += 1
+        self.entered.set()
+        assert self.open.wait(60)
+        return self.engine.run(feed)
+
+
+def test_spin_busy_runs_on_the_spinning_session_only_while_requests_wait(artifact):
+    import asyncio
+
+    from onnxpipe.serve.batcher import Batcher
+
+    sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
+    quiet = Counting(sst.session, hold=True)
+    busy = Counting(sst.session)
+    sst.session = quiet
+    batcher = Batcher(sst, max_batch_requests=1, busy=busy)  # one request per batch: the rest wait
+
+    async def run():
+        first = asyncio.ensure_future(batcher.submit(sst.read("held")))
+        await asyncio.get_running_loop().run_in_executor(None, quiet.entered.wait, 60)
+        rest = [asyncio.ensure_future(batcher.submit(sst.read(t))) for t in ("a", "b", "c")]
+        while batcher.queue.qsize() < 3:  # a count, not a time
+            await asyncio.sleep(0.01)
+        quiet.open.set()
+        return await asyncio.gather(first, *rest)
+
+    answers = asyncio.run(run())
+    batcher.close()
+    runs = (quiet.runs, busy.runs)
+    assert [values for values, _ in answers] == [sst.execute(sst.plan(t)) for t in ("held", "a", "b", "c")]
+    # "held" ran with the queue empty (quiet); "a" and "b" each with requests behind them (busy); "c" last (quiet).
+    assert runs == (2, 2)
