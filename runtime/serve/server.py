@@ -186,7 +186,7 @@ class Server:
         direction: str = "right",
         limit: tuple[int, str] | None = None,
     ) -> tuple[Any, dict[str, str]]:
-        """One request through read and featurize (a worker thread) → the batcher → complete, timed.
+        """One request through read → the batcher (tokenize, run, postprocess) → complete, timed.
         ``direction``: TEI's truncation_direction, which end of an overlong text is cut; ``limit``: see read."""
         t0 = time.perf_counter()
         plan = self.read(pipe, inputs, params, limit)
