@@ -59,7 +59,8 @@ class Pre:
 
     def cut_from(self, direction: str) -> Pre:
         """These parameters with overlong text cut from ``direction``'s end (TEI's ``truncation_direction``);
-        tasks that do not cut text at a limit (their windows or words need every token) refuse it."""
+        tasks without a :class:`Truncation` of their own (question answering's windows, zero-shot's hypotheses,
+        token classification's words) refuse it; TEI's routes, which take it, run only tasks that have one."""
         raise InputValueError(f"truncation_direction is not an option of this task, got {direction!r}")
 
 
