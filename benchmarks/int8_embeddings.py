@@ -259,8 +259,27 @@ def main(argv: list[str] | None = None) -> None:
         for k, v in timing(graphs, enc_t, args.rounds, args.threads).items():
             rows[k]["speed"] = v
             print(k, "speed (AVX2)", json.dumps(v))
+    print(markdown(rows, truth))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
+
+
+def markdown(rows: dict, truth: dict) -> str:
+    """The recipe table: train (chooses) and dev (reports), nodes, float products, speed ratios (AVX2)."""
+    ref = {k: 100 * truth[f"{k}_knn_reference"]["knn"] for k in ("train", "dev")}
+    out = [
+        f"| recipe | nodes | float products | train top-10 overlap | train kNN (s-t {ref['train']:.2f}%) "
+        f"| dev top-10 overlap | dev kNN (s-t {ref['dev']:.2f}%) | speed vs fp32 b1 / b32 (AVX2) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, r in rows.items():
+        speed = r.get("speed")
+        ratio = f"{speed['b1_ratio']:.2f}x / {speed['b32_ratio']:.2f}x" if speed else "–"
+        out.append(
+            f"| {name} | {r['nodes']} | {r.get('float', 'all')} | {r['train']['overlap']:.4f} | "
+            f"{100 * r['train']['knn']:.2f}% | {r['dev']['overlap']:.4f} | {100 * r['dev']['knn']:.2f}% | {ratio} |"
+        )
+    return "\n".join(out)
 
 
 def floats(model) -> int:
