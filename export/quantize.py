@@ -64,6 +64,7 @@ class Int8Options:
     method: str = "minmax"
     alpha: float | tuple[float, ...] | None = DEFAULT_ALPHA  # None or 0: no smoothing; several: rowwise picks one each
     rounding: str = "nearest"  # rowwise weights: "nearest" or "gptq" (calibrated)
+    center: bool = False  # rowwise: LayerNorm outputs quantized as (x - beta) / s (a second LayerNorm)
     isa: str = "auto"
     reduce_range: bool = False
     exclude: tuple[str, ...] = ()
@@ -288,6 +289,7 @@ def quantize_graph(
     isa: str = "auto",
     reduce_range: bool = False,
     rounding: str = "nearest",
+    center: bool = False,
 ) -> dict:
     """Write the int8 graph of ``src`` to ``dst``; returns the recipe for the manifest."""
     import onnx
@@ -303,9 +305,11 @@ def quantize_graph(
     if mode == "blockwise8":
         return {**recipe, **_blockwise8(src, dst, exclude)}
     if mode == "rowwise":
-        return {**recipe, **_rowwise(src, dst, feeds, calibration_name, alpha, exclude, cpu["isa"], rounding)}
+        return {**recipe, **_rowwise(src, dst, feeds, calibration_name, alpha, exclude, cpu["isa"], rounding, center)}
     if rounding != "nearest":
         raise ValueError(f"weight rounding {rounding!r} is for --quantize rowwise (mode {mode!r} rounds to nearest)")
+    if center:
+        raise ValueError(f"centring LayerNorm outputs is for --quantize rowwise, not {mode!r}")
     if not isinstance(alpha, (int, float, type(None))):
         raise ValueError(f"several smoothing strengths {alpha!r} are for --quantize rowwise, not {mode!r}")
 
@@ -375,6 +379,7 @@ def _rowwise(
     exclude: list[str],
     isa: str,
     rounding: str = "nearest",
+    center: bool = False,
 ) -> dict:
     import onnx
 
@@ -383,7 +388,9 @@ def _rowwise(
     model = onnx.load(str(src))
     weights = weight_type_for(isa)
     calibrated = bool(alpha) or rounding != "nearest"
-    done = quantize_rowwise(model, feeds if calibrated else None, alpha or None, set(exclude), weights, rounding)
+    done = quantize_rowwise(
+        model, feeds if calibrated else None, alpha or None, set(exclude), weights, rounding, center=center
+    )
     onnx.save(model, str(dst))
     return {
         **done,
@@ -391,6 +398,7 @@ def _rowwise(
         "activations": "uint8 symmetric per row (zero point 128), scale computed at run time",
         "smoothing_alpha": list(alpha) if isinstance(alpha, tuple) else alpha or None,
         "weight_rounding": rounding,
+        "centred_layernorm": center,
         "calibration": calibration if calibrated else None,
         "excluded": exclude,
     }

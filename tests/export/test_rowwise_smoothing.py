@@ -128,11 +128,14 @@ def test_quantize_graph_takes_the_rowwise_levers(artifact, tmp_path):
     feeds = _feeds(src, sorted(set(CORPUS)))
     recipe = quantize_graph(
         src / "model_optimized.onnx", tmp_path / "q.onnx", "rowwise", feeds=feeds, calibration_name="corpus",
-        alpha=SEARCH, rounding="gptq",
+        alpha=SEARCH, rounding="gptq", center=True,
     )  # fmt: skip
     assert recipe["weight_rounding"] == "gptq" and recipe["smoothing_alpha"] == list(SEARCH)
+    assert recipe["centred_layernorm"] is True and recipe["centred_layernorm_outputs"] >= 2
     assert recipe["calibration"] == "corpus" and recipe["attentions_left_fused"] == []
     with pytest.raises(ValueError, match="weight rounding 'gptq' is for --quantize rowwise"):
         quantize_graph(src / "model_optimized.onnx", tmp_path / "s.onnx", "static", feeds=feeds, rounding="gptq")
+    with pytest.raises(ValueError, match="centring LayerNorm outputs is for --quantize rowwise"):
+        quantize_graph(src / "model_optimized.onnx", tmp_path / "s.onnx", "static", feeds=feeds, center=True)
     with pytest.raises(ValueError, match="several smoothing strengths"):
         quantize_graph(src / "model_optimized.onnx", tmp_path / "s.onnx", "static", feeds=feeds, alpha=SEARCH)
