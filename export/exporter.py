@@ -13,7 +13,7 @@ from pathlib import Path
 
 from onnxpipe.artifact import load_artifact
 from onnxpipe.session import Session
-from onnxpipe.tasks import TASKS, TaskSpec, canonical_task
+from onnxpipe.tasks import DEFAULT_TASK, TASKS, TaskSpec, canonical_task
 from onnxpipe.tokenize import TextEncoder
 
 from .errors import ExportError, Log
@@ -48,7 +48,7 @@ VALIDATION_TOKENS = 1024
 def export(
     source: str | Path,
     outdir: str | Path,
-    task: str = "text-classification",
+    task: str = DEFAULT_TASK,
     *,
     optimize: bool = False,
     quantize: str | Int8Options | None = None,

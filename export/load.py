@@ -73,8 +73,7 @@ def load(
         raise ExportError(f"{source}'s tokenizer has no mask token, so fill-mask cannot run")
     embedding = None
     if spec.head.sentence_transformers:
-        sparse = spec.head.name.startswith("sparse")
-        embedding = sentence_transformers_config(source, revision, max_length, matryoshka_dims, sparse=sparse)
+        embedding = sentence_transformers_config(source, revision, max_length, matryoshka_dims, sparse=spec.head.sparse)
     if matryoshka_dims and embedding is None:
         raise InputValueError(f"--matryoshka-dims is for sentence embeddings; {spec.name} exports no embedding")
     return Loaded(model, tokenizer, info, max_length, embedding)

@@ -42,17 +42,29 @@ FP32_MAX_GAP = 1e-4
 BATCH_MAX_GAP = 1e-4  # a variant whose scores move more than this with the batch is never the default
 
 
+def masked(tokenizer) -> list:
+    """The texts, and two with the tokenizer's mask token (one with two masks) where it has one."""
+    m = tokenizer.mask_token
+    return (
+        [*SAMPLES, f"Paris is the {m} of France.", f"The {m} was {m} and the service was bad 😡."] if m else [*SAMPLES]
+    )
+
+
+# HeadSpec.samples → the inputs; one entry per kind of the registry (onnxpipe.tasks.SAMPLE_KINDS, tested).
+SAMPLE_SETS: dict[str, Callable[..., list]] = {
+    "texts": lambda tokenizer: [*SAMPLES],
+    "texts+pairs": lambda tokenizer: [*SAMPLES, *PAIRS],
+    # (question, context): contexts of every kind, one past the limit
+    "questions": lambda tokenizer: [*PAIRS, *(("What is this about?", text) for text in SAMPLES if text)],
+    "texts+masks": masked,
+}
+
+
 def samples(kind: str, tokenizer) -> list:
     """The inputs every variant of a graph is checked on, by its head's kind of samples (``HeadSpec.samples``)."""
-    items: list = list(SAMPLES)
-    if kind == "texts+pairs":
-        items += PAIRS
-    if kind == "questions":  # (question, context), contexts of every kind, one past the limit
-        items = [*PAIRS, *(("What is this about?", text) for text in SAMPLES if text)]
-    if kind == "texts+masks" and tokenizer.mask_token:
-        m = tokenizer.mask_token
-        items += [f"Paris is the {m} of France.", f"The {m} was {m} and the service was bad 😡."]
-    return items
+    if kind not in SAMPLE_SETS:
+        raise ValueError(f"no validation samples of kind {kind!r} (there are {', '.join(SAMPLE_SETS)})")
+    return SAMPLE_SETS[kind](tokenizer)
 
 
 def torch_outputs(

@@ -13,13 +13,16 @@ from collections.abc import Callable
 
 from .artifact import MANIFEST, cache_dir, sha256_file
 from .errors import INSTALL_EXPORT, InputValueError, OnnxPipeError
-from .tasks import SPECS
+from .tasks import DEFAULT_TASK, SPECS
 
 # task → its embedded default model, from the task registry
 DEFAULT_MODELS = {spec.name: spec.default_model for spec in SPECS if spec.default_model}
+# default model → its builder in onnxpipe.export.default_model.build (tests/test_registry.py: one for every
+# default_model the registry names)
+BUILDERS = {"minilm-sst2": "build_default", "all-minilm-l6-v2": "build_default_embeddings"}
 
 
-def default_artifact_dir(task: str = "text-classification") -> Path:
+def default_artifact_dir(task: str = DEFAULT_TASK) -> Path:
     """The cache folder of ``task``'s default model; keyed by the delta's hash and the build recipe, so a
     new delta or recipe rebuilds."""
     if task not in DEFAULT_MODELS:
@@ -42,14 +45,14 @@ def default_artifact_dir(task: str = "text-classification") -> Path:
     return cache_dir() / f"{DEFAULT_MODELS[task]}-{key}"
 
 
-def ensure_default(task: str = "text-classification", log: Callable[[str], None] | None = None) -> Path:
+def ensure_default(task: str = DEFAULT_TASK, log: Callable[[str], None] | None = None) -> Path:
     """Return the default model's artifact folder, building it first if the cache has none."""
     path = default_artifact_dir(task)
     if (path / MANIFEST).is_file():
         return path
     log = log or (lambda msg: print(f"onnxpipe: {msg}", file=sys.stderr, flush=True))
     try:
-        from onnxpipe.export.default_model.build import build_default, build_default_embeddings
+        import onnxpipe.export.default_model.build as builders  # the whole path: a missing extra fails here
     except ImportError as e:
         raise OnnxPipeError(
             f"the default {task} model is not built yet ({path}) and building it needs the export extra "
@@ -57,6 +60,5 @@ def ensure_default(task: str = "text-classification", log: Callable[[str], None]
             "or pass model=ARTIFACT_DIR to use an artifact you exported elsewhere"
         ) from e
     log(f"building the default {task} model into {path} (once; later calls reuse it)")
-    build = build_default if DEFAULT_MODELS[task] == "minilm-sst2" else build_default_embeddings
-    build(path, log=log)
+    getattr(builders, BUILDERS[DEFAULT_MODELS[task]])(path, log=log)
     return path

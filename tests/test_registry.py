@@ -7,10 +7,14 @@ registry, as transformers generates its own (``utils/check_pipeline_typing.py``)
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import get_args, get_origin, is_typeddict
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 INIT = ROOT / "runtime" / "__init__.py"
@@ -82,6 +86,137 @@ def test_every_task_runs_by_its_name_and_aliases():
         assert canonical_task(name) == name
     for alias, task in ALIASES.items():
         assert canonical_task(alias) == task and task in TASKS
+
+
+# Where code outside runtime/tasks names a task: a scope (function, class body or module) naming two or more
+# tasks, or comparing a value with a task name, is an enumeration (a list, choices, an if-chain) that a new
+# task would have to be added to by hand. Each one here is allowed for the reason given; anything else fails.
+ALLOWED = {
+    ("export/embedding.py", "splade_config"): "sentence-transformers' own transformer_task, not an onnxpipe task",
+    ("benchmarks/spans.py", "*"): "the bench module the registry names (TaskSpec.bench) for its two span tasks",
+    ("benchmarks/serve_load.py", "<module>"): "the two server workloads it loads, each one route of one task",
+    ("benchmarks/serve_speed.py", "<module>"): "the two server workloads it times, each one route of one task",
+}
+# Enumerations still to derive from the registry (outside this helper's files): listed so that they are seen,
+# and checked to be still there so that the list shrinks when they go.
+PENDING = {
+    ("benchmarks/cli.py", "main"): "--task choices (the tasks with a TaskSpec.bench) and an if-chain on them",
+}
+SCANNED = ("runtime", "export", "benchmarks")
+
+
+def task_names_by_scope(path: Path, names: set[str]) -> dict[str, tuple[set[str], bool]]:
+    """For each scope of ``path`` (innermost function or class, else ``<module>``): the task names it holds as
+    string literals, and whether it compares anything with one. The generated overloads are skipped."""
+    text = path.read_text(encoding="utf-8")
+    skip = range(0)
+    if path == INIT:
+        first = text[: text.index(BEGIN)].count("\n")
+        skip = range(first, first + current().count("\n") + 2)
+    found: dict[str, tuple[set[str], bool]] = {}
+
+    def visit(node: ast.AST, scope: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = scope
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                inner = child.name
+            elif getattr(child, "lineno", 0) - 1 in skip:
+                continue
+            if isinstance(child, ast.Constant) and child.value in names:
+                held, compared = found.get(scope, (set(), False))
+                found[scope] = (held | {child.value}, compared)
+            if isinstance(child, ast.Compare):
+                sides = [n for side in [child.left, *child.comparators] for n in ast.walk(side)]
+                if any(isinstance(n, ast.Constant) and n.value in names for n in sides):
+                    held, _ = found.get(scope, (set(), False))
+                    found[scope] = (held, True)
+            visit(child, inner)
+
+    visit(ast.parse(text), "<module>")
+    return found
+
+
+def enumerations() -> dict[tuple[str, str], str]:
+    """Every scope outside runtime/tasks that enumerates tasks, with what it names."""
+    from onnxpipe.tasks import ALIASES, TASKS
+
+    names = set(TASKS) | set(ALIASES)
+    seen = {}
+    for folder in SCANNED:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("runtime/tasks/"):
+                continue
+            for scope, (held, compared) in task_names_by_scope(path, names).items():
+                if len(held) > 1 or compared:
+                    seen[(rel, scope)] = ", ".join(sorted(held)) + (" (compared with)" if compared else "")
+    return seen
+
+
+def test_no_task_is_enumerated_outside_the_registry():
+    """A list, a dict or an if-chain over task names outside runtime/tasks is one a new task is missing from;
+    it must read the registry instead (or be allowed here, with its reason)."""
+    seen = enumerations()
+    unexplained = {
+        where: held
+        for where, held in seen.items()
+        if where not in ALLOWED and (where[0], "*") not in ALLOWED and where not in PENDING
+    }
+    assert not unexplained, (
+        "task names enumerated outside the registry (derive them from onnxpipe.tasks): "
+        + "; ".join(f"{file} {scope}: {held}" for (file, scope), held in sorted(unexplained.items()))
+    )
+    gone = [where for where in PENDING if where not in seen]
+    assert not gone, f"no longer enumerating tasks, remove from PENDING: {gone}"
+
+
+def test_the_scan_finds_an_enumeration(tmp_path, monkeypatch):
+    """The check above fails on a CLI-like choices list and on an if-chain (it could not pass by finding nothing)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        'def parser(p):\n    p.add_argument("--task", choices=["fill-mask", "ner"])\n'
+        'def run(task):\n    return 1 if task == "fill-mask" else 2\n'
+        'def one(pipeline):\n    return pipeline("fill-mask")\n',
+        encoding="utf-8",
+    )
+    found = task_names_by_scope(probe, {"fill-mask", "ner"})
+    assert found == {
+        "parser": ({"fill-mask", "ner"}, False),
+        "run": ({"fill-mask"}, True),
+        "one": ({"fill-mask"}, False),
+    }
+
+
+def test_every_task_reaches_the_entry_points():
+    """What run, score and the default models read from a task's spec is there for every task, or the
+    failure names the task: its own result key (run's JSON), its score columns, and a builder for its
+    default model."""
+    from onnxpipe.default import BUILDERS
+    from onnxpipe.pipeline import Pipeline
+    from onnxpipe.tasks import SPECS
+
+    def merged(cls: type) -> bool:  # a result that is a TypedDict is merged into run's row: it needs no key
+        bases = [b for c in cls.__mro__ for b in getattr(c, "__orig_bases__", ()) if get_origin(b) is Pipeline]
+        return bool(bases) and is_typeddict(get_args(bases[0])[2])
+
+    keyless = [s.name for s in SPECS if s.pipeline.result_key == Pipeline.result_key and not merged(s.pipeline)]
+    assert not keyless, f"no result_key of its own (run's JSON would say 'result'): {keyless}"
+    unscored = [s.name for s in SPECS if s.score_columns is None]
+    assert not unscored, f"no score_columns (`onnxpipe score` refuses them): {unscored}"
+    unbuilt = [s.name for s in SPECS if s.default_model and s.default_model not in BUILDERS]
+    assert not unbuilt, f"a default_model that onnxpipe.default.BUILDERS cannot build: {unbuilt}"
+
+
+def test_kinds_the_registry_names_are_the_code_s():
+    """Every kind of validation samples has its samples in export/validate.py, and a spec naming an unknown
+    kind is refused when the registry is built."""
+    pytest.importorskip("torch")
+    from onnxpipe.export.validate import SAMPLE_SETS
+    from onnxpipe.tasks import SAMPLE_KINDS, HeadSpec
+
+    assert sorted(SAMPLE_SETS) == sorted(SAMPLE_KINDS)
+    with pytest.raises(ValueError, match="samples 'pairs' is not one of"):
+        HeadSpec("x", "AutoModel", "feature-extraction", ("logits",), "pairs")
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--fix"]:

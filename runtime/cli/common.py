@@ -9,6 +9,7 @@ from typing import Any
 
 from ..artifact import MANIFEST
 from ..pipeline import Pipeline
+from ..tasks import DEFAULT_TASK, SPECS, TASKS
 
 EXIT_SOME_FAILED, EXIT_ERROR, EXIT_SIGPIPE = 1, 2, 141
 
@@ -52,8 +53,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 def add_call_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--task",
-        help="the pipeline task (default: the artifact's; text-classification without -m). "
-        "sentence-embeddings without -m uses the embedded embeddings model",
+        help=f"the pipeline task: {', '.join(TASKS)} (default: the artifact's; {DEFAULT_TASK} without -m). "
+        f"Without -m, {with_default_model()} run their embedded default model",
     )
     p.add_argument(
         "--params",
@@ -63,6 +64,11 @@ def add_call_options(p: argparse.ArgumentParser) -> None:
         help='call parameters as a JSON object, e.g. \'{"candidate_labels": ["film", "food"]}\' '
         "for zero-shot-classification or '{\"top_k\": 3}'",
     )
+
+
+def with_default_model() -> str:
+    """The tasks the registry gives an embedded default model, for the help texts."""
+    return ", ".join(spec.name for spec in SPECS if spec.default_model)
 
 
 def json_object(value: str) -> dict[str, Any]:
@@ -78,5 +84,5 @@ def json_object(value: str) -> dict[str, Any]:
 def load(a: argparse.Namespace, **kw: Any) -> Pipeline[Any, Any, Any]:
     from .. import pipeline
 
-    task = a.task or ("text-classification" if a.model is None else None)
+    task = a.task or (DEFAULT_TASK if a.model is None else None)
     return pipeline(task, model=a.model, variant=a.variant, threads=a.threads, **kw)

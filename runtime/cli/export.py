@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from ..artifact import MANIFEST
 from ..errors import INSTALL_EXPORT, InputValueError, OnnxPipeError
-from .common import positive_int
+from ..tasks import DEFAULT_TASK
+from .common import positive_int, with_default_model
 
 
 def add(sub: Any) -> None:
@@ -21,10 +22,10 @@ def add(sub: Any) -> None:
     p.add_argument(
         "--default",
         action="store_true",
-        help="build the embedded default model of --task (text-classification or sentence-embeddings) into the "
+        help=f"build the embedded default model of --task ({with_default_model()}) into the "
         "cache, and copy it to OUTDIR when one is given: onnxpipe export --default [--task T] [OUTDIR]",
     )
-    p.add_argument("--task", default="text-classification", help="the pipeline task (default: text-classification)")
+    p.add_argument("--task", default=DEFAULT_TASK, help=f"the pipeline task (default: {DEFAULT_TASK})")
     p.add_argument("--optimize", action="store_true", help="add onnxruntime's fused graph (model_optimized.onnx)")
     p.add_argument(
         "--whole-last-layer",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OnnxPipeError
+from ..tasks import DEFAULT_TASK, TASKS
 from .common import EXIT_SOME_FAILED, add_model_options, json_object, positive_int
 
 
@@ -25,13 +26,15 @@ def add(sub: Any) -> None:
         "--context-column",
         dest="column",
         default="text",
-        help="the column holding the text (question-answering: the context) (default: text)",
+        help=f"the column holding the text ({reading('question+context')}: the context) (default: text)",
     )
-    p.add_argument("--pair-column", help="text-classification: the column of each text's pair (e.g. NLI hypotheses)")
-    p.add_argument("--question-column", help="question-answering: the column of questions")
+    p.add_argument(
+        "--pair-column", help=f"{reading('text+pair')}: the column of each text's pair (e.g. NLI hypotheses)"
+    )
+    p.add_argument("--question-column", help=f"{reading('question+context')}: the column of questions")
     p.add_argument(
         "--task",
-        help="the pipeline task (default: the artifact's; without -m, text-classification's or --task's default model)",
+        help=f"the pipeline task (default: the artifact's; without -m, {DEFAULT_TASK}'s or --task's default model)",
     )
     p.add_argument(
         "--params",
@@ -67,6 +70,11 @@ def add(sub: Any) -> None:
     p.set_defaults(func=cmd_score)
 
 
+def reading(kind: str) -> str:
+    """The tasks whose scored rows give the call ``kind`` of input (the registry's ``score_inputs``)."""
+    return ", ".join(name for name, spec in TASKS.items() if spec.score_inputs == kind)
+
+
 def cmd_score(a: argparse.Namespace) -> int:
     try:
         from ..scale.score import score_local
@@ -77,10 +85,10 @@ def cmd_score(a: argparse.Namespace) -> int:
         ) from e
     from ..default import ensure_default
     from ..scale.results import Inputs
-    from ..tasks import TASKS, canonical_task
+    from ..tasks import canonical_task
 
     task = canonical_task(a.task) if a.task else None
-    model = a.model or ensure_default(task if task and TASKS[task].default_model else "text-classification")
+    model = a.model or ensure_default(task if task and TASKS[task].default_model else DEFAULT_TASK)
     inputs = Inputs(a.column, a.pair_column, a.question_column)
     options = dict(chunk_rows=a.chunk_rows, progress=not a.no_progress, params=a.params)
     job = (a.input, a.output, model, task, inputs, a.prefix, a.variant)  # the distributed engines' positional part

@@ -50,7 +50,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     if not models:
         from ..default import ensure_default
 
-        models["default"] = ensure_default("text-classification")
+        models["default"] = ensure_default()
     settings = Settings.from_arguments(a)
     options: dict[str, Any] = {
         "host": a.host,

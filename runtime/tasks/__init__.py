@@ -25,6 +25,14 @@ from .token_classification import TokenClassificationPipeline
 from .zero_shot import ZeroShotClassificationPipeline
 
 
+# The kinds of inputs a head is checked on at export (export/validate.samples) and a scored row gives a call
+# (scale/results.Inputs): the code that reads them knows these, so a spec naming another is refused here.
+SAMPLE_KINDS = ("texts", "texts+pairs", "questions", "texts+masks")
+SCORE_INPUTS = ("text", "text+pair", "question+context")
+# The task an entry point runs when it is given neither a task nor a model (its embedded default model).
+DEFAULT_TASK = "text-classification"
+
+
 @dataclass(frozen=True)
 class HeadSpec:
     """A graph kind: how the exporter loads, exports and checks it. Tasks that run the same head share artifacts."""
@@ -38,6 +46,11 @@ class HeadSpec:
     needs_mask_token: bool = False
     sentence_transformers: bool = False  # reads pooling and prompts from a sentence-transformers folder
     reads_one_row: bool = False  # the head reads one position of the last layer: the export cuts the rest
+    sparse: bool = False  # sentence-transformers' SparseEncoder: SpladePooling over the vocabulary
+
+    def __post_init__(self) -> None:
+        if self.samples not in SAMPLE_KINDS:
+            raise ValueError(f"head {self.name!r}: samples {self.samples!r} is not one of {SAMPLE_KINDS}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,10 @@ class TaskSpec:
     score_columns: Callable[[dict[str, Any]], tuple[columns.ScoreColumn, ...]] | None = None
     score_inputs: str = "text"
     bench: str | None = None  # the benchmark module whose contenders run this task
+
+    def __post_init__(self) -> None:
+        if self.score_inputs not in SCORE_INPUTS:
+            raise ValueError(f"task {self.name!r}: score_inputs {self.score_inputs!r} is not one of {SCORE_INPUTS}")
 
     @property
     def auto_model(self) -> str:
@@ -90,7 +107,13 @@ MASKED_LM = HeadSpec(
 )
 # SPLADE: the masked-LM logits, pooled at runtime; its own head, since the export reads the SpladePooling module
 SPARSE = HeadSpec(
-    "sparse-masked-lm", "AutoModelForMaskedLM", "fill-mask", ("logits",), "texts", sentence_transformers=True
+    "sparse-masked-lm",
+    "AutoModelForMaskedLM",
+    "fill-mask",
+    ("logits",),
+    "texts",
+    sentence_transformers=True,
+    sparse=True,
 )
 TOKENS = HeadSpec(
     "token-classification", "AutoModelForTokenClassification", "token-classification", ("logits",), "texts"
