@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputTypeError, InputValueError
 from ..arrays import Array
-from ..inputs import Post
+from ..inputs import Post, check_int
 from ..manifest import EmbeddingInfo
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
@@ -81,16 +81,6 @@ def unit(vector: Array) -> Array:
     return out
 
 
-def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputTypeError(f"{name} must be an int, got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise InputValueError(
-            f"{name} must be between {low} and {high}, got {value}" if high else f"{name} must be ≥ {low}, got {value}"
-        )
-    return int(value)
-
-
 def finish_options(
     config: EmbeddingInfo,
     normalize: bool | None,
@@ -102,7 +92,9 @@ def finish_options(
     if normalize is not None and not isinstance(normalize, (bool, np.bool_)):
         raise InputTypeError(f"normalize must be a bool, got {normalize!r}")
     full = config.dimension
-    k = None if truncate_dim is None else check_int("truncate_dim", truncate_dim, 1, full)
+    k: int | None = check_int(truncate_dim, "truncate_dim", none=True)
+    if k is not None and full is not None and k > full:
+        raise InputValueError(f"truncate_dim must be between 1 and {full}, got {k}")
     precision = "float32" if precision is None else precision
     if precision not in PRECISIONS:
         raise InputValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -173,7 +165,7 @@ def check_long(long: str | None, stride: Any, window: int) -> int | None:
         if stride is not None:
             raise InputValueError("stride is for long='chunk' (overlapping windows); the text is truncated otherwise")
         return None
-    overlap = window // 8 if stride is None else check_int("stride", stride, 0)
+    overlap = window // 8 if stride is None else check_int(stride, "stride", 0)
     if overlap >= window // 2:
         raise InputValueError(f"stride must be less than half the {window}-token window, got {overlap}")
     return overlap

@@ -18,10 +18,9 @@ import numpy as np
 from ..arrays import Array, Outputs
 from ..artifact import Artifact
 from ..errors import OnnxPipeError
-from ..inputs import Post, TruncatedPre, check_texts, check_truncation
+from ..inputs import Post, TruncatedPre, check_int, check_texts, check_truncation
 from ..manifest import EmbeddingInfo
 from ..pipeline import Feature, Pipeline
-from .embedding_options import check_int
 
 DEFAULT_POOLING = "splade-max-relu"
 
@@ -85,7 +84,7 @@ class SparseEmbeddingsPipeline(Pipeline[str, SparseVector, SparseVector]):
     def sanitize_parameters(
         self, top_k: int | None = None, max_length: int | None = None, truncation: bool | str | None = None
     ) -> tuple[TruncatedPre, SparsePost]:
-        k = None if top_k is None else check_int("top_k", top_k, 1)
+        k = check_int(top_k, "top_k", none=True)
         limit = max_length if max_length is not None else self.config.max_seq_length
         return TruncatedPre(truncation=check_truncation(truncation, limit)), SparsePost(top_k=k)
 

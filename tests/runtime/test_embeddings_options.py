@@ -94,7 +94,7 @@ def test_truncate_dim_is_sentence_transformers(pipe, st_matryoshka):
     )
     with pytest.raises(ValueError, match="truncate_dim must be between 1 and 32, got 33"):
         pipe(TEXTS, truncate_dim=33)
-    with pytest.raises(TypeError, match="truncate_dim must be an int"):
+    with pytest.raises(ValueError, match="truncate_dim must be a positive int or None, got '8'"):
         onnxpipe.pipeline("sentence-embeddings", model=st_matryoshka[1], truncate_dim="8")
 
 
