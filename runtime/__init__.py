@@ -187,7 +187,7 @@ def pipeline(
 ) -> Pipeline[Any, Any, Any]:
     """Load an exported artifact as a pipeline for ``task``.
 
-    task: a task of the registry (``onnxpipe.TASKS``; aliases "sentiment-analysis", "ner"); None takes the
+    task: a task of the registry (``onnxpipe.TASKS``) or an alias (``onnxpipe.tasks.ALIASES``); None takes the
         artifact's own task. A task runs any artifact exported for a task with the same head
         (text-classification ↔ zero-shot-classification, feature-extraction ↔ sentence-embeddings).
     model: an artifact folder written by ``onnxpipe export``; None builds or reuses the task's

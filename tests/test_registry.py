@@ -11,6 +11,7 @@ import ast
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Collection
 from pathlib import Path
 from typing import get_args, get_origin, is_typeddict
 
@@ -93,6 +94,11 @@ def test_every_task_runs_by_its_name_and_aliases():
 # task would have to be added to by hand. Each one here is allowed for the reason given; anything else fails.
 ALLOWED = {
     ("export/embedding.py", "splade_config"): "sentence-transformers' own transformer_task, not an onnxpipe task",
+    ("export/load.py", "load_checkpoint"): "export code of one head kind: the base head exports no pooler",
+    (
+        "runtime/serve/model_routes.py",
+        "dispatch",
+    ): "TEI's root route: predict/rerank for a classifier, embed for an encoder",
     ("benchmarks/spans.py", "*"): "the bench module the registry names (TaskSpec.bench) for its two span tasks",
     ("benchmarks/serve_load.py", "<module>"): "the two server workloads it loads, each one route of one task",
     ("benchmarks/serve_speed.py", "<module>"): "the two server workloads it times, each one route of one task",
@@ -105,10 +111,20 @@ PENDING = {
 SCANNED = ("runtime", "export", "benchmarks")
 
 
-def task_names_by_scope(path: Path, names: set[str]) -> dict[str, tuple[set[str], bool]]:
+def task_names_by_scope(path: Path, names: set[str], heads: Collection[str] = ()) -> dict[str, tuple[set[str], bool]]:
     """For each scope of ``path`` (innermost function or class, else ``<module>``): the task names it holds as
-    string literals, and whether it compares anything with one. The generated overloads are skipped."""
+    string literals, and whether it compares anything with one or picks by a head of the registry (one of
+    ``heads`` imported from onnxpipe.tasks, e.g. ``spec.head is CLASSIFIER``). The generated overloads are
+    skipped."""
     text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    imported = {
+        a.asname or a.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "tasks"
+        for a in node.names
+        if a.name in heads
+    }
     skip = range(0)
     if path == INIT:
         first = text[: text.index(BEGIN)].count("\n")
@@ -125,6 +141,9 @@ def task_names_by_scope(path: Path, names: set[str]) -> dict[str, tuple[set[str]
             if isinstance(child, ast.Constant) and child.value in names:
                 held, compared = found.get(scope, (set(), False))
                 found[scope] = (held | {child.value}, compared)
+            if isinstance(child, ast.Name) and child.id in imported:
+                held, _ = found.get(scope, (set(), False))
+                found[scope] = (held | {f"head {child.id}"}, True)
             if isinstance(child, ast.Compare):
                 sides = [n for side in [child.left, *child.comparators] for n in ast.walk(side)]
                 if any(isinstance(n, ast.Constant) and n.value in names for n in sides):
@@ -132,22 +151,24 @@ def task_names_by_scope(path: Path, names: set[str]) -> dict[str, tuple[set[str]
                     found[scope] = (held, True)
             visit(child, inner)
 
-    visit(ast.parse(text), "<module>")
+    visit(tree, "<module>")
     return found
 
 
 def enumerations() -> dict[tuple[str, str], str]:
     """Every scope outside runtime/tasks that enumerates tasks, with what it names."""
-    from onnxpipe.tasks import ALIASES, TASKS
+    import onnxpipe.tasks
+    from onnxpipe.tasks import ALIASES, TASKS, HeadSpec
 
     names = set(TASKS) | set(ALIASES)
+    heads = {name for name, value in vars(onnxpipe.tasks).items() if isinstance(value, HeadSpec)}
     seen = {}
     for folder in SCANNED:
         for path in sorted((ROOT / folder).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
             if rel.startswith("runtime/tasks/"):
                 continue
-            for scope, (held, compared) in task_names_by_scope(path, names).items():
+            for scope, (held, compared) in task_names_by_scope(path, names, heads).items():
                 if len(held) > 1 or compared:
                     seen[(rel, scope)] = ", ".join(sorted(held)) + (" (compared with)" if compared else "")
     return seen
@@ -176,14 +197,16 @@ def test_the_scan_finds_an_enumeration(tmp_path, monkeypatch):
     probe.write_text(
         'def parser(p):\n    p.add_argument("--task", choices=["fill-mask", "ner"])\n'
         'def run(task):\n    return 1 if task == "fill-mask" else 2\n'
-        'def one(pipeline):\n    return pipeline("fill-mask")\n',
+        'def one(pipeline):\n    return pipeline("fill-mask")\n'
+        "from onnxpipe.tasks import BASE\ndef route(spec):\n    return spec.head is BASE\n",
         encoding="utf-8",
     )
-    found = task_names_by_scope(probe, {"fill-mask", "ner"})
+    found = task_names_by_scope(probe, {"fill-mask", "ner"}, {"BASE"})
     assert found == {
         "parser": ({"fill-mask", "ner"}, False),
         "run": ({"fill-mask"}, True),
         "one": ({"fill-mask"}, False),
+        "route": ({"head BASE"}, True),
     }
 
 

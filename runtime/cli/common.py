@@ -9,19 +9,10 @@ from typing import Any
 
 from ..artifact import MANIFEST
 from ..pipeline import Pipeline
+from ..serve.settings import positive as positive_int  # the one argparse count check, the server's too
 from ..tasks import DEFAULT_TASK, SPECS, TASKS
 
 EXIT_SOME_FAILED, EXIT_ERROR, EXIT_SIGPIPE = 1, 2, 141
-
-
-def positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value!r}")
-    return n
 
 
 def artifact_dir(value: str) -> Path:

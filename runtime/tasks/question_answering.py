@@ -209,6 +209,7 @@ class QuestionAnsweringPipeline(Pipeline[tuple[str, str], Spans, Answer | list[A
     ) -> tuple[WindowsPre, SpansPost]:
         # padding and max_question_len are read only by transformers' slow-tokenizer path: accepted, unused.
         top_k = top_k if top_k is not None else topk if topk is not None else 1
+        # transformers' own check and words for these two (inputs.check_int's for the counts it does not check)
         for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise InputValueError(f"{name} parameter should be >= 1 (got {value!r})")
