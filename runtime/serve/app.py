@@ -27,6 +27,7 @@ from .. import __version__
 from ..errors import OnnxPipeError
 from .fast import Direct
 from .guard import Guard
+from .metrics import Metrics
 from .model_routes import router as model_router
 from .openai_routes import router as openai_router
 from .routes import router
@@ -68,9 +69,18 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         description="Hugging Face pipelines on ONNX Runtime, micro-batched.",
     )
     app.state.server = server
-    metrics = server.metrics
+    answer_errors(app, server.metrics)
+    app.include_router(router)
+    app.include_router(openai_router)
+    app.include_router(model_router)
+    app.add_middleware(Direct, fastapi=app)  # inside the Guard: the traffic routes without FastAPI's overhead
+    app.add_middleware(Guard, settings=server.settings, metrics=server.metrics, known=route_paths(app))
+    return app
 
-    # -- errors: one JSON shape, counted by kind ----------------------------------------------------
+
+def answer_errors(app: FastAPI, metrics: Metrics) -> None:
+    """Every error in one JSON shape (its route family's: OpenAI's on its routes), counted by kind."""
+
     def error(
         request: Request,
         status: int,
@@ -79,7 +89,6 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         headers: dict[str, str] | None = None,
         param: str | None = None,
     ) -> JSONResponse:
-        """An error in its route family's shape (OpenAI's on its routes), counted by kind."""
         metrics.of(metrics.failures, kind).inc()
         path = request.url.path
         request_id = request.scope.get("request_id") if status >= 500 else None
@@ -110,13 +119,6 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
         where = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()[:5])
         first: tuple[Any, ...] = tuple(e.errors()[0]["loc"]) if e.errors() else ()
         return error(request, 422, where, "validation", param=str(first[1]) if len(first) > 1 else None)
-
-    app.include_router(router)
-    app.include_router(openai_router)
-    app.include_router(model_router)
-    app.add_middleware(Direct, fastapi=app)  # inside the Guard: the traffic routes without FastAPI's overhead
-    app.add_middleware(Guard, settings=server.settings, metrics=metrics, known=route_paths(app))
-    return app
 
 
 def route_paths(app: FastAPI) -> set[str]:

@@ -41,26 +41,9 @@ class Guard:
         path = scope["path"]
         route = path if path in self.known else "other"
         request_id = scope["request_id"] = uuid.uuid4().hex
-        headers = dict(scope["headers"])
-        refusal = None
-        if self.key and path != "/health" and not hmac.compare_digest(headers.get(b"authorization", b""), self.key):
-            refusal = (401, "missing or wrong API key (Authorization: Bearer KEY)", "unauthorized")
-        size = headers.get(b"content-length", b"")
-        if refusal is None and size.isdigit() and int(size) > self.settings.max_body_bytes:
-            refusal = (
-                413,
-                f"body of {int(size)} bytes; the limit is {self.settings.max_body_bytes} (--max-body-bytes)",
-                "body_too_large",
-            )
+        refusal = self.refusal(path, dict(scope["headers"]))
         if refusal:
-            status, message, kind = refusal
-            self.metrics.of(self.metrics.failures, kind).inc()
-            self.metrics.of(self.metrics.requests, route, str(status)).inc()
-            drained = await drain(receive, self.drain_cap)
-            refused = {"x-request-id": request_id, **({} if drained else {"connection": "close"})}
-            await JSONResponse(error_body(path, status, message, kind), status_code=status, headers=refused)(
-                scope, receive, send
-            )
+            await self.refuse(scope, receive, send, route, request_id, *refusal)
             return
         code = {"status": 500}
         started = {"yes": False}
@@ -101,6 +84,34 @@ class Guard:
             await JSONResponse(body, status_code=500, headers={"x-request-id": request_id})(scope, receive, send)
         finally:
             self.metrics.of(self.metrics.requests, route, str(code["status"])).inc()
+
+    def refusal(self, path: str, headers: dict[bytes, bytes]) -> tuple[int, str, str] | None:
+        """(status, message, kind) for a request refused at the door: no key, or a declared body too large."""
+        if self.key and path != "/health" and not hmac.compare_digest(headers.get(b"authorization", b""), self.key):
+            return 401, "missing or wrong API key (Authorization: Bearer KEY)", "unauthorized"
+        size = headers.get(b"content-length", b"")
+        if size.isdigit() and int(size) > self.settings.max_body_bytes:
+            limit = self.settings.max_body_bytes
+            return 413, f"body of {int(size)} bytes; the limit is {limit} (--max-body-bytes)", "body_too_large"
+        return None
+
+    async def refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: str,
+        request_id: str,
+        status: int,
+        message: str,
+        kind: str,
+    ) -> None:
+        self.metrics.of(self.metrics.failures, kind).inc()
+        self.metrics.of(self.metrics.requests, route, str(status)).inc()
+        drained = await drain(receive, self.drain_cap)
+        refused = {"x-request-id": request_id, **({} if drained else {"connection": "close"})}
+        body = error_body(scope["path"], status, message, kind)
+        await JSONResponse(body, status_code=status, headers=refused)(scope, receive, send)
 
 
 async def drain(receive: Receive, cap: int) -> bool:
