@@ -34,6 +34,7 @@ from ..executor import execute
 from ..inputs import INPUT_ERRORS
 from ..pipeline import Feature, Pipeline, Plan
 from ..session import Engine
+from .handover import Done, hand_over, resolve
 from .metrics import Metrics
 
 
@@ -44,9 +45,7 @@ class QueueFull(Exception):
 @dataclass
 class Job:
     plan: Plan[Any]
-    pipe: Pipeline[
-        Any, Any, Any
-    ]  # the task that tokenizes and postprocesses (a model's graph may serve several: embeddings and features)
+    pipe: Pipeline[Any, Any, Any]  # the task that tokenizes and postprocesses (a graph may serve several)
     future: asyncio.Future[list[Any]]
     loop: asyncio.AbstractEventLoop
     check: Callable[[Plan[Any]], None] | None = None  # the caller's test of the tokenized plan (truncate=false)
@@ -218,7 +217,7 @@ class Batcher:
         if not jobs:
             return
         started = time.perf_counter()
-        ready: list[tuple[Job, list[Any] | None, BaseException | None]] = []
+        ready: list[Done] = []
 
         def answer(job: Job, values: list[Any]) -> None:
             job.queue_s, job.inference_s = started - job.queued_at, time.perf_counter() - started
@@ -229,7 +228,7 @@ class Batcher:
             ready.append((job, None, error))
 
         def observe(idx: list[int], outputs: Outputs, run_s: float) -> None:
-            _hand_over(ready)
+            hand_over(ready)
             if self.metrics:
                 self.metrics.of(self.metrics.batch_size, self.model).observe(len(idx))
                 self.metrics.of(self.metrics.batch_tokens, self.model).observe(
@@ -241,14 +240,14 @@ class Batcher:
         try:
             execute(session or self.pipe.session, self.pipe.encoder, work, self.pipe.batch_size, observe)
         except BaseException as e:  # a graph failure answers every caller still waiting; the thread lives on
-            _hand_over(ready)
+            hand_over(ready)
             for job in jobs:
-                job.loop.call_soon_threadsafe(_resolve, job.future, None, e)
-        _hand_over(ready)  # jobs with no features at all
+                job.loop.call_soon_threadsafe(resolve, job.future, None, e)
+        hand_over(ready)  # jobs with no features at all
 
     def _fail(self, job: Job, error: BaseException) -> None:
         job.failed = True
-        job.loop.call_soon_threadsafe(_resolve, job.future, None, error)
+        job.loop.call_soon_threadsafe(resolve, job.future, None, error)
 
 
 def featurize_together(pipe: Pipeline[Any, Any, Any], plans: list[Plan[Any]]) -> None:
@@ -272,34 +271,9 @@ def featurize_together(pipe: Pipeline[Any, Any, Any], plans: list[Plan[Any]]) ->
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Parameters equal (arrays among them compare unequal: such groups are simply not merged)."""
+    """Parameters equal (typed, frozen dataclasses: fields compared; an array among them makes == ambiguous,
+    and such plans are simply not merged)."""
     try:
         return bool(a == b)
     except (TypeError, ValueError):
         return False
-
-
-def _hand_over(ready: list[tuple[Job, list[Any] | None, BaseException | None]]) -> None:
-    """Resolve the finished jobs' futures, one wake-up per event loop."""
-    if not ready:
-        return
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, list[Any] | None, BaseException | None]]] = {}
-    for item in ready:
-        by_loop.setdefault(item[0].loop, []).append(item)
-    ready.clear()
-    for loop, items in by_loop.items():
-        loop.call_soon_threadsafe(_resolve_all, items)
-
-
-def _resolve_all(items: list[tuple[Job, list[Any] | None, BaseException | None]]) -> None:
-    for job, values, error in items:
-        _resolve(job.future, values, error)
-
-
-def _resolve(future: asyncio.Future[list[Any]], values: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(values)
