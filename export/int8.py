@@ -64,6 +64,8 @@ def build_int8(
                 exclude=[*opts.exclude, *excluded],
                 isa=opts.isa,
                 reduce_range=opts.reduce_range,
+                rounding=opts.rounding,
+                center=opts.center,
             )
         )
         return dst

@@ -41,7 +41,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .rowwise import run_with_outputs as _run_with_outputs
+from .activations import run_with_outputs as _run_with_outputs
 
 MODES = ("static", "dynamic", "dynamic-per-tensor", "blockwise8", "rowwise")
 ALIASES = {"int8": "static"}

@@ -32,6 +32,10 @@ plain 0.9225; SmoothQuant 0.7 0.948; an alpha per activation (several ``alpha``,
 rounding (``rounding="gptq"``, :mod:`.gptq`) 0.956; and LayerNorm outputs centred (``center``) 0.959, still short
 of the 0.97 issue 24 asks. Profiled one kind at a time in float: the Q/K/V projections carry ~40% of what is left.
 
+Longer than 300 lines because the rewrite is one pass over one graph (find each weight MatMul, its quantized
+input's group, its bias, its smoothing and centring, then emit), whose steps share the graph's indices; the
+calibrated parts that stand alone are in :mod:`.smoothing`, :mod:`.gptq` and :mod:`.activations`.
+
 Written by hand because onnxruntime's quantizers have no per-row activation scale: its dynamic mode computes
 one scale per call over the whole batch (not batch-invariant), its static mode one fixed scale per tensor,
 and MatMulNBits' per-block activation quantization is weight-only int8 compute at little over fp32 speed.
@@ -40,9 +44,11 @@ and MatMulNBits' per-block activation quantization is weight-only int8 compute a
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
+
+from .activations import GELU_MIN
 
 
 # How the int8 product is laid out: u8 = uint8 weights (zero point 128, the u8 x u8 kernel); s8 = int8 weights;
@@ -52,24 +58,7 @@ WEIGHT_TYPES = ("u8", "s8", "s8-act7", "s8-w7")
 ROUNDINGS = ("nearest", "gptq")
 
 
-def run_with_outputs(model, tensors: list[str], feeds: Iterable[dict]) -> Iterable[list[np.ndarray]]:
-    """Run ``model`` (an onnx ModelProto) with extra graph outputs and yield their values per feed."""
-    import onnx
-    import onnxruntime as ort
-
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    for name in tensors:
-        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    for feed in feeds:
-        yield session.run(tensors, {n: feed[n] for n in names})
-
-
 GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
-GELU_MIN = -0.17  # min of x * Phi(x) is -0.16997 (at x = -0.7518); tanh-approximated GELU's is within 1e-4
 
 
 def _bias_of(model, uses: dict, matmul) -> str | None:

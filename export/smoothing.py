@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .gptq import Moments
-from .rowwise import GELU_MIN, run_with_outputs
+from .activations import GELU_MIN, run_with_outputs
 
 
 def statistics(model, xs: list[str], feeds: list[dict]) -> dict[str, tuple[np.ndarray, Moments]]:

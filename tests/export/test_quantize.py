@@ -176,17 +176,24 @@ def test_calibration_readers(tmp_path):
         read_texts(empty)
 
 
-def test_rowwise_int8_quantizes_every_encoder_matmul(artifact, checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    "levers", [{}, {"alpha": (0.5, 0.8), "rounding": "gptq", "center": True}], ids=["plain", "calibrated"]
+)
+def test_rowwise_int8_quantizes_every_encoder_matmul(artifact, checkpoint, tmp_path, levers):
     """--quantize rowwise: every weight MatMul and every attention's projection int8 (nothing left in float but
-    the head's Gemms), answers alone equal to answers in any batch, and close to fp32."""
+    the head's Gemms), answers alone equal to answers in any batch, and close to fp32; the calibrated levers
+    (smoothing, GPTQ rounding, centring) reach the graph through export and are recorded."""
     import onnx
 
     src = artifact("bert", "single", optimize=True)
     fused = onnx.load(str(src / "model_optimized.onnx"))
     matmuls = sum(n.op_type in ("MatMul", "Attention") for n in fused.graph.node)
-    path = export(checkpoint("bert", "single"), tmp_path / "rw", optimize=True, quantize=Int8Options(mode="rowwise"))
+    quantize = Int8Options(mode="rowwise", **levers)
+    path = export(checkpoint("bert", "single"), tmp_path / "rw", optimize=True, quantize=quantize)
     m = json.loads((path / "onnxpipe.json").read_text())
     q = m["variants"]["int8"]["quantization"]
+    assert q["weight_rounding"] == levers.get("rounding", "nearest")
+    assert q["centred_layernorm"] is levers.get("center", False)
     assert q["mode"] == "rowwise" and q["batch_invariant"] is True and q["attentions_left_fused"] == []
     assert q["int8_matmuls"] == matmuls and q["excluded"] == []
     ops = [n.op_type for n in onnx.load(str(path / "model_quantized.onnx")).graph.node]
