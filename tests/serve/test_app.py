@@ -146,6 +146,30 @@ class Gate:
         return self.engine.run(feed)
 
 
+def queued_together(served, calls):
+    """Run ``calls`` (functions of no argument, each one request) while the graph is held shut, so that all but
+    the first, which holds it, wait in the queue and are gathered into one batch when it opens."""
+    gate = Gate(served.pipe.session)
+    served.pipe.session = gate
+    threads = [threading.Thread(target=c) for c in calls]
+    try:
+        threads[0].start()
+        assert gate.entered.wait(60)  # the first request holds the graph
+        for t in threads[1:]:
+            t.start()
+        for _ in range(1200):  # the others wait in the queue (polling a count, not a time)
+            if served.batcher.queue.qsize() == len(calls) - 1:
+                break
+            time.sleep(0.05)
+        assert served.batcher.queue.qsize() == len(calls) - 1
+        gate.open.set()
+        for t in threads:
+            t.join()
+    finally:
+        gate.open.set()
+        served.pipe.session = gate.engine
+
+
 def test_concurrent_callers_each_get_their_own_answer(client, artifact):
     sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
     texts = [f"{t} {i}" for i in range(3) for t in TEXTS]  # 12 distinct texts, varied lengths
@@ -153,31 +177,16 @@ def test_concurrent_callers_each_get_their_own_answer(client, artifact):
     got: dict[str, object] = {}
     batches: dict[str, int] = {}
     served = client.app.state.server.served["sst"]
-    gate = Gate(served.pipe.session)
-    served.pipe.session = gate
 
     def call(text):
-        r = client.post("/v1/pipeline", json={"inputs": text})
-        got[text] = r.json()
-        batches[text] = int(r.headers["x-batch-requests"])
+        def post():
+            r = client.post("/v1/pipeline", json={"inputs": text})
+            got[text] = r.json()
+            batches[text] = int(r.headers["x-batch-requests"])
 
-    threads = [threading.Thread(target=call, args=(t,)) for t in texts]
-    try:
-        threads[0].start()
-        assert gate.entered.wait(60)  # the first request holds the graph
-        for t in threads[1:]:
-            t.start()
-        for _ in range(1200):  # the other eleven wait in the queue (polling a count, not a time)
-            if served.batcher.queue.qsize() == len(texts) - 1:
-                break
-            time.sleep(0.05)
-        assert served.batcher.queue.qsize() == len(texts) - 1
-        gate.open.set()
-        for t in threads:
-            t.join()
-    finally:
-        gate.open.set()
-        served.pipe.session = gate.engine
+        return post
+
+    queued_together(served, [call(t) for t in texts])
     assert got == expected  # none lost, none swapped, equal to the in-process pipeline (batch-invariant int8)
     # The first ran alone; the eleven that queued behind it shared one batch (max_batch_requests 16).
     assert batches == {t: 1 if t == texts[0] else len(texts) - 1 for t in texts}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from onnxpipe.serve.app import Settings, create_app
 from onnxpipe.serve.fast import Direct
 from onnxpipe.serve.routes import Answer
 
-from .test_app import Gate, ready
+from .test_app import queued_together, ready
 
 
 @pytest.fixture(scope="module")
@@ -26,30 +25,6 @@ def client(artifact):
     models = {"sst": artifact("bert", "single", quantize="int8"), "emb": artifact("bert", "base")}
     with TestClient(create_app(models, Settings(max_batch_requests=16))) as c:
         yield ready(c)
-
-
-def queued_together(client, served, calls):
-    """Run ``calls`` (functions of no argument) while the graph is held, so all of them wait in the queue and
-    are gathered into one batch when it opens; the first call is the one that holds the graph."""
-    gate = Gate(served.pipe.session)
-    served.pipe.session = gate
-    threads = [threading.Thread(target=c) for c in calls]
-    try:
-        threads[0].start()
-        assert gate.entered.wait(60)
-        for t in threads[1:]:
-            t.start()
-        for _ in range(1200):  # a count, not a time: every other call is queued
-            if served.batcher.queue.qsize() == len(calls) - 1:
-                break
-            time.sleep(0.05)
-        assert served.batcher.queue.qsize() == len(calls) - 1
-        gate.open.set()
-        for t in threads:
-            t.join()
-    finally:
-        gate.open.set()
-        served.pipe.session = gate.engine
 
 
 def test_a_batch_tokenized_together_answers_each_request_its_own(client, artifact):
@@ -72,7 +47,7 @@ def test_a_batch_tokenized_together_answers_each_request_its_own(client, artifac
     calls.append(post("surrogate", {"inputs": "bad \ud800 text"}))  # read takes it; only the tokenizer refuses it
     calls.append(post("too_long", {"inputs": overlong, "truncate": False}))
     calls.append(post("cut", {"inputs": overlong}))
-    queued_together(client, served, calls)
+    queued_together(served, calls)
 
     for i, g in enumerate(good):
         item = {"text": g[0], "text_pair": g[1]} if isinstance(g, list) else g
