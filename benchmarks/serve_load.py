@@ -135,7 +135,24 @@ def load(
     }
 
 
+def table(rows: list[dict]) -> list[str]:
+    """The README's table, by model, client count and batching."""
+    rows.sort(key=lambda r: (r["model"], r["clients"], not r["batching"]))
+    lines = [
+        "| model | route | micro-batching | clients | requests/s (passes) | p50 ms | p99 ms | failures |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | `{r['route']}` | {'on' if r['batching'] else 'off'} | {r['clients']} | "
+        f"{r['rps']:.0f} ({', '.join(f'{x:.0f}' for x in r['rps_passes'])}) | {r['p50_ms']:.0f} | "
+        f"{r['p99_ms']:.0f} | {r['failures']} |"
+        for r in rows
+    ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Over 60 lines: its flags, then one loop over the models and the servers' turns, read top to bottom."""
     from onnxpipe.default import ensure_default
     from onnxpipe.export.data import load_sst2
 
@@ -198,17 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                     "rps_passes": [round(r["rps"], 1) for r in runs],
                 }
             )
-    rows.sort(key=lambda r: (r["model"], r["clients"], not r["batching"]))
-    lines = [
-        "| model | route | micro-batching | clients | requests/s (passes) | p50 ms | p99 ms | failures |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['model']} | `{r['route']}` | {'on' if r['batching'] else 'off'} | {r['clients']} | "
-        f"{r['rps']:.0f} ({', '.join(f'{x:.0f}' for x in r['rps_passes'])}) | {r['p50_ms']:.0f} | "
-        f"{r['p99_ms']:.0f} | {r['failures']} |"
-        for r in rows
-    ]
+    lines = table(rows)
     (a.out / "serve_load.json").write_text(json.dumps(rows, indent=1) + "\n")
     (a.out / "serve_load.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -89,6 +89,79 @@ def wrk(url: str, route: str, bodies: Path, script: Path, clients: int, seconds:
     return r
 
 
+def compare(
+    name: str,
+    task: str,
+    route: str,
+    artifact: Path,
+    files: tuple[Path, Path, Path],
+    configs: list[str],
+    clients: list[int],
+    a: argparse.Namespace,
+) -> list[dict]:
+    """One model: the in-process side and each server configuration in turns, ``a.passes`` times; medians."""
+    texts_file, bodies, script = files
+    local: list[dict] = []
+    http: dict[tuple[str, int], list[dict]] = {(k, c): [] for k in configs for c in clients}
+    for _ in range(a.passes):
+        local.append(inprocess(task, texts_file))
+        print(json.dumps({"model": name, "in-process": local[-1]}), file=sys.stderr, flush=True)
+        for config in configs:  # one server at a time: an idle one would still hold memory and threads
+            proc, url = start(artifact, True, None, extra=tuple(config.split()))
+            try:
+                wrk(url, route, bodies, script, max(clients), 3)  # warm: first runs allocate
+                for c in clients:
+                    r = wrk(url, route, bodies, script, c, a.seconds)
+                    http[config, c].append(r)
+                    print(json.dumps({"model": name, "server": config, "clients": c, **r}), file=sys.stderr)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+    b1 = statistics.median(r["b1_mean_ms"] for r in local)
+    per_s = statistics.median(r["list_per_s"] for r in local)
+    rows = []
+    for (config, c), runs in http.items():
+        med = {k: statistics.median(r[k] for r in runs) for k in ("per_s", "mean_ms", "p50_ms", "p99_ms")}
+        rows.append(
+            {
+                "model": name,
+                "server": config or "defaults",
+                "route": route,
+                "clients": c,
+                "variant": local[0]["variant"],
+                "inprocess_b1_mean_ms": b1,
+                "inprocess_list_per_s": per_s,
+                **med,
+                "non2xx": sum(r["non2xx"] + r["socket_errors"] for r in runs),
+                "passes_per_s": [round(r["per_s"], 1) for r in runs],
+                "passes_mean_ms": [round(r["mean_ms"], 3) for r in runs],
+            }
+        )
+    return rows
+
+
+def table(rows: list[dict]) -> list[str]:
+    """The README's table: one caller as added milliseconds, more callers as a share of ``pipe(list)``."""
+    lines = [
+        "| model | server | route | callers | in-process | over HTTP | HTTP / in-process | p50 / p99 ms | non-2xx |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        if r["clients"] == 1:
+            local_s = f"{r['inprocess_b1_mean_ms']:.2f} ms (`pipe(text)`)"
+            http_s = f"{r['mean_ms']:.2f} ms"
+            gap = f"{r['mean_ms'] - r['inprocess_b1_mean_ms']:+.2f} ms"
+        else:
+            local_s = f"{r['inprocess_list_per_s']:.0f}/s (`pipe(list)`)"
+            http_s = f"{r['per_s']:.0f}/s ({', '.join(f'{x:.0f}' for x in r['passes_per_s'])})"
+            gap = f"{r['per_s'] / r['inprocess_list_per_s']:.2f}x"
+        lines.append(
+            f"| {r['model']} ({r['variant']}) | {r['server']} | `{r['route']}` | {r['clients']} | {local_s} | {http_s} | {gap} | "
+            f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {r['non2xx']} |"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     from onnxpipe.default import ensure_default
     from onnxpipe.export.data import load_sst2
@@ -121,60 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in a.models.split(","):
         task, route = DEFAULTS[name]
-        artifact = ensure_default(task)
-        local: list[dict] = []
-        http: dict[tuple[str, int], list[dict]] = {(k, c): [] for k in configs for c in clients}
-        for _ in range(a.passes):
-            local.append(inprocess(task, texts_file))
-            print(json.dumps({"model": name, "in-process": local[-1]}), file=sys.stderr, flush=True)
-            for config in configs:  # one server at a time: an idle one would still hold memory and threads
-                proc, url = start(artifact, True, None, extra=tuple(config.split()))
-                try:
-                    wrk(url, route, bodies, script, max(clients), 3)  # warm: first runs allocate
-                    for c in clients:
-                        r = wrk(url, route, bodies, script, c, a.seconds)
-                        http[config, c].append(r)
-                        print(json.dumps({"model": name, "server": config, "clients": c, **r}), file=sys.stderr)
-                finally:
-                    proc.terminate()
-                    proc.wait(timeout=60)
-        b1 = statistics.median(r["b1_mean_ms"] for r in local)
-        per_s = statistics.median(r["list_per_s"] for r in local)
-        for (config, c), runs in http.items():
-            med = {k: statistics.median(r[k] for r in runs) for k in ("per_s", "mean_ms", "p50_ms", "p99_ms")}
-            rows.append(
-                {
-                    "model": name,
-                    "server": config or "defaults",
-                    "route": route,
-                    "clients": c,
-                    "variant": local[0]["variant"],
-                    "inprocess_b1_mean_ms": b1,
-                    "inprocess_list_per_s": per_s,
-                    **med,
-                    "non2xx": sum(r["non2xx"] + r["socket_errors"] for r in runs),
-                    "passes_per_s": [round(r["per_s"], 1) for r in runs],
-                    "passes_mean_ms": [round(r["mean_ms"], 3) for r in runs],
-                }
-            )
+        rows += compare(name, task, route, ensure_default(task), (texts_file, bodies, script), configs, clients, a)
     (a.out / "serve_speed.json").write_text(json.dumps(rows, indent=1) + "\n")
-    lines = [
-        "| model | server | route | callers | in-process | over HTTP | HTTP / in-process | p50 / p99 ms | non-2xx |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|",
-    ]
-    for r in rows:
-        if r["clients"] == 1:
-            local_s = f"{r['inprocess_b1_mean_ms']:.2f} ms (`pipe(text)`)"
-            http_s = f"{r['mean_ms']:.2f} ms"
-            gap = f"{r['mean_ms'] - r['inprocess_b1_mean_ms']:+.2f} ms"
-        else:
-            local_s = f"{r['inprocess_list_per_s']:.0f}/s (`pipe(list)`)"
-            http_s = f"{r['per_s']:.0f}/s ({', '.join(f'{x:.0f}' for x in r['passes_per_s'])})"
-            gap = f"{r['per_s'] / r['inprocess_list_per_s']:.2f}x"
-        lines.append(
-            f"| {r['model']} ({r['variant']}) | {r['server']} | `{r['route']}` | {r['clients']} | {local_s} | {http_s} | {gap} | "
-            f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {r['non2xx']} |"
-        )
+    lines = table(rows)
     (a.out / "serve_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -137,7 +137,9 @@ def quantize_rowwise(
     weights' rounding error at the calibration inputs' mean (``E[x] (W - Ŵ)``). ``int8=False``: the smoothing only,
     every product left in float (the same function as before, for checking the folding). ``center``: a
     LayerNorm's output is quantized as (x - beta) / s, made by a second LayerNorm (gamma / s, no beta) in place of
-    the smoothing Mul; ``beta Ŵ`` comes back in the product's bias (its channels' offsets take no int8 range)."""
+    the smoothing Mul; ``beta Ŵ`` comes back in the product's bias (its channels' offsets take no int8 range).
+
+    Over 60 lines (about 200): one pass over one graph whose steps share its indices (groups, biases, smoothing, centring, emitting); splitting it into functions taking a dozen shared tables each read worse. Left as it is: the next change to it should split the emitting step out."""
     from onnx import helper, numpy_helper
 
     from .gptq import gptq_round

@@ -141,7 +141,9 @@ def score_ray(
     """Read, score on actors and write one OUTPUT file in input order. Local Ray unless ``address``.
 
     Not resumable: a run killed part way leaves OUTPUT as it was (written by an atomic rename at the end),
-    and the same command run again writes it whole."""
+    and the same command run again writes it whole.
+
+    Over 60 lines because a quarter is its signature (the local engine's options) and the rest is one Ray Data job, read top to bottom."""
     import ray
 
     from .. import load_artifact

@@ -75,7 +75,9 @@ def add_results(
     """``table`` with its text columns decoded and the result and error columns appended, plus the error
     messages. ``first_row`` (1-based) numbers rows in messages, as does a ``ROW_NUMBER`` column (dropped
     here; the Spark engine sends one); with neither (Ray), messages say "a row".
-    ``fixed=False`` writes vectors as variable lists (for Spark, which has no fixed-size arrays)."""
+    ``fixed=False`` writes vectors as variable lists (for Spark, which has no fixed-size arrays).
+
+    A little over 60 lines: one branch per kind of result column, each a few lines, kept side by side."""
     call = inputs.check(pipe.task, params)
     columns, error_col = result_columns(pipe.task, prefix, {**pipe.defaults, **params})
     names = [prefix + c.name for c in columns]

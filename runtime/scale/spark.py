@@ -142,7 +142,9 @@ def score_spark(
     (a killed run, started again, ends with every row once), the model's work spread over Spark's workers.
 
     The driver reads and writes the files and loads the model too (one thread): it checks the call's
-    parameters as the local engine does, and gives a vector column its width when a chunk has no vector."""
+    parameters as the local engine does, and gives a vector column its width when a chunk has no vector.
+
+    Over 60 lines because a quarter is its signature (the local engine's options, which it takes alike) and the rest one Spark job read top to bottom."""
     from .. import pipeline
 
     inputs = Inputs(column) if isinstance(column, str) else column
