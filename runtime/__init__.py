@@ -39,6 +39,7 @@ __all__ = [
 from .tasks.feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
 from .tasks.fill_mask import FillMaskPipeline
 from .tasks.question_answering import QuestionAnsweringPipeline
+from .tasks.sentence_similarity import SentenceSimilarityPipeline
 from .tasks.sparse_embeddings import SparseEmbeddingsPipeline
 from .tasks.text_classification import TextClassificationPipeline
 from .tasks.token_classification import TokenClassificationPipeline
@@ -99,6 +100,20 @@ def pipeline(
     engine: Engine | None = None,
     **defaults: Any,
 ) -> SentenceEmbeddingsPipeline: ...
+
+
+@overload
+def pipeline(
+    task: Literal["sentence-similarity"],
+    model: str | Path | None = None,
+    variant: str | None = None,
+    *,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    verify: bool = True,
+    engine: Engine | None = None,
+    **defaults: Any,
+) -> SentenceSimilarityPipeline: ...
 
 
 @overload

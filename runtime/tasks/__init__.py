@@ -18,6 +18,8 @@ from ..pipeline import Pipeline
 from .feature_extraction import FeatureExtractionPipeline, SentenceEmbeddingsPipeline
 from .fill_mask import FillMaskPipeline
 from .question_answering import QuestionAnsweringPipeline
+from .sentence_similarity import SentenceSimilarityPipeline
+from . import sentence_similarity
 from .sparse_embeddings import SparseEmbeddingsPipeline
 from . import score_columns as columns
 from .text_classification import TextClassificationPipeline
@@ -156,6 +158,14 @@ SPECS = (
         default_model="all-minilm-l6-v2",
         score_columns=columns.sentence_embeddings,
         bench="onnxpipe.bench.embeddings",
+    ),
+    TaskSpec(
+        "sentence-similarity",
+        SentenceSimilarityPipeline,
+        BASE,
+        default_model="all-minilm-l6-v2",
+        score_columns=sentence_similarity.score_columns,
+        score_inputs="text+pair",
     ),
     TaskSpec("fill-mask", FillMaskPipeline, MASKED_LM, score_columns=columns.fill_mask),
     TaskSpec(
