@@ -30,7 +30,7 @@ def _item(value: Any, where: str) -> Item:
     if not isinstance(value, dict):
         raise InputTypeError(
             f'{where} is a {type(value).__name__}: sentence-similarity takes {{"source_sentence": str, '
-            '"sentences": [str]}} (or {"text", "text_pair"}: one source, one sentence)'
+            '"sentences": [str]} (or {"text", "text_pair"}: one source, one sentence)'
         )
     if set(value) == {"text", "text_pair"}:
         value = {"source_sentence": value["text"], "sentences": [value["text_pair"]]}

@@ -10,7 +10,7 @@ import onnxpipe
 
 SOURCE = "We are very happy to show you the Transformers library."
 SENTENCES = ["Terrible.", "très émouvant, à voir absolument", "the food was good but the service was bad", SOURCE]
-TOL = 1e-5  # float32 ONNX Runtime against float32 PyTorch on unit vectors; measured gap ~1e-7
+TOL = 1e-5  # float32 ONNX Runtime against float32 PyTorch on unit vectors (all-MiniLM-L6-v2, fused fp32: 1.4e-7)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,10 @@ def test_bad_input_is_named(pipe):
         pipe({"source_sentence": SOURCE})
     with pytest.raises(TypeError, match=r"inputs\['sentences'\]\[1\] is a int, not a str"):
         pipe({"source_sentence": SOURCE, "sentences": ["a", 3]})
-    with pytest.raises(TypeError, match=r"inputs\[0\] is a str: sentence-similarity takes"):
+    with pytest.raises(
+        TypeError,
+        match=r"inputs\[0\] is a str: sentence-similarity takes \{\"source_sentence\": str, \"sentences\": \[str\]\} \(or",
+    ):
         pipe([SOURCE])
     with pytest.raises(TypeError, match="precision"):
         pipe({"source_sentence": SOURCE, "sentences": ["a"]}, precision="int8")
