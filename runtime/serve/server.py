@@ -5,6 +5,7 @@ by the request timeout. Routes (:mod:`.routes`) only translate their request sha
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import threading
@@ -106,6 +107,11 @@ class Server:
                     m.name,
                     busy,
                 )
+            # The loaded process holds many long-lived objects (FastAPI, pydantic, onnxruntime, numpy) that every
+            # full collection would walk again; frozen, they are not. (One caller, two interleaved 10 s runs each:
+            # mean 6.52 and 6.46 ms against 7.46 and 6.76 ms without; a small gain, within run-to-run noise.)
+            gc.collect()
+            gc.freeze()
             self.ready = True
             models = ", ".join(f"{m.name}={m.path} ({m.loaded.task}, {m.loaded.variant})" for m in self.served.values())
             print(
