@@ -8,6 +8,8 @@ alone as in a batch. The timing loops and worker processes are the classificatio
 
 from __future__ import annotations
 
+from onnxpipe.errors import InputValueError
+
 import json
 from pathlib import Path
 from typing import Any
@@ -108,7 +110,7 @@ def resolve(target: str | Path | None, threads: int, log, out_dir: Path | None =
     log(f"the runtime runs {tune.describe(choice)}")
     base = artifact.manifest.source.get("base") or artifact.manifest.source.get("name_or_path")
     if not base or not Path(base).is_dir():
-        raise ValueError(f"{artifact_dir}'s source is not a local sentence-transformers folder to compare with")
+        raise InputValueError(f"{artifact_dir}'s source is not a local sentence-transformers folder to compare with")
     return Spec(
         artifact=artifact_dir,
         checkpoint=Path(base),

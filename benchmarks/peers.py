@@ -18,6 +18,8 @@ runs at once:
 
 from __future__ import annotations
 
+from onnxpipe.errors import InputValueError
+
 import os
 import statistics
 import tempfile
@@ -133,7 +135,7 @@ def nncf_int8(model: Any, pipe: Any, spec: Spec) -> tuple[Any, int]:
     import openvino as ov
 
     if not spec.calibration:
-        raise RuntimeError("NNCF calibration needs SST-2 train.tsv in --data")
+        raise InputValueError("NNCF calibration needs SST-2 train.tsv in --data")
     items = [pipe.encoder.collate(pipe.encoder.encode([t])) for t in spec.calibration[:300]]
     names = [p.get_any_name() for p in model.inputs]
     dataset = nncf.Dataset(items, lambda feed: {n: feed[n] for n in names})

@@ -32,6 +32,8 @@ walk and its names; apart, each would carry a copy of it.
 
 from __future__ import annotations
 
+from onnxpipe.errors import InputValueError
+
 import logging
 import platform
 from collections import defaultdict
@@ -77,7 +79,7 @@ class Int8Options:
 def canonical_mode(mode: str) -> str:
     name = ALIASES.get(mode, mode)
     if name not in MODES:
-        raise ValueError(f"unknown quantization mode {mode!r}: choose from {', '.join(MODES + tuple(ALIASES))}")
+        raise InputValueError(f"unknown quantization mode {mode!r}: choose from {', '.join(MODES + tuple(ALIASES))}")
     return name
 
 
@@ -102,7 +104,7 @@ def isa_settings(isa: str, reduce_range: bool) -> dict:
     off by default because measured it costs more than it saves: MiniLM-SST2 on an AVX2 machine without
     VNNI agreed with PyTorch on 99.77% of SST-2 dev with 8-bit weights and on 98.97% with 7-bit."""
     if isa not in ISAS:
-        raise ValueError(f"unknown ISA preset {isa!r}: choose from {', '.join(ISAS)}")
+        raise InputValueError(f"unknown ISA preset {isa!r}: choose from {', '.join(ISAS)}")
     detected = detect_isa()
     return {"isa": detected if isa == "auto" else isa, "detected": detected, "reduce_range": bool(reduce_range)}
 
@@ -126,7 +128,7 @@ def read_texts(source: str | Path | None, split: str = "train") -> tuple[list[st
     else:
         texts, labels = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()], None
     if not texts:
-        raise ValueError(f"{path} holds no text")
+        raise InputValueError(f"{path} holds no text")
     return texts, labels, ("bundled " if source is None else "") + path.name
 
 
@@ -300,7 +302,7 @@ def quantize_graph(
 
     mode = canonical_mode(mode)
     if method not in CALIBRATION_METHODS:
-        raise ValueError(f"unknown calibration method {method!r}: choose from {', '.join(CALIBRATION_METHODS)}")
+        raise InputValueError(f"unknown calibration method {method!r}: choose from {', '.join(CALIBRATION_METHODS)}")
     exclude = sorted(set(exclude))
     cpu = isa_settings(isa, reduce_range)
     recipe = {"mode": mode, "batch_invariant": BATCH_INVARIANT[mode], "from": src.name, **cpu}
@@ -309,16 +311,18 @@ def quantize_graph(
     if mode == "rowwise":
         return {**recipe, **_rowwise(src, dst, feeds, calibration_name, alpha, exclude, cpu["isa"], rounding, center)}
     if rounding != "nearest":
-        raise ValueError(f"weight rounding {rounding!r} is for --quantize rowwise (mode {mode!r} rounds to nearest)")
+        raise InputValueError(
+            f"weight rounding {rounding!r} is for --quantize rowwise (mode {mode!r} rounds to nearest)"
+        )
     if center:
-        raise ValueError(f"centring LayerNorm outputs is for --quantize rowwise, not {mode!r}")
+        raise InputValueError(f"centring LayerNorm outputs is for --quantize rowwise, not {mode!r}")
     if not isinstance(alpha, (int, float, type(None))):
-        raise ValueError(f"several smoothing strengths {alpha!r} are for --quantize rowwise, not {mode!r}")
+        raise InputValueError(f"several smoothing strengths {alpha!r} are for --quantize rowwise, not {mode!r}")
 
     model = onnx.load(str(src))
     if mode == "static":
         if not feeds:
-            raise ValueError("static int8 needs calibration text")
+            raise InputValueError("static int8 needs calibration text")
         calib_feeds = feeds
         if alpha:
             recipe["smoothed_activations"] = smooth(model, calib_feeds, alpha, set(exclude))

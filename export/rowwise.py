@@ -43,6 +43,8 @@ and MatMulNBits' per-block activation quantization is weight-only int8 compute a
 
 from __future__ import annotations
 
+from onnxpipe.errors import InputValueError
+
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -146,9 +148,9 @@ def quantize_rowwise(
     from .smoothing import choose_smoothing, statistics
 
     if weights not in WEIGHT_TYPES:
-        raise ValueError(f"unknown weight type {weights!r}: choose from {', '.join(WEIGHT_TYPES)}")
+        raise InputValueError(f"unknown weight type {weights!r}: choose from {', '.join(WEIGHT_TYPES)}")
     if rounding not in ROUNDINGS:
-        raise ValueError(f"unknown weight rounding {rounding!r}: choose from {', '.join(ROUNDINGS)}")
+        raise InputValueError(f"unknown weight rounding {rounding!r}: choose from {', '.join(ROUNDINGS)}")
     calibrated = [
         k
         for k, on in (
@@ -159,7 +161,7 @@ def quantize_rowwise(
         if on
     ]
     if calibrated and not feeds:
-        raise ValueError(f"{' and '.join(calibrated)} needs calibration text")
+        raise InputValueError(f"{' and '.join(calibrated)} needs calibration text")
     kept_fused = unfuse_attention(model, exclude)
     g = model.graph
     inits = {i.name: i for i in g.initializer}

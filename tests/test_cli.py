@@ -139,6 +139,18 @@ def test_a_bug_keeps_its_traceback_and_a_mistake_is_one_line(artifact, monkeypat
     assert "unknown variant 'fp16'" in err and "Traceback" not in err
 
 
+def test_an_export_option_the_quantizer_refuses_is_one_line(checkpoint, tmp_path, capsys):
+    """The quantizer's refusals of the user's options (here an empty calibration file) are input errors: exit 2
+    and one line naming the problem, no traceback."""
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    argv = ["export", str(checkpoint("bert", "single")), str(tmp_path / "out"), "--optimize", "--quantize", "int8"]
+    assert main([*argv, "--calibration", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert f"{empty} holds no text" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
