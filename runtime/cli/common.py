@@ -9,8 +9,10 @@ from typing import Any
 
 from ..artifact import MANIFEST
 from ..pipeline import Pipeline
-from ..serve.settings import positive as positive_int  # the one argparse count check, the server's too
+from ..serve.settings import positive
 from ..tasks import DEFAULT_TASK, SPECS, TASKS
+
+positive_int = positive  # the one argparse count check, the server's too
 
 EXIT_SOME_FAILED, EXIT_ERROR, EXIT_SIGPIPE = 1, 2, 141
 
