@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import harness, report
 from .contenders import BY_NAME
+from onnxpipe.tasks import DEFAULT_TASK, TASKS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="use only the first N dev sentences")
     p.add_argument(
         "--task",
-        choices=["text-classification", "sentence-embeddings", "token-classification", "question-answering"],
-        default="text-classification",
-        help="sentence-embeddings: sentence-transformers, fastembed and onnxpipe on the embedded "
-        "all-MiniLM-L6-v2 (or the embeddings artifact given as target); token-classification, "
-        "question-answering: the transformers pipeline vs onnxpipe on a checkpoint folder (default: "
-        "MiniLM with a random head, for speed and span agreement)",
+        choices=sorted(name for name, spec in TASKS.items() if spec.bench),  # the tasks the registry benchmarks
+        default=DEFAULT_TASK,
+        help="the task whose benchmark runs (its registry entry names the module and so the contenders; README, "
+        "Benchmarks): embeddings compare sentence-transformers, fastembed and onnxpipe on the embedded "
+        "all-MiniLM-L6-v2 (or the artifact given as target); span tasks the transformers pipeline and onnxpipe "
+        "on a checkpoint folder (default: MiniLM with a random head, for speed and span agreement)",
     )
     a = p.parse_args(argv)
 
@@ -73,10 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     if sizes:
         settings = dataclasses.replace(settings, batch_sizes=sizes)
     log = lambda m: print(f"onnxpipe bench: {m}", file=sys.stderr, flush=True)
-    if a.task == "sentence-embeddings":
-        return embeddings_main(a, texts, settings, log)
-    if a.task in ("token-classification", "question-answering"):
-        return spans_main(a, texts, settings, log)
+    runner = RUNNERS.get(TASKS[a.task].bench or "")
+    if runner is not None:
+        return runner(a, texts, settings, log)
     spec = harness.resolve_spec(a.target, a.out, a.threads, calibration, log=log)
     result = harness.run(spec, texts, labels, settings, names)
     paths = report.write_all(result, a.out)
@@ -105,3 +105,7 @@ def spans_main(a: argparse.Namespace, texts: list[str], settings: harness.Settin
     print(paths["markdown"].read_text())
     log("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+# The benchmark modules that run on their own (the registry's TaskSpec.bench); the others share the harness.
+RUNNERS = {"onnxpipe.bench.embeddings": embeddings_main, "onnxpipe.bench.spans": spans_main}

@@ -48,9 +48,9 @@ def serve() -> None:
     try:
         import importlib
 
-        from onnxpipe.tasks import TASKS
+        from onnxpipe.tasks import DEFAULT_TASK, TASKS
 
-        module = TASKS[init.get("task") or "text-classification"].bench  # the task's contenders, by the registry
+        module = TASKS[init.get("task") or DEFAULT_TASK].bench  # the task's contenders, by the registry
         registry = importlib.import_module(module).BY_NAME if module else BY_NAME
         runner = registry[init["contender"]].load(spec)
     except Exception as e:  # a peer that fails to load is reported, never silently dropped
