@@ -109,8 +109,11 @@ def compare(
         for config in configs:  # one server at a time: an idle one would still hold memory and threads
             proc, url = start(artifact, True, None, extra=tuple(config.split()))
             try:
-                wrk(url, route, bodies, script, max(clients), 3)  # warm: first runs allocate
                 for c in clients:
+                    # Warmed at the cell's own count: after a larger cell, the first request waits behind that
+                    # cell's leftovers (~250 ms), and wrk's coordinated-omission correction turns that one stall
+                    # into dozens of synthetic slow samples (a one-caller p99 of ~200 ms from one slow request).
+                    wrk(url, route, bodies, script, c, 3)
                     r = wrk(url, route, bodies, script, c, a.seconds)
                     http[config, c].append(r)
                     print(json.dumps({"model": name, "server": config, "clients": c, **r}), file=sys.stderr)
