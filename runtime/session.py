@@ -60,7 +60,8 @@ class Session:
             # The arena keeps the largest batch's buffers for the process's life: fine for a batch job, but a
             # server seeing varied lengths grows with them.
             opts.enable_cpu_mem_arena = False
-        if not (not serving if spin is None else spin):
+        spin = not serving if spin is None else spin
+        if not spin:
             # Spinning threads wait for work by burning cores that a server's event loop needs between graph
             # runs; without it each operator wakes them (the server's --spin setting weighs the two).
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

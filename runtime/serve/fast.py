@@ -35,7 +35,8 @@ class Direct:
     def __init__(self, app: ASGIApp, fastapi: FastAPI):
         self.app = app
         self.fastapi = fastapi
-        self.routes: dict[str, tuple[type[BaseModel], Endpoint, str, str]] | None = None  # built at first request
+        # Starlette builds its middleware when the app first runs (lifespan start-up), every route included by then.
+        self.routes = self._table()
 
     def _table(self) -> dict[str, tuple[type[BaseModel], Endpoint, str, str]]:
         """path → (body model, endpoint, its body parameter's name, its request parameter's name), for every
@@ -61,8 +62,6 @@ class Direct:
         return table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.routes is None:
-            self.routes = self._table()
         hit = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if hit is None or not _json(scope):
             await self.app(scope, receive, send)
