@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from onnxpipe.batching import PAD_SLACK
+from onnxpipe.batching import RUN_OVERHEAD
 from onnxpipe.executor import Feature, Work, execute
 from onnxpipe.pipeline import DEFAULT_BATCH_SIZE
 from onnxpipe.postprocess import sigmoid, softmax
@@ -114,7 +114,7 @@ def onnx_outputs(
     features = [Feature(e, i, len(e)) for i, e in enumerate(encodings)]
     size = (max(1, len(items)) if padded else DEFAULT_BATCH_SIZE) if encoder.pad_id is not None else 1
     work = [Work(features, raw_rows(names))]
-    values = execute(session, encoder, work, size, slack=float("inf") if padded else PAD_SLACK)[0]
+    values = execute(session, encoder, work, size, overhead=float("inf") if padded else RUN_OVERHEAD)[0]
     return {n: [v[n] for v in values] for n in names}, ids
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from tokenizers import Encoding
 
 from .arrays import Outputs
-from .batching import PAD_SLACK, chunks
+from .batching import RUN_OVERHEAD, chunks
 
 
 @dataclass
@@ -72,10 +72,10 @@ def execute(
     work: Sequence[Work],
     size: int,
     observe: Observer | None = None,
-    slack: float = PAD_SLACK,
+    overhead: float = RUN_OVERHEAD,
 ) -> list[list[Any]]:
     """Each item's values, in its features' order. Graph runs hold at most ``size`` features (the batch size),
-    cut by :func:`batching.chunks` with its padding ``slack`` (export validation pads on purpose: ``inf``);
+    cut by :func:`batching.chunks` with its per-run ``overhead`` (export validation pads on purpose: ``inf``);
     a failing graph run raises here, for the caller to answer every item still waiting."""
     features = [f for w in work for f in w.features]
     owner = [k for k, w in enumerate(work) for _ in w.features]
@@ -86,7 +86,7 @@ def execute(
     for w in work:
         if not w.features and w.answer is not None:  # nothing to run: answered at once
             w.answer([])
-    for idx in chunks([f.length for f in features], size, slack):
+    for idx in chunks([f.length for f in features], size, overhead):
         t0 = time.perf_counter()
         outputs = session.run(encoder.collate([features[i].encoding for i in idx]))
         run_s = time.perf_counter() - t0

@@ -82,15 +82,3 @@ def test_ner_stride_windows_over_the_limit_match_transformers(long_models):
         )
         assert abs(g["score"] - float(e["score"])) <= 1e-5
     assert max(g["end"] for g in got) > len(words(2100))  # the second window's entities are there
-
-
-def test_long_inputs_run_in_smaller_graph_runs():
-    """A run's attention area (count x length²) is bounded, so 32 inputs of 8k tokens do not ask for tens of GB
-    at once; short texts batch as before."""
-    from onnxpipe.batching import MAX_RUN_AREA, chunks
-
-    lengths = [8192] * 3 + [4096] * 5 + [100] * 40
-    runs = chunks(lengths, size=32)
-    assert sorted(i for run in runs for i in run) == list(range(len(lengths)))
-    assert [len(r) for r in runs] == [32, 8, 4, 1, 1, 1, 1]
-    assert all(len(r) * max(lengths[i] for i in r) ** 2 <= MAX_RUN_AREA for r in runs)
