@@ -1,7 +1,7 @@
 """Micro-batching by a padded-token budget: requests gathered into graph runs by one inference thread.
 
 Callers read a request on the event loop (:meth:`Pipeline.read`: parsing and validation) and ``submit`` the
-plan; the inference thread does the rest. It takes the oldest request, then every request already waiting (up
+plan; an inference thread does the rest (one per stream: see ``streams``). It takes the oldest request, then every request already waiting (up
 to ``max_batch_requests``; it waits up to ``max_wait_ms`` for more only while requests are still arriving, so a
 lone request on an idle server runs at once), tokenizes them together (one ``encode_batch`` per task and
 parameters: tokenizers runs it in parallel, without the GIL, and no request pays a thread hop of its own), then
@@ -78,12 +78,22 @@ class Batcher:
         metrics: Metrics | None = None,
         model: str = "default",
         busy: Engine | None = None,
+        streams: list[Engine] | None = None,
     ):
         self.pipe = pipe
         # With ``busy`` (a spinning session of the same graph), a batch runs on it while more requests wait, and
         # on the pipe's own (sleeping) session when the queue is empty: spinning saves each operator a thread
         # wake-up, and an idle server should not burn the cores its event loop needs.
         self.busy = busy
+        # With ``streams`` (sessions on a share of the cores each), as many inference threads take batches at once,
+        # each running its own on its own stream, while requests keep coming; a batch that finds the others idle
+        # and nothing else waiting runs on the pipe's session, on every core (a lone caller's latency). Several
+        # small runs side by side on one core each beat one run on two cores: a run's fixed cost (the weights
+        # streamed from memory, ~2 ms here) is paid per core, not per run of two threads (README, "Serving at
+        # engine speed").
+        self.streams: list[Engine | None] = list(streams) if streams else [None]
+        self.running = 0
+        self.lock = threading.Lock()
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_requests = max_batch_requests
         self.max_wait = max_wait_ms / 1000
@@ -91,8 +101,12 @@ class Batcher:
         self.metrics = metrics
         self.model = model
         self.queue: queue.Queue[Job | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._loop, name=f"onnxpipe-infer-{model}", daemon=True)
-        self.thread.start()
+        self.threads = [
+            threading.Thread(target=self._loop, args=(stream,), name=f"onnxpipe-infer-{model}-{k}", daemon=True)
+            for k, stream in enumerate(self.streams)
+        ]
+        for thread in self.threads:
+            thread.start()
 
     async def submit(
         self,
@@ -118,11 +132,13 @@ class Batcher:
 
     def close(self) -> None:
         """Stop after every request already queued is answered (graceful shutdown drains)."""
-        self.queue.put(None)
-        self.thread.join(timeout=60)
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join(timeout=60)
 
     # -- the inference thread ------------------------------------------------------------------
-    def _loop(self) -> None:
+    def _loop(self, stream: Engine | None) -> None:
         waiting: deque[Job] = deque()  # tokenized, past the last batch's token budget: first in the next
         stop = False
         while not stop or waiting:
@@ -133,7 +149,23 @@ class Batcher:
             more = self.queue.qsize() + len(waiting)
             if self.metrics:
                 self.metrics.of(self.metrics.queue_depth, self.model).set(more)
-            self._run(batch, self.busy if more and self.busy is not None else self.pipe.session)
+            with self.lock:
+                alone = not more and self.running == 0
+                self.running += 1
+            try:
+                self._run(batch, self._session(stream, alone, more > 0))
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+    def _session(self, stream: Engine | None, alone: bool, more: bool) -> Engine:
+        """A batch's session: its stream's under load, the pipe's own (every core) when it runs alone, and the
+        spinning one (``busy``) while more requests wait behind it."""
+        if stream is not None and not alone:
+            return stream
+        if more and self.busy is not None:
+            return self.busy
+        return self.pipe.session
 
     def _gather(self, waiting: deque[Job], stop: bool) -> tuple[list[Job], bool]:
         """The next batch's candidates: jobs left from the last batch first, then the queue's, oldest first."""

@@ -94,7 +94,8 @@ class Server:
                 artifact.verify(graph.name, "tokenizer.json")  # before loading
                 # Serving sessions keep no memory arena (RSS would grow with lengths); --spin says which spin.
                 engine = Session(graph, threads, serving=True, spin=s.spin == "on")
-                busy = Session(graph, threads, serving=True, spin=True) if s.spin == "busy" else None
+                streams = self._streams(graph, threads)
+                busy = Session(graph, threads, serving=True, spin=True) if s.spin == "busy" and not streams else None
                 m.pipe = pipeline(model=m.path, variant=choice.variant, engine=engine, verify=False)
                 m.pipe.choice = choice
                 m.batcher = Batcher(
@@ -106,6 +107,7 @@ class Server:
                     self.metrics,
                     m.name,
                     busy,
+                    streams,
                 )
             # The loaded process holds many long-lived objects (FastAPI, pydantic, onnxruntime, numpy) that every
             # full collection would walk again; frozen, they are not. (One caller, two interleaved 10 s runs each:
@@ -120,6 +122,19 @@ class Server:
         except Exception as e:  # reported by /health and every route, never a crash loop
             self.error = f"{type(e).__name__}: {e}"
             print(f"onnxpipe serve: could not load the models: {self.error}", file=sys.stderr, flush=True)
+
+    def _streams(self, graph: Path, threads: int) -> list[Any]:
+        """The sessions batches run on side by side under load (none for one stream). A one-thread session runs on
+        its caller's thread, so the streams share one; wider streams each need their own intra-op pool."""
+        from ..session import Session
+
+        s = self.settings
+        count = s.session_streams(threads)
+        if count < 2:
+            return []
+        each = threads // count
+        shared = Session(graph, 1, serving=True, spin=False) if each == 1 else None
+        return [shared or Session(graph, each, serving=True, spin=s.spin != "off") for _ in range(count)]
 
     def close(self) -> None:
         for m in self.served.values():  # uvicorn has stopped accepting and answered what it accepted

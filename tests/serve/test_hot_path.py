@@ -23,7 +23,7 @@ from .test_app import queued_together, ready
 @pytest.fixture(scope="module")
 def client(artifact):
     models = {"sst": artifact("bert", "single", quantize="int8"), "emb": artifact("bert", "base")}
-    with TestClient(create_app(models, Settings(max_batch_requests=16))) as c:
+    with TestClient(create_app(models, Settings(max_batch_requests=16, streams=1))) as c:  # gated: see test_app
         yield ready(c)
 
 
@@ -141,3 +141,42 @@ def test_spin_busy_runs_on_the_spinning_session_only_while_requests_wait(artifac
     assert [values for values, _ in answers] == [sst.execute(sst.plan(t)) for t in ("held", "a", "b", "c")]
     # "held" ran with the queue empty (quiet); "a" and "b" each with requests behind them (busy); "c" last (quiet).
     assert runs == (2, 2)
+
+
+def test_streams_run_batches_side_by_side_and_a_lone_request_on_every_core(artifact):
+    """With streams, a request that arrives while another batch runs starts on a stream of its own before that
+    batch ends (held open by the test: an order, not a time), and a batch that finds the others idle and nothing
+    waiting runs on the pipe's own (all-thread) session. Every answer is the in-process one."""
+    import asyncio
+
+    from onnxpipe.serve.batcher import Batcher
+    from onnxpipe.session import Session
+
+    sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
+    wide = Counting(sst.session, hold=True)
+    narrow = Counting(Session(sst.artifact.variant_file(sst.variant), threads=1))
+    sst.session = wide
+    batcher = Batcher(sst, streams=[narrow, narrow])
+
+    async def run():
+        held = asyncio.ensure_future(batcher.submit(sst.read("held")))
+        await asyncio.get_running_loop().run_in_executor(None, wide.entered.wait, 60)
+        beside = await batcher.submit(sst.read("beside"))  # answered while "held" is still held
+        assert not held.done() and (wide.runs, narrow.runs) == (1, 1)
+        wide.open.set()
+        first = await held
+        while batcher.running:  # its thread leaves the run after answering: a count, not a time
+            await asyncio.sleep(0.01)
+        after = await batcher.submit(sst.read("after"))  # idle again: the wide session
+        return [first, beside, after]
+
+    answers = asyncio.run(run())
+    batcher.close()
+    runs = (wide.runs, narrow.runs)
+    assert [values for values, _ in answers] == [sst.execute(sst.plan(t)) for t in ("held", "beside", "after")]
+    assert runs == (2, 1)
+
+
+def test_streams_default_to_one_per_thread_and_never_more():
+    assert Settings().session_streams(2) == 2 and Settings().session_streams(1) == 1
+    assert Settings(streams=1).session_streams(4) == 1 and Settings(streams=8).session_streams(2) == 2
