@@ -49,10 +49,7 @@ def chunks(lengths: list[int], size: int, overhead: float = RUN_OVERHEAD) -> lis
         width = min(size, max(1, int(MAX_RUN_AREA // max(longest * longest, 1.0))))
         lo = max(0, j - width)
         starts = np.arange(j - 1, lo - 1, -1)  # latest start first: ties keep the shortest last run
-        if fewest:
-            costs = best[starts] + 1.0
-        else:
-            costs = best[starts] + overhead + (j - starts) * longest
+        costs = best[starts] + (1.0 if fewest else overhead + (j - starts) * longest)  # fewest: runs counted
         k = int(np.argmin(costs))
         best[j], cut[j] = costs[k], starts[k]
     runs: list[list[int]] = []
