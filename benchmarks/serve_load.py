@@ -33,13 +33,26 @@ def free_port() -> int:
 
 
 def start(
-    artifact: Path, batching: bool, threads: int | None, infinity: str | None = None, extra: tuple[str, ...] = ()
+    artifact: Path,
+    batching: bool,
+    threads: int | None,
+    infinity: str | None = None,
+    extra: tuple[str, ...] = (),
+    bare: str | None = None,
 ) -> tuple[subprocess.Popen, str]:
-    """onnxpipe serve (or, given its command, Infinity on the same artifact folder) on a free loopback port."""
+    """onnxpipe serve (or, given its command, Infinity on the same artifact folder; or, given a task, the bare
+    ASGI app of :mod:`.bare_asgi`) on a free loopback port."""
+    import os
+
     import httpx
 
     port = free_port()
-    if infinity:  # Infinity's optimum engine picks the folder's model_quantized.onnx: the same int8 graph
+    env = None
+    if bare:
+        env = {**os.environ, "ONNXPIPE_BARE_TASK": bare, "ONNXPIPE_BARE_MODEL": str(artifact)}
+        args = [sys.executable, "-m", "uvicorn", "onnxpipe.bench.bare_asgi:app", "--port", str(port)]
+        args += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
+    elif infinity:  # Infinity's optimum engine picks the folder's model_quantized.onnx: the same int8 graph
         args = [
             infinity,
             "v2",
@@ -59,7 +72,7 @@ def start(
         args += [] if batching else ["--max-batch-requests", "1"]
         args += ["--threads", str(threads)] if threads else []
         args += list(extra)
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:

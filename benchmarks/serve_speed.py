@@ -102,14 +102,18 @@ def compare(
     """One model: the in-process side and each server configuration in turns, ``a.passes`` times; medians."""
     texts_file, bodies, script = files
     local: list[dict] = []
-    http: dict[tuple[str, int], list[dict]] = {(k, c): [] for k in configs for c in clients}
+    cells = {k: [c for c in clients if k != "bare" or c == 1] for k in configs}  # bare runs one request at a time
+    http: dict[tuple[str, int], list[dict]] = {(k, c): [] for k in configs for c in cells[k]}
     for _ in range(a.passes):
         local.append(inprocess(task, texts_file))
         print(json.dumps({"model": name, "in-process": local[-1]}), file=sys.stderr, flush=True)
         for config in configs:  # one server at a time: an idle one would still hold memory and threads
-            proc, url = start(artifact, True, None, extra=tuple(config.split()))
+            if config == "bare":  # the floor: uvicorn and the pipeline inline, no onnxpipe server code
+                proc, url = start(artifact, True, None, bare=task)
+            else:
+                proc, url = start(artifact, True, None, extra=tuple(config.split()))
             try:
-                for c in clients:
+                for c in cells[config]:
                     # Warmed at the cell's own count: after a larger cell, the first request waits behind that
                     # cell's leftovers (~250 ms), and wrk's coordinated-omission correction turns that one stall
                     # into dozens of synthetic slow samples (a one-caller p99 of ~200 ms from one slow request).
@@ -179,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--serve-args",
         action="append",
-        help="a server configuration: extra `onnxpipe serve` flags, e.g. '--spin on' (repeatable: each is a "
-        "contender, all measured in turns within every pass; default: the defaults)",
+        help="a server configuration: extra `onnxpipe serve` flags, e.g. '--spin on', or 'bare' (uvicorn calling "
+        "the pipeline inline: what HTTP costs here before any onnxpipe server code; one caller only) (repeatable: "
+        "each is a contender, all measured in turns within every pass; default: the defaults)",
     )
     p.add_argument("--out", type=Path, default=Path("bench-out"))
     a = p.parse_args(argv)

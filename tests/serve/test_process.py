@@ -34,8 +34,9 @@ def server(artifact):
             p.wait()
 
 
-def test_concurrent_clients_get_the_in_process_answers(server, artifact):
-    _, url = server()
+@pytest.mark.parametrize("options", [(), ("--threads", "2")], ids=["one stream", "two streams"])
+def test_concurrent_clients_get_the_in_process_answers(server, artifact, options):
+    _, url = server(*options)
     pipe = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
     texts = [f"request {i}: " + "the food was good but the service was bad " * (i % 7) for i in range(300)]
     with httpx.Client(timeout=30) as client, cf.ThreadPoolExecutor(32) as pool:
