@@ -163,6 +163,7 @@ def quantize_rowwise(
     act_order: bool = True,
     clips: tuple[float, ...] = (1.0,),
     asymmetric: bool = False,
+    cache: dict | None = None,
 ) -> dict:
     """Rewrite ``model`` (fused fp32 ModelProto, in place) to per-row int8; returns counts for the manifest.
     ``alpha``: SmoothQuant strength (None: none); several: each activation takes the one (0: no smoothing) whose
@@ -177,6 +178,8 @@ def quantize_rowwise(
     ``clips``: candidate fractions of each output channel's max |w| for its scale, the one whose rounded channel
     errs least on the calibration moments kept (:func:`.gptq.clipped_round`). ``asymmetric``: uint8 weights with a
     zero point per output channel, its [min, max] over 256 steps (``weights="u8"`` only: u8 x u8 widens first).
+    ``cache``: a dict kept across calls on the same float graph and calibration text (as :mod:`.sequential` makes
+    them): the float graph's statistics and each activation's smoothing are computed once, not per call.
 
     Over 60 lines (about 200): one pass over one graph whose steps share its indices (groups, biases, smoothing, centring, emitting); splitting it into functions taking a dozen shared tables each read worse. Left as it is: the next change to it should split the emitting step out."""
     from onnx import helper, numpy_helper
@@ -219,7 +222,10 @@ def quantize_rowwise(
     w_levels = 63 if weights == "s8-w7" else 127
     made = {t: n for n in g.node for t in n.output}
     lifts = {x for x in groups if weights == "u8" and x in made and made[x].op_type in GELU_OPS}
-    stats = statistics(model, sorted(groups), feeds or []) if calibrated else {}
+    memo = {} if cache is None else cache
+    if calibrated and "stats" not in memo:
+        memo["stats"] = statistics(model, sorted(groups), feeds or [])
+    stats = memo.get("stats", {}) if calibrated else {}
     smoothed: dict[str, np.ndarray] = {}
     centers: dict[str, np.ndarray] = {}
     for x in groups if center else []:
@@ -230,7 +236,11 @@ def quantize_rowwise(
             centers[x] = numpy_helper.to_array(inits[ln.input[2]]).astype(np.float32)
     producer = {t: n for n in g.node for t in n.output}
     if alpha:
-        smoothed = choose_smoothing(groups, arrays, stats, alpha, a_levels, w_levels, lifts, centers)
+        known = memo.setdefault("smoothing", {})  # activation -> its scales (None: left as it is)
+        fresh = {x: mms for x, mms in groups.items() if x not in known}
+        chosen = choose_smoothing(fresh, arrays, stats, alpha, a_levels, w_levels, lifts, centers)
+        known.update({x: chosen.get(x) for x in fresh})
+        smoothed = {x: known[x] for x in groups if known[x] is not None}
     for x in [x for x in groups if x in smoothed or x in centers]:
         sm = smoothed.get(x, np.ones(len(centers[x]) if x in centers else 0, np.float32))
         for n in groups[x]:

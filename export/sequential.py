@@ -30,11 +30,12 @@ def sequential_moments(
     unfuse_attention(plain, set(exclude))
     order = [(x, [n.name for n in mms]) for x, mms in weight_groups(plain, exclude).items()]
     got: dict[str, Moments] = {}
+    cache = {"stats": statistics(plain, [x for x, _ in order], list(feeds))}  # the float graph's: read once
     for i, (x, _) in enumerate(order):
         partly = onnx.ModelProto.FromString(model.SerializeToString())
         if i:  # later products stay float: they are not yet rounded when x is read
             later = {name for _, names in order[i:] for name in names}
-            quantize_rowwise(partly, list(feeds), exclude=set(exclude) | later, moments=got, **options)
+            quantize_rowwise(partly, list(feeds), exclude=set(exclude) | later, moments=got, cache=cache, **options)
         got[x] = _paired(partly, plain, x, feeds) if target else statistics(partly, [x], list(feeds))[x][1]
     return got
 
