@@ -169,6 +169,9 @@ RECIPES: dict[str, dict] = {
     "best-bc": {**BEST, "bias_correction": True},  # mean error back into the bias, GPTQ on the covariance
     "seq-target": {**BEST, "sequential": "target"},  # and each layer aims at the float graph's product (GPTAQ)
     "best-asym": {**BEST, "asymmetric": True},  # uint8 weights, a zero point per output channel
+    "seq-asym": {**BEST, "sequential": True, "asymmetric": True},
+    "seq-target-asym": {**BEST, "sequential": "target", "asymmetric": True},
+    "seq-asym-bc": {**BEST, "sequential": True, "asymmetric": True, "bias_correction": True},
     "seq-clip": {**BEST, "sequential": True, "clips": CLIPS},
     "seq-clip-bc": {**BEST, "sequential": True, "clips": CLIPS, "bias_correction": True},
     "search-gptq-float-l4-up": {

@@ -157,3 +157,28 @@ def test_asymmetric_weights_are_exact_integer_arithmetic():
     symmetric = ort.InferenceSession(built(False).SerializeToString(), providers=["CPUExecutionProvider"])
     exact = x @ w + bias
     assert np.abs(y - exact).mean() < np.abs(symmetric.run(None, {"x": x})[0] - exact).mean()
+
+
+def test_quantize_graph_takes_asymmetric_and_sequential(artifact, tmp_path):
+    """quantize_graph (what export runs): rowwise with asymmetric weights and sequential GPTQ records both, its
+    products carry a zero point per column; the static mode and sequential without GPTQ refuse them by name."""
+    import onnx
+    from onnx import numpy_helper
+
+    from onnxpipe.export.quantize import quantize_graph
+
+    src = artifact("bert", "single", optimize=True)
+    feeds = _feeds(src, sorted(set(CORPUS)))
+    fp32 = src / "model_optimized.onnx"
+    recipe = quantize_graph(
+        fp32, tmp_path / "q.onnx", "rowwise", feeds=feeds, alpha=0.5, rounding="gptq", asymmetric=True, sequential=True
+    )
+    assert recipe["sequential_gptq"] is True and recipe["weights"].startswith("uint8 asymmetric")
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    inits = {i.name: i for i in model.graph.initializer}
+    products = [n for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"]
+    assert products and all(len(numpy_helper.to_array(inits[n.input[5]]).shape) == 1 for n in products)
+    with pytest.raises(ValueError, match="asymmetric weights is for --quantize rowwise"):
+        quantize_graph(fp32, tmp_path / "s.onnx", "static", feeds=feeds, asymmetric=True)
+    with pytest.raises(ValueError, match="sequential GPTQ needs rounding='gptq'"):
+        quantize_graph(fp32, tmp_path / "r.onnx", "rowwise", feeds=feeds, sequential=True)
