@@ -144,6 +144,9 @@ def evaluate(sess, enc: dict, truth: dict, which=("train", "dev")) -> dict:
     return out
 
 
+BEST = {"alpha": SEARCH, "rounding": "gptq", "center": True}  # search-gptq-centre: the best before these
+CLIPS = tuple(np.round(np.arange(0.80, 1.001, 0.02), 2))
+
 # Recipes tried (name -> quantize_rowwise options); every one is all-int8 (no weight product left in float).
 RECIPES: dict[str, dict] = {
     "rowwise": {},
@@ -158,6 +161,19 @@ RECIPES: dict[str, dict] = {
     "search-gptq": {"alpha": SEARCH, "rounding": "gptq"},
     # LayerNorm outputs quantized as (x - beta) / s by a second LayerNorm (replaces the smoothing Mul)
     "search-gptq-centre": {"alpha": SEARCH, "rounding": "gptq", "center": True},
+    # issue 24's untried levers, each on top of the best recipe above (BEST)
+    "seq": {**BEST, "sequential": True},  # GPTQ fed the partly quantized graph's own inputs, activation by activation
+    "best-noorder": {**BEST, "act_order": False},  # GPTQ rounding the inputs in stored order
+    "best-damp0.1": {**BEST, "damp": 0.1},
+    "best-clip": {**BEST, "clips": CLIPS},  # per-output-channel scale clipped to the fraction erring least
+    "best-bc": {**BEST, "bias_correction": True},  # mean error back into the bias, GPTQ on the covariance
+    "seq-target": {**BEST, "sequential": "target"},  # and each layer aims at the float graph's product (GPTAQ)
+    "best-asym": {**BEST, "asymmetric": True},  # uint8 weights, a zero point per output channel
+    "seq-asym": {**BEST, "sequential": True, "asymmetric": True},
+    "seq-target-asym": {**BEST, "sequential": "target", "asymmetric": True},
+    "seq-asym-bc": {**BEST, "sequential": True, "asymmetric": True, "bias_correction": True},
+    "seq-clip": {**BEST, "sequential": True, "clips": CLIPS},
+    "seq-clip-bc": {**BEST, "sequential": True, "clips": CLIPS, "bias_correction": True},
     "search-gptq-float-l4-up": {
         "alpha": SEARCH,
         "rounding": "gptq",
@@ -171,8 +187,13 @@ def build(name: str, fp32: Path, calib: list[dict]) -> tuple[bytes, dict]:
 
     from onnxpipe.export.rowwise import quantize_rowwise
 
+    from onnxpipe.export.sequential import sequential_moments
+
     model = onnx.load(str(fp32))
-    options = RECIPES[name]
+    options = dict(RECIPES[name])
+    sequential = options.pop("sequential", False)
+    if sequential:
+        options["moments"] = sequential_moments(model, calib, target=sequential == "target", weights="u8", **options)
     done = quantize_rowwise(model, calib if options else None, weights="u8", **options)
     return model.SerializeToString(), done
 

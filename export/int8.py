@@ -66,6 +66,8 @@ def build_int8(
                 reduce_range=opts.reduce_range,
                 rounding=opts.rounding,
                 center=opts.center,
+                asymmetric=opts.asymmetric,
+                sequential=opts.sequential,
             )
         )
         return dst

@@ -67,6 +67,8 @@ class Int8Options:
     alpha: float | tuple[float, ...] | None = DEFAULT_ALPHA  # None or 0: no smoothing; several: rowwise picks one each
     rounding: str = "nearest"  # rowwise weights: "nearest" or "gptq" (calibrated)
     center: bool = False  # rowwise: LayerNorm outputs quantized as (x - beta) / s (a second LayerNorm)
+    asymmetric: bool = False  # rowwise: uint8 weights with a zero point per output channel
+    sequential: bool = False  # rowwise GPTQ: each activation's moments from the partly quantized graph
     isa: str = "auto"
     reduce_range: bool = False
     exclude: tuple[str, ...] = ()
@@ -292,6 +294,8 @@ def quantize_graph(
     reduce_range: bool = False,
     rounding: str = "nearest",
     center: bool = False,
+    asymmetric: bool = False,
+    sequential: bool = False,
 ) -> dict:
     """Write the int8 graph of ``src`` to ``dst``; returns the recipe for the manifest.
 
@@ -309,7 +313,11 @@ def quantize_graph(
     if mode == "blockwise8":
         return {**recipe, **_blockwise8(src, dst, exclude)}
     if mode == "rowwise":
-        return {**recipe, **_rowwise(src, dst, feeds, calibration_name, alpha, exclude, cpu["isa"], rounding, center)}
+        levers = {"rounding": rounding, "center": center, "asymmetric": asymmetric, "sequential": sequential}
+        return {**recipe, **_rowwise(src, dst, feeds, calibration_name, alpha, exclude, cpu["isa"], **levers)}
+    for lever, on in (("asymmetric weights", asymmetric), ("sequential GPTQ", sequential)):
+        if on:
+            raise InputValueError(f"{lever} is for --quantize rowwise, not {mode!r}")
     if rounding != "nearest":
         raise InputValueError(
             f"weight rounding {rounding!r} is for --quantize rowwise (mode {mode!r} rounds to nearest)"
@@ -386,21 +394,36 @@ def _rowwise(
     isa: str,
     rounding: str = "nearest",
     center: bool = False,
+    asymmetric: bool = False,
+    sequential: bool = False,
 ) -> dict:
     import onnx
 
     from .rowwise import quantize_rowwise, weight_type_for
+    from .sequential import sequential_moments
 
     model = onnx.load(str(src))
-    weights = weight_type_for(isa)
+    # A zero point per column is checked exact (and as fast) on the u8 x u8 kernel only: asymmetric keeps to it.
+    weights = "u8" if asymmetric else weight_type_for(isa)
     calibrated = bool(alpha) or rounding != "nearest"
+    if sequential and rounding != "gptq":
+        raise InputValueError("sequential GPTQ needs rounding='gptq'")
+    levers = {"center": center, "asymmetric": asymmetric}
+    moments = None
+    if sequential and feeds:
+        moments = sequential_moments(
+            model, feeds, frozenset(exclude), alpha=alpha or None, weights=weights, rounding=rounding, **levers
+        )
     done = quantize_rowwise(
-        model, feeds if calibrated else None, alpha or None, set(exclude), weights, rounding, center=center
+        model, feeds if calibrated else None, alpha or None, set(exclude), weights, rounding, moments=moments, **levers
     )
     onnx.save(model, str(dst))
     return {
         **done,
-        "weights": f"{'uint8 (zero point 128)' if weights == 'u8' else 'int8'} symmetric per output channel",
+        "weights": "uint8 asymmetric per output channel (a zero point each)"
+        if asymmetric
+        else f"{'uint8 (zero point 128)' if weights == 'u8' else 'int8'} symmetric per output channel",
+        "sequential_gptq": sequential,
         "activations": "uint8 symmetric per row (zero point 128), scale computed at run time",
         "smoothing_alpha": list(alpha) if isinstance(alpha, tuple) else alpha or None,
         "weight_rounding": rounding,

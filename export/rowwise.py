@@ -121,6 +121,33 @@ def unfuse_attention(model, exclude: set[str] | frozenset[str] = frozenset()) ->
     return kept
 
 
+def _uses(g) -> defaultdict[str, list]:
+    uses: defaultdict[str, list] = defaultdict(list)
+    for n in g.node:
+        for t in n.input:
+            uses[t].append(n)
+    return uses
+
+
+def weight_groups(model, exclude: set[str] | frozenset[str] = frozenset()) -> dict[str, list]:
+    """Activation -> the weight MatMuls reading it (constant 2-D weight read by that MatMul alone), in graph order
+    of each activation's first reader: what :func:`quantize_rowwise` quantizes once per activation."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    uses = _uses(g)
+    groups: dict[str, list] = defaultdict(list)
+    for n in g.node:
+        if (
+            n.op_type == "MatMul"
+            and n.name not in exclude
+            and n.input[1] in inits
+            and len(inits[n.input[1]].dims) == 2
+            and len(uses[n.input[1]]) == 1
+        ):
+            groups[n.input[0]].append(n)
+    return groups
+
+
 def quantize_rowwise(
     model,
     feeds: list[dict] | None = None,
@@ -131,6 +158,12 @@ def quantize_rowwise(
     bias_correction: bool = False,
     int8: bool = True,
     center: bool = False,
+    moments: dict | None = None,
+    damp: float = 0.01,
+    act_order: bool = True,
+    clips: tuple[float, ...] = (1.0,),
+    asymmetric: bool = False,
+    cache: dict | None = None,
 ) -> dict:
     """Rewrite ``model`` (fused fp32 ModelProto, in place) to per-row int8; returns counts for the manifest.
     ``alpha``: SmoothQuant strength (None: none); several: each activation takes the one (0: no smoothing) whose
@@ -140,15 +173,24 @@ def quantize_rowwise(
     every product left in float (the same function as before, for checking the folding). ``center``: a
     LayerNorm's output is quantized as (x - beta) / s, made by a second LayerNorm (gamma / s, no beta) in place of
     the smoothing Mul; ``beta Ŵ`` comes back in the product's bias (its channels' offsets take no int8 range).
+    ``moments``: per activation, the :class:`.gptq.Moments` GPTQ and bias correction read instead of the float
+    graph's (:mod:`.sequential` passes the partly quantized graph's own inputs); ``damp``, ``act_order``: GPTQ's;
+    ``clips``: candidate fractions of each output channel's max |w| for its scale, the one whose rounded channel
+    errs least on the calibration moments kept (:func:`.gptq.clipped_round`). ``asymmetric``: uint8 weights with a
+    zero point per output channel, its [min, max] over 256 steps (``weights="u8"`` only: u8 x u8 widens first).
+    ``cache``: a dict kept across calls on the same float graph and calibration text (as :mod:`.sequential` makes
+    them): the float graph's statistics and each activation's smoothing are computed once, not per call.
 
     Over 60 lines (about 200): one pass over one graph whose steps share its indices (groups, biases, smoothing, centring, emitting); splitting it into functions taking a dozen shared tables each read worse. Left as it is: the next change to it should split the emitting step out."""
     from onnx import helper, numpy_helper
 
-    from .gptq import gptq_round
+    from .gptq import clipped_round, toward_float
     from .smoothing import choose_smoothing, statistics
 
     if weights not in WEIGHT_TYPES:
         raise InputValueError(f"unknown weight type {weights!r}: choose from {', '.join(WEIGHT_TYPES)}")
+    if asymmetric and weights != "u8":
+        raise InputValueError(f"asymmetric weights are uint8 (weights='u8'), not {weights!r}")
     if rounding not in ROUNDINGS:
         raise InputValueError(f"unknown weight rounding {rounding!r}: choose from {', '.join(ROUNDINGS)}")
     calibrated = [
@@ -157,6 +199,7 @@ def quantize_rowwise(
             ("smoothing (alpha)", alpha),
             ("gptq rounding", rounding == "gptq"),
             ("bias correction", bias_correction),
+            ("weight clipping", len(clips) > 1),
         )
         if on
     ]
@@ -165,20 +208,8 @@ def quantize_rowwise(
     kept_fused = unfuse_attention(model, exclude)
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    uses: defaultdict[str, list] = defaultdict(list)
-    for n in g.node:
-        for t in n.input:
-            uses[t].append(n)
-    groups: dict[str, list] = defaultdict(list)  # activation -> the weight MatMuls reading it
-    for n in g.node:
-        if (
-            n.op_type == "MatMul"
-            and n.name not in exclude
-            and n.input[1] in inits
-            and len(inits[n.input[1]].dims) == 2
-            and len(uses[n.input[1]]) == 1
-        ):
-            groups[n.input[0]].append(n)
+    uses = _uses(g)
+    groups = weight_groups(model, exclude)
     arrays = {
         n.input[1]: numpy_helper.to_array(inits[n.input[1]]).astype(np.float32) for m in groups.values() for n in m
     }
@@ -191,7 +222,10 @@ def quantize_rowwise(
     w_levels = 63 if weights == "s8-w7" else 127
     made = {t: n for n in g.node for t in n.output}
     lifts = {x for x in groups if weights == "u8" and x in made and made[x].op_type in GELU_OPS}
-    stats = statistics(model, sorted(groups), feeds or []) if calibrated else {}
+    memo = {} if cache is None else cache
+    if calibrated and "stats" not in memo:
+        memo["stats"] = statistics(model, sorted(groups), feeds or [])
+    stats = memo.get("stats", {}) if calibrated else {}
     smoothed: dict[str, np.ndarray] = {}
     centers: dict[str, np.ndarray] = {}
     for x in groups if center else []:
@@ -202,7 +236,11 @@ def quantize_rowwise(
             centers[x] = numpy_helper.to_array(inits[ln.input[2]]).astype(np.float32)
     producer = {t: n for n in g.node for t in n.output}
     if alpha:
-        smoothed = choose_smoothing(groups, arrays, stats, alpha, a_levels, w_levels, lifts, centers)
+        known = memo.setdefault("smoothing", {})  # activation -> its scales (None: left as it is)
+        fresh = {x: mms for x, mms in groups.items() if x not in known}
+        chosen = choose_smoothing(fresh, arrays, stats, alpha, a_levels, w_levels, lifts, centers)
+        known.update({x: chosen.get(x) for x in fresh})
+        smoothed = {x: known[x] for x in groups if known[x] is not None}
     for x in [x for x in groups if x in smoothed or x in centers]:
         sm = smoothed.get(x, np.ones(len(centers[x]) if x in centers else 0, np.float32))
         for n in groups[x]:
@@ -285,22 +323,32 @@ def quantize_rowwise(
         for n, bias_name in zip(mms, biases):
             name = n.input[1]
             w = arrays[name]
-            w_scale = np.maximum(np.abs(w).max(0), 1e-12) / w_levels
-            if rounding == "gptq":
-                wq = gptq_round(w, w_scale, stats[x][1].hessian(smoothed.get(x)), w_levels)
-            else:
-                wq = np.clip(np.round(w / w_scale), -w_levels, w_levels)
+            seen = (moments or {}).get(x) or (stats[x][1] if x in stats else None)
             corrected = bias_name or _attention_bias(uses, n, inits)
+            if seen is not None and seen.cross is not None:  # aim at the float graph's product (sequential)
+                w = toward_float(w, seen, smoothed.get(x), damp).astype(np.float32)
+            if rounding == "gptq" or len(clips) > 1:
+                # With bias correction the mean share of the error comes back through the bias: round for the rest.
+                h = seen.hessian(smoothed.get(x), centred=bias_correction and corrected is not None)
+                wq, w_scale, w_zero = clipped_round(
+                    w, h, w_levels, clips, rounding, asymmetric, damp=damp, act_order=act_order
+                )
+            else:
+                wq, w_scale, w_zero = clipped_round(w, np.eye(w.shape[0]), w_levels, (1.0,), "nearest", asymmetric)
             if bias_correction and corrected is not None:
                 # The product's mean error over the calibration tokens comes back out of the bias.
-                mean = stats[x][1].mean() / smoothed.get(x, 1.0)
+                mean = seen.mean() / smoothed.get(x, 1.0)
                 b = numpy_helper.to_array(inits[corrected]).copy()
                 b += (mean @ (w - wq * w_scale)).astype(np.float32)  # an attention's bias: Q, K and V, as the product
                 inits[corrected].CopyFrom(numpy_helper.from_array(b.astype(np.float32), corrected))
             if x in centers:  # the product reads x - beta: beta's share comes back through the bias
                 _add_to_bias(inits, _output_bias(uses, n, inits), centers[x] / smoothed.get(x, 1.0) @ (wq * w_scale))
             ins = [f"{p}_q", f"{name}_q", f"{p}_scale", f"{name}_scale", f"{p}_zero"]
-            if weights == "u8":
+            if asymmetric:  # per-column zero points: wq + zero fills a byte's 0..255
+                g.initializer.append(numpy_helper.from_array((wq + w_zero).astype(np.uint8), f"{name}_q"))
+                g.initializer.append(numpy_helper.from_array(w_zero.astype(np.uint8), f"{name}_zero"))
+                ins.append(f"{name}_zero")
+            elif weights == "u8":
                 g.initializer.append(numpy_helper.from_array((wq + 128).astype(np.uint8), f"{name}_q"))
                 ins.append(f"{p}_wzero")
             else:
