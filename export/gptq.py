@@ -157,7 +157,7 @@ def clipped_round(
         span = np.maximum(w_hi - w_lo, 1e-12) / 255
     else:
         span = np.maximum(np.abs(w).max(0), 1e-12) / levels
-    best_q = best_s = best_z = best_e = None
+    best: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # q, scale, zero, error per channel
     for c in clips:
         s = span * c
         if asymmetric:
@@ -171,9 +171,12 @@ def clipped_round(
         else:
             q = np.clip(np.round(w / s), lo, hi)
         e = output_error(w, q, s, h)
-        if best_e is None:
-            best_q, best_s, best_z, best_e = q, s, z, e
+        if best is None:
+            best = (q, s, z, e)
             continue
-        win = e < best_e
-        best_q[:, win], best_s[win], best_z[win], best_e[win] = q[:, win], s[win], z[win], e[win]
-    return best_q, best_s, best_z
+        win = e < best[3]
+        for kept, new in zip(best[1:], (s, z, e)):
+            kept[win] = new[win]
+        best[0][:, win] = q[:, win]
+    assert best is not None, "clips is empty"
+    return best[0], best[1], best[2]

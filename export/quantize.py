@@ -313,8 +313,20 @@ def quantize_graph(
     if mode == "blockwise8":
         return {**recipe, **_blockwise8(src, dst, exclude)}
     if mode == "rowwise":
-        levers = {"rounding": rounding, "center": center, "asymmetric": asymmetric, "sequential": sequential}
-        return {**recipe, **_rowwise(src, dst, feeds, calibration_name, alpha, exclude, cpu["isa"], **levers)}
+        done = _rowwise(
+            src,
+            dst,
+            feeds,
+            calibration_name,
+            alpha,
+            exclude,
+            cpu["isa"],
+            rounding=rounding,
+            center=center,
+            asymmetric=asymmetric,
+            sequential=sequential,
+        )
+        return {**recipe, **done}
     for lever, on in (("asymmetric weights", asymmetric), ("sequential GPTQ", sequential)):
         if on:
             raise InputValueError(f"{lever} is for --quantize rowwise, not {mode!r}")
@@ -408,14 +420,28 @@ def _rowwise(
     calibrated = bool(alpha) or rounding != "nearest"
     if sequential and rounding != "gptq":
         raise InputValueError("sequential GPTQ needs rounding='gptq'")
-    levers = {"center": center, "asymmetric": asymmetric}
     moments = None
     if sequential and feeds:
         moments = sequential_moments(
-            model, feeds, frozenset(exclude), alpha=alpha or None, weights=weights, rounding=rounding, **levers
+            model,
+            feeds,
+            frozenset(exclude),
+            alpha=alpha or None,
+            weights=weights,
+            rounding=rounding,
+            center=center,
+            asymmetric=asymmetric,
         )
     done = quantize_rowwise(
-        model, feeds if calibrated else None, alpha or None, set(exclude), weights, rounding, moments=moments, **levers
+        model,
+        feeds if calibrated else None,
+        alpha or None,
+        set(exclude),
+        weights,
+        rounding,
+        moments=moments,
+        center=center,
+        asymmetric=asymmetric,
     )
     onnx.save(model, str(dst))
     return {

@@ -328,6 +328,7 @@ def quantize_rowwise(
             if seen is not None and seen.cross is not None:  # aim at the float graph's product (sequential)
                 w = toward_float(w, seen, smoothed.get(x), damp).astype(np.float32)
             if rounding == "gptq" or len(clips) > 1:
+                assert seen is not None, f"no calibration moments for {x}: rounding by output error needs them"
                 # With bias correction the mean share of the error comes back through the bias: round for the rest.
                 h = seen.hessian(smoothed.get(x), centred=bias_correction and corrected is not None)
                 wq, w_scale, w_zero = clipped_round(
@@ -336,6 +337,7 @@ def quantize_rowwise(
             else:
                 wq, w_scale, w_zero = clipped_round(w, np.eye(w.shape[0]), w_levels, (1.0,), "nearest", asymmetric)
             if bias_correction and corrected is not None:
+                assert seen is not None, f"no calibration moments for {x}: bias correction needs them"
                 # The product's mean error over the calibration tokens comes back out of the bias.
                 mean = seen.mean() / smoothed.get(x, 1.0)
                 b = numpy_helper.to_array(inits[corrected]).copy()
