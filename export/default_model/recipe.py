@@ -7,7 +7,7 @@
 then the nodes that hurt most kept in float, then the all-int8 ``rowwise`` mode (per-row activation scales,
 nothing in float) with and without smoothing, weights rounded to nearest or by GPTQ. ``compare`` scores only the
 default's own recipe, the same static settings with nothing in float, and ``rowwise`` without smoothing (nearest
-and GPTQ rounding): the rows of the README's rowwise table, in a few minutes. Every row records its graph's node count and its weight products left in float (what batch 1 pays, and the fallbacks);
+and GPTQ rounding, each also with asymmetric weights): the rows of the README's rowwise table, in a few minutes. Every row records its graph's node count and its weight products left in float (what batch 1 pays, and the fallbacks);
 ``report_recipes`` reports the rows on dev with their speed.
 
 ARTIFACT is the built default model (``onnxpipe export --default OUT``); its fused fp32 graph is the reference
@@ -50,6 +50,8 @@ ROWWISE = [
     {"mode": "rowwise", "alpha": 0.0, "method": "minmax", "rounding": "gptq"},
     {"mode": "rowwise", "alpha": 0.5, "method": "minmax"},
 ]
+# Per-column weight zero points (the embeddings default's best lever on train, README): with both roundings.
+ASYMMETRIC = [{**row, "asymmetric": True} for row in ROWWISE[:2]]
 
 
 def compare_candidates() -> list[dict]:
@@ -58,7 +60,7 @@ def compare_candidates() -> list[dict]:
     from . import DEFAULT_INT8
 
     static = {"mode": "static", "alpha": DEFAULT_INT8.alpha or 0.0, "method": DEFAULT_INT8.method}
-    return [{**static, "exclude": list(DEFAULT_INT8.exclude)}, static, *ROWWISE[:2]]
+    return [{**static, "exclude": list(DEFAULT_INT8.exclude)}, static, *ROWWISE[:2], *ASYMMETRIC]
 
 
 def describe(row: dict) -> str:
@@ -66,6 +68,7 @@ def describe(row: dict) -> str:
     what = f"{row.get('mode', 'static')}, smoothing {row['alpha'] or 0}"
     what += f", {row['method']}" if row.get("mode", "static") == "static" else ""
     what += f", {row['rounding']} rounding" if row.get("rounding", "nearest") != "nearest" else ""
+    what += ", asymmetric weights" if row.get("asymmetric") else ""
     return what + (f", {len(row['exclude'])} kept in float" if row.get("exclude") else "")
 
 
@@ -109,6 +112,7 @@ class Quantizer:
             method=row["method"],
             exclude=row.get("exclude", ()),
             **({"rounding": row["rounding"]} if row.get("rounding", "nearest") != "nearest" else {}),
+            **({"asymmetric": True} if row.get("asymmetric") else {}),
         )
         return dst
 

@@ -35,13 +35,16 @@ def test_compare_chooses_on_train_and_reports_every_row(artifact, tmp_path, caps
     table = tmp_path / "recipes.json"
     recipe.main([str(art), "--data", str(data), "--candidates", "compare", "--selection", "30", "--out", str(table)])
     rows = json.loads(table.read_text())["rows"]
-    assert [(r["mode"], r.get("rounding", "nearest")) for r in rows] == [
-        ("static", "nearest"),
-        ("static", "nearest"),
-        ("rowwise", "nearest"),
-        ("rowwise", "gptq"),
+    assert [(r["mode"], r.get("rounding", "nearest"), r.get("asymmetric", False)) for r in rows] == [
+        ("static", "nearest", False),
+        ("static", "nearest", False),
+        ("rowwise", "nearest", False),
+        ("rowwise", "gptq", False),
+        ("rowwise", "nearest", True),
+        ("rowwise", "gptq", True),
     ]
     assert rows[0]["exclude"] and not rows[1].get("exclude")
+    assert rows[4]["mean_sq_gap"] != rows[2]["mean_sq_gap"]  # asymmetric weights reached the quantizer: other outputs
     assert rows[0]["float_products"] > rows[1]["float_products"]  # the default's recipe keeps products in float
     chosen = json.loads(table.read_text())["chosen"]
     assert chosen in rows and chosen["agreement"] >= max(r["agreement"] for r in rows) - 100 * (0.25 / 30) ** 0.5
