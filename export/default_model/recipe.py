@@ -112,7 +112,7 @@ class Quantizer:
             method=row["method"],
             exclude=row.get("exclude", ()),
             **({"rounding": row["rounding"]} if row.get("rounding", "nearest") != "nearest" else {}),
-            **({"asymmetric": True} if row.get("asymmetric") else {}),
+            asymmetric=bool(row.get("asymmetric")),
         )
         return dst
 
