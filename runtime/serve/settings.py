@@ -42,8 +42,9 @@ class Settings:
         choices=("busy", "on", "off"),
     )
     workers: int = _setting(1, "server processes sharing the port, each with its own session and threads")
-    # One per thread, measured (2-core AVX2, sentiment default, SST-2 dev; README "Serving at engine speed"): two
-    # one-core runs side by side answered more requests/s at 16 and 64 callers than one two-core run at a time.
+    # One per thread, measured (2-core AVX2, both defaults, SST-2 dev; README "At engine speed?"): two one-core runs
+    # side by side answered 236 and 218 requests/s at 64 callers against 208 and 164 for one two-core run at a time,
+    # and level or better at 16 (216 / 215, 210 / 191). Larger machines are unmeasured.
     streams: int | None = _setting(
         None,
         "graph runs at once in each worker under load, each on an equal share of its threads (default: one per "
