@@ -10,21 +10,10 @@ import pytest
 from onnxpipe.export.gptq import Moments, clipped_round, gptq_round, output_error, toward_float
 from onnxpipe.export.rowwise import quantize_rowwise, unfuse_attention, weight_groups
 from onnxpipe.export.sequential import sequential_moments
-import onnxpipe
+from graphs import artifact_feeds as _feeds
+from graphs import matmul_add
+from graphs import run_graph as _run
 from tiny_models import CORPUS
-
-
-def _run(model, feeds: list[dict]) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    return [session.run(None, {n: f[n] for n in names})[0] for f in feeds]
-
-
-def _feeds(artifact_dir, texts: list[str], size: int = 8) -> list[dict]:
-    pipe = onnxpipe.pipeline(model=artifact_dir, variant="fp32")
-    return [pipe.encoder.collate(pipe.encode(texts[i : i + size])) for i in range(0, len(texts), size)]
 
 
 def _inputs(seed: int = 0) -> np.ndarray:
@@ -123,7 +112,7 @@ def test_asymmetric_weights_are_exact_integer_arithmetic():
     gives numpy's (x_q - 128)(w_q - zero) product of the same bytes, on weights leaning to one side (where a
     symmetric range wastes most of its steps), and the product is closer to float than the symmetric one."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import numpy_helper
 
     rng = np.random.default_rng(5)
     w = (rng.normal(size=(64, 48)) + np.linspace(-1.5, 1.5, 48)).astype(np.float32)
@@ -131,14 +120,7 @@ def test_asymmetric_weights_are_exact_integer_arithmetic():
     bias = rng.normal(size=48).astype(np.float32)
 
     def built(asymmetric: bool):
-        graph = helper.make_graph(
-            [helper.make_node("MatMul", ["x", "w"], ["xw"], name="mm"), helper.make_node("Add", ["xw", "b"], ["y"])],
-            "g",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, 64])],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-            [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")],
-        )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model = matmul_add(w, bias)
         quantize_rowwise(model, None, weights="u8", asymmetric=asymmetric)
         return model
 

@@ -12,6 +12,7 @@ import onnxpipe
 from onnxpipe.export import export
 from onnxpipe.export import budget
 from onnxpipe.export.quantize import Int8Options, read_texts
+from graphs import matmul_add
 from tiny_models import CORPUS
 
 # Texts of very different lengths, so that every batch holds a lot of padding.
@@ -216,7 +217,6 @@ def test_rowwise_product_is_exact_integer_arithmetic(alpha):
     that x86's u8 x s8 kernel would saturate its int16 pair sums (hence uint8 weights there), and a row's
     result does not depend on the other rows."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
 
     from onnxpipe.export.rowwise import quantize_rowwise
 
@@ -224,14 +224,7 @@ def test_rowwise_product_is_exact_integer_arithmetic(alpha):
     w = rng.normal(size=(64, 48)).astype(np.float32)
     x = rng.normal(size=(3, 5, 64)).astype(np.float32) * rng.uniform(0.1, 20, size=(3, 5, 1)).astype(np.float32)
     bias = rng.normal(size=48).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["xw"], name="mm"), helper.make_node("Add", ["xw", "b"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model = matmul_add(w, bias)
     done = quantize_rowwise(model, [{"x": x}] if alpha else None, alpha, weights="u8")
     assert done["int8_matmuls"] == 1 and [n.op_type for n in model.graph.node][-2:] == ["MatMulIntegerToFloat", "Add"]
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -255,26 +248,14 @@ def test_rowwise_gelu_output_is_quantized_from_zero():
     """A GELU's output (>= -0.17) is lifted by 0.17 and takes all 255 uint8 steps from zero point 0; the lift
     comes back out of the bias, so the product is numpy's integer product of the same tensors plus the bias."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     from onnxpipe.export.rowwise import GELU_MIN, quantize_rowwise
 
     rng = np.random.default_rng(1)
     w, bias = rng.normal(size=(64, 32)).astype(np.float32), rng.normal(size=32).astype(np.float32)
     x = rng.normal(size=(2, 7, 64)).astype(np.float32) * 3
-    nodes = [
-        helper.make_node("Gelu", ["x"], ["h"]),
-        helper.make_node("MatMul", ["h", "w"], ["hw"], name="mm"),
-        helper.make_node("Add", ["hw", "b"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model = matmul_add(w, bias, before=[helper.make_node("Gelu", ["x"], ["h"])], opset=20)
     assert quantize_rowwise(model, weights="u8")["gelu_outputs_from_zero"] == 1
     y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     import math

@@ -7,26 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import onnxpipe
 from onnxpipe.export.gptq import gptq_round
 from onnxpipe.export.quantize import read_texts
 from onnxpipe.export.rowwise import quantize_rowwise
+from graphs import artifact_feeds as _feeds
+from graphs import run_graph as _run
 from tiny_models import CORPUS
 
 SEARCH = (0.0, 0.3, 0.5, 0.7, 0.9)
-
-
-def _run(model, feeds: list[dict]) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    return [session.run(None, {n: f[n] for n in names})[0] for f in feeds]
-
-
-def _feeds(artifact_dir, texts: list[str], size: int = 8) -> list[dict]:
-    pipe = onnxpipe.pipeline(model=artifact_dir, variant="fp32")
-    return [pipe.encoder.collate(pipe.encode(texts[i : i + size])) for i in range(0, len(texts), size)]
 
 
 def test_gptq_rounding_beats_nearest_on_correlated_inputs():
