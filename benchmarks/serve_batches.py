@@ -1,7 +1,8 @@
 """The engine at the server's batch sizes, in one process: what batching can give a server whose callers arrive a
 few at a time, before any HTTP.
 
-    python -m onnxpipe.bench.serve_batches --data ../shared/data/sst2 [--task text-classification] [--rounds 3]
+    python -m onnxpipe.bench.serve_batches --data ../shared/data/sst2 [--task text-classification] [--rounds 3] \
+        [--run-costs]
 
 The same SST-2 dev sentences (800, in order, as ``serve_speed`` sends them) go through the default model as
 ``pipe(list)`` (all at once: sorted into full runs), and in random groups of 8, 16 and 32 (what a server holds
@@ -53,6 +54,29 @@ def side_by_side(pipe: Any, session: Any, batches: list[list[str]], streams: int
         t.join()
 
 
+def run_costs(wide: Any, narrow: Any) -> None:
+    """``session.run`` medians for a grid of rows x tokens (random ids, no padding) on both sessions: what
+    ``batching.RUN_OVERHEAD`` is read from (a run's fixed cost over its cost per token)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    print("| rows x tokens | every thread (ms) | one thread (ms) |\n|---|--:|--:|")
+    for rows, tokens in ((1, 8), (1, 24), (1, 48), (8, 24), (32, 24), (32, 48)):
+        ids = rng.integers(1000, 2000, (rows, tokens))
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        cells = []
+        for session in (wide, narrow):
+            session.run(feed)
+            times = []
+            for _ in range(max(5, 64 // rows)):
+                t0 = time.perf_counter()
+                session.run(feed)
+                times.append(time.perf_counter() - t0)
+            cells.append(f"{statistics.median(times) * 1e3:.2f}")
+        print(f"| {rows} x {tokens} | {' | '.join(cells)} |")
+    print()
+
+
 def main(argv: list[str] | None = None) -> int:
     from onnxpipe import pipeline
     from onnxpipe.export.data import load_sst2
@@ -63,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", default="text-classification")
     p.add_argument("--rows", type=int, default=800)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--run-costs", action="store_true", help="also time bare graph runs by rows x tokens (the batching cost model)"
+    )
     a = p.parse_args(argv)
     texts = load_sst2(a.data, "dev")[0][: a.rows]
     pipe = pipeline(a.task)
@@ -80,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             way()
             rates[name].append(len(texts) / (time.perf_counter() - t0))
+    if a.run_costs:
+        run_costs(pipe.session, one_core)
     base = statistics.median(rates["pipe(list)"])
     print(f"{a.task}, variant {pipe.variant}, {len(texts)} SST-2 dev sentences, {a.rounds} rounds\n")
     print("| way | sentences/s (median; rounds) | of pipe(list) |\n|---|--:|--:|")

@@ -174,8 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     from onnxpipe.export.data import load_sst2
 
     p = argparse.ArgumentParser(prog="python -m onnxpipe.bench.serve_speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="folder with SST-2 dev.tsv")
-    p.add_argument("--rows", type=int, default=800, help="dev sentences sent, in order (default: 800)")
+    p.add_argument("--data", type=Path, required=True, help="folder with SST-2 dev.tsv (and train.tsv)")
+    p.add_argument("--rows", type=int, default=800, help="sentences sent, in order (default: 800)")
+    p.add_argument(
+        "--split",
+        choices=("dev", "train"),
+        default="dev",
+        help="SST-2 split the sentences come from: train to choose a server setting, dev to report (default: dev)",
+    )
     p.add_argument("--seconds", type=int, default=10, help="seconds of load per cell (default: 10)")
     p.add_argument("--clients", default="1,16,64", help="connection counts (default: 1,16,64)")
     p.add_argument("--passes", type=int, default=2, help="alternating passes (default: 2)")
@@ -193,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         p.error("wrk is not installed (Debian: apt-get install wrk)")
     a.out.mkdir(parents=True, exist_ok=True)
-    texts = load_sst2(a.data, "dev")[0][: a.rows]
+    texts = load_sst2(a.data, a.split)[0][: a.rows]
     texts_file, bodies, script = a.out / "speed_texts.txt", a.out / "speed_bodies.jsonl", a.out / "speed.lua"
     texts_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
     bodies.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in texts), encoding="utf-8")

@@ -13,11 +13,12 @@ import math
 import numpy as np
 
 # What a graph run costs beyond its padded tokens, in tokens. Measured on the default sentiment model (2-core AMD
-# EPYC, AVX2, 2 threads, `session.run` medians): a run costs about 2.0 ms plus 0.128 ms per padded token in fp32
-# (1 x 8 tokens 3.0 ms, 1 x 24 4.9 ms, 32 x 24 98.6 ms), the 2 ms being mostly the weights streamed from memory
-# once per run; int8 weights stream a quarter of that (about 8 tokens' worth). A run is therefore worth about
-# 16 padded tokens: cutting two runs apart pays only when it saves more padding than that. The cost curve is flat
-# near its minimum (8 to 32 gave within 2% of each other in simulation on SST-2 dev), so one figure serves.
+# EPYC, AVX2, 2 threads, `session.run` medians; `python -m onnxpipe.bench.serve_batches --run-costs`): a run costs
+# about 2 ms plus 0.11-0.13 ms per padded token in fp32 (two runs: 1 x 8 tokens 3.0 ms both, 1 x 24 4.9 and 4.8 ms,
+# 32 x 24 98.6 and 86.2 ms), the 2 ms being mostly the weights streamed from memory once per run. A run is
+# therefore worth 16 to 19 padded tokens:
+# cutting two runs apart pays only when it saves more padding than that. The total is flat near that figure (a
+# run's cost being a sum of such terms), so one figure serves.
 RUN_OVERHEAD = 16.0
 # Attention holds count x heads x length² scores per layer: a run is also closed before count x length² passes
 # this (one 8,192-token text, four of 4,096, ...). Short texts never reach it (32 x 512² is an eighth of it);
@@ -34,8 +35,8 @@ def chunks(lengths: list[int], size: int, overhead: float = RUN_OVERHEAD) -> lis
     Hand-written (a dynamic programme over the sorted lengths, O(n x size)) because no library cuts batches by a
     cost: padding every input to the longest would spend what batching saves (measured: a server batching
     SST-2 sentences as they came answered 15% fewer requests/s at 16 clients than one at a time), and a fixed
-    padding ratio (this module's earlier rule, runs closed past 1.25 x their real tokens) cut 16 random SST-2
-    sentences into runs of 2 to 5, each paying the overhead (237 against 246 sentences/s in simulation)."""
+    padding ratio (this module's earlier rule, runs closed past 1.25 x their real tokens) ignores what each run
+    costs by itself, which is what the server's small batches pay most."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     if len(order) <= 1:
         return [order] if order else []

@@ -42,9 +42,10 @@ class Settings:
         choices=("busy", "on", "off"),
     )
     workers: int = _setting(1, "server processes sharing the port, each with its own session and threads")
-    # One per thread, measured (2-core AVX2, both defaults, SST-2 dev; README "At engine speed?"): two one-core runs
-    # side by side answered 236 and 218 requests/s at 64 callers against 208 and 164 for one two-core run at a time,
-    # and level or better at 16 (216 / 215, 210 / 191). Larger machines are unmeasured.
+    # One per thread, chosen on SST-2 train sentences (2-core AVX2, both defaults, `serve_speed --split train`, two
+    # passes): two one-core runs side by side answered 353 / 399 requests/s at 16 / 64 callers (sentiment) and
+    # 326 / 359 (embeddings), against 300 / 285 and 307 / 296 for one two-core run at a time. Dev reports (README
+    # "At engine speed?"). Larger machines are unmeasured.
     streams: int | None = _setting(
         None,
         "graph runs at once in each worker under load, each on an equal share of its threads (default: one per "
