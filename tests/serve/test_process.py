@@ -34,12 +34,35 @@ def server(artifact):
             p.wait()
 
 
+class Callers:
+    """One httpx client per calling thread, as separate callers are. Not one client shared by the pool:
+    httpcore 1.0.9's pool can close a keep-alive connection it has just handed to another thread's queued
+    request when more threads than its 20 keep-alive slots share it (encode/httpcore#1110), which CI saw as
+    a client-side `ReadError: [Errno 9] Bad file descriptor` in the 32-thread test below."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout, self.local, self.clients = timeout, threading.local(), []
+
+    def post(self, url: str, **kwargs) -> httpx.Response:
+        if not hasattr(self.local, "client"):
+            self.local.client = httpx.Client(timeout=self.timeout)
+            self.clients.append(self.local.client)
+        return self.local.client.post(url, **kwargs)
+
+    def __enter__(self) -> Callers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for client in self.clients:
+            client.close()
+
+
 @pytest.mark.parametrize("options", [(), ("--threads", "2")], ids=["one stream", "two streams"])
 def test_concurrent_clients_get_the_in_process_answers(server, artifact, options):
     _, url = server(*options)
     pipe = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
     texts = [f"request {i}: " + "the food was good but the service was bad " * (i % 7) for i in range(300)]
-    with httpx.Client(timeout=30) as client, cf.ThreadPoolExecutor(32) as pool:
+    with Callers(timeout=30) as client, cf.ThreadPoolExecutor(32) as pool:
         answers = list(pool.map(lambda t: client.post(f"{url}/v1/pipeline", json={"inputs": t}), texts))
     assert [a.status_code for a in answers] == [200] * len(texts)
     assert [a.json()[0] for a in answers] == pipe(texts)  # each its own answer, in order, none lost
@@ -123,7 +146,7 @@ def test_soak_of_mixed_requests_keeps_memory_flat(server, artifact):
         return route, payload
 
     def run(requests):
-        with httpx.Client(timeout=60) as client, cf.ThreadPoolExecutor(16) as pool:
+        with Callers(timeout=60) as client, cf.ThreadPoolExecutor(16) as pool:
             return list(pool.map(lambda rb: client.post(url + rb[0], json=rb[1]).status_code, requests))
 
     warm = run([body(i) for i in range(300)])
