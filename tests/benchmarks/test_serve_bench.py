@@ -30,3 +30,16 @@ def test_batch_size_groups_hold_every_sentence_once():
     got = groups(texts, 8, seed=8)
     assert [len(g) for g in got] == [8, 8, 8, 8, 5]
     assert sorted(t for g in got for t in g) == sorted(texts) and got != groups(texts, 8, seed=9)
+
+
+def test_packed_rows_fit_every_sentence_within_the_longest():
+    """First-fit decreasing into rows no longer than the group's longest sentence: the row count worked out by
+    hand for small groups, and a larger one holds every token in fewer rows than sentences."""
+    from onnxpipe.bench.serve_batches import packed_rows
+
+    assert packed_rows([50, 10, 20, 30, 40, 25, 25]) == (4, 50)  # 50 | 40+10 | 30+20 | 25+25
+    assert packed_rows([7]) == (1, 7)
+    assert packed_rows([9, 9, 9]) == (3, 9)
+    lengths = [12, 33, 5, 48, 17, 22, 9, 30, 41, 6, 14, 27]
+    rows, width = packed_rows(lengths)
+    assert width <= max(lengths) and rows * width >= sum(lengths) and rows < len(lengths)
