@@ -7,6 +7,9 @@ server splits into what any Python HTTP server pays here (this app's gap) and wh
 
     ONNXPIPE_BARE_TASK=text-classification ONNXPIPE_BARE_MODEL=DIR uvicorn onnxpipe.bench.bare_asgi:app ...
 
+With ``ONNXPIPE_BARE_CONSTANT=1`` it answers every request with the bytes of one answer computed at start
+(``serve_speed --serve-args http``): HTTP's round trip alone, the same size of answer, no graph run.
+
 Not for traffic: one request at a time holds the event loop for its whole graph run.
 """
 
@@ -26,6 +29,9 @@ def _json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+_CONSTANT = _json(_pipe("A gripping, beautifully shot film.")) if os.environ.get("ONNXPIPE_BARE_CONSTANT") else b""
+
+
 async def app(scope: dict, receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
@@ -34,6 +40,9 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
-    answer = b'{"status":"ok"}' if scope["path"] == "/health" else _json(_pipe(orjson.loads(body)["inputs"]))
+    if scope["path"] == "/health":
+        answer = b'{"status":"ok"}'
+    else:
+        answer = _CONSTANT or _json(_pipe(orjson.loads(body)["inputs"]))
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": answer})

@@ -39,9 +39,10 @@ def start(
     infinity: str | None = None,
     extra: tuple[str, ...] = (),
     bare: str | None = None,
+    constant: bool = False,
 ) -> tuple[subprocess.Popen, str]:
     """onnxpipe serve (or, given its command, Infinity on the same artifact folder; or, given a task, the bare
-    ASGI app of :mod:`.bare_asgi`) on a free loopback port."""
+    ASGI app of :mod:`.bare_asgi`, ``constant``: answering one fixed answer) on a free loopback port."""
     import os
 
     import httpx
@@ -50,6 +51,7 @@ def start(
     env = None
     if bare:
         env = {**os.environ, "ONNXPIPE_BARE_TASK": bare, "ONNXPIPE_BARE_MODEL": str(artifact)}
+        env.update({"ONNXPIPE_BARE_CONSTANT": "1"} if constant else {})
         args = [sys.executable, "-m", "uvicorn", "onnxpipe.bench.bare_asgi:app", "--port", str(port)]
         args += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
     elif infinity:  # Infinity's optimum engine picks the folder's model_quantized.onnx: the same int8 graph

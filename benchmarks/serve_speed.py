@@ -102,14 +102,15 @@ def compare(
     """One model: the in-process side and each server configuration in turns, ``a.passes`` times; medians."""
     texts_file, bodies, script = files
     local: list[dict] = []
-    cells = {k: [c for c in clients if k != "bare" or c == 1] for k in configs}  # bare runs one request at a time
+    floors = ("bare", "http")  # one request at a time: one caller only
+    cells = {k: [c for c in clients if k not in floors or c == 1] for k in configs}
     http: dict[tuple[str, int], list[dict]] = {(k, c): [] for k in configs for c in cells[k]}
     for _ in range(a.passes):
         local.append(inprocess(task, texts_file))
         print(json.dumps({"model": name, "in-process": local[-1]}), file=sys.stderr, flush=True)
         for config in configs:  # one server at a time: an idle one would still hold memory and threads
-            if config == "bare":  # the floor: uvicorn and the pipeline inline, no onnxpipe server code
-                proc, url = start(artifact, True, None, bare=task)
+            if config in floors:  # uvicorn and the pipeline inline (bare), or a fixed answer (http): no onnxpipe server
+                proc, url = start(artifact, True, None, bare=task, constant=config == "http")
             else:
                 proc, url = start(artifact, True, None, extra=tuple(config.split()))
             try:
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         "--serve-args",
         action="append",
         help="a server configuration: extra `onnxpipe serve` flags, e.g. '--spin on', or 'bare' (uvicorn calling "
-        "the pipeline inline: what HTTP costs here before any onnxpipe server code; one caller only) (repeatable: "
+        "the pipeline inline: what HTTP costs here before any onnxpipe server code; one caller only), or 'http' "
+        "(the same app answering a fixed answer: HTTP's round trip alone; one caller only) (repeatable: "
         "each is a contender, all measured in turns within every pass; default: the defaults)",
     )
     p.add_argument("--out", type=Path, default=Path("bench-out"))

@@ -1,4 +1,4 @@
-"""The serve benchmarks' own parts: the bare-ASGI floor answers what the pipeline answers (a real uvicorn process),
+"""The serve benchmarks' own parts: the bare-ASGI floor answers what the pipeline answers and the http floor one fixed answer (real uvicorn processes),
 and the in-process batch-size groups hold every sentence once."""
 
 from __future__ import annotations
@@ -21,6 +21,21 @@ def test_the_bare_floor_app_answers_what_the_pipeline_answers(artifact):
         proc.wait()
     pipe = onnxpipe.pipeline(model=model)
     assert got == [pipe(t) for t in texts]
+
+
+def test_the_http_floor_app_answers_one_fixed_answer_whatever_is_sent(artifact):
+    """serve_speed's `http` contender: HTTP's round trip with an answer of the real size, never a graph run."""
+    from onnxpipe.bench.serve_load import start
+
+    model = artifact("bert", "single", quantize="int8")
+    proc, url = start(model, True, None, bare="text-classification", constant=True)
+    try:
+        got = [httpx.post(f"{url}/predict", json={"inputs": t}, timeout=30).json() for t in ("a fine film", "dull")]
+    finally:
+        proc.kill()
+        proc.wait()
+    fixed = onnxpipe.pipeline(model=model)("A gripping, beautifully shot film.")
+    assert got == [fixed, fixed] and fixed != onnxpipe.pipeline(model=model)("dull")
 
 
 def test_batch_size_groups_hold_every_sentence_once():
