@@ -98,6 +98,7 @@ def test_explain_shows_the_four_stages(artifact, capsys):
         (["export", "a", "b", "--quantize", "int3"], ["--quantize", "int3"]),
         (["run", "--params", "[1]", "hi"], ["--params", "JSON object"]),
         (["run", "--params", "{bad", "hi"], ["--params", "not valid JSON"]),
+        (["serve", "--lone-inline", "-1"], ["--lone-inline", "whole number >= 0", "'-1'"]),
     ],
 )
 def test_usage_errors_name_the_path_or_option(argv, words, tmp_path, capsys):

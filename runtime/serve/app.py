@@ -74,7 +74,9 @@ def create_app(models: dict[str, str | Path], settings: Settings | None = None) 
     app.include_router(openai_router)
     app.include_router(model_router)
     app.add_middleware(Direct, fastapi=app)  # inside the Guard: the traffic routes without FastAPI's overhead
-    app.add_middleware(Guard, settings=server.settings, metrics=server.metrics, known=route_paths(app))
+    app.add_middleware(
+        Guard, settings=server.settings, metrics=server.metrics, known=route_paths(app), callers=server.callers
+    )
     return app
 
 

@@ -12,7 +12,8 @@ one wake-up, as soon as that run is done: a caller only ever sees its own result
 variant they equal the in-process pipeline's.
 
 Hand-written because no serving library batches by tokens across callers for an onnxruntime graph
-(TEI does so in Rust for its own models; Ray Serve and Triton batch by request count).
+(TEI does so in Rust for its own models; Ray Serve and Triton batch by request count). Longer than 300 lines by a
+few: the inference threads and a lone request's inline run share one state (``running``, the queue, one lock).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class Batcher:
         self.pipe = pipe
         # With ``busy`` (a spinning session of the same graph), a batch runs on it while more requests wait, and
         # on the pipe's own (sleeping) session when the queue is empty: spinning saves each operator a thread
-        # wake-up, and an idle server should not burn the cores its event loop needs.
+        # wake-up, and an idle server should not burn the cores its event loop needs. A lone caller's inline
+        # requests run on it too (``_run_here``).
         self.busy = busy
         # With ``streams`` (sessions on a share of the cores each), as many inference threads take batches at once,
         # each running its own on its own stream, while requests keep coming; a batch that finds the others idle
@@ -112,14 +114,17 @@ class Batcher:
         plan: Plan[Any],
         pipe: Pipeline[Any, Any, Any] | None = None,
         check: Callable[[Plan[Any]], None] | None = None,
+        here: int = 0,
     ) -> tuple[list[Any], Job]:
         """The plan's per-feature values (``pipe``'s postprocess, with the plan's own parameters), once it is
         tokenized (``check`` may then refuse it: its exception is the caller's) and its rows have run in some
-        batch; ``pipe.complete(plan, values)`` is the request's answer."""
+        batch; ``pipe.complete(plan, values)`` is the request's answer. ``here``: see :meth:`_run_here`."""
         if self.queue.qsize() >= self.max_queue:
             raise QueueFull(f"the queue holds {self.max_queue} requests already")
         loop = asyncio.get_running_loop()
         job = Job(plan, pipe or self.pipe, loop.create_future(), loop, check)
+        if here and self._run_here(job, here):
+            return await job.future, job
         self.queue.put(job)
         if self.metrics:
             self.metrics.of(self.metrics.queue_depth, self.model).set(self.queue.qsize())
@@ -128,6 +133,24 @@ class Batcher:
         except asyncio.CancelledError:  # the caller timed out or left: never run (or answer) it
             job.cancelled = True
             raise
+
+    def _run_here(self, job: Job, most_tokens: int) -> bool:
+        """With nothing running or waiting, ``job`` tokenized and, if of at most ``most_tokens`` padded tokens, run
+        on the calling thread, the event loop's, answered through its future: no thread hand-off either way. The
+        caller decides when a lone caller makes that worth holding the loop for. False: queue it (tokenized)."""
+        with self.lock:
+            if self.running or self.queue.qsize():
+                return False
+            self.running += 1
+        try:
+            self._tokenize([job])
+            if job.failed or not job.features or len(job.features) * job.tokens > most_tokens:
+                return job.failed
+            self._run([job], self.busy or self.pipe.session)
+            return True
+        finally:
+            with self.lock:
+                self.running -= 1
 
     def close(self) -> None:
         """Stop after every request already queued is answered (graceful shutdown drains)."""

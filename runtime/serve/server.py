@@ -22,6 +22,7 @@ from ..pipeline import Pipeline, Plan
 from ..tasks import TASKS, canonical_task, runs_on
 from .batcher import Batcher, QueueFull
 from .errors import HTTPError
+from .guard import Callers
 from .metrics import Metrics
 from .settings import Settings
 
@@ -65,6 +66,7 @@ class Server:
     def __init__(self, models: dict[str, str | Path], settings: Settings | None = None):
         self.settings = settings or Settings()
         self.metrics = Metrics()
+        self.callers = Callers()  # which connections are talking (the Guard counts them): --lone-inline's test
         self.served = {name: Served(name, Path(path)) for name, path in models.items()}
         self.default = next(iter(self.served))
         self.ready: bool = False
@@ -95,7 +97,11 @@ class Server:
                 # Serving sessions keep no memory arena (RSS would grow with lengths); --spin says which spin.
                 engine = Session(graph, threads, serving=True, spin=s.spin == "on")
                 streams = self._streams(graph, threads)
-                busy = Session(graph, threads, serving=True, spin=True) if s.spin == "busy" and not streams else None
+                # Under 'busy', a spinning session for runs with more right behind them: batches with requests
+                # waiting (one stream), a lone caller's inline requests (each comes right after the last answer).
+                # Not the pipe's own: its spinning would take a core from a stream under load.
+                wants_busy = s.spin == "busy" and (not streams or s.lone_inline > 0)
+                busy = Session(graph, threads, serving=True, spin=True) if wants_busy else None
                 m.pipe = pipeline(model=m.path, variant=choice.variant, engine=engine, verify=False)
                 m.pipe.choice = choice
                 m.batcher = Batcher(
@@ -218,7 +224,9 @@ class Server:
         assert served.batcher is not None
         try:  # the batcher tokenizes (with the other requests of its batch), checks, runs and postprocesses
             check = None if truncate else partial(self.refuse_overlong, pipe)
-            values, job = await asyncio.wait_for(served.batcher.submit(plan, pipe, check), self.settings.timeout_s)
+            here = self.settings.lone_inline if self.settings.lone_inline and self.callers.alone() else 0
+            submit = served.batcher.submit(plan, pipe, check, here)
+            values, job = await asyncio.wait_for(submit, self.settings.timeout_s)
             result = pipe.complete(plan, values)
         except INPUT_ERRORS as e:  # a bad text, or what only the model's outputs can show (a vector size)
             raise HTTPError(422, str(e), "bad_input") from None

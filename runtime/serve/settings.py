@@ -10,9 +10,20 @@ from typing import Any
 
 
 def _setting(
-    default: Any, help: str, flag: str | None = None, kind: type = int, choices: tuple[str, ...] | None = None
+    default: Any, help: str, flag: str | None = None, kind: Any = int, choices: tuple[str, ...] | None = None
 ) -> Any:
     return field(default=default, metadata={"help": help, "flag": flag, "kind": kind, "choices": choices})
+
+
+def natural(value: str) -> int:
+    """A count that may be 0 (a setting's "never")."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
+    return n
 
 
 @dataclass
@@ -37,7 +48,7 @@ class Settings:
     spin: str = _setting(
         "busy",
         "onnxruntime's idle threads spin for work: 'on', 'off', or 'busy' (a spinning session while more requests "
-        "wait, a sleeping one when the queue is empty)",
+        "wait or a lone caller's requests run inline, a sleeping one otherwise)",
         kind=str,
         choices=("busy", "on", "off"),
     )
@@ -50,6 +61,16 @@ class Settings:
         None,
         "graph runs at once in each worker under load, each on an equal share of its threads (default: one per "
         "thread); a batch that finds the others idle and nothing waiting runs on all the threads",
+    )
+    # 2-core AVX2, `serve_speed --clients 1,16 --serve-args "" --serve-args "--lone-inline 0"`, two passes: one
+    # caller 6.00/6.55 ms against 6.42/6.84 (sentiment), 6.76/6.47 against 7.67/7.69 (embeddings); 16 callers
+    # level, since only the one request in flight from the only connection active lately runs inline. Inline
+    # without its spinning session, or with the pipe's own spinning, gained less (README, "At engine speed?").
+    lone_inline: int = _setting(
+        128,
+        kind=natural,
+        help="a lone request of at most this many padded tokens runs on the event loop, with no thread hand-off, while one "
+        "connection alone has been active and nothing else runs (0: never; the event loop waits for that run)",
     )
     api_key: str | None = _setting(
         None,
@@ -64,7 +85,7 @@ class Settings:
             meta = f.metadata
             default = None if f.default is MISSING else f.default
             shown = "" if default is None else f" (default: {default})"
-            kind = positive if meta["kind"] is int else non_negative if meta["kind"] is float else str
+            kind = {int: positive, float: non_negative}.get(meta["kind"], meta["kind"])  # or the setting's own check
             parser.add_argument(
                 meta["flag"] or "--" + f.name.replace("_", "-"),
                 dest=f.name,

@@ -33,8 +33,10 @@ def client(artifact):
         "ner": artifact("bert", "ner"),
     }
     # One stream: the gated tests (queued_together) hold the one inference thread's graph run while requests queue;
-    # a second stream would take them meanwhile. Streams side by side have their own test (test_hot_path).
-    settings = Settings(max_client_batch=8, max_body_bytes=20_000, streams=1)
+    # a second stream would take them meanwhile. Streams side by side have their own test (test_hot_path). No lone
+    # request inline: TestClient's callers share one client address, and a gated run on the event loop would hold
+    # the very loop the queued requests need (the inline path has its own tests, test_hot_path).
+    settings = Settings(max_client_batch=8, max_body_bytes=20_000, streams=1, lone_inline=0)
     with TestClient(create_app(models, settings)) as c:
         yield ready(c)
 

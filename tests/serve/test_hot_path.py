@@ -23,7 +23,9 @@ from .test_app import queued_together, ready
 @pytest.fixture(scope="module")
 def client(artifact):
     models = {"sst": artifact("bert", "single", quantize="int8"), "emb": artifact("bert", "base")}
-    with TestClient(create_app(models, Settings(max_batch_requests=16, streams=1))) as c:  # gated: see test_app
+    with TestClient(
+        create_app(models, Settings(max_batch_requests=16, streams=1, lone_inline=0))
+    ) as c:  # gated: see test_app
         yield ready(c)
 
 
@@ -180,3 +182,79 @@ def test_streams_run_batches_side_by_side_and_a_lone_request_on_every_core(artif
 def test_streams_default_to_one_per_thread_and_never_more():
     assert Settings().session_streams(2) == 2 and Settings().session_streams(1) == 1
     assert Settings(streams=1).session_streams(4) == 1 and Settings(streams=8).session_streams(2) == 2
+
+
+class Threads(Counting):
+    """Counting, and the thread each graph run ran on."""
+
+    def __init__(self, engine):
+        super().__init__(engine)
+        self.threads: list[threading.Thread] = []
+
+    def run(self, feed):
+        self.threads.append(threading.current_thread())
+        return super().run(feed)
+
+
+def test_a_lone_small_request_runs_where_it_is_read_and_the_rest_on_the_inference_thread(artifact):
+    """``here``: with nothing running or waiting, a request within the token bound runs on the calling thread (the
+    event loop's), one over it goes to an inference thread already tokenized, and while another batch runs the
+    request queues as ever. Every answer is the in-process one."""
+    import asyncio
+
+    from onnxpipe.serve.batcher import Batcher
+
+    sst = onnxpipe.pipeline(model=artifact("bert", "single", quantize="int8"))
+    engine = Threads(sst.session)
+    sst.session = engine
+    batcher = Batcher(sst, streams=None)
+    long = "the food was good but the service was bad " * 8
+    tokens = len(sst.plan(long).features[0].encoding.ids)
+
+    async def run():
+        here = await batcher.submit(sst.read("a fine film"), here=tokens - 1)
+        there = await batcher.submit(sst.read(long), here=tokens - 1)  # over the bound: the inference thread
+        with batcher.lock:
+            batcher.running += 1  # as while another batch runs: nothing runs here
+        busy = asyncio.ensure_future(batcher.submit(sst.read("a dull film"), here=tokens))
+        while batcher.queue.qsize() + batcher.running < 2 and not busy.done():  # queued, or its thread took it
+            await asyncio.sleep(0.01)
+        with batcher.lock:
+            batcher.running -= 1
+        return [here, there, await busy]
+
+    answers = asyncio.run(run())
+    batcher.close()
+    ran, loop_thread = list(engine.threads), threading.main_thread()  # before the in-process calls below add theirs
+    assert [values for values, _ in answers] == [sst.execute(sst.plan(t)) for t in ("a fine film", long, "a dull film")]
+    assert len(ran) == 3 and ran[0] is loop_thread and ran[1] is not loop_thread and ran[2] is not loop_thread
+    assert answers[1][1].tokenized and answers[0][1].batch_requests == 1
+
+
+def test_lone_inline_takes_0_for_never_and_defaults_to_128_tokens():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    Settings.add_arguments(parser)
+    assert parser.parse_args(["--lone-inline", "0"]).lone_inline == 0 and parser.parse_args([]).lone_inline == 128
+
+
+def test_one_caller_alone_means_one_request_in_flight_from_the_only_connection_active_lately():
+    import time
+
+    from onnxpipe.serve.guard import Callers
+
+    callers = Callers()
+    callers.WINDOW = 0.2
+    callers.enter(("127.0.0.1", 5000))
+    assert callers.alone()
+    callers.enter(("127.0.0.1", 5000))  # a second request in flight (TestClient's callers share one address)
+    assert not callers.alone()
+    callers.leave()
+    callers.leave()
+    callers.enter(("127.0.0.1", 5001))  # another connection, within the window
+    assert not callers.alone()
+    callers.leave()
+    time.sleep(0.25)  # both quiet past the window: the next caller is alone
+    callers.enter(("127.0.0.1", 5002))
+    assert callers.alone()
