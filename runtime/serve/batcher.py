@@ -145,7 +145,7 @@ class Batcher:
         try:
             self._tokenize([job])
             if job.failed or not job.features or len(job.features) * job.tokens > most_tokens:
-                return job.failed
+                return job.failed  # a refused input is answered (its future holds the error); a long one queues
             self._run([job], self.busy or self.pipe.session)
             return True
         finally:

@@ -15,15 +15,19 @@ def _setting(
     return field(default=default, metadata={"help": help, "flag": flag, "kind": kind, "choices": choices})
 
 
-def natural(value: str) -> int:
-    """A count that may be 0 (a setting's "never")."""
+def _whole(value: str, least: int, expected: str) -> int:
     try:
         n = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+    if n < least:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
     return n
+
+
+def natural(value: str) -> int:
+    """A count that may be 0 (a setting's "never")."""
+    return _whole(value, 0, "a whole number >= 0")
 
 
 @dataclass
@@ -117,13 +121,7 @@ class Settings:
 
 
 def positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
+    return _whole(value, 1, "a positive integer")
 
 
 def non_negative(value: str) -> float:
