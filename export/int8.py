@@ -68,6 +68,7 @@ def build_int8(
                 center=opts.center,
                 asymmetric=opts.asymmetric,
                 sequential=opts.sequential,
+                residual=opts.residual,
             )
         )
         return dst

@@ -69,6 +69,7 @@ class Int8Options:
     center: bool = False  # rowwise: LayerNorm outputs quantized as (x - beta) / s (a second LayerNorm)
     asymmetric: bool = False  # rowwise: uint8 weights with a zero point per output channel
     sequential: bool = False  # rowwise GPTQ: each activation's moments from the partly quantized graph
+    residual: str = ""  # rowwise: a second int8 product per weight MatMul ("activations", "weights", "both")
     isa: str = "auto"
     reduce_range: bool = False
     exclude: tuple[str, ...] = ()
@@ -296,6 +297,7 @@ def quantize_graph(
     center: bool = False,
     asymmetric: bool = False,
     sequential: bool = False,
+    residual: str = "",
 ) -> dict:
     """Write the int8 graph of ``src`` to ``dst``; returns the recipe for the manifest.
 
@@ -325,9 +327,10 @@ def quantize_graph(
             center=center,
             asymmetric=asymmetric,
             sequential=sequential,
+            residual=residual,
         )
         return {**recipe, **done}
-    for lever, on in (("asymmetric weights", asymmetric), ("sequential GPTQ", sequential)):
+    for lever, on in (("asymmetric weights", asymmetric), ("sequential GPTQ", sequential), ("residual", residual)):
         if on:
             raise InputValueError(f"{lever} is for --quantize rowwise, not {mode!r}")
     if rounding != "nearest":
@@ -408,6 +411,7 @@ def _rowwise(
     center: bool = False,
     asymmetric: bool = False,
     sequential: bool = False,
+    residual: str = "",
 ) -> dict:
     import onnx
 
@@ -442,6 +446,7 @@ def _rowwise(
         moments=moments,
         center=center,
         asymmetric=asymmetric,
+        residual=residual,
     )
     onnx.save(model, str(dst))
     return {
@@ -450,7 +455,13 @@ def _rowwise(
         if asymmetric
         else f"{'uint8 (zero point 128)' if weights == 'u8' else 'int8'} symmetric per output channel",
         "sequential_gptq": sequential,
-        "activations": "uint8 symmetric per row (zero point 128), scale computed at run time",
+        "activations": "uint8 symmetric per row (zero point 128), scale computed at run time"
+        + (
+            ", and each row's rounding leftover the same way in a second int8 product"
+            if residual in ("activations", "both")
+            else ""
+        ),
+        "residual": residual or None,
         "smoothing_alpha": list(alpha) if isinstance(alpha, tuple) else alpha or None,
         "weight_rounding": rounding,
         "centred_layernorm": center,
