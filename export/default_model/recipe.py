@@ -7,7 +7,8 @@
 then the nodes that hurt most kept in float, then the all-int8 ``rowwise`` mode (per-row activation scales,
 nothing in float) with and without smoothing, weights rounded to nearest or by GPTQ. ``compare`` scores only the
 default's own recipe, the same static settings with nothing in float, and ``rowwise`` without smoothing (nearest
-and GPTQ rounding, each also with asymmetric weights): the rows of the README's rowwise table, in a few minutes. Every row records its graph's node count and its weight products left in float (what batch 1 pays, and the fallbacks);
+and GPTQ rounding, each also with asymmetric weights): the rows of the README's rowwise table, in a few minutes. ``leftover``: the default's recipe and three
+rowwise recipes that run each row's rounding leftover through a second int8 product. Every row records its graph's node count and its weight products left in float (what batch 1 pays, and the fallbacks);
 ``report_recipes`` reports the rows on dev with their speed.
 
 ARTIFACT is the built default model (``onnxpipe export --default OUT``); its fused fp32 graph is the reference
@@ -52,6 +53,13 @@ ROWWISE = [
 ]
 # Per-column weight zero points (the embeddings default's best lever on train, README): with both roundings.
 ASYMMETRIC = [{**row, "asymmetric": True} for row in ROWWISE[:2]]
+# Each row's rounding leftover in a second int8 product (the embeddings default's lever, README): plain rowwise,
+# GPTQ with asymmetric weights, and the embeddings default's whole recipe.
+LEFTOVER = [
+    {**ROWWISE[0], "residual": "activations"},
+    {**ASYMMETRIC[1], "residual": "activations"},
+    {**ASYMMETRIC[1], "alpha": (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9), "center": True, "residual": "activations"},
+]
 
 
 def compare_candidates() -> list[dict]:
@@ -69,6 +77,8 @@ def describe(row: dict) -> str:
     what += f", {row['method']}" if row.get("mode", "static") == "static" else ""
     what += f", {row['rounding']} rounding" if row.get("rounding", "nearest") != "nearest" else ""
     what += ", asymmetric weights" if row.get("asymmetric") else ""
+    what += ", centred LayerNorm outputs" if row.get("center") else ""
+    what += ", each row's leftover in a second product" if row.get("residual") == "activations" else ""
     return what + (f", {len(row['exclude'])} kept in float" if row.get("exclude") else "")
 
 
@@ -108,11 +118,13 @@ class Quantizer:
             row.get("mode", "static"),
             feeds=self.feeds,
             calibration_name=self.name,
-            alpha=row["alpha"] or None,
+            alpha=(tuple(row["alpha"]) if isinstance(row["alpha"], list) else row["alpha"]) or None,  # JSON: a list
             method=row["method"],
             exclude=row.get("exclude", ()),
             **({"rounding": row["rounding"]} if row.get("rounding", "nearest") != "nearest" else {}),
             asymmetric=bool(row.get("asymmetric")),
+            center=bool(row.get("center")),
+            residual=row.get("residual", ""),
         )
         return dst
 
@@ -130,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-float", type=int, default=MAX_FLOAT, help=f"most nodes kept in float (default {MAX_FLOAT})")
     p.add_argument(
         "--candidates",
-        choices=("search", "compare"),
+        choices=("search", "compare", "leftover"),
         default="search",
         help="search: every setting, float nodes, rowwise (the default's choice, ~15 min); "
         "compare: the default's recipe, it all-int8, and rowwise (a few minutes)",
@@ -161,8 +173,8 @@ def main(argv: list[str] | None = None) -> None:
             figures = cosines(got, reference) if pooling is not None else labels(got, reference)
             return {**c, **figures, "nodes": nodes, "float_products": in_float}
 
-        if a.candidates == "compare":
-            for c in compare_candidates():
+        if a.candidates in ("compare", "leftover"):
+            for c in compare_candidates() if a.candidates == "compare" else [compare_candidates()[0], *LEFTOVER]:
                 rows.append(run(c))
                 print(json.dumps(rows[-1]), flush=True)
             return finish(a, rows, texts)

@@ -80,3 +80,26 @@ def test_compare_chooses_on_train_and_reports_every_row(artifact, tmp_path, caps
     assert row[2] == f"{rows[2]['agreement']:.2f}%" and row[4] == f"{agreement:.2f}%"
     assert all(re.fullmatch(r"[\d.]+x", cell) for cell in row[-2:])  # speed over fused fp32, one round
     assert sum("(chosen on train)" in name for name in cells) == 1
+
+
+def test_leftover_candidates_reach_the_quantizer(artifact, tmp_path):
+    """``--candidates leftover``: the default's recipe and three rowwise rows with each row's rounding leftover in
+    a second int8 product; the leftover and the centring reach the graph (twice the int8 products, a second
+    LayerNorm per centred output), and the rows are named by what they do."""
+    art = artifact("bert", "single", optimize=True, quantize="int8")
+    data = tmp_path / "sst2"
+    data.mkdir()
+    write_split(data, "train", sentences(40, 0))
+    table = tmp_path / "recipes.json"
+    recipe.main([str(art), "--data", str(data), "--candidates", "leftover", "--selection", "30", "--out", str(table)])
+    rows = json.loads(table.read_text())["rows"]
+    assert [r.get("residual") for r in rows] == [None, "activations", "activations", "activations"]
+    assert rows[1]["nodes"] > rows[0]["nodes"] and rows[3]["nodes"] > rows[2]["nodes"]  # leftover chains; centring
+    assert recipe.describe(rows[3]).endswith("centred LayerNorm outputs, each row's leftover in a second product")
+    built = recipe.Quantizer(art).build(rows[2], tmp_path / "q.onnx")
+    ops = [n.op_type for n in onnx.load(str(built)).graph.node]
+    plain = tmp_path / "plain.onnx"
+    quantize_graph(art / "model_optimized.onnx", plain, "rowwise", alpha=None)
+    assert ops.count("MatMulIntegerToFloat") == 2 * [n.op_type for n in onnx.load(str(plain)).graph.node].count(
+        "MatMulIntegerToFloat"
+    )
