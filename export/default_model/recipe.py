@@ -53,13 +53,6 @@ ROWWISE = [
 ]
 # Per-column weight zero points (the embeddings default's best lever on train, README): with both roundings.
 ASYMMETRIC = [{**row, "asymmetric": True} for row in ROWWISE[:2]]
-# Each row's rounding leftover in a second int8 product (the embeddings default's lever, README): plain rowwise,
-# GPTQ with asymmetric weights, and the embeddings default's whole recipe.
-LEFTOVER = [
-    {**ROWWISE[0], "residual": "activations"},
-    {**ASYMMETRIC[1], "residual": "activations"},
-    {**ASYMMETRIC[1], "alpha": (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9), "center": True, "residual": "activations"},
-]
 
 
 def compare_candidates() -> list[dict]:
@@ -69,6 +62,16 @@ def compare_candidates() -> list[dict]:
 
     static = {"mode": "static", "alpha": DEFAULT_INT8.alpha or 0.0, "method": DEFAULT_INT8.method}
     return [{**static, "exclude": list(DEFAULT_INT8.exclude)}, static, *ROWWISE[:2], *ASYMMETRIC]
+
+
+def leftover_candidates() -> list[dict]:
+    """The default's recipe, then each row's rounding leftover in a second int8 product (the embeddings default's
+    lever, README): on plain rowwise, on GPTQ with asymmetric weights, and the embeddings default's whole recipe."""
+    from . import EMBEDDINGS_INT8 as emb
+
+    leftover = {"residual": "activations"}
+    whole = {**ASYMMETRIC[1], "alpha": emb.alpha, "center": emb.center, **leftover}
+    return [compare_candidates()[0], {**ROWWISE[0], **leftover}, {**ASYMMETRIC[1], **leftover}, whole]
 
 
 def describe(row: dict) -> str:
@@ -145,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         choices=("search", "compare", "leftover"),
         default="search",
         help="search: every setting, float nodes, rowwise (the default's choice, ~15 min); "
-        "compare: the default's recipe, it all-int8, and rowwise (a few minutes)",
+        "compare: the default's recipe, it all-int8, and rowwise (a few minutes); leftover: the default's recipe "
+        "against rowwise with each row's rounding leftover in a second int8 product",
     )
     p.add_argument("--selection", type=int, default=SELECTION, help=f"train sentences scored (default {SELECTION})")
     a = p.parse_args(argv)
@@ -174,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             return {**c, **figures, "nodes": nodes, "float_products": in_float}
 
         if a.candidates in ("compare", "leftover"):
-            for c in compare_candidates() if a.candidates == "compare" else [compare_candidates()[0], *LEFTOVER]:
+            for c in compare_candidates() if a.candidates == "compare" else leftover_candidates():
                 rows.append(run(c))
                 print(json.dumps(rows[-1]), flush=True)
             return finish(a, rows, texts)
