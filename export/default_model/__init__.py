@@ -52,7 +52,7 @@ DEFAULT_INT8 = Int8Options(
 # product; among those at the same cost (two products a weight: 0.51-0.53x fp32 at batch 32 on AVX2) this one has
 # the highest train overlap (0.9836). As built here, calibrated on the bundled text: train 0.9790, kNN 76.00% (s-t
 # 76.30%); reported on dev (872 queries): 0.9722, kNN 70.76% (s-t 70.41%); AVX2. It costs two products a weight,
-# so `tune` runs it only where it is faster (not on AVX2: 0.80x fp32 at batch 1, 0.53x at batch 32).
+# so `tune` runs it only where it is faster (not on AVX2: 0.68x fp32 at batch 1, 0.44x at batch 32, per process).
 EMBEDDINGS_INT8 = Int8Options(
     mode="rowwise",
     alpha=(0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9),
