@@ -35,7 +35,8 @@ of the 0.97 issue 24 asks. Profiled one kind at a time in float: the Q/K/V proje
 What is left after those is mostly the activations' rounding, not the weights': a second int8 product of each row's
 rounding leftover (``residual="activations"``, quantized per row again) takes that recipe with asymmetric weights to
 0.984 train / 0.977 dev, where making the weights exact the same way (``"weights"``) reaches 0.968 / 0.957. It costs
-twice the integer work (0.53x fp32 at batch 32 on AVX2), so ``tune`` runs it only where that pays.
+twice the integer work (0.44x fp32 at batch 32 on AVX2, 2 threads, per process), so ``tune`` runs it only where
+that pays.
 
 Longer than 300 lines because the rewrite is one pass over one graph (find each weight MatMul, its quantized
 input's group, its bias, its smoothing and centring, then emit), whose steps share the graph's indices; the
