@@ -1,15 +1,19 @@
 """Choose the default model's int8 recipe on SST-2 *train* only; dev is never opened here.
 
     python -m onnxpipe.export.default_model.recipe --data ../shared/data/sst2 ARTIFACT [--out recipes.json] \
-        [--candidates search|compare]
+        [--candidates search|compare|leftover|smoothed]
 
-``--candidates search`` (the default, about 15 minutes) is the search that chose the default: 14 static settings,
-then the nodes that hurt most kept in float, then the all-int8 ``rowwise`` mode (per-row activation scales,
-nothing in float) with and without smoothing, weights rounded to nearest or by GPTQ. ``compare`` scores only the
-default's own recipe, the same static settings with nothing in float, and ``rowwise`` without smoothing (nearest
-and GPTQ rounding, each also with asymmetric weights): the rows of the README's rowwise table, in a few minutes. ``leftover``: the default's recipe and three
-rowwise recipes that run each row's rounding leftover through a second int8 product. Every row records its graph's node count and its weight products left in float (what batch 1 pays, and the fallbacks);
-``report_recipes`` reports the rows on dev with their speed.
+``--candidates smoothed`` chose today's default (issue 24, 7 minutes): the static default's recipe (4 nodes kept
+in float), then all-int8 ``rowwise`` (per-row activation scales, GPTQ, asymmetric weights) without smoothing, with
+a smoothing strength chosen per activation, with centred LayerNorm outputs, with GPTQ's moments read sequentially,
+and centred with symmetric weights. ``search`` (the default, about 15 minutes) is the search that chose the static
+default: 14 static settings, then the nodes that hurt most kept in float, then ``rowwise`` with and without
+smoothing, weights rounded to nearest or by GPTQ. ``compare`` scores the static default's recipe, the same settings
+with nothing in float, and ``rowwise`` without smoothing (nearest and GPTQ rounding, each also with asymmetric
+weights), in a few minutes. ``leftover``: the static default's recipe and three rowwise recipes that run each
+row's rounding leftover through a second int8 product. Every row records its graph's node count and its weight
+products left in float (what batch 1 pays, and the fallbacks); ``report_recipes`` reports the rows on dev with
+their speed.
 
 ARTIFACT is the built default model (``onnxpipe export --default OUT``); its fused fp32 graph is the reference
 and each candidate recipe is quantized from it with the bundled calibration text (the build runs offline, so
@@ -32,6 +36,8 @@ import numpy as np
 
 from onnxpipe.export.data import load_sst2
 
+from .candidates import CANDIDATES, LISTS, ROWWISE, describe
+
 # Whole sentences, as users send and as dev holds: most of train's 67k rows are parse-tree phrases.
 MIN_WORDS = 8
 SELECTION = 5000
@@ -39,50 +45,6 @@ SENSITIVITY = 1000  # the first sentences of the selection set: each node's dama
 MAX_FLOAT = 4  # nodes kept in float at most (classifier): each costs int8 speed
 MIN_COSINE = 0.997  # sentence embeddings: the worst cosine to fp32 wanted on the selection set
 SEED = 0
-CANDIDATES = [
-    {"mode": "static", "alpha": a, "method": m}
-    for m in ("minmax", "percentile")
-    for a in (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
-]
-# All-int8 with per-row activation scales (export/rowwise.py): no calibrated range, nothing kept in float.
-# GPTQ rounding (export/gptq.py): each weight rounded to keep its product's output on the calibration text.
-ROWWISE = [
-    {"mode": "rowwise", "alpha": 0.0, "method": "minmax"},
-    {"mode": "rowwise", "alpha": 0.0, "method": "minmax", "rounding": "gptq"},
-    {"mode": "rowwise", "alpha": 0.5, "method": "minmax"},
-]
-# Per-column weight zero points (the embeddings default's best lever on train, README): with both roundings.
-ASYMMETRIC = [{**row, "asymmetric": True} for row in ROWWISE[:2]]
-
-
-def compare_candidates() -> list[dict]:
-    """The default's recipe as built, its settings with every node int8, and rowwise without smoothing (weights
-    rounded to nearest, and by GPTQ)."""
-    from . import DEFAULT_INT8
-
-    static = {"mode": "static", "alpha": DEFAULT_INT8.alpha or 0.0, "method": DEFAULT_INT8.method}
-    return [{**static, "exclude": list(DEFAULT_INT8.exclude)}, static, *ROWWISE[:2], *ASYMMETRIC]
-
-
-def leftover_candidates() -> list[dict]:
-    """The default's recipe, then each row's rounding leftover in a second int8 product (the embeddings default's
-    lever, README): on plain rowwise, on GPTQ with asymmetric weights, and the embeddings default's whole recipe."""
-    from . import EMBEDDINGS_INT8 as emb
-
-    leftover = {"residual": "activations"}
-    whole = {**ASYMMETRIC[1], "alpha": emb.alpha, "center": emb.center, **leftover}
-    return [compare_candidates()[0], {**ROWWISE[0], **leftover}, {**ASYMMETRIC[1], **leftover}, whole]
-
-
-def describe(row: dict) -> str:
-    """A row as the tables name it: mode, smoothing, ranges (static only), nodes kept in float by name."""
-    what = f"{row.get('mode', 'static')}, smoothing {row['alpha'] or 0}"
-    what += f", {row['method']}" if row.get("mode", "static") == "static" else ""
-    what += f", {row['rounding']} rounding" if row.get("rounding", "nearest") != "nearest" else ""
-    what += ", asymmetric weights" if row.get("asymmetric") else ""
-    what += ", centred LayerNorm outputs" if row.get("center") else ""
-    what += ", each row's leftover in a second product" if row.get("residual") == "activations" else ""
-    return what + (f", {len(row['exclude'])} kept in float" if row.get("exclude") else "")
 
 
 def selection_set(data_dir: Path, n: int = SELECTION, seed: int = SEED) -> list[str]:
@@ -128,6 +90,7 @@ class Quantizer:
             asymmetric=bool(row.get("asymmetric")),
             center=bool(row.get("center")),
             residual=row.get("residual", ""),
+            sequential=bool(row.get("sequential")),
         )
         return dst
 
@@ -145,11 +108,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-float", type=int, default=MAX_FLOAT, help=f"most nodes kept in float (default {MAX_FLOAT})")
     p.add_argument(
         "--candidates",
-        choices=("search", "compare", "leftover"),
+        choices=("search", "compare", "leftover", "smoothed"),
         default="search",
         help="search: every setting, float nodes, rowwise (the default's choice, ~15 min); "
         "compare: the default's recipe, it all-int8, and rowwise (a few minutes); leftover: the default's recipe "
-        "against rowwise with each row's rounding leftover in a second int8 product",
+        "against rowwise with each row's rounding leftover in a second int8 product; smoothed: one product a weight, "
+        "rowwise with smoothing chosen per activation (with and without centring, sequential GPTQ)",
     )
     p.add_argument("--selection", type=int, default=SELECTION, help=f"train sentences scored (default {SELECTION})")
     a = p.parse_args(argv)
@@ -177,8 +141,8 @@ def main(argv: list[str] | None = None) -> None:
             figures = cosines(got, reference) if pooling is not None else labels(got, reference)
             return {**c, **figures, "nodes": nodes, "float_products": in_float}
 
-        if a.candidates in ("compare", "leftover"):
-            for c in compare_candidates() if a.candidates == "compare" else leftover_candidates():
+        if a.candidates in LISTS:
+            for c in LISTS[a.candidates]():
                 rows.append(run(c))
                 print(json.dumps(rows[-1]), flush=True)
             return finish(a, rows, texts)

@@ -103,3 +103,36 @@ def test_leftover_candidates_reach_the_quantizer(artifact, tmp_path):
     assert ops.count("MatMulIntegerToFloat") == 2 * [n.op_type for n in onnx.load(str(plain)).graph.node].count(
         "MatMulIntegerToFloat"
     )
+
+
+def test_smoothed_candidates_hold_the_default_recipe_and_build_each_row(artifact, tmp_path):
+    """``--candidates smoothed`` (the list that chose the sentiment default's all-int8 recipe, issue 24): it starts
+    from the static default it replaced (4 nodes in float), holds a row with exactly the options the default is
+    built with, and every row reaches the quantizer: all-int8 rows keep no encoder product in float, the centred ones
+    quantize a second LayerNorm's output, the sequential row is named as such."""
+    from onnxpipe.export.default_model import DEFAULT_INT8
+    from onnxpipe.export.default_model.candidates import STATIC_DEFAULT
+
+    art = artifact("bert", "single", optimize=True, quantize="int8")
+    data = tmp_path / "sst2"
+    data.mkdir()
+    write_split(data, "train", sentences(40, 0))
+    table = tmp_path / "recipes.json"
+    recipe.main([str(art), "--data", str(data), "--candidates", "smoothed", "--selection", "30", "--out", str(table)])
+    rows = json.loads(table.read_text())["rows"]
+    assert rows[0]["exclude"] == STATIC_DEFAULT["exclude"] and len(rows) == 6
+    settings = ("mode", "rounding", "center", "asymmetric", "sequential", "residual")
+    default = {k: getattr(DEFAULT_INT8, k) or None for k in settings}
+    same = [r for r in rows if {k: r.get(k) or None for k in settings} == default]
+    assert len(same) == 1 and tuple(same[0]["alpha"]) == DEFAULT_INT8.alpha
+    assert all(r["float_products"] == rows[1]["float_products"] for r in rows[1:])  # the head only (pooler, classifier)
+    q = recipe.Quantizer(art)
+    norms = [
+        [n.op_type for n in onnx.load(str(q.build(rows[i], tmp_path / f"{i}.onnx"))).graph.node].count(
+            "LayerNormalization"
+        )
+        for i in (2, 3)
+    ]
+    assert norms[1] > norms[0]  # centring: a second LayerNorm (gamma / s, no beta) where the smoothing was
+    assert recipe.describe(rows[4]).endswith("GPTQ moments read sequentially")
+    assert recipe.describe(rows[2]).startswith("rowwise, smoothing chosen per activation, gptq rounding")

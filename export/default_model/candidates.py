@@ -1,0 +1,81 @@
+"""The recipe rows the train-only choice (:mod:`.recipe`) scores, by list (``--candidates``), and how tables name
+them. A row is a dict of :func:`onnxpipe.export.quantize.quantize_graph`'s options (JSON: tuples are lists)."""
+
+from __future__ import annotations
+
+CANDIDATES = [
+    {"mode": "static", "alpha": a, "method": m}
+    for m in ("minmax", "percentile")
+    for a in (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
+]
+# All-int8 with per-row activation scales (export/rowwise.py): no calibrated range, nothing kept in float.
+# GPTQ rounding (export/gptq.py): each weight rounded to keep its product's output on the calibration text.
+ROWWISE = [
+    {"mode": "rowwise", "alpha": 0.0, "method": "minmax"},
+    {"mode": "rowwise", "alpha": 0.0, "method": "minmax", "rounding": "gptq"},
+    {"mode": "rowwise", "alpha": 0.5, "method": "minmax"},
+]
+# Per-column weight zero points (the embeddings default's best lever on train, README): with both roundings.
+ASYMMETRIC = [{**row, "asymmetric": True} for row in ROWWISE[:2]]
+
+
+# The sentiment default's int8 recipe until issue 24 (build v5): static int8 with 4 nodes kept in float, two of them
+# attentions; the row every candidate list starts from, so that each table shows what the new recipe replaced.
+STATIC_DEFAULT = {
+    "mode": "static",
+    "alpha": 0.8,
+    "method": "minmax",
+    "exclude": [
+        "EmbedLayerNormalization_0",
+        "/bert/encoder/layer.0/output/dense/MatMul",
+        "Attention_1",
+        "Attention_2",
+    ],
+}
+
+
+def compare_candidates() -> list[dict]:
+    """The static default's recipe (4 nodes in float), its settings with every node int8, and rowwise without
+    smoothing (weights rounded to nearest, and by GPTQ)."""
+    static = {k: v for k, v in STATIC_DEFAULT.items() if k != "exclude"}
+    return [STATIC_DEFAULT, static, *ROWWISE[:2], *ASYMMETRIC]
+
+
+def leftover_candidates() -> list[dict]:
+    """The static default's recipe, then each row's rounding leftover in a second int8 product (the embeddings default's
+    lever, README): on plain rowwise, on GPTQ with asymmetric weights, and the embeddings default's whole recipe."""
+    from . import EMBEDDINGS_INT8 as emb
+
+    leftover = {"residual": "activations"}
+    whole = {**ASYMMETRIC[1], "alpha": emb.alpha, "center": emb.center, **leftover}
+    return [STATIC_DEFAULT, {**ROWWISE[0], **leftover}, {**ASYMMETRIC[1], **leftover}, whole]
+
+
+def smoothed_candidates() -> list[dict]:
+    """One int8 product a weight (the sentiment default's choice, issue 24): the static default's recipe, rowwise with GPTQ and asymmetric weights (the
+    ``compare`` choice), then that with a smoothing strength chosen per activation (the embeddings default's search,
+    0 where smoothing does not help), with centred LayerNorm outputs, and with GPTQ's moments read sequentially
+    from the partly quantized graph; last, centred with symmetric weights (int8 on VNNI CPUs)."""
+    from . import EMBEDDINGS_INT8 as emb
+
+    searched = {**ASYMMETRIC[1], "alpha": list(emb.alpha) if isinstance(emb.alpha, tuple) else emb.alpha}
+    centred = {**searched, "center": True}
+    symmetric = {**centred, "asymmetric": False}  # int8 weights on VNNI, whose instructions are u8 x s8
+    return [STATIC_DEFAULT, ASYMMETRIC[1], searched, centred, {**centred, "sequential": True}, symmetric]
+
+
+LISTS = {"compare": compare_candidates, "leftover": leftover_candidates, "smoothed": smoothed_candidates}
+
+
+def describe(row: dict) -> str:
+    """A row as the tables name it: mode, smoothing, ranges (static only), nodes kept in float by name."""
+    alpha = row["alpha"]
+    strength = "chosen per activation" if isinstance(alpha, (list, tuple)) else alpha or 0
+    what = f"{row.get('mode', 'static')}, smoothing {strength}"
+    what += f", {row['method']}" if row.get("mode", "static") == "static" else ""
+    what += f", {row['rounding']} rounding" if row.get("rounding", "nearest") != "nearest" else ""
+    what += ", asymmetric weights" if row.get("asymmetric") else ""
+    what += ", centred LayerNorm outputs" if row.get("center") else ""
+    what += ", each row's leftover in a second product" if row.get("residual") == "activations" else ""
+    what += ", GPTQ moments read sequentially" if row.get("sequential") else ""
+    return what + (f", {len(row['exclude'])} kept in float" if row.get("exclude") else "")
