@@ -419,8 +419,9 @@ def _rowwise(
     from .sequential import sequential_moments
 
     model = onnx.load(str(src))
-    # A zero point per column is checked exact (and as fast) on the u8 x u8 kernel only: asymmetric keeps to it.
-    weights = "u8" if asymmetric else weight_type_for(isa)
+    # uint8 weights where MLAS's u8 x s8 kernel saturates (x86 without VNNI), int8 where it has the fast kernel (VNNI):
+    # the same integers either way (asymmetric ones shifted by 128), so the recipe's accuracy does not move.
+    weights = weight_type_for(isa)
     calibrated = bool(alpha) or rounding != "nearest"
     if sequential and rounding != "gptq":
         raise InputValueError("sequential GPTQ needs rounding='gptq'")
@@ -451,7 +452,7 @@ def _rowwise(
     onnx.save(model, str(dst))
     return {
         **done,
-        "weights": "uint8 asymmetric per output channel (a zero point each)"
+        "weights": f"{'int8' if weights == 's8' else 'uint8'} asymmetric per output channel (a zero point each)"
         if asymmetric
         else f"{'uint8 (zero point 128)' if weights == 'u8' else 'int8'} symmetric per output channel",
         "sequential_gptq": sequential,

@@ -19,6 +19,9 @@ it is one ``Mul`` feeding only the quantize.
 Weights on x86 without VNNI are stored as uint8 with zero point 128: MLAS's u8 x s8 kernel there adds
 pairs of products into int16 and saturates (measured: 12-15% of a product's scale lost on random weights
 with zero point 128 activations), while its u8 x u8 kernel widens first and is as fast at these sizes.
+On VNNI (``weight_type_for``) weights are int8, asymmetric ones the uint8 bytes and zero points shifted by 128 (the
+same w - z: the same answers), since MLAS has VNNI kernels for u8 x s8 only; the graph is marked so that
+:class:`onnxpipe.session.Session` keeps it exact on a CPU without VNNI.
 
 Measured on the default sentiment model (SST-2 train, 5,000 sentences, AVX2): without smoothing this all-int8
 graph agrees with fp32 on 99.72% (the static recipe with four nodes in float: 99.70%); SmoothQuant made it
@@ -66,6 +69,9 @@ WEIGHT_TYPES = ("u8", "s8", "s8-act7", "s8-w7")
 ROUNDINGS = ("nearest", "gptq")
 # A second int8 product per weight MatMul: of each row's rounding leftover ("activations"), of the weights' ("weights").
 RESIDUALS = ("", "activations", "weights", "both")
+# Weight types whose GELU inputs are lifted to start at zero; "s8" is what VNNI CPUs get (weight_type_for), and it
+# must quantize as "u8" does so that one recipe gives the same integers on every x86 CPU.
+LIFTED = ("u8", "s8")
 
 
 GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
@@ -186,8 +192,9 @@ def quantize_rowwise(
     ``moments``: per activation, the :class:`.gptq.Moments` GPTQ and bias correction read instead of the float
     graph's (:mod:`.sequential` passes the partly quantized graph's own inputs); ``damp``, ``act_order``: GPTQ's;
     ``clips``: candidate fractions of each output channel's max |w| for its scale, the one whose rounded channel
-    errs least on the calibration moments kept (:func:`.gptq.clipped_round`). ``asymmetric``: uint8 weights with a
-    zero point per output channel, its [min, max] over 256 steps (``weights="u8"`` only: u8 x u8 widens first).
+    errs least on the calibration moments kept (:func:`.gptq.clipped_round`). ``asymmetric``: weights with a
+    zero point per output channel, its [min, max] over 256 steps: uint8, or with ``weights="s8"`` (VNNI) the same
+    integers shifted into int8.
     ``cache``: a dict kept across calls on the same float graph and calibration text (as :mod:`.sequential` makes
     them): the float graph's statistics and each activation's smoothing are computed once, not per call.
     ``residual``: a second int8 product per weight MatMul: ``activations`` reads each row's rounding leftover
@@ -202,8 +209,8 @@ def quantize_rowwise(
 
     if weights not in WEIGHT_TYPES:
         raise InputValueError(f"unknown weight type {weights!r}: choose from {', '.join(WEIGHT_TYPES)}")
-    if asymmetric and weights != "u8":
-        raise InputValueError(f"asymmetric weights are uint8 (weights='u8'), not {weights!r}")
+    if asymmetric and weights not in ("u8", "s8"):
+        raise InputValueError(f"asymmetric weights are uint8 or int8 (weights='u8' or 's8'), not {weights!r}")
     if residual not in RESIDUALS:
         raise InputValueError(f"unknown residual {residual!r}: choose from {', '.join(map(repr, RESIDUALS))}")
     if rounding not in ROUNDINGS:
@@ -236,7 +243,7 @@ def quantize_rowwise(
     a_levels = 63 if weights == "s8-act7" else 127
     w_levels = 63 if weights == "s8-w7" else 127
     made = {t: n for n in g.node for t in n.output}
-    lifts = {x for x in groups if weights == "u8" and x in made and made[x].op_type in GELU_OPS}
+    lifts = {x for x in groups if weights in LIFTED and x in made and made[x].op_type in GELU_OPS}
     memo = {} if cache is None else cache
     if calibrated and "stats" not in memo:
         memo["stats"] = statistics(model, sorted(groups), feeds or [])
@@ -307,9 +314,9 @@ def quantize_rowwise(
         biases = [_bias_of(model, uses, n) for n in mms]
         made_by = producer.get(x)
         # A GELU's output is >= GELU_MIN: x - GELU_MIN is never negative, so its row takes all 255 uint8 steps
-        # from zero point 0 instead of 127 each side of 128 (u8 x u8 only: 255 x 127 pairs saturate u8 x s8).
+        # from zero point 0 instead of 127 each side of 128 (u8 and VNNI's s8 weights; not the 7-bit experiments).
         # x W = (x - GELU_MIN) W + GELU_MIN W, and the constant goes into the bias Add after the product.
-        gelu = weights == "u8" and made_by is not None and made_by.op_type in GELU_OPS and src == x
+        gelu = weights in LIFTED and made_by is not None and made_by.op_type in GELU_OPS and src == x
         gelu = gelu and all(b is not None for b in biases)
         levels, zero = (255, 0) if gelu else (a_levels, a_levels + 1)
         g.initializer.extend(
@@ -369,8 +376,11 @@ def quantize_rowwise(
                 _add_to_bias(inits, _output_bias(uses, n, inits), centers[x] / smoothed.get(x, 1.0) @ eff)
             ins = [f"{p}_q", f"{name}_q", f"{p}_scale", f"{name}_scale", f"{p}_zero"]
             if asymmetric:  # per-column zero points: wq + zero fills a byte's 0..255
-                g.initializer.append(numpy_helper.from_array((wq + w_zero).astype(np.uint8), f"{name}_q"))
-                g.initializer.append(numpy_helper.from_array(w_zero.astype(np.uint8), f"{name}_zero"))
+                # On VNNI the same integers shifted by 128 into int8 (weights and zero points alike: w - z is
+                # unchanged, so the product is): MLAS has VNNI kernels for u8 x s8 only, none for u8 x u8.
+                shift, kind = (128, np.int8) if weights == "s8" else (0, np.uint8)
+                g.initializer.append(numpy_helper.from_array((wq + w_zero - shift).astype(kind), f"{name}_q"))
+                g.initializer.append(numpy_helper.from_array((w_zero - shift).astype(kind), f"{name}_zero"))
                 ins.append(f"{name}_zero")
             elif weights == "u8":
                 g.initializer.append(numpy_helper.from_array((wq + 128).astype(np.uint8), f"{name}_q"))
@@ -418,6 +428,10 @@ def quantize_rowwise(
         g.initializer.remove(init)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    if int8 and weights.startswith("s8"):  # the runtime reads it: u8 x s8 saturates on x86 without VNNI
+        from onnxpipe.session import WEIGHTS_KEY
+
+        helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, WEIGHTS_KEY: "int8"})
     return {
         "int8_matmuls": sum(len(m) for m in groups.values()) if int8 else 0,
         "quantized_activations": len(groups),

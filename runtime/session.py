@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +43,32 @@ def check_threads(threads: int | None) -> int | None:
     return checked
 
 
+WEIGHTS_KEY = "onnxpipe.weights"  # export/rowwise.py's model metadata: "int8" for int8 (not uint8) weights
+VNNI_FLAGS = {"avx512_vnni", "avx_vnni"}
+
+
+def u8s8_saturates() -> bool:
+    """Whether this CPU's u8 x s8 int8 products add pairs in int16 (x86 without VNNI). Where the flags cannot be read
+    (not Linux), an x86 CPU counts as one that does: the exact path costs speed there, never an answer."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return True
+    return not (VNNI_FLAGS & flags)
+
+
+def _load(path: str | Path, opts: ort.SessionOptions) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=UNFUSED)
+    except Exception as e:  # ORT raises its own exception types per failure (InvalidProtobuf, Fail, ...)
+        raise OnnxPipeError(
+            f"onnxruntime cannot load {path}: {type(e).__name__}: {e}. "
+            "The file is corrupt or not an ONNX model; export the artifact again"
+        ) from e
+
+
 class Session:
     """A CPU inference session that feeds the graph only the inputs it declares."""
 
@@ -65,15 +92,12 @@ class Session:
             # Spinning threads wait for work by burning cores that a server's event loop needs between graph
             # runs; without it each operator wakes them (the server's --spin setting weighs the two).
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(
-                str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=UNFUSED
-            )
-        except Exception as e:  # ORT raises its own exception types per failure (InvalidProtobuf, Fail, ...)
-            raise OnnxPipeError(
-                f"onnxruntime cannot load {path}: {type(e).__name__}: {e}. "
-                "The file is corrupt or not an ONNX model; export the artifact again"
-            ) from e
+        self.session = _load(path, opts)
+        if self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY) == "int8" and u8s8_saturates():
+            # int8 weights (built for a VNNI CPU): MLAS's u8 x s8 kernel here adds product pairs in int16 and
+            # saturates; onnxruntime's own switch turns those products into u8 x u8 (exact, as the build measured).
+            opts.add_session_config_entry("session.x64quantprecision", "1")
+            self.session = _load(path, opts)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.threads = opts.intra_op_num_threads
