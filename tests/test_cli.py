@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import io
 import json
 import os
@@ -150,6 +152,37 @@ def test_an_export_option_the_quantizer_refuses_is_one_line(checkpoint, tmp_path
     err = capsys.readouterr().err
     assert f"{empty} holds no text" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_export_takes_the_defaults_rowwise_recipe_as_flags(checkpoint, tmp_path, capsys):
+    """The levers both embedded defaults are built with, from the command line: several smoothing strengths (one
+    chosen per activation), GPTQ rounding, asymmetric weights, centred LayerNorm outputs and the leftover product
+    reach the quantizer (the manifest records each, the graph carries two int8 products a weight matmul), and the
+    graph is the one ``export(..., quantize=Int8Options(...))`` writes, byte for byte. Options the static mode
+    cannot take are refused in one line."""
+    import onnx
+
+    from onnxpipe.export import export
+    from onnxpipe.export.quantize import Int8Options
+
+    ckpt = str(checkpoint("bert", "single"))
+    levers = ["--smooth", "0,0.5,0.8", "--rounding", "gptq", "--asymmetric", "--center", "--leftover"]
+    out = tmp_path / "cli"
+    assert main(["export", ckpt, str(out), "--optimize", "--quantize", "rowwise", *levers]) == 0
+    q = onnxpipe.load_artifact(out).variants["int8"]["quantization"]
+    assert q["smoothing_alpha"] == [0.0, 0.5, 0.8] and q["weight_rounding"] == "gptq" and q["centred_layernorm"]
+    assert q["residual"] == "activations" and q["weights"].endswith("asymmetric per output channel (a zero point each)")
+    ops = [n.op_type for n in onnx.load(str(out / "model_quantized.onnx")).graph.node]
+    assert ops.count("MatMulIntegerToFloat") == 2 * q["int8_matmuls"] > 0
+    opts = Int8Options(mode="rowwise", alpha=(0.0, 0.5, 0.8), rounding="gptq", asymmetric=True, center=True)
+    python = export(ckpt, tmp_path / "py", optimize=True, quantize=dataclasses.replace(opts, residual="activations"))
+    assert (python / "model_quantized.onnx").read_bytes() == (out / "model_quantized.onnx").read_bytes()
+    capsys.readouterr()
+    assert main(["export", ckpt, str(tmp_path / "bad"), "--quantize", "int8", "--smooth", "0,0.5"]) == 2
+    assert "several smoothing strengths (0.0, 0.5) are for --quantize rowwise" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: exit 2 with its usage line
+        main(["export", ckpt, str(tmp_path / "bad"), "--quantize", "rowwise", "--smooth", "1.5"])
+    assert "smoothing strengths are between 0 and 1" in capsys.readouterr().err
 
 
 def test_version(capsys):

@@ -72,10 +72,28 @@ def add_int8_options(q: Any) -> None:
     )
     q.add_argument(
         "--smooth",
-        type=float,
+        type=smoothing,
         default=0.8,
-        metavar="ALPHA",
-        help="SmoothQuant strength moving activation outliers into weights, 0 to turn off (default 0.8, chosen on SST-2 train)",
+        metavar="ALPHA[,ALPHA...]",
+        help="SmoothQuant strength moving activation outliers into weights, 0 to turn off (default 0.8); "
+        "rowwise takes several (0,0.3,0.5,0.6,0.7,0.8,0.9: the defaults') and chooses one per activation",
+    )
+    # The rowwise levers both embedded defaults are built with (export/default_model/__init__.py), so that a user's
+    # checkpoint can take the same recipe from the command line as from Int8Options.
+    q.add_argument(
+        "--rounding",
+        choices=["nearest", "gptq"],
+        default="nearest",
+        help="rowwise: weights rounded to nearest, or by GPTQ to keep each product's output on the calibration text",
+    )
+    q.add_argument("--asymmetric", action="store_true", help="rowwise: a weight zero point per output channel")
+    q.add_argument(
+        "--center", action="store_true", help="rowwise: LayerNorm outputs quantized less their beta (centred)"
+    )
+    q.add_argument(
+        "--leftover",
+        action="store_true",
+        help="rowwise: each row's rounding leftover in a second int8 product (~16-bit activations, twice the work)",
     )
     q.add_argument(
         "--isa",
@@ -105,6 +123,17 @@ def add_int8_options(q: Any) -> None:
         help="data for --max-drop: a label<TAB>sentence TSV, a folder with train.tsv (calibration texts left "
         "out; dev is for reporting, never for choosing), or a text file",
     )
+
+
+def smoothing(text: str) -> float | tuple[float, ...]:
+    """``--smooth``: one strength, or several separated by commas (rowwise chooses one per activation)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or comma-separated numbers") from None
+    if any(not 0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"smoothing strengths are between 0 and 1, got {text!r}")
+    return values[0] if len(values) == 1 else values
 
 
 def export_default(a: argparse.Namespace, log: Callable[[str], None]) -> int:
@@ -158,6 +187,10 @@ def cmd_export(a: argparse.Namespace) -> int:
             calibration=a.calibration,
             method=a.calibration_method,
             alpha=a.smooth or None,
+            rounding=a.rounding,
+            asymmetric=a.asymmetric,
+            center=a.center,
+            residual="activations" if a.leftover else "",
             isa=a.isa,
             reduce_range=a.reduce_range,
             exclude=tuple(a.exclude),
