@@ -69,6 +69,7 @@ def build_int8(
                 asymmetric=opts.asymmetric,
                 sequential=opts.sequential,
                 residual=opts.residual,
+                word_table=opts.word_table,
             )
         )
         return dst

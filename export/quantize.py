@@ -70,6 +70,7 @@ class Int8Options:
     asymmetric: bool = False  # rowwise: uint8 weights with a zero point per output channel
     sequential: bool = False  # rowwise GPTQ: each activation's moments from the partly quantized graph
     residual: str = ""  # rowwise: a second int8 product per weight MatMul ("activations", "weights", "both")
+    word_table: bool = False  # rowwise: the word embedding table int8, a scale per row (export/word_table.py)
     isa: str = "auto"
     reduce_range: bool = False
     exclude: tuple[str, ...] = ()
@@ -298,6 +299,7 @@ def quantize_graph(
     asymmetric: bool = False,
     sequential: bool = False,
     residual: str = "",
+    word_table: bool = False,
 ) -> dict:
     """Write the int8 graph of ``src`` to ``dst``; returns the recipe for the manifest.
 
@@ -328,9 +330,11 @@ def quantize_graph(
             asymmetric=asymmetric,
             sequential=sequential,
             residual=residual,
+            word_table=word_table,
         )
         return {**recipe, **done}
-    for lever, on in (("asymmetric weights", asymmetric), ("sequential GPTQ", sequential), ("residual", residual)):
+    levers = (("asymmetric weights", asymmetric), ("sequential GPTQ", sequential), ("residual", residual))
+    for lever, on in (*levers, ("an int8 word table", word_table)):
         if on:
             raise InputValueError(f"{lever} is for --quantize rowwise, not {mode!r}")
     if rounding != "nearest":
@@ -412,10 +416,12 @@ def _rowwise(
     asymmetric: bool = False,
     sequential: bool = False,
     residual: str = "",
+    word_table: bool = False,
 ) -> dict:
     import onnx
 
     from .rowwise import quantize_rowwise, weight_type_for
+    from .word_table import quantize_word_table
     from .sequential import sequential_moments
 
     model = onnx.load(str(src))
@@ -449,6 +455,8 @@ def _rowwise(
         asymmetric=asymmetric,
         residual=residual,
     )
+    if word_table:  # after the products: the embedding output keeps its name, and its quantization as chosen
+        done = {**done, **quantize_word_table(model)}
     onnx.save(model, str(dst))
     return {
         **done,

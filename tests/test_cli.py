@@ -156,8 +156,8 @@ def test_an_export_option_the_quantizer_refuses_is_one_line(checkpoint, tmp_path
 
 def test_export_takes_the_defaults_rowwise_recipe_as_flags(checkpoint, tmp_path, capsys):
     """The levers both embedded defaults are built with, from the command line: several smoothing strengths (one
-    chosen per activation), GPTQ rounding, asymmetric weights, centred LayerNorm outputs and the leftover product
-    reach the quantizer (the manifest records each, the graph carries two int8 products a weight matmul), and the
+    chosen per activation), GPTQ rounding, asymmetric weights, centred LayerNorm outputs, the leftover product and the
+    int8 word table reach the quantizer (the manifest records each, the graph carries two int8 products a weight matmul), and the
     graph is the one ``export(..., quantize=Int8Options(...))`` writes, byte for byte. Options the static mode
     cannot take are refused in one line."""
     import onnx
@@ -166,15 +166,27 @@ def test_export_takes_the_defaults_rowwise_recipe_as_flags(checkpoint, tmp_path,
     from onnxpipe.export.quantize import Int8Options
 
     ckpt = str(checkpoint("bert", "single"))
-    levers = ["--smooth", "0,0.5,0.8", "--rounding", "gptq", "--asymmetric", "--center", "--leftover"]
+    levers = [
+        "--smooth",
+        "0,0.5,0.8",
+        "--rounding",
+        "gptq",
+        "--asymmetric",
+        "--center",
+        "--leftover",
+        "--int8-word-table",
+    ]
     out = tmp_path / "cli"
     assert main(["export", ckpt, str(out), "--optimize", "--quantize", "rowwise", *levers]) == 0
     q = onnxpipe.load_artifact(out).variants["int8"]["quantization"]
     assert q["smoothing_alpha"] == [0.0, 0.5, 0.8] and q["weight_rounding"] == "gptq" and q["centred_layernorm"]
     assert q["residual"] == "activations" and q["weights"].endswith("asymmetric per output channel (a zero point each)")
+    assert q["word_table"].startswith("int8, a scale per row")
     ops = [n.op_type for n in onnx.load(str(out / "model_quantized.onnx")).graph.node]
     assert ops.count("MatMulIntegerToFloat") == 2 * q["int8_matmuls"] > 0
-    opts = Int8Options(mode="rowwise", alpha=(0.0, 0.5, 0.8), rounding="gptq", asymmetric=True, center=True)
+    opts = Int8Options(
+        mode="rowwise", alpha=(0.0, 0.5, 0.8), rounding="gptq", asymmetric=True, center=True, word_table=True
+    )
     python = export(ckpt, tmp_path / "py", optimize=True, quantize=dataclasses.replace(opts, residual="activations"))
     assert (python / "model_quantized.onnx").read_bytes() == (out / "model_quantized.onnx").read_bytes()
     capsys.readouterr()

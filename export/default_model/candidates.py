@@ -64,7 +64,29 @@ def smoothed_candidates() -> list[dict]:
     return [STATIC_DEFAULT, ASYMMETRIC[1], searched, centred, {**centred, "sequential": True}, symmetric]
 
 
-LISTS = {"compare": compare_candidates, "leftover": leftover_candidates, "smoothed": smoothed_candidates}
+def table_candidates() -> list[dict]:
+    """The sentiment default's recipe as built, and the same with its word embedding table int8 (a scale per row,
+    export/word_table.py: the table is 47 MB of the int8 graph's 59 in float)."""
+    from . import DEFAULT_INT8 as d
+
+    default = {
+        "mode": d.mode,
+        "alpha": list(d.alpha) if isinstance(d.alpha, tuple) else d.alpha,
+        "method": d.method,
+        "rounding": d.rounding,
+        "asymmetric": d.asymmetric,
+        "center": d.center,
+        **({"word_table": True} if d.word_table else {}),
+    }
+    return [{k: v for k, v in default.items() if k != "word_table"}, {**default, "word_table": True}]
+
+
+LISTS = {
+    "compare": compare_candidates,
+    "leftover": leftover_candidates,
+    "smoothed": smoothed_candidates,
+    "table": table_candidates,
+}
 
 
 def describe(row: dict) -> str:
@@ -78,4 +100,5 @@ def describe(row: dict) -> str:
     what += ", centred LayerNorm outputs" if row.get("center") else ""
     what += ", each row's leftover in a second product" if row.get("residual") == "activations" else ""
     what += ", GPTQ moments read sequentially" if row.get("sequential") else ""
+    what += ", int8 word table" if row.get("word_table") else ""
     return what + (f", {len(row['exclude'])} kept in float" if row.get("exclude") else "")

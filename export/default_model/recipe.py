@@ -91,6 +91,7 @@ class Quantizer:
             center=bool(row.get("center")),
             residual=row.get("residual", ""),
             sequential=bool(row.get("sequential")),
+            word_table=bool(row.get("word_table")),
         )
         return dst
 
@@ -108,12 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-float", type=int, default=MAX_FLOAT, help=f"most nodes kept in float (default {MAX_FLOAT})")
     p.add_argument(
         "--candidates",
-        choices=("search", "compare", "leftover", "smoothed"),
+        choices=("search", *LISTS),
         default="search",
         help="search: every setting, float nodes, rowwise (the default's choice, ~15 min); "
         "compare: the default's recipe, it all-int8, and rowwise (a few minutes); leftover: the default's recipe "
         "against rowwise with each row's rounding leftover in a second int8 product; smoothed: one product a weight, "
-        "rowwise with smoothing chosen per activation (with and without centring, sequential GPTQ)",
+        "rowwise with smoothing chosen per activation (with and without centring, sequential GPTQ); table: the "
+        "sentiment default's recipe with and without an int8 word embedding table",
     )
     p.add_argument("--selection", type=int, default=SELECTION, help=f"train sentences scored (default {SELECTION})")
     a = p.parse_args(argv)

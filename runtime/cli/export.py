@@ -96,6 +96,11 @@ def add_int8_options(q: Any) -> None:
         help="rowwise: each row's rounding leftover in a second int8 product (~16-bit activations, twice the work)",
     )
     q.add_argument(
+        "--int8-word-table",
+        action="store_true",
+        help="rowwise: the word embedding table in int8, a scale per row (a quarter of its bytes, a little accuracy)",
+    )
+    q.add_argument(
         "--isa",
         choices=["auto", "avx2", "avx512", "avx512-vnni", "arm64"],
         default="auto",
@@ -191,6 +196,7 @@ def cmd_export(a: argparse.Namespace) -> int:
             asymmetric=a.asymmetric,
             center=a.center,
             residual="activations" if a.leftover else "",
+            word_table=a.int8_word_table,
             isa=a.isa,
             reduce_range=a.reduce_range,
             exclude=tuple(a.exclude),
