@@ -52,15 +52,15 @@ def leftover_candidates() -> list[dict]:
 
 
 def smoothed_candidates() -> list[dict]:
-    """One int8 product a weight (the sentiment default's choice, issue 24): the static default's recipe, rowwise with GPTQ and asymmetric weights (the
-    ``compare`` choice), then that with a smoothing strength chosen per activation (the embeddings default's search,
-    0 where smoothing does not help), with centred LayerNorm outputs, and with GPTQ's moments read sequentially
-    from the partly quantized graph; last, centred with symmetric weights (int8 on VNNI CPUs)."""
+    """One int8 product a weight (the list that chose the sentiment default, issue 24): the static default's recipe,
+    rowwise with GPTQ and asymmetric weights (the ``compare`` choice), then that with a smoothing strength chosen per
+    activation (the embeddings default's search, 0 where smoothing does not help), with centred LayerNorm outputs,
+    and with GPTQ's moments read sequentially from the partly quantized graph; last, centred with symmetric weights."""
     from . import EMBEDDINGS_INT8 as emb
 
     searched = {**ASYMMETRIC[1], "alpha": list(emb.alpha) if isinstance(emb.alpha, tuple) else emb.alpha}
     centred = {**searched, "center": True}
-    symmetric = {**centred, "asymmetric": False}  # int8 weights on VNNI, whose instructions are u8 x s8
+    symmetric = {**centred, "asymmetric": False}  # no zero point per column (MLAS then keeps its GEMV path)
     return [STATIC_DEFAULT, ASYMMETRIC[1], searched, centred, {**centred, "sequential": True}, symmetric]
 
 
@@ -76,9 +76,8 @@ def table_candidates() -> list[dict]:
         "rounding": d.rounding,
         "asymmetric": d.asymmetric,
         "center": d.center,
-        **({"word_table": True} if d.word_table else {}),
     }
-    return [{k: v for k, v in default.items() if k != "word_table"}, {**default, "word_table": True}]
+    return [default, {**default, "word_table": True}]
 
 
 LISTS = {
