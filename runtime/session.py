@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .arrays import Outputs
+from .cpu import cpu
 from .errors import OnnxPipeError
 from .inputs import check_int
 
@@ -52,11 +53,7 @@ def u8s8_saturates() -> bool:
     (not Linux), an x86 CPU counts as one that does: the exact path costs speed there, never an answer."""
     if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
         return False
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return True
-    return not (VNNI_FLAGS & flags)
+    return not (VNNI_FLAGS & cpu()[1])
 
 
 def _load(path: str | Path, opts: ort.SessionOptions) -> ort.InferenceSession:

@@ -26,6 +26,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from .artifact import Artifact, cache_dir
+from .cpu import cpu
 from .errors import InputValueError
 
 # A less exact variant must take at most this share of the best exact variant's time at both batch sizes
@@ -66,16 +67,7 @@ class Choice:
 @functools.cache  # read once a process: every load's cache key and its report ask for it
 def machine() -> dict[str, str]:
     """What decides int8's worth: the CPU model and its vector ISA, and onnxruntime's kernels."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() in ("flags", "Features"):
-                flags = set(value.split())
-    except OSError:
-        pass
+    model, flags = cpu()
     isa = ",".join(f for f in ISA_FLAGS if f in flags) or platform.machine()
     return {"cpu": model, "isa": isa, "onnxruntime": ort.__version__}
 

@@ -82,17 +82,22 @@ def test_compare_chooses_on_train_and_reports_every_row(artifact, tmp_path, caps
     assert sum("(chosen on train)" in name for name in cells) == 1
 
 
+def scored_rows(art, tmp_path, candidates: str) -> list[dict]:
+    """``recipe.py --candidates CANDIDATES`` on 30 of 40 made-up train sentences: the rows it wrote."""
+    data = tmp_path / "sst2"
+    data.mkdir()
+    write_split(data, "train", sentences(40, 0))
+    table = tmp_path / "recipes.json"
+    recipe.main([str(art), "--data", str(data), "--candidates", candidates, "--selection", "30", "--out", str(table)])
+    return json.loads(table.read_text())["rows"]
+
+
 def test_leftover_candidates_reach_the_quantizer(artifact, tmp_path):
     """``--candidates leftover``: the default's recipe and three rowwise rows with each row's rounding leftover in
     a second int8 product; the leftover and the centring reach the graph (twice the int8 products, a second
     LayerNorm per centred output), and the rows are named by what they do."""
     art = artifact("bert", "single", optimize=True, quantize="int8")
-    data = tmp_path / "sst2"
-    data.mkdir()
-    write_split(data, "train", sentences(40, 0))
-    table = tmp_path / "recipes.json"
-    recipe.main([str(art), "--data", str(data), "--candidates", "leftover", "--selection", "30", "--out", str(table)])
-    rows = json.loads(table.read_text())["rows"]
+    rows = scored_rows(art, tmp_path, "leftover")
     assert [r.get("residual") for r in rows] == [None, "activations", "activations", "activations"]
     assert rows[1]["nodes"] > rows[0]["nodes"] and rows[3]["nodes"] > rows[2]["nodes"]  # leftover chains; centring
     assert recipe.describe(rows[3]).endswith("centred LayerNorm outputs, each row's leftover in a second product")
@@ -114,12 +119,7 @@ def test_smoothed_candidates_hold_the_default_recipe_and_build_each_row(artifact
     from onnxpipe.export.default_model.candidates import STATIC_DEFAULT
 
     art = artifact("bert", "single", optimize=True, quantize="int8")
-    data = tmp_path / "sst2"
-    data.mkdir()
-    write_split(data, "train", sentences(40, 0))
-    table = tmp_path / "recipes.json"
-    recipe.main([str(art), "--data", str(data), "--candidates", "smoothed", "--selection", "30", "--out", str(table)])
-    rows = json.loads(table.read_text())["rows"]
+    rows = scored_rows(art, tmp_path, "smoothed")
     assert rows[0]["exclude"] == STATIC_DEFAULT["exclude"] and len(rows) == 6
     settings = ("mode", "rounding", "center", "asymmetric", "sequential", "residual")
     default = {k: getattr(DEFAULT_INT8, k) or None for k in settings}
