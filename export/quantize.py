@@ -91,11 +91,11 @@ def canonical_mode(mode: str) -> str:
 def detect_isa() -> str:
     if platform.machine().lower() in ("aarch64", "arm64"):
         return "arm64"
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        flags = set()
-    if {"avx512_vnni", "avx_vnni"} & flags:
+    from onnxpipe.cpu import cpu
+    from onnxpipe.session import VNNI_FLAGS
+
+    flags = cpu()[1]  # the runtime's reading: an int8 graph is built for the CPU its sessions will check
+    if VNNI_FLAGS & flags:
         return "avx512-vnni"
     if "avx512bw" in flags:
         return "avx512"
