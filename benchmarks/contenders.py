@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from onnxpipe.artifact import graph_size
 from onnxpipe.graph_nodes import node_counts
 from onnxpipe.session import Session
 
@@ -75,7 +76,7 @@ def _optimum(spec: Spec, file_name: str) -> Runner:
         model,
         AutoTokenizer.from_pretrained(spec.artifact),
         spec,
-        (spec.artifact / file_name).stat().st_size,
+        graph_size(spec.artifact / file_name),
         factory=ort_pipeline,
     )
     runner.note = file_name

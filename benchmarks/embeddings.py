@@ -8,6 +8,7 @@ alone as in a batch. The timing loops and worker processes are the classificatio
 
 from __future__ import annotations
 
+from onnxpipe.artifact import graph_size
 from onnxpipe.errors import InputValueError
 
 import json
@@ -59,7 +60,7 @@ def load_fastembed(spec: Spec) -> Runner:
     return Runner(
         call_one=lambda t: next(iter(model.embed([t]))),
         predict=lambda texts, bs: np.stack(list(model.embed(texts, batch_size=bs))),
-        size_bytes=(spec.artifact / "model.onnx").stat().st_size,
+        size_bytes=graph_size(spec.artifact / "model.onnx"),
         note="model.onnx (onnxpipe's fp32)",
     )
 
@@ -72,7 +73,7 @@ def onnxpipe_embeddings(variant: str):
         return Runner(
             call_one=lambda t: pipe(t),
             predict=lambda texts, bs: pipe(texts, batch_size=bs),
-            size_bytes=pipe.model_path.stat().st_size,
+            size_bytes=graph_size(pipe.model_path),
             note=variant,
         )
 

@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.recipes.split(","):
         t = time.time()
         if name.startswith("graph="):  # an int8 graph built elsewhere (the export path), judged the same way
-            graphs[name] = Path(name.removeprefix("graph=")).read_bytes()
+            graphs[name] = onnx.load(name.removeprefix("graph=")).SerializeToString()  # with its weights file
         else:
             graphs[name], _ = build(name, fp32, calib)
         m = onnx.ModelProto.FromString(graphs[name])

@@ -18,6 +18,7 @@ runs at once:
 
 from __future__ import annotations
 
+from onnxpipe.artifact import graph_size
 from onnxpipe.errors import InputValueError
 
 import os
@@ -107,7 +108,7 @@ def load_openvino(spec: Spec, quantize: bool) -> Runner:
 
     core = ov.Core()
     model = core.read_model(str(spec.artifact / "model.onnx"))
-    size = (spec.artifact / "model.onnx").stat().st_size
+    size = graph_size(spec.artifact / "model.onnx")
     pipe = onnxpipe.pipeline(model=spec.artifact, variant="fp32", threads=spec.threads)
     if quantize:
         model, size = nncf_int8(model, pipe, spec)

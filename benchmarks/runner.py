@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from onnxpipe.artifact import graph_size
+
 
 @dataclass
 class Spec:
@@ -64,6 +66,6 @@ def onnxpipe_runner(pipe: Any, spec: Spec, size: int | None = None) -> Runner:
     return Runner(
         call_one=lambda t: pipe(t),
         predict=lambda texts, bs: probs(pipe(texts, top_k=None, batch_size=bs), spec.id2label),
-        size_bytes=pipe.model_path.stat().st_size if size is None else size,
+        size_bytes=graph_size(pipe.model_path) if size is None else size,
         note=pipe.variant,
     )

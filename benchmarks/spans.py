@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from . import machine
+from onnxpipe.artifact import graph_size
+
 from .contenders import Contender, Runner, Spec
 
 REFERENCE = "transformers pipeline (pytorch fp32)"
@@ -71,7 +73,7 @@ def onnxpipe_spans(variant: str):
         return Runner(
             call_one=lambda t: call(task, pipe, [t]),
             predict=lambda texts, bs: spans(task, call(task, pipe, texts, batch_size=bs)),
-            size_bytes=pipe.model_path.stat().st_size,
+            size_bytes=graph_size(pipe.model_path),
             note=variant,
         )
 

@@ -17,6 +17,7 @@ from onnxpipe.tasks import DEFAULT_TASK, TASKS, TaskSpec, canonical_task
 from onnxpipe.tokenize import TextEncoder
 
 from .errors import ExportError, Log
+from .external import externalize
 from .graph import export_graph
 from .int8 import build_int8, int8_options
 from .load import ENCODERS, Loaded, load, load_checkpoint, position_limit, supported_architectures
@@ -76,6 +77,7 @@ def export(
     tmp = partial_folder(out)
     try:
         variants = build_variants(loaded, tmp, spec, optimize, int8, opset, log, one_row)
+        externalize(tmp, [str(v["file"]) for v in variants.values()])
         write_manifest(tmp, describe(tmp, spec, loaded, variants, describe_source))
         artifact = load_artifact(tmp)  # the runtime's own reader must accept what was written
         artifact.verify(*artifact.manifest.files)

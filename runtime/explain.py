@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .artifact import graph_size
 from .errors import InputValueError
 from .graph_nodes import node_counts
 from .arrays import Outputs
@@ -111,7 +112,7 @@ def explain(
         print(*lines, sep="\n", file=out)
 
     a = pipe.artifact
-    size_mb = pipe.model_path.stat().st_size / 1e6
+    size_mb = graph_size(pipe.model_path) / 1e6  # with its weights file
     nodes, in_float = node_counts(pipe.model_path)  # what batch 1 pays per node; an int8 graph's float fallbacks
     say(
         f"1. load        {load_seconds * 1e3:8.1f} ms   {a.path}",

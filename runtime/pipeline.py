@@ -87,8 +87,8 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
             self.choice = tune.choose(artifact, threads or default_threads())
         self.variant = self.choice.variant
         model_file = artifact.variant_file(self.variant)
-        if verify:
-            artifact.verify(model_file.name, "tokenizer.json")
+        files = [*artifact.graph_files(model_file), "tokenizer.json"]
+        artifact.verify(*files) if verify else artifact.require(*files)
         # Without a pad token, inputs run one at a time (transformers' default batch_size), and a larger
         # batch_size is refused with transformers' words.
         default = DEFAULT_BATCH_SIZE if artifact.pad_id is not None else 1

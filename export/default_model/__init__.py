@@ -19,11 +19,13 @@ LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
 # v4: int8 settings chosen on SST-2 train (DEFAULT_INT8 below), no longer on dev.
 # v5: the last layer computes only the row the classifier reads (export/last_row.py).
 # v6: all-int8 per row (DEFAULT_INT8 below): no float fallback in the encoder (issue 24).
-BUILD_RECIPE = "v6-rowwise-int8-chosen-on-train-last-row"
+# v7: each graph's weights in a file beside it (export/external.py): onnxruntime maps them, peak memory drops.
+BUILD_RECIPE = "v7-rowwise-int8-chosen-on-train-last-row-weights-file"
 # The same for the sentence-embeddings default.
 # v3: its int8 graph runs only when named (EMBEDDINGS_INT8 below). v4: smoothing 0.8 (chosen on train), not 0.85.
 # v5: all-int8 per row with each row's rounding leftover in a second int8 product; no longer opt-in (issue 24).
-EMBEDDINGS_RECIPE = "v5-rowwise-int8-leftover-chosen-on-train"
+# v6: each graph's weights in a file beside it (export/external.py).
+EMBEDDINGS_RECIPE = "v6-rowwise-int8-leftover-chosen-on-train-weights-file"
 
 # The default sentiment model's int8 recipe (issue 24): every encoder weight product int8, the attention's Q/K/V
 # included, nothing in the encoder kept in float (the pooler and classifier, outside it, are), per-row activation

@@ -93,7 +93,7 @@ class Server:
                 artifact = load_artifact(m.path)
                 choice = tune.choose(artifact, threads)  # the variant that pays here
                 graph = artifact.variant_file(choice.variant)
-                artifact.verify(graph.name, "tokenizer.json")  # before loading
+                artifact.verify(*artifact.graph_files(graph), "tokenizer.json")  # before loading
                 # Serving sessions keep no memory arena (RSS would grow with lengths); --spin says which spin.
                 engine = Session(graph, threads, serving=True, spin=s.spin == "on")
                 streams = self._streams(graph, threads)

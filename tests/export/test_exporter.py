@@ -54,6 +54,19 @@ def test_manifest_describes_the_artifact(artifact, checkpoint):
     assert {"model.onnx", "model_optimized.onnx", "model_quantized.onnx", "tokenizer.json", "config.json"} <= set(
         m["files"]
     )
+    # Each graph's weights in a file beside it, which onnxruntime maps instead of copying (export/external.py):
+    # the graph keeps only tensors under 1 KB, and the weights file is listed and hashed like the rest.
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    for name in ("model.onnx", "model_optimized.onnx", "model_quantized.onnx"):
+        graph = onnx.load(str(path / name), load_external_data=False)
+        outside = [t for t in graph.graph.initializer if uses_external_data(t)]
+        assert outside and {ExternalDataInfo(t).location for t in outside} == {f"{name}.data"}
+        inside = [t for t in graph.graph.initializer if not uses_external_data(t)]
+        assert all(len(t.raw_data) < 1024 for t in inside)
+        assert f"{name}.data" in m["files"] and (path / f"{name}.data").stat().st_mode & 0o777 == 0o644
+    assert {p.name for p in path.iterdir()} == {*m["files"], "onnxpipe.json"}  # nothing stale left beside them
 
 
 def test_failed_validation_writes_nothing_and_keeps_the_old_artifact(checkpoint, tmp_path, monkeypatch):

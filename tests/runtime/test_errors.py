@@ -112,6 +112,40 @@ def test_corrupt_onnx_is_reported_as_such(copy):
         onnxpipe.pipeline(model=copy, variant="fp32", verify=False)
 
 
+def test_missing_or_damaged_weights_file(copy):
+    """A graph's weights live beside it (model.onnx.data): missing, it is named even unverified; edited, the hash
+    check refuses it; cut short and unverified, onnxruntime's out-of-bounds read is reported, not a crash."""
+    weights = copy / "model.onnx.data"
+    data = weights.read_bytes()
+    weights.unlink()
+    for verify in (True, False):
+        with pytest.raises(OnnxPipeError, match="model.onnx.data is missing: the artifact is incomplete"):
+            onnxpipe.pipeline(model=copy, variant="fp32", verify=verify)
+    weights.write_bytes(data[:-10] + bytes(b ^ 0xFF for b in data[-10:]))
+    with pytest.raises(OnnxPipeError, match="model.onnx.data does not match the sha256"):
+        onnxpipe.pipeline(model=copy, variant="fp32")
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(OnnxPipeError, match="onnxruntime cannot load .*model.onnx.*out of bounds"):
+        onnxpipe.pipeline(model=copy, variant="fp32", verify=False)
+
+
+def test_an_artifact_with_weights_inside_its_graph_still_loads(copy, artifact):
+    """Artifacts written before the weights file (older caches) hold the weights in the graph: same answers."""
+    import onnx
+
+    from onnxpipe.artifact import sha256_file
+
+    text = "an artifact from before the weights file"
+    expected = onnxpipe.pipeline(model=artifact(), variant="fp32")(text, top_k=None)
+    onnx.save(onnx.load(str(copy / "model.onnx")), str(copy / "model.onnx"))  # every tensor back inside
+    (copy / "model.onnx.data").unlink()
+    manifest = json.loads((copy / "onnxpipe.json").read_text())
+    del manifest["files"]["model.onnx.data"]
+    manifest["files"]["model.onnx"] = sha256_file(copy / "model.onnx")
+    (copy / "onnxpipe.json").write_text(json.dumps(manifest))
+    assert onnxpipe.pipeline(model=copy, variant="fp32")(text, top_k=None) == expected
+
+
 def test_corrupt_tokenizer_is_reported_as_such(copy):
     (copy / "tokenizer.json").write_text("{not json")
     with pytest.raises(OnnxPipeError, match="not a valid tokenizer.json"):
