@@ -42,8 +42,9 @@ twice the integer work (0.44x fp32 at batch 32 on AVX2, 2 threads, per process),
 that pays.
 
 Longer than 300 lines because the rewrite is one pass over one graph (find each weight MatMul, its quantized
-input's group, its bias, its smoothing and centring, then emit), whose steps share the graph's indices; the
-calibrated parts that stand alone are in :mod:`.smoothing`, :mod:`.gptq` and :mod:`.activations`.
+input's group, its bias, its smoothing and centring, its rounding), whose steps share the graph's indices; what
+it emits is in :mod:`.row_products`, and the calibrated parts that stand alone in :mod:`.smoothing`, :mod:`.gptq`
+and :mod:`.activations`.
 
 Written by hand because onnxruntime's quantizers have no per-row activation scale: its dynamic mode computes
 one scale per call over the whole batch (not batch-invariant), its static mode one fixed scale per tensor,
@@ -60,6 +61,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .activations import GELU_MIN
+from .row_products import leftover_rows, products, quantize_rows, weight_inputs
 
 
 # How the int8 product is laid out: u8 = uint8 weights (zero point 128, the u8 x u8 kernel); s8 = int8 weights;
@@ -201,7 +203,8 @@ def quantize_rowwise(
     (quantized per row again: ~16-bit activations), ``weights`` the weights' (~16-bit weights), ``both`` both;
     ``residual_nodes``: only the activations read by these MatMuls (default: all).
 
-    Over 60 lines (about 200): one pass over one graph whose steps share its indices (groups, biases, smoothing, centring, emitting); splitting it into functions taking a dozen shared tables each read worse. Left as it is: the next change to it should split the emitting step out."""
+    Over 60 lines (about 180): one pass over one graph whose steps share its indices (groups, biases, smoothing,
+    centring, rounding); the nodes and initializers each step emits are in :mod:`.row_products`."""
     from onnx import helper, numpy_helper
 
     from .gptq import clipped_round, toward_float
@@ -319,31 +322,10 @@ def quantize_rowwise(
         gelu = weights in LIFTED and made_by is not None and made_by.op_type in GELU_OPS and src == x
         gelu = gelu and all(b is not None for b in biases)
         levels, zero = (255, 0) if gelu else (a_levels, a_levels + 1)
-        g.initializer.extend(
-            [
-                numpy_helper.from_array(np.array([-1], np.int64), f"{p}_axes"),
-                numpy_helper.from_array(np.array(1e-12, np.float32), f"{p}_eps"),
-                numpy_helper.from_array(np.array(1 / levels, np.float32), f"{p}_step"),
-                numpy_helper.from_array(np.array(zero, np.uint8), f"{p}_zero"),
-                numpy_helper.from_array(np.array(128, np.uint8), f"{p}_wzero"),
-                numpy_helper.from_array(np.array(-GELU_MIN, np.float32), f"{p}_lift"),
-            ]
-        )
-        magnitude = (
-            helper.make_node("Add", [src, f"{p}_lift"], [f"{p}_abs"], name=f"{p}/Lift")
-            if gelu
-            else helper.make_node("Abs", [src], [f"{p}_abs"], name=f"{p}/Abs")
-        )
-        before[first[x]] += [
-            magnitude,
-            helper.make_node("ReduceMax", [f"{p}_abs", f"{p}_axes"], [f"{p}_max"], name=f"{p}/ReduceMax", keepdims=1),
-            helper.make_node("Max", [f"{p}_max", f"{p}_eps"], [f"{p}_scale"], name=f"{p}/Max"),
-            helper.make_node("Div", [f"{p}_abs" if gelu else src, f"{p}_scale"], [f"{p}_unit"], name=f"{p}/Div"),
-            helper.make_node("QuantizeLinear", [f"{p}_unit", f"{p}_step", f"{p}_zero"], [f"{p}_q"], name=f"{p}/Q"),
-        ]
+        before[first[x]] += quantize_rows(g, p, src, gelu, levels, zero)
         ares = residual in ("activations", "both") and (not residual_nodes or residual_nodes & {n.name for n in mms})
         if ares:
-            before[first[x]] += _leftover_rows(g, p, f"{p}_abs" if gelu else src)
+            before[first[x]] += leftover_rows(g, p, f"{p}_abs" if gelu else src)
         shifted += gelu
         for n, bias_name in zip(mms, biases):
             name = n.input[1]
@@ -362,9 +344,11 @@ def quantize_rowwise(
             else:
                 wq, w_scale, w_zero = clipped_round(w, np.eye(w.shape[0]), w_levels, (1.0,), "nearest", asymmetric)
             eff = wq * w_scale  # the weights the int8 product uses
+            leftovers: dict = {"rows": ares}
             if residual in ("weights", "both"):  # the rounding's leftover, int8 too, in a product on the same input
                 rq, r_scale, _ = clipped_round(w - eff, np.eye(w.shape[0]), w_levels, (1.0,), "nearest", False)
                 eff = eff + rq * r_scale
+                leftovers["weights"] = (rq, r_scale)
             if bias_correction and corrected is not None:
                 assert seen is not None, f"no calibration moments for {x}: bias correction needs them"
                 # The product's mean error over the calibration tokens comes back out of the bias.
@@ -374,49 +358,15 @@ def quantize_rowwise(
                 inits[corrected].CopyFrom(numpy_helper.from_array(b.astype(np.float32), corrected))
             if x in centers:  # the product reads x - beta: beta's share comes back through the bias
                 _add_to_bias(inits, _output_bias(uses, n, inits), centers[x] / smoothed.get(x, 1.0) @ eff)
-            ins = [f"{p}_q", f"{name}_q", f"{p}_scale", f"{name}_scale", f"{p}_zero"]
-            if asymmetric:  # per-column zero points: wq + zero fills a byte's 0..255
-                # On VNNI the same integers shifted by 128 into int8 (weights and zero points alike: w - z is
-                # unchanged, so the product is): MLAS has VNNI kernels for u8 x s8 only, none for u8 x u8.
-                shift, kind = (128, np.int8) if weights == "s8" else (0, np.uint8)
-                g.initializer.append(numpy_helper.from_array((wq + w_zero - shift).astype(kind), f"{name}_q"))
-                g.initializer.append(numpy_helper.from_array((w_zero - shift).astype(kind), f"{name}_zero"))
-                ins.append(f"{name}_zero")
-            elif weights == "u8":
-                g.initializer.append(numpy_helper.from_array((wq + 128).astype(np.uint8), f"{name}_q"))
-                ins.append(f"{p}_wzero")
-            else:
-                g.initializer.append(numpy_helper.from_array(wq.astype(np.int8), f"{name}_q"))
-                ins.append("")  # b_zero_point: 0
-            # The activation's step goes into the weight scale, so the row max itself is the a_scale.
-            g.initializer.append(numpy_helper.from_array((w_scale / levels).astype(np.float32), f"{name}_scale"))
+            ins = weight_inputs(g, p, name, (wq, w_scale, w_zero), levels, weights, asymmetric)
             if gelu and bias_name is not None:
                 b = numpy_helper.to_array(inits[bias_name])
                 lifted = b + GELU_MIN * eff.sum(0)  # the int8 weights, as the product uses them
                 inits[bias_name].CopyFrom(numpy_helper.from_array(lifted.astype(np.float32), bias_name))
             # The bias stays a separate Add: onnxruntime 1.32's MatMulIntegerToFloat multiplies its bias input by a
             # per-row a_scale too (measured: it returns a_scale x (product + bias)); with a scalar one it is right.
-            out, parts = n.output[0], []
-            if ares:  # the leftover's step is 1/127 where the row's was 1/levels: its weight scale says so
-                g.initializer.append(numpy_helper.from_array((w_scale / 127).astype(np.float32), f"{name}_ascale"))
-                leftover = [f"{p}_rq", ins[1], f"{p}_rscale", f"{name}_ascale", f"{p}_rzero", *ins[5:]]
-                parts.append(_int8_product(leftover, f"{name}_alo", f"{n.name}_int8_alo"))
-            if residual in ("weights", "both"):
-                lo = [f"{p}_q", f"{name}_rq", f"{p}_scale", f"{name}_rscale", f"{p}_zero"]
-                if weights == "u8":
-                    g.initializer.append(numpy_helper.from_array((rq + 128).astype(np.uint8), f"{name}_rq"))
-                    lo.append(f"{p}_wzero")
-                else:
-                    g.initializer.append(numpy_helper.from_array(rq.astype(np.int8), f"{name}_rq"))
-                    lo.append("")
-                g.initializer.append(numpy_helper.from_array((r_scale / levels).astype(np.float32), f"{name}_rscale"))
-                parts.append(_int8_product(lo, f"{name}_lo", f"{n.name}_int8_lo"))
-            if parts:  # placed right after this product: the Sum gives its output to the readers
-                total = [f"{name}_hi", *(q.output[0] for q in parts)]
-                parts.append(helper.make_node("Sum", total, [out], name=f"{n.name}_int8_sum"))
-                before[index[id(n)] + 1][:0] = parts
-                out = f"{name}_hi"
-            n.CopyFrom(_int8_product(ins, out, f"{n.name}_int8"))
+            after = products(g, n, p, ins, w_scale, levels, weights, leftovers)
+            before[index[id(n)] + 1][:0] = after  # right after this product: the Sum gives its output to the readers
     nodes = []
     for i, n in enumerate(g.node):
         nodes += before.get(i, [])
@@ -440,36 +390,6 @@ def quantize_rowwise(
         "centred_layernorm_outputs": len(centers) if int8 else 0,
         "attentions_left_fused": kept_fused,
     }
-
-
-def _int8_product(inputs: list[str], output: str, name: str):
-    from onnx import helper
-
-    return helper.make_node("MatMulIntegerToFloat", inputs, [output], name=name, domain="com.microsoft")
-
-
-def _leftover_rows(g, p: str, base: str) -> list:
-    """Nodes making ``{p}_rq`` and ``{p}_rscale``: what the per-row rounding of ``base`` (the tensor the row's int8
-    product reads) left over, quantized per row again (uint8, zero point 128). A second int8 product reading it
-    gives the activation about 16 bits; still batch-invariant, as every step is per row."""
-    from onnx import helper, numpy_helper
-
-    g.initializer.extend(
-        [
-            numpy_helper.from_array(np.array(1 / 127, np.float32), f"{p}_rstep"),
-            numpy_helper.from_array(np.array(128, np.uint8), f"{p}_rzero"),
-        ]
-    )
-    return [
-        helper.make_node("DequantizeLinear", [f"{p}_q", f"{p}_step", f"{p}_zero"], [f"{p}_deq"], name=f"{p}/DQ"),
-        helper.make_node("Mul", [f"{p}_deq", f"{p}_scale"], [f"{p}_hat"], name=f"{p}/hat"),
-        helper.make_node("Sub", [base, f"{p}_hat"], [f"{p}_left"], name=f"{p}/left"),
-        helper.make_node("Abs", [f"{p}_left"], [f"{p}_labs"], name=f"{p}/leftAbs"),
-        helper.make_node("ReduceMax", [f"{p}_labs", f"{p}_axes"], [f"{p}_lmax"], name=f"{p}/leftMax", keepdims=1),
-        helper.make_node("Max", [f"{p}_lmax", f"{p}_eps"], [f"{p}_rscale"], name=f"{p}/leftScale"),
-        helper.make_node("Div", [f"{p}_left", f"{p}_rscale"], [f"{p}_runit"], name=f"{p}/leftDiv"),
-        helper.make_node("QuantizeLinear", [f"{p}_runit", f"{p}_rstep", f"{p}_rzero"], [f"{p}_rq"], name=f"{p}/leftQ"),
-    ]
 
 
 def _output_bias(uses: dict, matmul, inits: dict) -> str | None:

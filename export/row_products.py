@@ -1,0 +1,127 @@
+"""The emitting step of :mod:`.rowwise`: the nodes and initializers that quantize an activation per row and the
+``MatMulIntegerToFloat`` products that read it, with the second products of the rounding leftovers.
+
+Every name derives from the activation's prefix ``p`` (``{x}_rowq``) or the weight's initializer ``name``, so one
+activation's nodes and each of its weight MatMuls' products are emitted independently and in the order
+:func:`.rowwise.quantize_rowwise` calls for them (that order fixes the graph's bytes)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import GELU_MIN
+
+
+def quantize_rows(g, p: str, src: str, gelu: bool, levels: int, zero: int) -> list:
+    """Nodes making ``{p}_q`` (uint8: ``src`` per row, symmetric about ``zero``) and ``{p}_scale`` (the row's max
+    |x|, so that the product's a_scale is the row max and the step 1 / ``levels`` goes into the weight scale).
+    ``gelu``: ``src`` is a GELU's output, quantized as x - GELU_MIN from zero point 0 over all 255 steps."""
+    from onnx import helper, numpy_helper
+
+    g.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([-1], np.int64), f"{p}_axes"),
+            numpy_helper.from_array(np.array(1e-12, np.float32), f"{p}_eps"),
+            numpy_helper.from_array(np.array(1 / levels, np.float32), f"{p}_step"),
+            numpy_helper.from_array(np.array(zero, np.uint8), f"{p}_zero"),
+            numpy_helper.from_array(np.array(128, np.uint8), f"{p}_wzero"),
+            numpy_helper.from_array(np.array(-GELU_MIN, np.float32), f"{p}_lift"),
+        ]
+    )
+    magnitude = (
+        helper.make_node("Add", [src, f"{p}_lift"], [f"{p}_abs"], name=f"{p}/Lift")
+        if gelu
+        else helper.make_node("Abs", [src], [f"{p}_abs"], name=f"{p}/Abs")
+    )
+    return [
+        magnitude,
+        helper.make_node("ReduceMax", [f"{p}_abs", f"{p}_axes"], [f"{p}_max"], name=f"{p}/ReduceMax", keepdims=1),
+        helper.make_node("Max", [f"{p}_max", f"{p}_eps"], [f"{p}_scale"], name=f"{p}/Max"),
+        helper.make_node("Div", [f"{p}_abs" if gelu else src, f"{p}_scale"], [f"{p}_unit"], name=f"{p}/Div"),
+        helper.make_node("QuantizeLinear", [f"{p}_unit", f"{p}_step", f"{p}_zero"], [f"{p}_q"], name=f"{p}/Q"),
+    ]
+
+
+def leftover_rows(g, p: str, base: str) -> list:
+    """Nodes making ``{p}_rq`` and ``{p}_rscale``: what the per-row rounding of ``base`` (the tensor the row's int8
+    product reads) left over, quantized per row again (uint8, zero point 128). A second int8 product reading it
+    gives the activation about 16 bits; still batch-invariant, as every step is per row."""
+    from onnx import helper, numpy_helper
+
+    g.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(1 / 127, np.float32), f"{p}_rstep"),
+            numpy_helper.from_array(np.array(128, np.uint8), f"{p}_rzero"),
+        ]
+    )
+    return [
+        helper.make_node("DequantizeLinear", [f"{p}_q", f"{p}_step", f"{p}_zero"], [f"{p}_deq"], name=f"{p}/DQ"),
+        helper.make_node("Mul", [f"{p}_deq", f"{p}_scale"], [f"{p}_hat"], name=f"{p}/hat"),
+        helper.make_node("Sub", [base, f"{p}_hat"], [f"{p}_left"], name=f"{p}/left"),
+        helper.make_node("Abs", [f"{p}_left"], [f"{p}_labs"], name=f"{p}/leftAbs"),
+        helper.make_node("ReduceMax", [f"{p}_labs", f"{p}_axes"], [f"{p}_lmax"], name=f"{p}/leftMax", keepdims=1),
+        helper.make_node("Max", [f"{p}_lmax", f"{p}_eps"], [f"{p}_rscale"], name=f"{p}/leftScale"),
+        helper.make_node("Div", [f"{p}_left", f"{p}_rscale"], [f"{p}_runit"], name=f"{p}/leftDiv"),
+        helper.make_node("QuantizeLinear", [f"{p}_runit", f"{p}_rstep", f"{p}_rzero"], [f"{p}_rq"], name=f"{p}/leftQ"),
+    ]
+
+
+def int8_product(inputs: list[str], output: str, name: str):
+    from onnx import helper
+
+    return helper.make_node("MatMulIntegerToFloat", inputs, [output], name=name, domain="com.microsoft")
+
+
+def weight_inputs(g, p: str, name: str, rounded: tuple, levels: int, weights: str, asymmetric: bool) -> list[str]:
+    """The initializers of weight ``name``'s int8 product, from ``rounded`` = (integers, scale per output channel,
+    zero point per output channel); returns the product's inputs (activation, weights, their scales, zero points)."""
+    from onnx import numpy_helper
+
+    wq, w_scale, w_zero = rounded
+    ins = [f"{p}_q", f"{name}_q", f"{p}_scale", f"{name}_scale", f"{p}_zero"]
+    if asymmetric:  # per-column zero points: wq + zero fills a byte's 0..255
+        # On VNNI the same integers shifted by 128 into int8 (weights and zero points alike: w - z is
+        # unchanged, so the product is): MLAS has VNNI kernels for u8 x s8 only, none for u8 x u8.
+        shift, kind = (128, np.int8) if weights == "s8" else (0, np.uint8)
+        g.initializer.append(numpy_helper.from_array((wq + w_zero - shift).astype(kind), f"{name}_q"))
+        g.initializer.append(numpy_helper.from_array((w_zero - shift).astype(kind), f"{name}_zero"))
+        ins.append(f"{name}_zero")
+    elif weights == "u8":
+        g.initializer.append(numpy_helper.from_array((wq + 128).astype(np.uint8), f"{name}_q"))
+        ins.append(f"{p}_wzero")
+    else:
+        g.initializer.append(numpy_helper.from_array(wq.astype(np.int8), f"{name}_q"))
+        ins.append("")  # b_zero_point: 0
+    # The activation's step goes into the weight scale, so the row max itself is the a_scale.
+    g.initializer.append(numpy_helper.from_array((w_scale / levels).astype(np.float32), f"{name}_scale"))
+    return ins
+
+
+def products(g, n, p: str, ins: list[str], w_scale: np.ndarray, levels: int, weights: str, leftovers: dict) -> list:
+    """Replace weight MatMul ``n`` by its int8 product; returns the nodes to place right after it: the second
+    products of ``leftovers`` (``"rows"``: True, the rows' leftover; ``"weights"``: (integers, scale), the
+    weights') and the Sum that gives their total to ``n``'s readers."""
+    from onnx import helper, numpy_helper
+
+    name, out, parts = n.input[1], n.output[0], []
+    if leftovers.get("rows"):  # the leftover's step is 1/127 where the row's was 1/levels: its weight scale says so
+        g.initializer.append(numpy_helper.from_array((w_scale / 127).astype(np.float32), f"{name}_ascale"))
+        leftover = [f"{p}_rq", ins[1], f"{p}_rscale", f"{name}_ascale", f"{p}_rzero", *ins[5:]]
+        parts.append(int8_product(leftover, f"{name}_alo", f"{n.name}_int8_alo"))
+    if leftovers.get("weights") is not None:
+        rq, r_scale = leftovers["weights"]
+        lo = [f"{p}_q", f"{name}_rq", f"{p}_scale", f"{name}_rscale", f"{p}_zero"]
+        if weights == "u8":
+            g.initializer.append(numpy_helper.from_array((rq + 128).astype(np.uint8), f"{name}_rq"))
+            lo.append(f"{p}_wzero")
+        else:
+            g.initializer.append(numpy_helper.from_array(rq.astype(np.int8), f"{name}_rq"))
+            lo.append("")
+        g.initializer.append(numpy_helper.from_array((r_scale / levels).astype(np.float32), f"{name}_rscale"))
+        parts.append(int8_product(lo, f"{name}_lo", f"{n.name}_int8_lo"))
+    if parts:
+        total = [f"{name}_hi", *(q.output[0] for q in parts)]
+        parts.append(helper.make_node("Sum", total, [out], name=f"{n.name}_int8_sum"))
+        out = f"{name}_hi"
+    n.CopyFrom(int8_product(ins, out, f"{n.name}_int8"))
+    return parts
