@@ -15,13 +15,14 @@ from .activations import GELU_MIN
 def quantize_rows(g, p: str, src: str, gelu: bool, levels: int, zero: int) -> list:
     """Nodes making ``{p}_q`` (uint8: ``src`` per row, symmetric about ``zero``) and ``{p}_scale`` (the row's max
     |x|, so that the product's a_scale is the row max and the step 1 / ``levels`` goes into the weight scale).
-    ``gelu``: ``src`` is a GELU's output, quantized as x - GELU_MIN from zero point 0 over all 255 steps."""
+    ``gelu``: ``src`` is a GELU's output, quantized as x - GELU_MIN from zero point 0 over all 255 steps.
+    A row of zeros needs no guard (a node each that batch 1 pays for): its 0 / 0 quantizes to some byte, and the
+    product multiplies that row by its a_scale, 0, so it is 0, as x W is (tested; the leftover's row likewise)."""
     from onnx import helper, numpy_helper
 
     g.initializer.extend(
         [
             numpy_helper.from_array(np.array([-1], np.int64), f"{p}_axes"),
-            numpy_helper.from_array(np.array(1e-12, np.float32), f"{p}_eps"),
             numpy_helper.from_array(np.array(1 / levels, np.float32), f"{p}_step"),
             numpy_helper.from_array(np.array(zero, np.uint8), f"{p}_zero"),
             numpy_helper.from_array(np.array(128, np.uint8), f"{p}_wzero"),
@@ -35,8 +36,7 @@ def quantize_rows(g, p: str, src: str, gelu: bool, levels: int, zero: int) -> li
     )
     return [
         magnitude,
-        helper.make_node("ReduceMax", [f"{p}_abs", f"{p}_axes"], [f"{p}_max"], name=f"{p}/ReduceMax", keepdims=1),
-        helper.make_node("Max", [f"{p}_max", f"{p}_eps"], [f"{p}_scale"], name=f"{p}/Max"),
+        helper.make_node("ReduceMax", [f"{p}_abs", f"{p}_axes"], [f"{p}_scale"], name=f"{p}/ReduceMax", keepdims=1),
         helper.make_node("Div", [f"{p}_abs" if gelu else src, f"{p}_scale"], [f"{p}_unit"], name=f"{p}/Div"),
         helper.make_node("QuantizeLinear", [f"{p}_unit", f"{p}_step", f"{p}_zero"], [f"{p}_q"], name=f"{p}/Q"),
     ]
@@ -59,8 +59,7 @@ def leftover_rows(g, p: str, base: str) -> list:
         helper.make_node("Mul", [f"{p}_deq", f"{p}_scale"], [f"{p}_hat"], name=f"{p}/hat"),
         helper.make_node("Sub", [base, f"{p}_hat"], [f"{p}_left"], name=f"{p}/left"),
         helper.make_node("Abs", [f"{p}_left"], [f"{p}_labs"], name=f"{p}/leftAbs"),
-        helper.make_node("ReduceMax", [f"{p}_labs", f"{p}_axes"], [f"{p}_lmax"], name=f"{p}/leftMax", keepdims=1),
-        helper.make_node("Max", [f"{p}_lmax", f"{p}_eps"], [f"{p}_rscale"], name=f"{p}/leftScale"),
+        helper.make_node("ReduceMax", [f"{p}_labs", f"{p}_axes"], [f"{p}_rscale"], name=f"{p}/leftMax", keepdims=1),
         helper.make_node("Div", [f"{p}_left", f"{p}_rscale"], [f"{p}_runit"], name=f"{p}/leftDiv"),
         helper.make_node("QuantizeLinear", [f"{p}_runit", f"{p}_rstep", f"{p}_rzero"], [f"{p}_rq"], name=f"{p}/leftQ"),
     ]

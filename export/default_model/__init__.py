@@ -20,12 +20,13 @@ LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
 # v5: the last layer computes only the row the classifier reads (export/last_row.py).
 # v6: all-int8 per row (DEFAULT_INT8 below): no float fallback in the encoder (issue 24).
 # v7: each graph's weights in a file beside it (export/external.py): onnxruntime maps them, peak memory drops.
-BUILD_RECIPE = "v7-rowwise-int8-chosen-on-train-last-row-weights-file"
+# v8: no Max guard node after each per-row ReduceMax (export/row_products.py).
+BUILD_RECIPE = "v8-rowwise-int8-chosen-on-train-last-row-weights-file-unguarded"
 # The same for the sentence-embeddings default.
 # v3: its int8 graph runs only when named (EMBEDDINGS_INT8 below). v4: smoothing 0.8 (chosen on train), not 0.85.
 # v5: all-int8 per row with each row's rounding leftover in a second int8 product; no longer opt-in (issue 24).
-# v6: each graph's weights in a file beside it (export/external.py).
-EMBEDDINGS_RECIPE = "v6-rowwise-int8-leftover-chosen-on-train-weights-file"
+# v6: each graph's weights in a file beside it (export/external.py). v7: no Max guard after each per-row ReduceMax.
+EMBEDDINGS_RECIPE = "v7-rowwise-int8-leftover-chosen-on-train-weights-file-unguarded"
 
 # The default sentiment model's int8 recipe (issue 24): every encoder weight product int8, the attention's Q/K/V
 # included, nothing in the encoder kept in float (the pooler and classifier, outside it, are), per-row activation

@@ -244,6 +244,31 @@ def test_rowwise_product_is_exact_integer_arithmetic(alpha):
     np.testing.assert_array_equal(alone, y[1:2, :2])
 
 
+@pytest.mark.parametrize("residual", ["", "activations"])
+def test_a_row_of_zeros_gives_the_bias_without_a_guard(residual):
+    """The per-row scale of a row of zeros is 0 and no node guards the division (export/row_products.py): the
+    row's bytes are whatever 0 / 0 quantizes to, and the product multiplies them by that 0 scale. So the row
+    gives exactly the bias, never NaN, with its rounding leftover's product too; the other rows are unchanged."""
+    import onnxruntime as ort
+
+    from onnxpipe.export.rowwise import quantize_rowwise
+
+    rng = np.random.default_rng(2)
+    w, bias = rng.normal(size=(64, 48)).astype(np.float32), rng.normal(size=48).astype(np.float32)
+    x = rng.normal(size=(2, 4, 64)).astype(np.float32)
+    model = matmul_add(w, bias)
+    quantize_rowwise(model, weights="u8", residual=residual)
+    assert "Max" not in {n.op_type for n in model.graph.node}
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    before = session.run(None, {"x": x})[0]
+    x[1, 2] = 0.0
+    y = session.run(None, {"x": x})[0]
+    np.testing.assert_array_equal(y[1, 2], bias)
+    mask = np.ones((2, 4), bool)
+    mask[1, 2] = False
+    np.testing.assert_array_equal(y[mask], before[mask])
+
+
 def test_rowwise_gelu_output_is_quantized_from_zero():
     """A GELU's output (>= -0.17) is lifted by 0.17 and takes all 255 uint8 steps from zero point 0; the lift
     comes back out of the bias, so the product is numpy's integer product of the same tensors plus the bias."""
