@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .arrays import Outputs
+from .artifact import weights_file
 from .cpu import cpu
 from .errors import OnnxPipeError
 from .inputs import check_int
@@ -60,6 +61,12 @@ def _load(path: str | Path, opts: ort.SessionOptions) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=UNFUSED)
     except Exception as e:  # ORT raises its own exception types per failure (InvalidProtobuf, Fail, ...)
+        weights = weights_file(path)
+        if "external data" in str(e).lower() and not weights.exists():  # a graph copied without its weights file
+            raise OnnxPipeError(
+                f"{weights} is missing: {Path(path).name} keeps its weights in that file beside it; "
+                "copy the two together (or the whole artifact folder)"
+            ) from e
         raise OnnxPipeError(
             f"onnxruntime cannot load {path}: {type(e).__name__}: {e}. "
             "The file is corrupt or not an ONNX model; export the artifact again"

@@ -129,6 +129,16 @@ def test_missing_or_damaged_weights_file(copy):
         onnxpipe.pipeline(model=copy, variant="fp32", verify=False)
 
 
+def test_a_graph_copied_without_its_weights_file_says_so(copy, tmp_path):
+    from onnxpipe.session import Session
+
+    lone = tmp_path / "lone" / "model.onnx"
+    lone.parent.mkdir()
+    shutil.copy(copy / "model.onnx", lone)
+    with pytest.raises(OnnxPipeError, match="model.onnx.data is missing: model.onnx keeps its weights in that file"):
+        Session(lone)
+
+
 def test_an_artifact_with_weights_inside_its_graph_still_loads(copy, artifact):
     """Artifacts written before the weights file (older caches) hold the weights in the graph: same answers."""
     import onnx
