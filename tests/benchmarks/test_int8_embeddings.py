@@ -1,0 +1,36 @@
+"""The embeddings int8 harness's leftover scaling (``--leftover-fraction``): what it measures is what it says."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from graphs import artifact_feeds
+from onnxpipe.bench.int8_embeddings import scale_leftover
+from onnxpipe.export.rowwise import quantize_rowwise
+from tiny_models import CORPUS
+
+
+def _run(model_bytes: bytes, feeds: list[dict]) -> list[np.ndarray]:
+    s = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    names = [i.name for i in s.get_inputs()]
+    return [s.run(None, {n: f[n] for n in names})[0] for f in feeds]
+
+
+def test_a_leftover_scaled_to_zero_is_the_recipe_without_it_and_to_one_the_graph_as_built(artifact):
+    """f = 0 leaves the one-product recipe's answers (its leftover product adds exactly 0), f = 1 the graph's own,
+    and f = 0.5 lands between them: half the activations' rounding error left, on each output."""
+    src = artifact("bert", "single", optimize=True)
+    feeds = artifact_feeds(src, sorted(set(CORPUS)))
+    one, two = onnx.load(str(src / "model_optimized.onnx")), onnx.load(str(src / "model_optimized.onnx"))
+    quantize_rowwise(one, feeds, alpha=0.5, weights="u8")
+    quantize_rowwise(two, feeds, alpha=0.5, weights="u8", residual="activations")
+    built = two.SerializeToString()
+    assert scale_leftover(built, 1.0) == built
+    plain, full = _run(one.SerializeToString(), feeds), _run(built, feeds)
+    for a, b in zip(_run(scale_leftover(built, 0.0), feeds), plain):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    for half, a, b in zip(_run(scale_leftover(built, 0.5), feeds), plain, full):
+        assert np.abs(half - b).max() < np.abs(a - b).max()
+        assert np.abs(a - b).max() > 0  # the leftover moves the answer at all
