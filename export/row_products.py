@@ -71,6 +71,18 @@ def int8_product(inputs: list[str], output: str, name: str):
     return helper.make_node("MatMulIntegerToFloat", inputs, [output], name=name, domain="com.microsoft")
 
 
+def symmetric_weights(g, p: str, tensor: str, wq: np.ndarray, weights: str) -> str:
+    """The initializer ``tensor`` of symmetric int8 weights ``wq``: uint8 about 128 (x86 without VNNI) or int8;
+    returns the product's b_zero_point input for it ("": 0)."""
+    from onnx import numpy_helper
+
+    if weights == "u8":
+        g.initializer.append(numpy_helper.from_array((wq + 128).astype(np.uint8), tensor))
+        return f"{p}_wzero"
+    g.initializer.append(numpy_helper.from_array(wq.astype(np.int8), tensor))
+    return ""
+
+
 def weight_inputs(g, p: str, name: str, rounded: tuple, levels: int, weights: str, asymmetric: bool) -> list[str]:
     """The initializers of weight ``name``'s int8 product, from ``rounded`` = (integers, scale per output channel,
     zero point per output channel); returns the product's inputs (activation, weights, their scales, zero points)."""
@@ -85,12 +97,8 @@ def weight_inputs(g, p: str, name: str, rounded: tuple, levels: int, weights: st
         g.initializer.append(numpy_helper.from_array((wq + w_zero - shift).astype(kind), f"{name}_q"))
         g.initializer.append(numpy_helper.from_array((w_zero - shift).astype(kind), f"{name}_zero"))
         ins.append(f"{name}_zero")
-    elif weights == "u8":
-        g.initializer.append(numpy_helper.from_array((wq + 128).astype(np.uint8), f"{name}_q"))
-        ins.append(f"{p}_wzero")
     else:
-        g.initializer.append(numpy_helper.from_array(wq.astype(np.int8), f"{name}_q"))
-        ins.append("")  # b_zero_point: 0
+        ins.append(symmetric_weights(g, p, f"{name}_q", wq, weights))
     # The activation's step goes into the weight scale, so the row max itself is the a_scale.
     g.initializer.append(numpy_helper.from_array((w_scale / levels).astype(np.float32), f"{name}_scale"))
     return ins
@@ -110,12 +118,7 @@ def products(g, n, p: str, ins: list[str], w_scale: np.ndarray, levels: int, wei
     if leftovers.get("weights") is not None:
         rq, r_scale = leftovers["weights"]
         lo = [f"{p}_q", f"{name}_rq", f"{p}_scale", f"{name}_rscale", f"{p}_zero"]
-        if weights == "u8":
-            g.initializer.append(numpy_helper.from_array((rq + 128).astype(np.uint8), f"{name}_rq"))
-            lo.append(f"{p}_wzero")
-        else:
-            g.initializer.append(numpy_helper.from_array(rq.astype(np.int8), f"{name}_rq"))
-            lo.append("")
+        lo.append(symmetric_weights(g, p, f"{name}_rq", rq, weights))
         g.initializer.append(numpy_helper.from_array((r_scale / levels).astype(np.float32), f"{name}_rscale"))
         parts.append(int8_product(lo, f"{name}_lo", f"{n.name}_int8_lo"))
     if parts:

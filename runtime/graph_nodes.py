@@ -1,4 +1,4 @@
-"""How many nodes an ONNX file's graph holds, and how many of them are weight products left in float.
+"""How many nodes an ONNX file's graph holds, how many of them are weight products left in float, and its metadata.
 
 Batch 1 pays per node, and a weight product left in float is an int8 graph's fallback: ``onnxpipe explain``
 prints both for the graph it loaded, ``onnxpipe.bench.graphs`` beside each graph's timings. The runtime does not
@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # Field numbers of onnx.proto3 (stable across IR versions).
-MODEL_GRAPH = 7
+MODEL_GRAPH, MODEL_METADATA = 7, 14
+ENTRY_KEY, ENTRY_VALUE = 1, 2
 GRAPH_NODE, GRAPH_INITIALIZER = 1, 5
 NODE_INPUT, NODE_OUTPUT, NODE_OP_TYPE = 1, 2, 4
 TENSOR_NAME = 8
@@ -78,3 +79,14 @@ def node_counts(path: Path) -> tuple[int, int]:
     weights.update(out[0] for op, _, out in nodes if op == "Constant" and out)
     in_float = sum(op in PRODUCTS and len(inputs) > 1 and inputs[1] in weights for op, inputs, _ in nodes)
     return len(nodes), in_float
+
+
+def metadata(path: Path) -> dict[str, str]:
+    """The ONNX file's ``metadata_props`` (what :class:`onnxpipe.session.Session` must know before it loads the
+    graph), read without decoding anything else."""
+    buf = memoryview(Path(path).read_bytes())
+    try:
+        entries = [v for f, v in _fields(buf, 0, len(buf)) if f == MODEL_METADATA and v is not None]
+        return {next(iter(_strings(e, ENTRY_KEY)), ""): next(iter(_strings(e, ENTRY_VALUE)), "") for e in entries}
+    except (IndexError, UnicodeDecodeError, ValueError):
+        return {}  # not parseable here: onnxruntime's load reports the file as it finds it

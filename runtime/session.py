@@ -14,6 +14,7 @@ from .arrays import Outputs
 from .artifact import weights_file
 from .cpu import cpu
 from .errors import OnnxPipeError
+from .graph_nodes import metadata
 from .inputs import check_int
 
 
@@ -96,12 +97,12 @@ class Session:
             # Spinning threads wait for work by burning cores that a server's event loop needs between graph
             # runs; without it each operator wakes them (the server's --spin setting weighs the two).
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = _load(path, opts)
-        if self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY) == "int8" and u8s8_saturates():
+        if u8s8_saturates() and metadata(Path(path)).get(WEIGHTS_KEY) == "int8":
             # int8 weights (built for a VNNI CPU): MLAS's u8 x s8 kernel here adds product pairs in int16 and
             # saturates; onnxruntime's own switch turns those products into u8 x u8 (exact, as the build measured).
+            # Read from the file before the one load (the graph is small: its weights are in a file beside it).
             opts.add_session_config_entry("session.x64quantprecision", "1")
-            self.session = _load(path, opts)
+        self.session = _load(path, opts)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.threads = opts.intra_op_num_threads
