@@ -69,6 +69,8 @@ def build_int8(
                 asymmetric=opts.asymmetric,
                 sequential=opts.sequential,
                 residual=opts.residual,
+                rotate=opts.rotate,
+                damp=opts.damp,
                 word_table=opts.word_table,
             )
         )

@@ -70,6 +70,8 @@ class Int8Options:
     asymmetric: bool = False  # rowwise: uint8 weights with a zero point per output channel
     sequential: bool = False  # rowwise GPTQ: each activation's moments from the partly quantized graph
     residual: str = ""  # rowwise: a second int8 product per weight MatMul ("activations", "weights", "both")
+    rotate: int = 0  # rowwise: each activation turned by blocks of this many channels of a Hadamard matrix (0: none)
+    damp: float = 0.01  # rowwise GPTQ: the fraction of its Hessian's mean diagonal added (more trusts it less)
     word_table: bool = False  # rowwise: the word embedding table int8, a scale per row (export/word_table.py)
     isa: str = "auto"
     reduce_range: bool = False
@@ -300,6 +302,8 @@ def quantize_graph(
     sequential: bool = False,
     residual: str = "",
     word_table: bool = False,
+    rotate: int = 0,
+    damp: float = 0.01,
 ) -> dict:
     """Write the int8 graph of ``src`` to ``dst``; returns the recipe for the manifest.
 
@@ -331,9 +335,16 @@ def quantize_graph(
             sequential=sequential,
             residual=residual,
             word_table=word_table,
+            rotate=rotate,
+            damp=damp,
         )
         return {**recipe, **done}
-    levers = (("asymmetric weights", asymmetric), ("sequential GPTQ", sequential), ("residual", residual))
+    levers = (
+        ("asymmetric weights", asymmetric),
+        ("sequential GPTQ", sequential),
+        ("residual", residual),
+        ("rotation", rotate),
+    )
     for lever, on in (*levers, ("an int8 word table", word_table)):
         if on:
             raise InputValueError(f"{lever} is for --quantize rowwise, not {mode!r}")
@@ -417,6 +428,8 @@ def _rowwise(
     sequential: bool = False,
     residual: str = "",
     word_table: bool = False,
+    rotate: int = 0,
+    damp: float = 0.01,
 ) -> dict:
     import onnx
 
@@ -428,9 +441,11 @@ def _rowwise(
     # uint8 weights where MLAS's u8 x s8 kernel saturates (x86 without VNNI), int8 where it has the fast kernel (VNNI):
     # the same integers either way (asymmetric ones shifted by 128), so the recipe's accuracy does not move.
     weights = weight_type_for(isa)
-    calibrated = bool(alpha) or rounding != "nearest"
+    calibrated = bool(alpha) or rounding != "nearest" or bool(rotate)
     if sequential and rounding != "gptq":
         raise InputValueError("sequential GPTQ needs rounding='gptq'")
+    if sequential and rotate:  # its moments are read by activation name from the unrotated graph
+        raise InputValueError("sequential GPTQ and rotation do not combine: choose one")
     moments = None
     if sequential and feeds:
         moments = sequential_moments(
@@ -442,6 +457,7 @@ def _rowwise(
             rounding=rounding,
             center=center,
             asymmetric=asymmetric,
+            damp=damp,
         )
     done = quantize_rowwise(
         model,
@@ -454,6 +470,8 @@ def _rowwise(
         center=center,
         asymmetric=asymmetric,
         residual=residual,
+        rotate=rotate,
+        damp=damp,
     )
     if word_table:  # after the products: the embedding output keeps its name, and its quantization as chosen
         done = {**done, **quantize_word_table(model)}
@@ -471,8 +489,12 @@ def _rowwise(
             else ""
         ),
         "residual": residual or None,
+        "rotation": f"Hadamard, blocks of {rotate} channels, after centring on the calibration mean"
+        if rotate
+        else None,
         "smoothing_alpha": list(alpha) if isinstance(alpha, tuple) else alpha or None,
         "weight_rounding": rounding,
+        **({"gptq_damp": damp} if rounding == "gptq" else {}),
         "centred_layernorm": center,
         "calibration": calibration if calibrated else None,
         "excluded": exclude,

@@ -38,8 +38,9 @@ of the 0.97 issue 24 asks. Profiled one kind at a time in float: the Q/K/V proje
 What is left after those is mostly the activations' rounding, not the weights': a second int8 product of each row's
 rounding leftover (``residual="activations"``, quantized per row again) takes that recipe with asymmetric weights to
 0.984 train / 0.977 dev, where making the weights exact the same way (``"weights"``) reaches 0.968 / 0.957. It costs
-twice the integer work (0.44x fp32 at batch 32 on AVX2, 2 threads, per process), so ``tune`` runs it only where
-that pays.
+twice the integer work (0.44x fp32 at batch 32 on AVX2, 2 threads, per process). Turning each activation by
+128 x 128 Hadamard blocks first (``rotate``, :mod:`.rotation`) spreads its wide channels instead, at one product a
+weight: 0.979 train / 0.971 dev, the embeddings default since its v8 (README).
 
 Longer than 300 lines because the rewrite is one pass over one graph (find each weight MatMul, its quantized
 input's group, its bias, its smoothing and centring, its rounding), whose steps share the graph's indices; what
@@ -62,6 +63,8 @@ import numpy as np
 
 from .activations import GELU_MIN
 from .row_products import leftover_rows, products, quantize_rows, weight_inputs
+from .graph_edits import add_to_bias, attention_bias, bias_of, output_bias, own_biases, readers, splice
+from .rotation import hadamard_block, rotate_activations
 
 
 # How the int8 product is laid out: u8 = uint8 weights (zero point 128, the u8 x u8 kernel); s8 = int8 weights;
@@ -77,16 +80,6 @@ LIFTED = ("u8", "s8")
 
 
 GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
-
-
-def _bias_of(model, uses: dict, matmul) -> str | None:
-    """The constant 1-D bias initializer of the Add that alone reads ``matmul``'s output, if there is one."""
-    readers = uses.get(matmul.output[0], [])
-    if len(readers) != 1 or readers[0].op_type != "Add":
-        return None
-    bias = next((t for t in readers[0].input if t != matmul.output[0]), None)
-    names = {i.name: i for i in model.graph.initializer}
-    return bias if bias in names and len(names[bias].dims) == 1 else None
 
 
 def weight_type_for(isa: str) -> str:
@@ -137,20 +130,12 @@ def unfuse_attention(model, exclude: set[str] | frozenset[str] = frozenset()) ->
     return kept
 
 
-def _uses(g) -> defaultdict[str, list]:
-    uses: defaultdict[str, list] = defaultdict(list)
-    for n in g.node:
-        for t in n.input:
-            uses[t].append(n)
-    return uses
-
-
 def weight_groups(model, exclude: set[str] | frozenset[str] = frozenset()) -> dict[str, list]:
     """Activation -> the weight MatMuls reading it (constant 2-D weight read by that MatMul alone), in graph order
     of each activation's first reader: what :func:`quantize_rowwise` quantizes once per activation."""
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    uses = _uses(g)
+    uses = readers(g)
     groups: dict[str, list] = defaultdict(list)
     for n in g.node:
         if (
@@ -182,6 +167,7 @@ def quantize_rowwise(
     cache: dict | None = None,
     residual: str = "",
     residual_nodes: frozenset[str] = frozenset(),
+    rotate: int = 0,
 ) -> dict:
     """Rewrite ``model`` (fused fp32 ModelProto, in place) to per-row int8; returns counts for the manifest.
     ``alpha``: SmoothQuant strength (None: none); several: each activation takes the one (0: no smoothing) whose
@@ -201,7 +187,8 @@ def quantize_rowwise(
     them): the float graph's statistics and each activation's smoothing are computed once, not per call.
     ``residual``: a second int8 product per weight MatMul: ``activations`` reads each row's rounding leftover
     (quantized per row again: ~16-bit activations), ``weights`` the weights' (~16-bit weights), ``both`` both;
-    ``residual_nodes``: only the activations read by these MatMuls (default: all).
+    ``residual_nodes``: only the activations read by these MatMuls (default: all). ``rotate``: each activation
+    centred and turned by blocks of that many channels of a Hadamard matrix first (:mod:`.rotation`; 0: none).
 
     Over 60 lines (about 180): one pass over one graph whose steps share its indices (groups, biases, smoothing,
     centring, rounding); the nodes and initializers each step emits are in :mod:`.row_products`."""
@@ -218,6 +205,8 @@ def quantize_rowwise(
         raise InputValueError(f"unknown residual {residual!r}: choose from {', '.join(map(repr, RESIDUALS))}")
     if rounding not in ROUNDINGS:
         raise InputValueError(f"unknown weight rounding {rounding!r}: choose from {', '.join(ROUNDINGS)}")
+    if rotate:
+        hadamard_block(rotate)  # a bad block size is refused before the graph is touched
     calibrated = [
         k
         for k, on in (
@@ -225,15 +214,21 @@ def quantize_rowwise(
             ("gptq rounding", rounding == "gptq"),
             ("bias correction", bias_correction),
             ("weight clipping", len(clips) > 1),
+            ("rotation", rotate),
         )
         if on
     ]
     if calibrated and not feeds:
         raise InputValueError(f"{' and '.join(calibrated)} needs calibration text")
     kept_fused = unfuse_attention(model, exclude)
+    own_biases(model, weight_groups(model, exclude))
+    rotated, unrotated = frozenset[str](), 0
+    if rotate:  # before anything reads the activations: smoothing, GPTQ and the quantize see the rotated ones
+        rotated, unrotated = rotate_activations(model, weight_groups(model, exclude), feeds or [], rotate)
+        exclude = frozenset(exclude) | rotated
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    uses = _uses(g)
+    uses = readers(g)
     groups = weight_groups(model, exclude)
     arrays = {
         n.input[1]: numpy_helper.to_array(inits[n.input[1]]).astype(np.float32) for m in groups.values() for n in m
@@ -257,7 +252,7 @@ def quantize_rowwise(
         ln = made.get(x)
         if ln is None or ln.op_type != "LayerNormalization" or len(ln.input) != 3 or ln.input[2] not in inits:
             continue
-        if all(_output_bias(uses, n, inits) for n in groups[x]):
+        if all(output_bias(uses, n, inits) for n in groups[x]):
             centers[x] = numpy_helper.to_array(inits[ln.input[2]]).astype(np.float32)
     producer = {t: n for n in g.node for t in n.output}
     if alpha:
@@ -309,12 +304,12 @@ def quantize_rowwise(
                 n.input[0] = source[x]
                 inits[n.input[1]].CopyFrom(numpy_helper.from_array(arrays[n.input[1]], n.input[1]))
                 if x in centers:
-                    _add_to_bias(
-                        inits, _output_bias(uses, n, inits), centers[x] / smoothed.get(x, 1.0) @ arrays[n.input[1]]
+                    add_to_bias(
+                        inits, output_bias(uses, n, inits), centers[x] / smoothed.get(x, 1.0) @ arrays[n.input[1]]
                     )
     for x, mms in groups.items() if int8 else []:
         p, src = f"{x}_rowq", source[x]
-        biases = [_bias_of(model, uses, n) for n in mms]
+        biases = [bias_of(model, uses, n) for n in mms]
         made_by = producer.get(x)
         # A GELU's output is >= GELU_MIN: x - GELU_MIN is never negative, so its row takes all 255 uint8 steps
         # from zero point 0 instead of 127 each side of 128 (u8 and VNNI's s8 weights; not the 7-bit experiments).
@@ -331,7 +326,7 @@ def quantize_rowwise(
             name = n.input[1]
             w = arrays[name]
             seen = (moments or {}).get(x) or (stats[x][1] if x in stats else None)
-            corrected = bias_name or _attention_bias(uses, n, inits)
+            corrected = bias_name or attention_bias(uses, n, inits)
             if seen is not None and seen.cross is not None:  # aim at the float graph's product (sequential)
                 w = toward_float(w, seen, smoothed.get(x), damp).astype(np.float32)
             if rounding == "gptq" or len(clips) > 1:
@@ -357,7 +352,7 @@ def quantize_rowwise(
                 b += (mean @ (w - eff)).astype(np.float32)  # an attention's bias: Q, K and V, as the product
                 inits[corrected].CopyFrom(numpy_helper.from_array(b.astype(np.float32), corrected))
             if x in centers:  # the product reads x - beta: beta's share comes back through the bias
-                _add_to_bias(inits, _output_bias(uses, n, inits), centers[x] / smoothed.get(x, 1.0) @ eff)
+                add_to_bias(inits, output_bias(uses, n, inits), centers[x] / smoothed.get(x, 1.0) @ eff)
             ins = weight_inputs(g, p, name, (wq, w_scale, w_zero), levels, weights, asymmetric)
             if gelu and bias_name is not None:
                 b = numpy_helper.to_array(inits[bias_name])
@@ -367,12 +362,7 @@ def quantize_rowwise(
             # per-row a_scale too (measured: it returns a_scale x (product + bias)); with a scalar one it is right.
             after = products(g, n, p, ins, w_scale, levels, weights, leftovers)
             before[index[id(n)] + 1][:0] = after  # right after this product: the Sum gives its output to the readers
-    nodes = []
-    for i, n in enumerate(g.node):
-        nodes += before.get(i, [])
-        nodes.append(n)
-    del g.node[:]
-    g.node.extend(nodes)
+    splice(g, before)
     used = {t for n in g.node for t in n.input}
     for init in [i for i in g.initializer if i.name not in used]:
         g.initializer.remove(init)
@@ -389,36 +379,8 @@ def quantize_rowwise(
         "gelu_outputs_from_zero": shifted,
         "centred_layernorm_outputs": len(centers) if int8 else 0,
         "attentions_left_fused": kept_fused,
+        **({"rotation_block": rotate, "rotated_activations": len(rotated), "unrotated": unrotated} if rotate else {}),
     }
-
-
-def _output_bias(uses: dict, matmul, inits: dict) -> str | None:
-    """The constant bias added to ``matmul``'s output: an Add's, a BiasGelu's, or an unfused attention's."""
-    readers = uses.get(matmul.output[0], [])
-    if len(readers) == 1 and readers[0].op_type in ("Add", "BiasGelu"):
-        bias = next((t for t in readers[0].input if t != matmul.output[0]), None)
-        return bias if bias in inits and len(inits[bias].dims) == 1 else None
-    return _attention_bias(uses, matmul, inits)
-
-
-def _add_to_bias(inits: dict, name: str | None, delta: np.ndarray) -> None:
-    from onnx import numpy_helper
-
-    if name is None:
-        raise ValueError("no bias to carry the centring's offset")
-    b = numpy_helper.to_array(inits[name]).astype(np.float64) + delta
-    inits[name].CopyFrom(numpy_helper.from_array(b.astype(np.float32), name))
-
-
-def _attention_bias(uses: dict, matmul, inits: dict) -> str | None:
-    """The bias initializer of the MultiHeadAttention behind ``matmul`` when it is an unfused Q/K/V projection."""
-    split = uses.get(matmul.output[0], [])
-    if len(split) != 1 or split[0].op_type != "Split":
-        return None
-    mha = uses.get(split[0].output[0], [])
-    if len(mha) != 1 or mha[0].op_type != "MultiHeadAttention" or len(mha[0].input) < 4:
-        return None
-    return mha[0].input[3] if mha[0].input[3] in inits else None
 
 
 def _v_projection(producer: dict, x: str, inits: dict) -> tuple[str, str] | None:

@@ -19,6 +19,9 @@ NODE_INPUT, NODE_OUTPUT, NODE_OP_TYPE = 1, 2, 4
 TENSOR_NAME = 8
 # Ops whose second input is a weight matrix when it is a constant: MatMul, Gemm, the fused Attention.
 PRODUCTS = ("MatMul", "Gemm", "Attention")
+# The constant of an int8 graph's Hadamard rotations (export/rotation.py): float MatMuls that turn an activation
+# before it is quantized, not weight products kept in float.
+ROTATION_PREFIX = "rotation_hadamard_"
 VARINT, I64, LEN, I32 = 0, 1, 2, 5
 
 
@@ -60,7 +63,7 @@ def _strings(message: memoryview, number: int) -> list[str]:
 def node_counts(path: Path) -> tuple[int, int]:
     """(nodes, weight products left in float) of the ONNX file's main graph: ``len(model.graph.node)``, and how
     many MatMul, Gemm or Attention nodes take a constant (an initializer or a Constant node's output) as their
-    second input."""
+    second input, a rotation's Hadamard block left out."""
     buf = memoryview(Path(path).read_bytes())  # a page-cached read: ~30 ms for 90 MB of weights
     nodes: list[tuple[str, list[str], list[str]]] = []
     weights: set[str] = set()
@@ -77,7 +80,10 @@ def node_counts(path: Path) -> tuple[int, int]:
     except (IndexError, UnicodeDecodeError):
         raise ValueError(f"{path} is not an ONNX model: its protobuf does not parse") from None
     weights.update(out[0] for op, _, out in nodes if op == "Constant" and out)
-    in_float = sum(op in PRODUCTS and len(inputs) > 1 and inputs[1] in weights for op, inputs, _ in nodes)
+    in_float = sum(
+        op in PRODUCTS and len(inputs) > 1 and inputs[1] in weights and not inputs[1].startswith(ROTATION_PREFIX)
+        for op, inputs, _ in nodes
+    )
     return len(nodes), in_float
 
 

@@ -156,8 +156,8 @@ def test_an_export_option_the_quantizer_refuses_is_one_line(checkpoint, tmp_path
 
 def test_export_takes_the_defaults_rowwise_recipe_as_flags(checkpoint, tmp_path, capsys):
     """The levers both embedded defaults are built with, from the command line: several smoothing strengths (one
-    chosen per activation), GPTQ rounding, asymmetric weights, centred LayerNorm outputs, the leftover product and the
-    int8 word table reach the quantizer (the manifest records each, the graph carries two int8 products a weight matmul), and the
+    chosen per activation), GPTQ rounding, asymmetric weights, centred LayerNorm outputs, the leftover product, the
+    Hadamard rotation and the int8 word table reach the quantizer (the manifest records each, the graph carries two int8 products a weight matmul), and the
     graph is the one ``export(..., quantize=Int8Options(...))`` writes, byte for byte. Options the static mode
     cannot take are refused in one line."""
     import onnx
@@ -174,6 +174,10 @@ def test_export_takes_the_defaults_rowwise_recipe_as_flags(checkpoint, tmp_path,
         "--asymmetric",
         "--center",
         "--leftover",
+        "--rotate",
+        "16",
+        "--damp",
+        "0.1",
         "--int8-word-table",
     ]
     out = tmp_path / "cli"
@@ -181,11 +185,19 @@ def test_export_takes_the_defaults_rowwise_recipe_as_flags(checkpoint, tmp_path,
     q = onnxpipe.load_artifact(out).variants["int8"]["quantization"]
     assert q["smoothing_alpha"] == [0.0, 0.5, 0.8] and q["weight_rounding"] == "gptq" and q["centred_layernorm"]
     assert q["residual"] == "activations" and q["weights"].endswith("asymmetric per output channel (a zero point each)")
-    assert q["word_table"].startswith("int8, a scale per row")
+    assert q["word_table"].startswith("int8, a scale per row") and q["rotation_block"] == 16
+    assert q["gptq_damp"] == 0.1
     ops = [n.op_type for n in onnx.load(str(out / "model_quantized.onnx")).graph.node]
     assert ops.count("MatMulIntegerToFloat") == 2 * q["int8_matmuls"] > 0
     opts = Int8Options(
-        mode="rowwise", alpha=(0.0, 0.5, 0.8), rounding="gptq", asymmetric=True, center=True, word_table=True
+        mode="rowwise",
+        alpha=(0.0, 0.5, 0.8),
+        rounding="gptq",
+        asymmetric=True,
+        center=True,
+        word_table=True,
+        rotate=16,
+        damp=0.1,
     )
     python = export(ckpt, tmp_path / "py", optimize=True, quantize=dataclasses.replace(opts, residual="activations"))
     for name in ("model_quantized.onnx", "model_quantized.onnx.data"):  # the graph, then its weights file

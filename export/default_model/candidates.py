@@ -15,6 +15,8 @@ ROWWISE = [
     {"mode": "rowwise", "alpha": 0.0, "method": "minmax", "rounding": "gptq"},
     {"mode": "rowwise", "alpha": 0.5, "method": "minmax"},
 ]
+# Each activation's smoothing strength chosen from these (0: none), as both defaults' int8 recipes did in v5-v7.
+SEARCH = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9]
 # Per-column weight zero points (the embeddings default's best lever on train, README): with both roundings.
 ASYMMETRIC = [{**row, "asymmetric": True} for row in ROWWISE[:2]]
 
@@ -43,11 +45,10 @@ def compare_candidates() -> list[dict]:
 
 def leftover_candidates() -> list[dict]:
     """The static default's recipe, then each row's rounding leftover in a second int8 product (the embeddings default's
-    lever, README): on plain rowwise, on GPTQ with asymmetric weights, and the embeddings default's whole recipe."""
-    from . import EMBEDDINGS_INT8 as emb
-
+    lever until v8, README): on plain rowwise, on GPTQ with asymmetric weights, and the embeddings default's whole
+    recipe then (smoothing searched, centred LayerNorm outputs)."""
     leftover = {"residual": "activations"}
-    whole = {**ASYMMETRIC[1], "alpha": emb.alpha, "center": emb.center, **leftover}
+    whole = {**ASYMMETRIC[1], "alpha": SEARCH, "center": True, **leftover}
     return [STATIC_DEFAULT, {**ROWWISE[0], **leftover}, {**ASYMMETRIC[1], **leftover}, whole]
 
 
@@ -56,9 +57,7 @@ def smoothed_candidates() -> list[dict]:
     rowwise with GPTQ and asymmetric weights (the ``compare`` choice), then that with a smoothing strength chosen per
     activation (the embeddings default's search, 0 where smoothing does not help), with centred LayerNorm outputs,
     and with GPTQ's moments read sequentially from the partly quantized graph; last, centred with symmetric weights."""
-    from . import EMBEDDINGS_INT8 as emb
-
-    searched = {**ASYMMETRIC[1], "alpha": list(emb.alpha) if isinstance(emb.alpha, tuple) else emb.alpha}
+    searched = {**ASYMMETRIC[1], "alpha": SEARCH}
     centred = {**searched, "center": True}
     symmetric = {**centred, "asymmetric": False}  # no zero point per column (MLAS then keeps its GEMV path)
     return [STATIC_DEFAULT, ASYMMETRIC[1], searched, centred, {**centred, "sequential": True}, symmetric]
@@ -80,11 +79,20 @@ def table_candidates() -> list[dict]:
     return [default, {**default, "word_table": True}]
 
 
+def rotated_candidates() -> list[dict]:
+    """The sentiment default's recipe as built, then each activation turned by 128 x 128 Hadamard blocks first
+    (export/rotation.py, the embeddings default's lever since v8): on that recipe, and on GPTQ with asymmetric
+    weights alone (the embeddings default's recipe)."""
+    default = table_candidates()[0]
+    return [default, {**default, "rotate": 128}, {**ASYMMETRIC[1], "rotate": 128}]
+
+
 LISTS = {
     "compare": compare_candidates,
     "leftover": leftover_candidates,
     "smoothed": smoothed_candidates,
     "table": table_candidates,
+    "rotated": rotated_candidates,
 }
 
 
@@ -100,4 +108,6 @@ def describe(row: dict) -> str:
     what += ", each row's leftover in a second product" if row.get("residual") == "activations" else ""
     what += ", GPTQ moments read sequentially" if row.get("sequential") else ""
     what += ", int8 word table" if row.get("word_table") else ""
+    what += f", Hadamard-rotated in blocks of {row['rotate']}" if row.get("rotate") else ""
+    what += f", GPTQ damping {row['damp']:g}" if row.get("damp", 0.01) != 0.01 else ""
     return what + (f", {len(row['exclude'])} kept in float" if row.get("exclude") else "")

@@ -1,7 +1,7 @@
 """Choose the default model's int8 recipe on SST-2 *train* only; dev is never opened here.
 
     python -m onnxpipe.export.default_model.recipe --data ../shared/data/sst2 ARTIFACT [--out recipes.json] \
-        [--candidates search|compare|leftover|smoothed]
+        [--candidates search|compare|leftover|smoothed|table|rotated]
 
 ``--candidates smoothed`` chose today's default (issue 24, 7 minutes): the static default's recipe (4 nodes kept
 in float), then all-int8 ``rowwise`` (per-row activation scales, GPTQ, asymmetric weights) without smoothing, with
@@ -11,7 +11,8 @@ default: 14 static settings, then the nodes that hurt most kept in float, then `
 smoothing, weights rounded to nearest or by GPTQ. ``compare`` scores the static default's recipe, the same settings
 with nothing in float, and ``rowwise`` without smoothing (nearest and GPTQ rounding, each also with asymmetric
 weights), in a few minutes. ``leftover``: the static default's recipe and three rowwise recipes that run each
-row's rounding leftover through a second int8 product. Every row records its graph's node count and its weight
+row's rounding leftover through a second int8 product. ``rotated``: the default's recipe with and without each
+activation turned by Hadamard blocks first (export/rotation.py). Every row records its graph's node count and its weight
 products left in float (what batch 1 pays, and the fallbacks); ``report_recipes`` reports the rows on dev with
 their speed.
 
@@ -92,6 +93,8 @@ class Quantizer:
             residual=row.get("residual", ""),
             sequential=bool(row.get("sequential")),
             word_table=bool(row.get("word_table")),
+            rotate=int(row.get("rotate", 0)),
+            damp=float(row.get("damp", 0.01)),
         )
         return dst
 
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         "compare: the default's recipe, it all-int8, and rowwise (a few minutes); leftover: the default's recipe "
         "against rowwise with each row's rounding leftover in a second int8 product; smoothed: one product a weight, "
         "rowwise with smoothing chosen per activation (with and without centring, sequential GPTQ); table: the "
-        "sentiment default's recipe with and without an int8 word embedding table",
+        "sentiment default's recipe with and without an int8 word embedding table; rotated: it with and without "
+        "a Hadamard rotation before each quantize",
     )
     p.add_argument("--selection", type=int, default=SELECTION, help=f"train sentences scored (default {SELECTION})")
     a = p.parse_args(argv)

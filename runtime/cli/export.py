@@ -86,6 +86,13 @@ def add_int8_options(q: Any) -> None:
         default="nearest",
         help="rowwise: weights rounded to nearest, or by GPTQ to keep each product's output on the calibration text",
     )
+    q.add_argument(
+        "--damp",
+        type=float,
+        default=0.01,
+        metavar="F",
+        help="rowwise GPTQ: fraction of the Hessian's mean diagonal added (default 0.01; more when calibration is short)",
+    )
     q.add_argument("--asymmetric", action="store_true", help="rowwise: a weight zero point per output channel")
     q.add_argument(
         "--center", action="store_true", help="rowwise: LayerNorm outputs quantized less their beta (centred)"
@@ -94,6 +101,14 @@ def add_int8_options(q: Any) -> None:
         "--leftover",
         action="store_true",
         help="rowwise: each row's rounding leftover in a second int8 product (~16-bit activations, twice the work)",
+    )
+    q.add_argument(
+        "--rotate",
+        type=int,
+        default=0,
+        metavar="B",
+        help="rowwise: each activation centred and turned by B x B Hadamard blocks before it is quantized "
+        "(a power of two dividing the width, e.g. 128; one int8 product, about the leftover's accuracy)",
     )
     q.add_argument(
         "--int8-word-table",
@@ -196,6 +211,8 @@ def cmd_export(a: argparse.Namespace) -> int:
             asymmetric=a.asymmetric,
             center=a.center,
             residual="activations" if a.leftover else "",
+            rotate=a.rotate,
+            damp=a.damp,
             word_table=a.int8_word_table,
             isa=a.isa,
             reduce_range=a.reduce_range,
