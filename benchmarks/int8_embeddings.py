@@ -197,6 +197,18 @@ RECIPES: dict[str, dict] = {
     },
     "best-ares-top4": {**BEST, "residual": "activations", "residual_nodes": TOP4},
     "best-asym-ares-top4": {**BEST, "asymmetric": True, "residual": "activations", "residual_nodes": TOP4},
+    # each activation centred and turned by 128 x 128 Hadamard blocks before its per-row int8 (export/rotation.py):
+    # one product a weight; with and without the per-activation smoothing, and blocks of 64 (cheaper, less spread)
+    "best-asym-rot128": {**BEST, "asymmetric": True, "rotate": 128},
+    "gptq-asym-rot128": {"rounding": "gptq", "asymmetric": True, "rotate": 128},
+    "gptq-asym-rot64": {"rounding": "gptq", "asymmetric": True, "rotate": 64},
+    # GPTQ's damping (a fraction of the Hessian's mean diagonal): the bundled text's ~1,400 tokens estimate a
+    # 1,536-wide Hessian poorly, and more damping trusts it less
+    **{
+        f"gptq-asym-rot128-damp{d:g}": {"rounding": "gptq", "asymmetric": True, "rotate": 128, "damp": d}
+        for d in (0.1, 0.3, 1.0)
+    },
+    "asym-rot128": {"asymmetric": True, "rotate": 128},  # weights rounded to nearest: no Hessian to estimate
     "search-gptq-float-l4-up": {
         "alpha": SEARCH,
         "rounding": "gptq",
@@ -282,6 +294,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--artifact", type=Path, help="the embeddings default's artifact folder (default: built/cached)")
     p.add_argument("--recipes", default="rowwise")
     p.add_argument("--calibration", type=int, default=256)
+    p.add_argument(
+        "--bundled-calibration",
+        action="store_true",
+        help="calibrate on the bundled text, one text a feed, as the export path builds the default (not SST-2 train)",
+    )
     p.add_argument("--sensitivity", action="store_true")
     p.add_argument("--speed", action="store_true")
     p.add_argument("--noise-budget", action="store_true", help="only the overlap that random error of known size costs")
@@ -308,7 +325,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.noise_budget:
         return noise_budget(ref, truth, named)
-    calib = emb.feeds(named["calibration"][0], batch=32)[0]
+    if args.bundled_calibration:
+        from onnxpipe.export.quantize import read_texts
+
+        calib = emb.feeds(read_texts(None)[0], batch=1)[0]
+    else:
+        calib = emb.feeds(named["calibration"][0], batch=32)[0]
     print(
         f"sentence-transformers fp32 kNN: train {truth['train_knn_reference']['knn']:.4f}, dev {truth['dev_knn_reference']['knn']:.4f}"
     )
@@ -373,10 +395,15 @@ def scale_leftover(model_bytes: bytes, fraction: float) -> bytes:
 
 
 def floats(model) -> int:
-    """Weight products left in float (MatMul/Gemm/Attention with a constant weight)."""
+    """Weight products left in float (MatMul/Gemm/Attention with a constant weight; a rotation is not one)."""
+    from onnxpipe.graph_nodes import ROTATION_PREFIX
+
     inits = {i.name for i in model.graph.initializer}
     return sum(
-        n.op_type in ("MatMul", "Gemm", "Attention") and len(n.input) > 1 and n.input[1] in inits
+        n.op_type in ("MatMul", "Gemm", "Attention")
+        and len(n.input) > 1
+        and n.input[1] in inits
+        and not n.input[1].startswith(ROTATION_PREFIX)
         for n in model.graph.node
     )
 
