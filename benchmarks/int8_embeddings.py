@@ -302,7 +302,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sensitivity", action="store_true")
     p.add_argument("--speed", action="store_true")
     p.add_argument("--noise-budget", action="store_true", help="only the overlap that random error of known size costs")
-    p.add_argument("--leftover-fraction", default="", help="comma-separated fractions of the rows' leftover product")
+    p.add_argument(
+        "--leftover-fraction",
+        type=fractions,
+        default=[],
+        help="comma-separated fractions of the rows' leftover product, each between 0 and 1",
+    )
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path)
@@ -347,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         m = onnx.ModelProto.FromString(graphs[name])
         rows[name] = {**evaluate(session(graphs[name]), enc, truth), "nodes": len(m.graph.node), "float": floats(m)}
         print(name, json.dumps(rows[name]), f"({time.time() - t:.0f} s)", flush=True)
-        for f in [float(v) for v in args.leftover_fraction.split(",") if v]:
+        for f in args.leftover_fraction:
             scaled = scale_leftover(graphs[name], f)
             rows[f"{name}@{f:g}"] = {**evaluate(session(scaled), enc, truth), "nodes": len(m.graph.node), "float": 0}
             print(f"{name}@{f:g}", json.dumps(rows[f"{name}@{f:g}"]), flush=True)
@@ -360,6 +365,17 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(rows, truth))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
+
+
+def fractions(text: str) -> list[float]:
+    """``--leftover-fraction``'s value: comma-separated numbers in [0, 1], or argparse's one-line error."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not values or any(not 0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"fractions are between 0 and 1, not {text!r}")
+    return values
 
 
 def markdown(rows: dict, truth: dict) -> str:

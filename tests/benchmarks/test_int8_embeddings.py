@@ -7,7 +7,9 @@ import onnx
 import onnxruntime as ort
 
 from graphs import artifact_feeds
-from onnxpipe.bench.int8_embeddings import scale_leftover
+import pytest
+
+from onnxpipe.bench.int8_embeddings import main, scale_leftover
 from onnxpipe.export.rowwise import quantize_rowwise
 from tiny_models import CORPUS
 
@@ -34,3 +36,14 @@ def test_a_leftover_scaled_to_zero_is_the_recipe_without_it_and_to_one_the_graph
     for half, a, b in zip(_run(scale_leftover(built, 0.5), feeds), plain, full):
         assert np.abs(half - b).max() < np.abs(a - b).max()
         assert np.abs(a - b).max() > 0  # the leftover moves the answer at all
+
+
+@pytest.mark.parametrize("bad", ["0.5,x", "1.5", ","])
+def test_a_bad_leftover_fraction_is_one_line_not_a_traceback(bad, capsys):
+    """Refused by argparse before any data is read (exit 2, its usage line and the reason)."""
+    with pytest.raises(SystemExit) as exit:
+        main(["--data", "/nonexistent", "--leftover-fraction", bad])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "--leftover-fraction" in err and "Traceback" not in err
+    assert ("between 0 and 1" in err) or ("not a comma-separated list of numbers" in err)
