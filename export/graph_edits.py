@@ -9,14 +9,12 @@ from collections import defaultdict
 import numpy as np
 
 
-def bias_of(model, uses: dict, matmul) -> str | None:
+def bias_of(uses: dict, matmul, inits: dict) -> str | None:
     """The constant 1-D bias initializer of the Add that alone reads ``matmul``'s output, if there is one."""
     after = uses.get(matmul.output[0], [])
     if len(after) != 1 or after[0].op_type != "Add":
         return None
-    bias = next((t for t in after[0].input if t != matmul.output[0]), None)
-    names = {i.name: i for i in model.graph.initializer}
-    return bias if bias in names and len(names[bias].dims) == 1 else None
+    return output_bias(uses, matmul, inits)
 
 
 def readers(g) -> defaultdict[str, list]:

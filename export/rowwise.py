@@ -309,7 +309,7 @@ def quantize_rowwise(
                     )
     for x, mms in groups.items() if int8 else []:
         p, src = f"{x}_rowq", source[x]
-        biases = [bias_of(model, uses, n) for n in mms]
+        biases = [bias_of(uses, n, inits) for n in mms]
         made_by = producer.get(x)
         # A GELU's output is >= GELU_MIN: x - GELU_MIN is never negative, so its row takes all 255 uint8 steps
         # from zero point 0 instead of 127 each side of 128 (u8 and VNNI's s8 weights; not the 7-bit experiments).
