@@ -207,6 +207,8 @@ def quantize_rowwise(
         raise InputValueError(f"unknown weight rounding {rounding!r}: choose from {', '.join(ROUNDINGS)}")
     if rotate:
         hadamard_block(rotate)  # a bad block size is refused before the graph is touched
+    if not damp >= 0:
+        raise InputValueError(f"GPTQ damping is a fraction of the Hessian's mean diagonal, 0 or more, not {damp}")
     calibrated = [
         k
         for k, on in (

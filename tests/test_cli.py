@@ -208,6 +208,14 @@ def test_export_takes_the_defaults_rowwise_recipe_as_flags(checkpoint, tmp_path,
     with pytest.raises(SystemExit):  # argparse: exit 2 with its usage line
         main(["export", ckpt, str(tmp_path / "bad"), "--quantize", "rowwise", "--smooth", "1.5"])
     assert "smoothing strengths are between 0 and 1" in capsys.readouterr().err
+    for flag, bad, reason in (
+        ("--damp", "-1", "GPTQ damping is 0 or more"),
+        ("--rotate", "24", "the rotation block is a power of two of at least 2 (or 0)"),
+    ):
+        with pytest.raises(SystemExit):  # refused by argparse, before anything is exported
+            main(["export", ckpt, str(tmp_path / "bad"), "--quantize", "rowwise", flag, bad])
+        assert reason in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_version(capsys):

@@ -88,7 +88,7 @@ def add_int8_options(q: Any) -> None:
     )
     q.add_argument(
         "--damp",
-        type=float,
+        type=damping,
         default=0.01,
         metavar="F",
         help="rowwise GPTQ: fraction of the Hessian's mean diagonal added (default 0.01; more when calibration is short)",
@@ -104,7 +104,7 @@ def add_int8_options(q: Any) -> None:
     )
     q.add_argument(
         "--rotate",
-        type=int,
+        type=rotation_block,
         default=0,
         metavar="B",
         help="rowwise: each activation centred and turned by B x B Hadamard blocks before it is quantized "
@@ -154,6 +154,28 @@ def smoothing(text: str) -> float | tuple[float, ...]:
     if any(not 0 <= v <= 1 for v in values):
         raise argparse.ArgumentTypeError(f"smoothing strengths are between 0 and 1, got {text!r}")
     return values[0] if len(values) == 1 else values
+
+
+def damping(text: str) -> float:
+    """``--damp``: GPTQ's damping, a fraction of its Hessian's mean diagonal (0 or more)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"GPTQ damping is 0 or more, got {text!r}")
+    return value
+
+
+def rotation_block(text: str) -> int:
+    """``--rotate``: 0 (none) or a power of two of at least 2, checked before anything is exported."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value and (value < 2 or value & (value - 1)):
+        raise argparse.ArgumentTypeError(f"the rotation block is a power of two of at least 2 (or 0), got {text!r}")
+    return value
 
 
 def export_default(a: argparse.Namespace, log: Callable[[str], None]) -> int:

@@ -83,6 +83,8 @@ def test_rotated_int8_keeps_the_rotations_in_float_and_every_weight_product_int8
     with pytest.raises(ValueError, match="power of two of at least 2, not 24"):
         quantize_rowwise(untouched, feeds, rotate=24)
     assert untouched == onnx.load(str(src / "model_optimized.onnx"))  # refused before the graph was changed
+    with pytest.raises(ValueError, match="GPTQ damping is a fraction of the Hessian's mean diagonal, 0 or more"):
+        quantize_rowwise(untouched, feeds, rounding="gptq", damp=-1.0)
 
 
 def test_quantize_graph_records_the_rotation_and_refuses_it_elsewhere(artifact, tmp_path):
