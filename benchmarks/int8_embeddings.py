@@ -361,10 +361,16 @@ def main(argv: list[str] | None = None) -> None:
         enc_t = {"dev32": emb.feeds(named["dev"][0], batch=32), "dev1": dev1}
         for k, v in timing(graphs, enc_t, args.rounds, args.threads).items():
             rows[k]["speed"] = v
-            print(k, "speed (AVX2)", json.dumps(v))
+            print(k, f"speed ({_isa()})", json.dumps(v))
     print(markdown(rows, truth))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
+
+
+def _isa() -> str:
+    from onnxpipe.export.quantize import detect_isa
+
+    return detect_isa()
 
 
 def fractions(text: str) -> list[float]:
@@ -379,11 +385,12 @@ def fractions(text: str) -> list[float]:
 
 
 def markdown(rows: dict, truth: dict) -> str:
-    """The recipe table: train (chooses) and dev (reports), nodes, float products, speed ratios (AVX2)."""
+    """The recipe table: train (chooses) and dev (reports), nodes, float products, speed ratios on this CPU (its ISA
+    named: int8's speed and its rounding differ by ISA)."""
     ref = {k: 100 * truth[f"{k}_knn_reference"]["knn"] for k in ("train", "dev")}
     out = [
         f"| recipe | nodes | float products | train top-10 overlap | train kNN (s-t {ref['train']:.2f}%) "
-        f"| dev top-10 overlap | dev kNN (s-t {ref['dev']:.2f}%) | speed vs fp32 b1 / b32 (AVX2) |",
+        f"| dev top-10 overlap | dev kNN (s-t {ref['dev']:.2f}%) | speed vs fp32 b1 / b32 ({_isa()}) |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name, r in rows.items():

@@ -47,3 +47,18 @@ def test_a_bad_leftover_fraction_is_one_line_not_a_traceback(bad, capsys):
     err = capsys.readouterr().err
     assert "--leftover-fraction" in err and "Traceback" not in err
     assert ("between 0 and 1" in err) or ("not a comma-separated list of numbers" in err)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512-vnni"])
+def test_the_recipe_table_names_the_isa_its_speed_was_measured_on(monkeypatch, isa):
+    """int8's speed (and rounding) differ by ISA: the table's speed column names the CPU's, not a fixed one."""
+    from onnxpipe.bench import int8_embeddings
+    from onnxpipe.export import quantize
+
+    monkeypatch.setattr(quantize, "detect_isa", lambda: isa)
+    truth = {f"{k}_knn_reference": {"knn": 0.7} for k in ("train", "dev")}
+    row = {"nodes": 3, "float": 0, "train": {"overlap": 0.98, "knn": 0.76}, "dev": {"overlap": 0.97, "knn": 0.71}}
+    speed = {"b1_ratio": 1.1, "b32_ratio": 0.8}
+    table = int8_embeddings.markdown({"r": {**row, "speed": speed}}, truth)
+    assert f"speed vs fp32 b1 / b32 ({isa}) |" in table.splitlines()[0]
+    assert "| r | 3 | 0 | 0.9800 | 76.00% | 0.9700 | 71.00% | 1.10x / 0.80x |" in table
