@@ -13,6 +13,7 @@ postprocessed together, in the run's order, so no output is ever re-stacked or r
 from __future__ import annotations
 
 import time
+from itertools import accumulate
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -79,7 +80,7 @@ def execute(
     a failing graph run raises here, for the caller to answer every item still waiting."""
     features = [f for w in work for f in w.features]
     owner = [k for k, w in enumerate(work) for _ in w.features]
-    start = np.cumsum([0, *(len(w.features) for w in work)])
+    start = list(accumulate((len(w.features) for w in work), initial=0))  # not np.cumsum: 30 us a call on a list
     values: list[list[Any]] = [[None] * len(w.features) for w in work]
     left = [len(w.features) for w in work]
     failed = [False] * len(work)

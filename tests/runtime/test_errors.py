@@ -68,6 +68,23 @@ def test_unknown_parameter(pipe):
         pipe("text", topk=2)
 
 
+def test_keywords_are_bound_only_when_a_call_has_some_or_a_parameter_is_required():
+    """No keywords skip the signature bind (the batch-1 path's cost) only where every parameter has a default; a
+    task whose parameters include a required one is still told so by name, as a keyword error."""
+    from onnxpipe.inputs import check_keywords
+
+    class Task:
+        def optional(self, top_k=None): ...
+
+        def required(self, label, top_k=None): ...
+
+    check_keywords(Task.optional, {})
+    with pytest.raises(onnxpipe.InputTypeError, match="missing a required argument: 'label'"):
+        check_keywords(Task.required, {})
+    with pytest.raises(onnxpipe.InputTypeError, match="unexpected keyword argument 'topk'"):
+        check_keywords(Task.optional, {"topk": 1})
+
+
 def test_unknown_task_and_variant(artifact):
     with pytest.raises(ValueError, match="unsupported task 'summarization'"):
         onnxpipe.pipeline("summarization", model=artifact())
