@@ -143,11 +143,13 @@ def test_asymmetric_weights_are_exact_integer_arithmetic():
 
 def test_quantize_graph_takes_asymmetric_and_sequential(artifact, tmp_path):
     """quantize_graph (what export runs): rowwise with asymmetric weights and sequential GPTQ records both, its
-    products carry a zero point per column; the static mode and sequential without GPTQ refuse them by name."""
+    products carry a zero point per column; the static mode and sequential without GPTQ refuse them by name.
+    The weights' type is this CPU's (uint8 without VNNI, int8 with it: ``weight_type_for``)."""
     import onnx
     from onnx import numpy_helper
 
-    from onnxpipe.export.quantize import quantize_graph
+    from onnxpipe.export.quantize import detect_isa, quantize_graph
+    from onnxpipe.export.rowwise import weight_type_for
 
     src = artifact("bert", "single", optimize=True)
     feeds = _feeds(src, sorted(set(CORPUS)))
@@ -155,7 +157,8 @@ def test_quantize_graph_takes_asymmetric_and_sequential(artifact, tmp_path):
     recipe = quantize_graph(
         fp32, tmp_path / "q.onnx", "rowwise", feeds=feeds, alpha=0.5, rounding="gptq", asymmetric=True, sequential=True
     )
-    assert recipe["sequential_gptq"] is True and recipe["weights"].startswith("uint8 asymmetric")
+    kind = {"u8": "uint8", "s8": "int8"}[weight_type_for(detect_isa())]
+    assert recipe["sequential_gptq"] is True and recipe["weights"].startswith(f"{kind} asymmetric"), recipe["weights"]
     model = onnx.load(str(tmp_path / "q.onnx"))
     inits = {i.name: i for i in model.graph.initializer}
     products = [n for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"]
