@@ -11,6 +11,7 @@ from collections.abc import Callable
 from ..artifact import MANIFEST
 from ..errors import INSTALL_EXPORT, InputValueError, OnnxPipeError
 from ..tasks import DEFAULT_TASK
+from ..serve.settings import non_negative
 from .common import positive_int, with_default_model
 
 
@@ -157,14 +158,12 @@ def smoothing(text: str) -> float | tuple[float, ...]:
 
 
 def damping(text: str) -> float:
-    """``--damp``: GPTQ's damping, a fraction of its Hessian's mean diagonal (0 or more)."""
+    """``--damp``: GPTQ's damping, a fraction of its Hessian's mean diagonal (0 or more): the serve settings' number
+    check, refused in the flag's own words."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"GPTQ damping is 0 or more, got {text!r}")
-    return value
+        return non_negative(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"GPTQ damping is 0 or more, got {text!r}") from None
 
 
 def rotation_block(text: str) -> int:
