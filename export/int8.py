@@ -71,6 +71,7 @@ def build_int8(
                 residual=opts.residual,
                 rotate=opts.rotate,
                 damp=opts.damp,
+                fixed=opts.fixed,
                 word_table=opts.word_table,
             )
         )

@@ -73,6 +73,7 @@ class Int8Options:
     rotate: int = 0  # rowwise: each activation turned by blocks of this many channels of a Hadamard matrix (0: none)
     damp: float = 0.01  # rowwise GPTQ: the fraction of its Hessian's mean diagonal added (more trusts it less)
     word_table: bool = False  # rowwise: the word embedding table int8, a scale per row (export/word_table.py)
+    fixed: float = 0.0  # rowwise: a calibrated scale where it errs at most this many times per-row scales (0: none)
     isa: str = "auto"
     reduce_range: bool = False
     exclude: tuple[str, ...] = ()
@@ -304,6 +305,7 @@ def quantize_graph(
     word_table: bool = False,
     rotate: int = 0,
     damp: float = 0.01,
+    fixed: float = 0.0,
 ) -> dict:
     """Write the int8 graph of ``src`` to ``dst``; returns the recipe for the manifest.
 
@@ -337,6 +339,7 @@ def quantize_graph(
             word_table=word_table,
             rotate=rotate,
             damp=damp,
+            fixed=fixed,
         )
         return {**recipe, **done}
     levers = (
@@ -344,6 +347,7 @@ def quantize_graph(
         ("sequential GPTQ", sequential),
         ("residual", residual),
         ("rotation", rotate),
+        ("fixed activation scales chosen per activation", fixed),
     )
     for lever, on in (*levers, ("an int8 word table", word_table)):
         if on:
@@ -430,6 +434,7 @@ def _rowwise(
     word_table: bool = False,
     rotate: int = 0,
     damp: float = 0.01,
+    fixed: float = 0.0,
 ) -> dict:
     import onnx
 
@@ -441,7 +446,7 @@ def _rowwise(
     # uint8 weights where MLAS's u8 x s8 kernel saturates (x86 without VNNI), int8 where it has the fast kernel (VNNI):
     # the same integers either way (asymmetric ones shifted by 128), so the recipe's accuracy does not move.
     weights = weight_type_for(isa)
-    calibrated = bool(alpha) or rounding != "nearest" or bool(rotate)
+    calibrated = bool(alpha) or rounding != "nearest" or bool(rotate) or bool(fixed)
     if sequential and rounding != "gptq":
         raise InputValueError("sequential GPTQ needs rounding='gptq'")
     if sequential and rotate:  # its moments are read by activation name from the unrotated graph
@@ -472,6 +477,7 @@ def _rowwise(
         residual=residual,
         rotate=rotate,
         damp=damp,
+        fixed=fixed,
     )
     if word_table:  # after the products: the embedding output keeps its name, and its quantization as chosen
         done = {**done, **quantize_word_table(model)}
@@ -486,6 +492,12 @@ def _rowwise(
         + (
             ", and each row's rounding leftover the same way in a second int8 product"
             if residual in ("activations", "both")
+            else ""
+        )
+        + (
+            f"; {len(done['fixed_scale_activations'])} of {done['quantized_activations']} with one calibrated "
+            f"scale and zero point instead, where its simulated error is at most {fixed:g}x the per-row one"
+            if fixed
             else ""
         ),
         "residual": residual or None,

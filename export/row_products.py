@@ -127,3 +127,29 @@ def products(g, n, p: str, ins: list[str], w_scale: np.ndarray, levels: int, wei
         out = f"{name}_hi"
     n.CopyFrom(int8_product(ins, out, f"{n.name}_int8"))
     return parts
+
+
+def quantize_fixed(g, p: str, src: str, scale: float, zero: int, levels: int, smooth: np.ndarray | None) -> list:
+    """The node making ``{p}_q`` from ``src`` with one calibrated scale and zero point (:func:`.smoothing.choose_fixed`),
+    after a ``Mul`` by 1 / ``smooth`` (the activation's smoothing divisors) if given, and the constants ``{p}_scale`` and
+    ``{p}_zero`` the products read where a per-row quantize makes them (so the products are built alike).
+    The smoothing is not folded into a per-channel QuantizeLinear scale, though that gives the same integers in one
+    node: onnxruntime 1.32 runs a per-axis QuantizeLinear on the last axis element by element (measured at 32 x 39 x
+    1536: 47.5 ms against 0.36 ms for the Mul and a per-tensor quantize)."""
+    from onnx import helper, numpy_helper
+
+    g.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(scale, np.float32), f"{p}_qstep"),
+            numpy_helper.from_array(np.array(zero, np.uint8), f"{p}_zero"),
+            # The weight scale carries 1 / levels (as for per-row products), so the a_scale is scale x levels.
+            numpy_helper.from_array(np.array(scale * levels, np.float32), f"{p}_scale"),
+            numpy_helper.from_array(np.array(128, np.uint8), f"{p}_wzero"),
+        ]
+    )
+    nodes = []
+    if smooth is not None:
+        g.initializer.append(numpy_helper.from_array((1.0 / smooth).astype(np.float32), f"{p}_smooth_inv"))
+        nodes.append(helper.make_node("Mul", [src, f"{p}_smooth_inv"], [f"{p}_smoothed"], name=f"{p}/smooth"))
+        src = f"{p}_smoothed"
+    return [*nodes, helper.make_node("QuantizeLinear", [src, f"{p}_qstep", f"{p}_zero"], [f"{p}_q"], name=f"{p}/Q")]

@@ -42,6 +42,11 @@ twice the integer work (0.44x fp32 at batch 32 on AVX2, 2 threads, per process).
 128 x 128 Hadamard blocks first (``rotate``, :mod:`.rotation`) spreads its wide channels instead, at one product a
 weight: 0.979 train / 0.971 dev, the embeddings default since its v8 (README).
 
+Where one calibrated range would do nearly as well (``fixed``: its simulated products err at most that many times
+the per-row ones on the calibration text, :func:`.smoothing.choose_fixed`), an activation takes one fixed scale and
+zero point: one QuantizeLinear instead of four nodes, and its products add their bias themselves. On the sentiment
+default (VNNI, SST-2 train) that trades agreement for little speed, so neither default uses it (README).
+
 Longer than 300 lines because the rewrite is one pass over one graph (find each weight MatMul, its quantized
 input's group, its bias, its smoothing and centring, its rounding), whose steps share the graph's indices; what
 it emits is in :mod:`.row_products`, and the calibrated parts that stand alone in :mod:`.smoothing`, :mod:`.gptq`
@@ -62,7 +67,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .activations import GELU_MIN
-from .row_products import leftover_rows, products, quantize_rows, weight_inputs
+from .row_products import leftover_rows, products, quantize_fixed, quantize_rows, weight_inputs
 from .graph_edits import add_to_bias, attention_bias, bias_of, output_bias, own_biases, readers, splice
 from .rotation import hadamard_block, rotate_activations
 
@@ -168,6 +173,7 @@ def quantize_rowwise(
     residual: str = "",
     residual_nodes: frozenset[str] = frozenset(),
     rotate: int = 0,
+    fixed: float = 0.0,
 ) -> dict:
     """Rewrite ``model`` (fused fp32 ModelProto, in place) to per-row int8; returns counts for the manifest.
     ``alpha``: SmoothQuant strength (None: none); several: each activation takes the one (0: no smoothing) whose
@@ -195,7 +201,7 @@ def quantize_rowwise(
     from onnx import helper, numpy_helper
 
     from .gptq import clipped_round, toward_float
-    from .smoothing import choose_smoothing, statistics
+    from .smoothing import choose_fixed, choose_smoothing, statistics
 
     if weights not in WEIGHT_TYPES:
         raise InputValueError(f"unknown weight type {weights!r}: choose from {', '.join(WEIGHT_TYPES)}")
@@ -207,6 +213,14 @@ def quantize_rowwise(
         raise InputValueError(f"unknown weight rounding {rounding!r}: choose from {', '.join(ROUNDINGS)}")
     if rotate:
         hadamard_block(rotate)  # a bad block size is refused before the graph is touched
+    if not fixed >= 0:
+        raise InputValueError(
+            f"fixed scales are taken where they err at most that many times per-row ones: 0 or more, not {fixed}"
+        )
+    if fixed and residual:  # a leftover is read per row, from the row's own scale
+        raise InputValueError(
+            "fixed activation scales and a second product of the leftovers do not combine: choose one"
+        )
     if not damp >= 0:
         raise InputValueError(f"GPTQ damping is a fraction of the Hessian's mean diagonal, 0 or more, not {damp}")
     calibrated = [
@@ -217,6 +231,7 @@ def quantize_rowwise(
             ("bias correction", bias_correction),
             ("weight clipping", len(clips) > 1),
             ("rotation", rotate),
+            ("fixed activation scales", fixed),
         )
         if on
     ]
@@ -263,6 +278,14 @@ def quantize_rowwise(
         chosen = choose_smoothing(fresh, arrays, stats, alpha, a_levels, w_levels, lifts, centers)
         known.update({x: chosen.get(x) for x in fresh})
         smoothed = {x: known[x] for x in groups if known[x] is not None}
+    # Activations whose one calibrated scale errs little more than per-row scales (``fixed``): one QuantizeLinear
+    # instead of four nodes, and their products take the bias; their smoothing Mul is made with that quantize.
+    fixed_scales = (
+        choose_fixed(groups, arrays, stats, smoothed, centers, lifts, fixed, a_levels, w_levels)
+        if fixed and int8
+        else {}
+    )
+    smooth_of: dict[str, np.ndarray] = {}
     for x in [x for x in groups if x in smoothed or x in centers]:
         sm = smoothed.get(x, np.ones(len(centers[x]) if x in centers else 0, np.float32))
         for n in groups[x]:
@@ -295,11 +318,15 @@ def quantize_rowwise(
             inits[bias].CopyFrom(numpy_helper.from_array(b, bias))
             folded += 1
             continue
+        if x in fixed_scales:  # its Mul comes with its quantize (row_products.quantize_fixed)
+            smooth_of[x] = sm
+            continue
         p = f"{x}_rowq"
         g.initializer.append(numpy_helper.from_array(inv, f"{p}_smooth_inv"))
         before[first[x]].append(helper.make_node("Mul", [x, f"{p}_smooth_inv"], [f"{p}_smoothed"], name=f"{p}/smooth"))
         source[x] = f"{p}_smoothed"
     shifted = 0
+    gone: set[str] = set()  # outputs of the bias Adds that fixed-scale products took in
     if not int8:  # the smoothed float graph: each product reads the smoothed input with the scaled weights
         for x, mms in groups.items():
             for n in mms:
@@ -317,9 +344,12 @@ def quantize_rowwise(
         # from zero point 0 instead of 127 each side of 128 (u8 and VNNI's s8 weights; not the 7-bit experiments).
         # x W = (x - GELU_MIN) W + GELU_MIN W, and the constant goes into the bias Add after the product.
         gelu = weights in LIFTED and made_by is not None and made_by.op_type in GELU_OPS and src == x
-        gelu = gelu and all(b is not None for b in biases)
+        gelu = gelu and all(b is not None for b in biases) and x not in fixed_scales
         levels, zero = (255, 0) if gelu else (a_levels, a_levels + 1)
-        before[first[x]] += quantize_rows(g, p, src, gelu, levels, zero)
+        if x in fixed_scales:
+            before[first[x]] += quantize_fixed(g, p, src, *fixed_scales[x], levels, smooth_of.get(x))
+        else:
+            before[first[x]] += quantize_rows(g, p, src, gelu, levels, zero)
         ares = residual in ("activations", "both") and (not residual_nodes or residual_nodes & {n.name for n in mms})
         if ares:
             before[first[x]] += leftover_rows(g, p, f"{p}_abs" if gelu else src)
@@ -364,7 +394,17 @@ def quantize_rowwise(
             # per-row a_scale too (measured: it returns a_scale x (product + bias)); with a scalar one it is right.
             after = products(g, n, p, ins, w_scale, levels, weights, leftovers)
             before[index[id(n)] + 1][:0] = after  # right after this product: the Sum gives its output to the readers
+            if x in fixed_scales and bias_name is not None:
+                # A scalar a_scale: the product adds the bias as it writes (a per-row one would scale it too).
+                add = uses[n.output[0]][0]
+                n.input.extend([""] * (6 - len(n.input)) + [bias_name])
+                n.output[0] = add.output[0]
+                gone.add(add.output[0])
     splice(g, before)
+    if gone:
+        kept = [n for n in g.node if not (n.op_type == "Add" and n.output[0] in gone)]
+        del g.node[:]
+        g.node.extend(kept)
     used = {t for n in g.node for t in n.input}
     for init in [i for i in g.initializer if i.name not in used]:
         g.initializer.remove(init)
@@ -380,6 +420,7 @@ def quantize_rowwise(
         "smoothing_folded_into_v": folded,
         "gelu_outputs_from_zero": shifted,
         "centred_layernorm_outputs": len(centers) if int8 else 0,
+        **({"fixed_scale_activations": sorted(fixed_scales)} if fixed else {}),
         "attentions_left_fused": kept_fused,
         **({"rotation_block": rotate, "rotated_activations": len(rotated), "unrotated": unrotated} if rotate else {}),
     }

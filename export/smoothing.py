@@ -90,3 +90,40 @@ def _fake_rows(x: np.ndarray, levels: int, lift: bool) -> np.ndarray:
 def _fake_weights(w: np.ndarray, levels: int) -> np.ndarray:
     scale = np.maximum(np.abs(w).max(0), 1e-12) / levels
     return np.clip(np.round(w / scale), -levels, levels) * scale
+
+
+def choose_fixed(
+    groups: dict,
+    arrays: dict,
+    stats: dict,
+    smoothed: dict,
+    centers: dict,
+    lifts: set,
+    ratio: float,
+    a_levels: int,
+    w_levels: int,
+) -> dict[str, tuple[float, int]]:
+    """Activations whose one fixed uint8 scale (the calibration's [min, max], zero point included) makes their
+    simulated int8 products err at most ``ratio`` times as much as per-row scales do, on the calibration rows
+    -> (scale, zero point). Each such activation is one QuantizeLinear in the graph instead of four nodes."""
+    out = {}
+    for x, mms in groups.items():
+        s, c, moments = smoothed.get(x), centers.get(x), stats[x][1]
+        ones = np.ones(len(moments.lo), np.float32)
+        s = ones if s is None else s
+        c = 0 * ones if c is None else c
+        # What the quantize reads: (x - c) / s per channel, s > 0, so its range is the channels' ranges moved so.
+        lo = min(float(((moments.lo - c) / s).min()), 0.0)
+        hi = max(float(((moments.hi - c) / s).max()), 0.0)
+        scale = max((hi - lo) / 255, 1e-8)
+        zero = int(np.clip(np.round(-lo / scale), 0, 255))
+        rows = (moments.sample() - c) / s
+        ws = [_fake_weights(arrays[n.input[1]] * s[:, None], w_levels) for n in mms]
+        exact = [rows @ (arrays[n.input[1]] * s[:, None]) for n in mms]
+        fixed = (np.clip(np.round(rows / scale) + zero, 0, 255) - zero) * scale
+        lift = x in lifts and x not in smoothed and x not in centers  # as the graph lifts a GELU's raw output
+        per_row = _fake_rows(rows, a_levels, lift=lift)
+        errs = [sum(float(((q @ w - e) ** 2).sum()) for w, e in zip(ws, exact)) for q in (fixed, per_row)]
+        if errs[0] <= ratio * errs[1]:
+            out[x] = (scale, zero)
+    return out
