@@ -154,6 +154,20 @@ def test_an_export_option_the_quantizer_refuses_is_one_line(checkpoint, tmp_path
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
+def test_export_takes_fixed_activation_scales_as_a_flag(checkpoint, tmp_path):
+    """``--fixed-scales inf`` reaches the quantizer: every activation takes one calibrated scale, the manifest says
+    so in words and by name, and the graph has no per-row ReduceMax left."""
+    import onnx
+
+    out = tmp_path / "fixed"
+    ckpt = str(checkpoint("bert", "single"))
+    assert main(["export", ckpt, str(out), "--optimize", "--quantize", "rowwise", "--fixed-scales", "inf"]) == 0
+    q = onnxpipe.load_artifact(out).variants["int8"]["quantization"]
+    assert len(q["fixed_scale_activations"]) == q["quantized_activations"] > 0
+    assert f"{q['quantized_activations']} of {q['quantized_activations']} with one calibrated scale" in q["activations"]
+    assert "ReduceMax" not in {n.op_type for n in onnx.load(str(out / "model_quantized.onnx")).graph.node}
+
+
 def test_export_takes_the_defaults_rowwise_recipe_as_flags(checkpoint, tmp_path, capsys):
     """The levers both embedded defaults are built with, from the command line: several smoothing strengths (one
     chosen per activation), GPTQ rounding, asymmetric weights, centred LayerNorm outputs, the leftover product, the
@@ -211,6 +225,7 @@ def test_export_takes_the_defaults_rowwise_recipe_as_flags(checkpoint, tmp_path,
     for flag, bad, reason in (
         ("--damp", "-1", "GPTQ damping is 0 or more"),
         ("--rotate", "24", "the rotation block is a power of two of at least 2 (or 0)"),
+        ("--fixed-scales", "-1", "--fixed-scales is a ratio of errors, 0 or more"),
     ):
         with pytest.raises(SystemExit):  # refused by argparse, before anything is exported
             main(["export", ckpt, str(tmp_path / "bad"), "--quantize", "rowwise", flag, bad])

@@ -112,6 +112,14 @@ def add_int8_options(q: Any) -> None:
         "(a power of two dividing the width, e.g. 128; one int8 product, about the leftover's accuracy)",
     )
     q.add_argument(
+        "--fixed-scales",
+        type=fixed_ratio,
+        default=0.0,
+        metavar="R",
+        help="rowwise: one calibrated scale (one QuantizeLinear) for each activation whose simulated products err at "
+        "most R times as much as with per-row scales; inf: every activation (default 0: none)",
+    )
+    q.add_argument(
         "--int8-word-table",
         action="store_true",
         help="rowwise: the word embedding table in int8, a scale per row (a quarter of its bytes, a little accuracy)",
@@ -164,6 +172,14 @@ def damping(text: str) -> float:
         return non_negative(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"GPTQ damping is 0 or more, got {text!r}") from None
+
+
+def fixed_ratio(text: str) -> float:
+    """``--fixed-scales``: how many times per-row scales' simulated error a fixed scale may err (0 or more, inf)."""
+    try:
+        return non_negative(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"--fixed-scales is a ratio of errors, 0 or more, got {text!r}") from None
 
 
 def rotation_block(text: str) -> int:
@@ -234,6 +250,7 @@ def cmd_export(a: argparse.Namespace) -> int:
             residual="activations" if a.leftover else "",
             rotate=a.rotate,
             damp=a.damp,
+            fixed=a.fixed_scales,
             word_table=a.int8_word_table,
             isa=a.isa,
             reduce_range=a.reduce_range,
