@@ -87,12 +87,20 @@ def rotated_candidates() -> list[dict]:
     return [default, {**default, "rotate": 128}, {**ASYMMETRIC[1], "rotate": 128}]
 
 
+def fixed_candidates() -> list[dict]:
+    """The sentiment default's recipe as built, then with a calibrated (fixed) scale for each activation where it
+    errs at most 1.5, 2, 3, 4, 8 times as much as per-row scales on the calibration text, and everywhere."""
+    default = table_candidates()[0]
+    return [default, *({**default, "fixed": r} for r in (1.5, 2.0, 3.0, 4.0, 8.0, float("inf")))]
+
+
 LISTS = {
     "compare": compare_candidates,
     "leftover": leftover_candidates,
     "smoothed": smoothed_candidates,
     "table": table_candidates,
     "rotated": rotated_candidates,
+    "fixed": fixed_candidates,
 }
 
 
@@ -109,5 +117,8 @@ def describe(row: dict) -> str:
     what += ", GPTQ moments read sequentially" if row.get("sequential") else ""
     what += ", int8 word table" if row.get("word_table") else ""
     what += f", Hadamard-rotated in blocks of {row['rotate']}" if row.get("rotate") else ""
+    fixed = row.get("fixed", 0)
+    what += ", fixed scales everywhere" if fixed == float("inf") else ""
+    what += f", fixed scales where they err at most {fixed:g}x per-row ones" if 0 < fixed < float("inf") else ""
     what += f", GPTQ damping {row['damp']:g}" if row.get("damp", 0.01) != 0.01 else ""
     return what + (f", {len(row['exclude'])} kept in float" if row.get("exclude") else "")

@@ -1,7 +1,7 @@
 """Choose the default model's int8 recipe on SST-2 *train* only; dev is never opened here.
 
     python -m onnxpipe.export.default_model.recipe --data ../shared/data/sst2 ARTIFACT [--out recipes.json] \
-        [--candidates search|compare|leftover|smoothed|table|rotated]
+        [--candidates search|compare|leftover|smoothed|table|rotated|fixed]
 
 ``--candidates smoothed`` chose today's default (issue 24, 7 minutes): the static default's recipe (4 nodes kept
 in float), then all-int8 ``rowwise`` (per-row activation scales, GPTQ, asymmetric weights) without smoothing, with
@@ -12,7 +12,8 @@ smoothing, weights rounded to nearest or by GPTQ. ``compare`` scores the static 
 with nothing in float, and ``rowwise`` without smoothing (nearest and GPTQ rounding, each also with asymmetric
 weights), in a few minutes. ``leftover``: the static default's recipe and three rowwise recipes that run each
 row's rounding leftover through a second int8 product. ``rotated``: the default's recipe with and without each
-activation turned by Hadamard blocks first (export/rotation.py). Every row records its graph's node count and its weight
+activation turned by Hadamard blocks first (export/rotation.py). ``fixed``: the default's recipe with a calibrated
+(fixed) scale for each activation whose simulated products err at most 1.5 ... 8 times the per-row ones, and for all. Every row records its graph's node count and its weight
 products left in float (what batch 1 pays, and the fallbacks); ``report_recipes`` reports the rows on dev with
 their speed.
 
@@ -95,6 +96,7 @@ class Quantizer:
             word_table=bool(row.get("word_table")),
             rotate=int(row.get("rotate", 0)),
             damp=float(row.get("damp", 0.01)),
+            fixed=float(row.get("fixed", 0.0)),
         )
         return dst
 
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         "against rowwise with each row's rounding leftover in a second int8 product; smoothed: one product a weight, "
         "rowwise with smoothing chosen per activation (with and without centring, sequential GPTQ); table: the "
         "sentiment default's recipe with and without an int8 word embedding table; rotated: it with and without "
-        "a Hadamard rotation before each quantize",
+        "a Hadamard rotation before each quantize; fixed: it with calibrated scales where they err little more than "
+        "per-row ones",
     )
     p.add_argument("--selection", type=int, default=SELECTION, help=f"train sentences scored (default {SELECTION})")
     a = p.parse_args(argv)
