@@ -209,6 +209,17 @@ RECIPES: dict[str, dict] = {
         for d in (0.1, 0.3, 1.0)
     },
     "asym-rot128": {"asymmetric": True, "rotate": 128},  # weights rounded to nearest: no Hessian to estimate
+    # the default's recipe with a calibrated scale where it errs at most r times the per-row one (one quantize node)
+    **{
+        f"gptq-asym-rot128-damp0.1-fixed{r:g}": {
+            "rounding": "gptq",
+            "asymmetric": True,
+            "rotate": 128,
+            "damp": 0.1,
+            "fixed": r,
+        }
+        for r in (1.5, 2.0, 4.0)
+    },
     "search-gptq-float-l4-up": {
         "alpha": SEARCH,
         "rounding": "gptq",
@@ -224,12 +235,18 @@ def build(name: str, fp32: Path, calib: list[dict]) -> tuple[bytes, dict]:
 
     from onnxpipe.export.sequential import sequential_moments
 
+    from onnxpipe.export.quantize import detect_isa
+    from onnxpipe.export.rowwise import weight_type_for
+
     model = onnx.load(str(fp32))
     options = dict(RECIPES[name])
     sequential = options.pop("sequential", False)
+    # This CPU's weight layout, as export builds it: the same integers on every x86 CPU (so the same scores), but
+    # uint8 weights on a VNNI CPU would time MLAS's slow u8 x u8 kernel instead of its VNNI one.
+    weights = weight_type_for(detect_isa())
     if sequential:
-        options["moments"] = sequential_moments(model, calib, target=sequential == "target", weights="u8", **options)
-    done = quantize_rowwise(model, calib if options else None, weights="u8", **options)
+        options["moments"] = sequential_moments(model, calib, target=sequential == "target", weights=weights, **options)
+    done = quantize_rowwise(model, calib if options else None, weights=weights, **options)
     return model.SerializeToString(), done
 
 
