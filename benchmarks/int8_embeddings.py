@@ -235,7 +235,6 @@ def build(name: str, fp32: Path, calib: list[dict]) -> tuple[bytes, dict]:
 
     from onnxpipe.export.sequential import sequential_moments
 
-    from onnxpipe.export.quantize import detect_isa
     from onnxpipe.export.rowwise import weight_type_for
 
     model = onnx.load(str(fp32))
@@ -243,7 +242,7 @@ def build(name: str, fp32: Path, calib: list[dict]) -> tuple[bytes, dict]:
     sequential = options.pop("sequential", False)
     # This CPU's weight layout, as export builds it: the same integers on every x86 CPU (so the same scores), but
     # uint8 weights on a VNNI CPU would time MLAS's slow u8 x u8 kernel instead of its VNNI one.
-    weights = weight_type_for(detect_isa())
+    weights = weight_type_for(_isa())
     if sequential:
         options["moments"] = sequential_moments(model, calib, target=sequential == "target", weights=weights, **options)
     done = quantize_rowwise(model, calib if options else None, weights=weights, **options)
@@ -385,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _isa() -> str:
+    """This CPU's ISA, read when called (the tests give it another)."""
     from onnxpipe.export.quantize import detect_isa
 
     return detect_isa()

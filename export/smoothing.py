@@ -118,8 +118,9 @@ def choose_fixed(
         scale = max((hi - lo) / 255, 1e-8)
         zero = int(np.clip(np.round(-lo / scale), 0, 255))
         rows = (moments.sample() - c) / s
-        ws = [_fake_weights(arrays[n.input[1]] * s[:, None], w_levels) for n in mms]
-        exact = [rows @ (arrays[n.input[1]] * s[:, None]) for n in mms]
+        scaled = [arrays[n.input[1]] * s[:, None] for n in mms]  # the weights the smoothed products read
+        ws = [_fake_weights(w, w_levels) for w in scaled]
+        exact = [rows @ w for w in scaled]
         fixed = (np.clip(np.round(rows / scale) + zero, 0, 255) - zero) * scale
         lift = x in lifts and x not in smoothed and x not in centers  # as the graph lifts a GELU's raw output
         per_row = _fake_rows(rows, a_levels, lift=lift)

@@ -165,21 +165,23 @@ def smoothing(text: str) -> float | tuple[float, ...]:
     return values[0] if len(values) == 1 else values
 
 
-def damping(text: str) -> float:
-    """``--damp``: GPTQ's damping, a fraction of its Hessian's mean diagonal (0 or more): the serve settings' number
-    check, refused in the flag's own words."""
-    try:
-        return non_negative(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"GPTQ damping is 0 or more, got {text!r}") from None
+def refused_below_zero(message: str) -> Callable[[str], float]:
+    """An argparse type for a number of 0 or more (the serve settings' check), refused as ``message`` with the text
+    given after it, in the flag's own words."""
+
+    def parse(text: str) -> float:
+        try:
+            return non_negative(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"{message}, got {text!r}") from None
+
+    return parse
 
 
-def fixed_ratio(text: str) -> float:
-    """``--fixed-scales``: how many times per-row scales' simulated error a fixed scale may err (0 or more, inf)."""
-    try:
-        return non_negative(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"--fixed-scales is a ratio of errors, 0 or more, got {text!r}") from None
+# ``--damp``: GPTQ's damping, a fraction of its Hessian's mean diagonal.
+damping = refused_below_zero("GPTQ damping is 0 or more")
+# ``--fixed-scales``: how many times per-row scales' simulated error a fixed scale may err (inf: always).
+fixed_ratio = refused_below_zero("--fixed-scales is a ratio of errors, 0 or more")
 
 
 def rotation_block(text: str) -> int:
