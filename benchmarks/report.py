@@ -97,7 +97,8 @@ def markdown(result: dict[str, Any]) -> str:
             else []
         ),
         "Ratios are medians over the interleaved blocks (latency) or passes (throughput), with their range in "
-        "brackets: that range is this run's noise, and a difference inside it is not one.",
+        "brackets: that range is this run's noise, and a difference inside it is not one. Throughput is each "
+        "contender's median pass (every pass is in the JSON).",
         "",
         f"| contender | p50 seed sentence (ms) | ×PyTorch [range] | mix p50 / p90 / p99 (ms) | dev sent/s @{big} "
         "| ×PyTorch [range] | cold start [import] (s) | peak RSS (MiB) | model (MB) | install (MB) | dev accuracy "

@@ -26,3 +26,11 @@ def test_accuracy_agreement_gap_ratio():
     assert stats.throughput(872, 2.0) == 436.0
     with pytest.raises(ValueError):
         stats.throughput(10, 0.0)
+
+
+def test_quoted_throughput_is_the_median_pass():
+    # One quiet moment (900) must not stand for a contender whose other passes ran at 500 and 520.
+    assert stats.quoted([500.0, 900.0, 520.0]) == 520.0
+    assert stats.quoted([400.0, 600.0]) == 500.0
+    with pytest.raises(ValueError, match="no passes"):
+        stats.quoted([])
