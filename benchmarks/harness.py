@@ -239,11 +239,9 @@ def measure_latency(workers: dict, rows: dict, settings: Settings, blocks: int, 
 
 
 def measure_throughput(workers: dict, rows: dict, settings: Settings, n: int, status, tick) -> None:
-    """Passes over the dev set per batch size, contenders taking turns; the median pass is quoted and
-    every pass kept (the spread). One slow moment of a shared machine then costs every contender a
-    pass, not one contender its only figure; and the median, unlike the fastest pass, does not reward
-    the contender that happened to get the machine's one quiet moment (passes of one contender differ
-    by 30-50% on a shared 2-core machine). Issue 24 judges speed on medians of the interleaved blocks."""
+    """Passes over the dev set per batch size, contenders taking turns; the median pass is quoted (as issue 24
+    judges speed) and every pass kept. A slow moment of a shared machine costs every contender a pass, and
+    the median, unlike the fastest pass, does not reward whoever got the one quiet moment."""
     batched = {name: w for name, w in workers.items() if rows[name]["group"] != "bare"}
     for bs in settings.batch_sizes:
         for p in range(settings.passes):

@@ -153,3 +153,50 @@ def quantize_fixed(g, p: str, src: str, scale: float, zero: int, levels: int, sm
         nodes.append(helper.make_node("Mul", [src, f"{p}_smooth_inv"], [f"{p}_smoothed"], name=f"{p}/smooth"))
         src = f"{p}_smoothed"
     return [*nodes, helper.make_node("QuantizeLinear", [src, f"{p}_qstep", f"{p}_zero"], [f"{p}_q"], name=f"{p}/Q")]
+
+
+def split_products(g) -> int:
+    """Each ``MatMulIntegerToFloat`` read only by a ``Split`` of its columns becomes one product per part, reading
+    that part's weight columns, scales and zero points; returns how many were split. The same numbers bit for bit
+    (each output column depends on its own weight column, scale and zero point alone), one pass over the output
+    fewer: onnxruntime 1.32's CPU ``MultiHeadAttention`` refuses a packed Q/K/V input, so the attention's projection
+    was one product and a ``Split`` copying its output (28 ms of a 1.5 s dev pass at batch 32 on VNNI, the three
+    products together no slower than the one)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in g.initializer}
+    readers: dict[str, list] = {}
+    for n in g.node:
+        for name in n.input:
+            readers.setdefault(name, []).append(n)
+    graph_outputs = {o.name for o in g.output}
+    parts_of, dropped = {}, set()
+    for n in g.node:
+        split = (readers.get(n.output[0]) or [None])[0] if n.op_type == "MatMulIntegerToFloat" else None
+        if split is None or split.op_type != "Split" or len(readers[n.output[0]]) != 1 or n.output[0] in graph_outputs:
+            continue
+        axis = next((a.i for a in split.attribute if a.name == "axis"), 0)
+        sizes = split.input[1] if len(split.input) > 1 else ""
+        if axis != -1 or sizes not in inits or n.input[1] not in inits:
+            continue
+        bounds = np.concatenate([[0], np.cumsum(numpy_helper.to_array(inits[sizes]))])
+        parts = []
+        for k, out in enumerate(split.output):
+            ins = list(n.input)
+            for i in (1, 3, 5, 6):  # weights, their scales, zero points, bias: per column unless scalar
+                if i < len(ins) and ins[i] in inits:
+                    a = numpy_helper.to_array(inits[ins[i]])
+                    if a.ndim:
+                        part = np.ascontiguousarray(a[..., bounds[k] : bounds[k + 1]])
+                        g.initializer.append(numpy_helper.from_array(part, f"{ins[i]}_part{k}"))
+                        ins[i] = f"{ins[i]}_part{k}"
+            parts.append(int8_product(ins, out, f"{n.name}_part{k}"))
+        parts_of[id(n)] = parts
+        dropped.add(id(split))
+    nodes = []
+    for n in g.node:
+        if id(n) not in dropped:
+            nodes.extend(parts_of.get(id(n), [n]))
+    del g.node[:]
+    g.node.extend(nodes)
+    return len(parts_of)

@@ -67,7 +67,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .activations import GELU_MIN
-from .row_products import leftover_rows, products, quantize_fixed, quantize_rows, weight_inputs
+from .row_products import leftover_rows, products, quantize_fixed, quantize_rows, split_products, weight_inputs
 from .graph_edits import add_to_bias, attention_bias, bias_of, output_bias, own_biases, readers, splice
 from .rotation import hadamard_block, rotate_activations
 
@@ -405,6 +405,7 @@ def quantize_rowwise(
         kept = [n for n in g.node if not (n.op_type == "Add" and n.output[0] in gone)]
         del g.node[:]
         g.node.extend(kept)
+    split = split_products(g) if int8 else 0
     used = {t for n in g.node for t in n.input}
     for init in [i for i in g.initializer if i.name not in used]:
         g.initializer.remove(init)
@@ -422,6 +423,7 @@ def quantize_rowwise(
         "centred_layernorm_outputs": len(centers) if int8 else 0,
         **({"fixed_scale_activations": sorted(fixed_scales)} if fixed else {}),
         "attentions_left_fused": kept_fused,
+        "split_products": split,
         **({"rotation_block": rotate, "rotated_activations": len(rotated), "unrotated": unrotated} if rotate else {}),
     }
 

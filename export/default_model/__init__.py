@@ -21,13 +21,15 @@ LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
 # v6: all-int8 per row (DEFAULT_INT8 below): no float fallback in the encoder (issue 24).
 # v7: each graph's weights in a file beside it (export/external.py): onnxruntime maps them, peak memory drops.
 # v8: no Max guard node after each per-row ReduceMax (export/row_products.py).
-BUILD_RECIPE = "v8-rowwise-int8-chosen-on-train-last-row-weights-file-unguarded"
+# v9: each attention's Q/K/V as three int8 products, no Split (export/row_products.py: split_products); the same numbers.
+BUILD_RECIPE = "v9-rowwise-int8-chosen-on-train-last-row-weights-file-unguarded-qkv-apart"
 # The same for the sentence-embeddings default.
 # v3: its int8 graph runs only when named (EMBEDDINGS_INT8 below). v4: smoothing 0.8 (chosen on train), not 0.85.
 # v5: all-int8 per row with each row's rounding leftover in a second int8 product; no longer opt-in (issue 24).
 # v6: each graph's weights in a file beside it (export/external.py). v7: no Max guard after each per-row ReduceMax.
 # v8: one int8 product a weight after a Hadamard rotation per activation (export/rotation.py), not two.
-EMBEDDINGS_RECIPE = "v8-rowwise-int8-rotated-damp0.1-chosen-on-train-weights-file"
+# v9: each attention's Q/K/V as three int8 products, no Split; the same numbers.
+EMBEDDINGS_RECIPE = "v9-rowwise-int8-rotated-damp0.1-chosen-on-train-weights-file-qkv-apart"
 
 # The default sentiment model's int8 recipe (issue 24): every encoder weight product int8, the attention's Q/K/V
 # included, nothing in the encoder kept in float (the pooler and classifier, outside it, are), per-row activation

@@ -147,7 +147,8 @@ def test_the_default_int8_graph_has_no_float_fallback_in_the_encoder(real_defaul
     assert q["weight_rounding"] == "gptq" and q["centred_layernorm"] and q["residual"] is None
     ops = [n.op_type for n in onnx.load(str(real_default / "model_quantized.onnx")).graph.node]
     assert "MatMul" not in ops and "Attention" not in ops and "QAttention" not in ops
-    assert ops.count("MatMulIntegerToFloat") == q["int8_matmuls"] == 26 and ops.count("Gemm") == 2
+    assert q["int8_matmuls"] == 26 and q["split_products"] == 5 and "Split" not in ops and ops.count("Gemm") == 2
+    assert ops.count("MatMulIntegerToFloat") == 26 + 2 * 5  # layers 0-4's Q/K/V: three products, no Split
 
 
 def test_readme_main_job_explains_and_runs_offline(real_default, capsys):

@@ -198,7 +198,11 @@ def test_rowwise_int8_quantizes_every_encoder_matmul(artifact, checkpoint, tmp_p
     assert q["mode"] == "rowwise" and q["batch_invariant"] is True and q["attentions_left_fused"] == []
     assert q["int8_matmuls"] == matmuls and q["excluded"] == []
     ops = [n.op_type for n in onnx.load(str(path / "model_quantized.onnx")).graph.node]
-    assert "Attention" not in ops and "MatMul" not in ops and ops.count("MatMulIntegerToFloat") == matmuls
+    # Each attention's Q/K/V projection is three products of one quantized input, not one and a Split.
+    attentions = sum(n.op_type == "Attention" for n in fused.graph.node)
+    assert q["split_products"] == attentions >= 1  # (the last layer's, on its first row only, never was one)
+    assert "Attention" not in ops and "MatMul" not in ops and "Split" not in ops
+    assert ops.count("MatMulIntegerToFloat") == matmuls + 2 * q["split_products"]
     # Integer products are exact per row; the float MultiHeadAttention's softmax over padded keys rounds
     # differently with the batch's length (~1e-7), far inside the bound and never a label.
     invariance = m["variants"]["int8"]["validation"]["batch_invariance"]
@@ -208,6 +212,57 @@ def test_rowwise_int8_quantizes_every_encoder_matmul(artifact, checkpoint, tmp_p
     fp32 = scores_by_label(onnxpipe.pipeline(model=path, variant="fp32")(TEXTS, top_k=None))
     int8 = scores_by_label(pipe(TEXTS, top_k=None))
     assert max(abs(a[k] - b[k]) for a, b in zip(fp32, int8) for k in a) < 0.05
+
+
+def test_a_product_read_by_a_split_becomes_one_product_a_part_with_the_same_bits():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnxpipe.export.row_products import split_products
+
+    rng = np.random.default_rng(0)
+    k, sizes = 16, [8, 8, 4]
+    inits = [
+        numpy_helper.from_array(rng.integers(-128, 128, (k, sum(sizes))).astype(np.int8), "w"),
+        numpy_helper.from_array(rng.uniform(0.01, 0.1, sum(sizes)).astype(np.float32), "w_scale"),
+        numpy_helper.from_array(np.array(128, np.uint8), "a_zero"),
+        numpy_helper.from_array(rng.integers(-5, 5, sum(sizes)).astype(np.int8), "w_zero"),
+        numpy_helper.from_array(np.array(sizes, np.int64), "sizes"),
+    ]
+    nodes = [
+        helper.make_node(
+            "MatMulIntegerToFloat", ["q", "w", "a_scale", "w_scale", "a_zero", "w_zero"], ["y"], domain="com.microsoft"
+        ),
+        helper.make_node("Split", ["y", "sizes"], ["p0", "p1", "p2"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("q", TensorProto.UINT8, [None, 5, k]),
+            helper.make_tensor_value_info("a_scale", TensorProto.FLOAT, [None, 5, 1]),
+        ],
+        [helper.make_tensor_value_info(f"p{i}", TensorProto.FLOAT, None) for i in range(3)],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)]
+    )
+    feed = {
+        "q": rng.integers(0, 256, (3, 5, k)).astype(np.uint8),
+        "a_scale": rng.uniform(0.1, 1, (3, 5, 1)).astype(np.float32),
+    }
+
+    def run(m):
+        import onnxruntime as ort
+
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+
+    before = run(model)
+    assert split_products(model.graph) == 1
+    assert [n.op_type for n in model.graph.node] == ["MatMulIntegerToFloat"] * 3
+    after = run(model)
+    assert [a.shape for a in after] == [(3, 5, 8), (3, 5, 8), (3, 5, 4)]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))  # bit for bit
 
 
 @pytest.mark.parametrize("alpha", [None, 0.5])

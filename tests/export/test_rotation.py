@@ -73,7 +73,8 @@ def test_rotated_int8_keeps_the_rotations_in_float_and_every_weight_product_int8
     ops = [n for n in model.graph.node]
     floats = [n.name for n in ops if n.op_type == "MatMul"]
     assert floats and all(name.endswith("_rot/MatMul") for name in floats)
-    assert sum(n.op_type == "MatMulIntegerToFloat" for n in ops) == done["int8_matmuls"] > 0
+    products = done["int8_matmuls"] + 2 * done["split_products"]  # Q/K/V: three products of one input
+    assert sum(n.op_type == "MatMulIntegerToFloat" for n in ops) == products > 0
     onnx.save(model, str(tmp_path / "rotated.onnx"))
     gemms = sum(n.op_type == "Gemm" for n in ops)  # the pooler and the classifier
     assert gemms == 2 and node_counts(tmp_path / "rotated.onnx") == (len(ops), gemms)
