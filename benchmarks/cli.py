@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
         help="folder with SST-2 dev.tsv (and train.tsv: NNCF's calibration, CTranslate2's thread split); "
         "default: datasets' glue/sst2 from the hub",
     )
-    p.add_argument("--quick", action="store_true", help="fewer rounds and batch sizes: about 5 minutes on 2 cores")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer rounds, passes and batch sizes: about 7 minutes on 2 cores with every peer",
+    )
     p.add_argument("--out", type=Path, default=Path("bench-out"), help="where results go (default: bench-out)")
     p.add_argument("--threads", type=int, default=None, help="threads for every contender (default: all cores)")
     p.add_argument("--contenders", help=f"comma-separated subset of: {', '.join(BY_NAME)}")
