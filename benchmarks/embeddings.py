@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import machine
+from . import machine, stats
 from .contenders import Contender, Runner, Spec
 
 REFERENCE = "sentence-transformers (pytorch fp32)"
@@ -210,7 +210,28 @@ def markdown(result: dict[str, Any]) -> str:
         lines[-1] += f" | {tput[big] / ftput:.2f}× | " if ftput else " | – | "
         lines[-1] += f"{r['cosine_min']:.6f} / {r['cosine_mean']:.6f} | "
         lines[-1] += ("yes" if r.get("batch_max_gap", 1.0) <= 1e-5 else f"no ({r['batch_max_gap']:.1e})") + " |"
-    return "\n".join(lines)
+    target = int8_line(rows, big)
+    return "\n".join([*lines, *(["", target] if target else [])])
+
+
+INT8_OVER_FP32 = 1.8  # issue 24: the embeddings int8 graph's throughput over the fp32 graph's
+
+
+def int8_line(rows: dict[str, dict[str, Any]], big: str) -> str | None:
+    """Issue 24's embeddings speed line: onnxpipe int8's median pass over onnxpipe fp32's at the largest batch,
+    with the ratios of the passes taken in turns (their spread is the run's noise)."""
+    int8, fp32 = rows.get("onnxpipe int8", {}), rows.get("onnxpipe fp32", {})
+    if int8.get("status") != "ok" or fp32.get("status") != "ok":
+        return None
+    x = stats.ratio(int8["throughput"][big], fp32["throughput"][big])
+    paired = stats.paired_ratios(
+        fp32.get("throughput_passes", {}).get(big, []), int8.get("throughput_passes", {}).get(big, []), True
+    )
+    if x is None:
+        return None
+    spread = f"; passes in turns {paired['median']:.2f}x [{paired['min']:.2f}–{paired['max']:.2f}]" if paired else ""
+    mark = "✓" if x >= INT8_OVER_FP32 else "✗"
+    return f"{mark} onnxpipe int8 over onnxpipe fp32 at batch {big}: {x:.2f}x (target {INT8_OVER_FP32}){spread}"
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:

@@ -34,3 +34,19 @@ def test_quoted_throughput_is_the_median_pass():
     assert stats.quoted([400.0, 600.0]) == 500.0
     with pytest.raises(ValueError, match="no passes"):
         stats.quoted([])
+
+
+def test_embeddings_report_names_issue_24s_int8_line_with_its_spread():
+    from onnxpipe.bench import embeddings
+
+    def row(passes):
+        return {"status": "ok", "throughput": {"32": stats.quoted(passes)}, "throughput_passes": {"32": passes}}
+
+    rows = {"onnxpipe fp32": row([250.0, 300.0, 200.0]), "onnxpipe int8": row([400.0, 450.0, 300.0])}
+    # Median passes 400 / 250 = 1.60; the passes in turns 1.60, 1.50, 1.50.
+    assert embeddings.int8_line(rows, "32") == (
+        "✗ onnxpipe int8 over onnxpipe fp32 at batch 32: 1.60x (target 1.8); passes in turns 1.50x [1.50–1.60]"
+    )
+    rows["onnxpipe int8"] = row([500.0, 600.0, 400.0])
+    assert embeddings.int8_line(rows, "32").startswith("✓ onnxpipe int8 over onnxpipe fp32 at batch 32: 2.00x")
+    assert embeddings.int8_line({"onnxpipe fp32": rows["onnxpipe fp32"]}, "32") is None  # no int8 row, no line
