@@ -224,11 +224,11 @@ def int8_line(rows: dict[str, dict[str, Any]], big: str) -> str | None:
     if int8.get("status") != "ok" or fp32.get("status") != "ok":
         return None
     x = stats.ratio(int8["throughput"][big], fp32["throughput"][big])
+    if x is None:
+        return None
     paired = stats.paired_ratios(
         fp32.get("throughput_passes", {}).get(big, []), int8.get("throughput_passes", {}).get(big, []), True
     )
-    if x is None:
-        return None
     spread = f"; passes in turns {paired['median']:.2f}x [{paired['min']:.2f}–{paired['max']:.2f}]" if paired else ""
     mark = "✓" if x >= INT8_OVER_FP32 else "✗"
     return f"{mark} onnxpipe int8 over onnxpipe fp32 at batch {big}: {x:.2f}x (target {INT8_OVER_FP32}){spread}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import GELU_MIN
+from .graph_edits import readers
 
 
 def quantize_rows(g, p: str, src: str, gelu: bool, levels: int, zero: int) -> list:
@@ -165,16 +166,14 @@ def split_products(g) -> int:
     from onnx import numpy_helper
 
     inits = {i.name: i for i in g.initializer}
-    readers: dict[str, list] = {}
-    for n in g.node:
-        for name in n.input:
-            readers.setdefault(name, []).append(n)
+    uses = readers(g)
     graph_outputs = {o.name for o in g.output}
     parts_of, dropped = {}, set()
     for n in g.node:
-        split = (readers.get(n.output[0]) or [None])[0] if n.op_type == "MatMulIntegerToFloat" else None
-        if split is None or split.op_type != "Split" or len(readers[n.output[0]]) != 1 or n.output[0] in graph_outputs:
+        after = uses.get(n.output[0], []) if n.op_type == "MatMulIntegerToFloat" else []
+        if len(after) != 1 or after[0].op_type != "Split" or n.output[0] in graph_outputs:
             continue
+        split = after[0]
         axis = next((a.i for a in split.attribute if a.name == "axis"), 0)
         sizes = split.input[1] if len(split.input) > 1 else ""
         if axis != -1 or sizes not in inits or n.input[1] not in inits:
