@@ -8,15 +8,20 @@ place padding happens), run and postprocessed the same way, and gets the same an
 A call carries one or more :class:`Work` items, each with its own postprocess (a task and its parameters):
 their features share graph runs cut by :func:`batching.chunks`, and each run's rows of one item are
 postprocessed together, in the run's order, so no output is ever re-stacked or re-padded after the graph.
+A session with streams (:class:`session.Session`) runs a call's graph runs several at a time; they are still
+postprocessed and answered in the runs' order, on the calling thread.
 """
 
 from __future__ import annotations
 
 import time
-from itertools import accumulate
-from collections.abc import Callable, Sequence
+from collections import deque
+from concurrent.futures import Future, wait
+from contextlib import closing
+from itertools import accumulate, islice
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from tokenizers import Encoding
@@ -42,6 +47,14 @@ class Runs(Protocol):
     """What a graph run needs: a session (or any :class:`Engine`) and the encoder that pads its feed."""
 
     def run(self, feed: dict[str, np.ndarray]) -> Outputs: ...
+
+
+class Streams(Protocol):
+    """A session that takes several runs at once (:class:`session.Session`): ``streams`` of them."""
+
+    streams: int
+
+    def submit(self, feed: dict[str, np.ndarray]) -> Future[tuple[Outputs, float]]: ...
 
 
 class Collates(Protocol):
@@ -87,31 +100,30 @@ def execute(
     for w in work:
         if not w.features and w.answer is not None:  # nothing to run: answered at once
             w.answer([])
-    for idx in chunks([f.length for f in features], size, overhead):
-        t0 = time.perf_counter()
-        outputs = session.run(encoder.collate([features[i].encoding for i in idx]))
-        run_s = time.perf_counter() - t0
-        for k, rows in _by_item(idx, owner):
-            if failed[k]:
-                continue
-            mine = [idx[r] for r in rows]
-            sliced = outputs if len(rows) == len(idx) else {n: o[rows] for n, o in outputs.items()}
-            item = work[k]
-            try:
-                done = item.postprocess([features[i] for i in mine], sliced)
-            except Exception as e:
-                if item.fail is None:
-                    raise
-                failed[k] = True
-                item.fail(e)
-                continue
-            for i, value in zip(mine, done):
-                values[k][i - start[k]] = value
-            left[k] -= len(rows)
-            if left[k] == 0 and item.answer is not None:
-                item.answer(values[k])
-        if observe is not None:  # after the run's answers: the server hands them over once per run from here
-            observe(idx, outputs, run_s)
+    runs = chunks([f.length for f in features], size, overhead)
+    with closing(_graph_runs(session, encoder, features, runs)) as graph_runs:  # closed: no run outlives the call
+        for idx, outputs, run_s in graph_runs:
+            for k, rows in _by_item(idx, owner):
+                if failed[k]:
+                    continue
+                mine = [idx[r] for r in rows]
+                sliced = outputs if len(rows) == len(idx) else {n: o[rows] for n, o in outputs.items()}
+                item = work[k]
+                try:
+                    done = item.postprocess([features[i] for i in mine], sliced)
+                except Exception as e:
+                    if item.fail is None:
+                        raise
+                    failed[k] = True
+                    item.fail(e)
+                    continue
+                for i, value in zip(mine, done):
+                    values[k][i - start[k]] = value
+                left[k] -= len(rows)
+                if left[k] == 0 and item.answer is not None:
+                    item.answer(values[k])
+            if observe is not None:  # after the run's answers: the server hands them over once per run from here
+                observe(idx, outputs, run_s)
     return values
 
 
@@ -121,3 +133,44 @@ def _by_item(idx: list[int], owner: list[int]) -> list[tuple[int, list[int]]]:
     for r, i in enumerate(idx):
         groups.setdefault(owner[i], []).append(r)
     return list(groups.items())
+
+
+def _graph_runs(
+    session: Runs, encoder: Collates, features: list[Feature], runs: list[list[int]]
+) -> Generator[tuple[list[int], Outputs, float], None, None]:
+    """Each run's feature indices, outputs and seconds, in the runs' order. A session with ``streams`` (onnxpipe's
+    :class:`Session`) takes several runs at once: runs are padded here and queued ahead to keep every stream busy
+    while this thread postprocesses, and still come back in order, so answers, failures and ``observe`` see the
+    same sequence as one run at a time. Closing the generator (an exception, a failed run) cancels the runs not
+    started and waits for those running."""
+    streams = getattr(session, "streams", 1) if len(runs) > 1 else 1
+    if streams <= 1:
+        for idx in runs:
+            feed = encoder.collate([features[i].encoding for i in idx])
+            t0 = time.perf_counter()
+            outputs = session.run(feed)
+            yield idx, outputs, time.perf_counter() - t0
+        return
+    submit = cast("Streams", session).submit
+    todo = iter(runs)
+    ahead: deque[tuple[list[int], Future[tuple[Outputs, float]]]] = deque()
+
+    def queue(idx: list[int]) -> None:
+        ahead.append((idx, submit(encoder.collate([features[i].encoding for i in idx]))))
+
+    try:
+        # Twice the streams queued: a stream that ends its run finds the next one padded and waiting.
+        for idx in islice(todo, 2 * streams):
+            queue(idx)
+        while ahead:
+            idx, future = ahead[0]
+            outputs, seconds = future.result()
+            ahead.popleft()
+            later = next(todo, None)
+            if later is not None:
+                queue(later)
+            yield idx, outputs, seconds
+    finally:
+        for _, future in ahead:
+            future.cancel()
+        wait([future for _, future in ahead])

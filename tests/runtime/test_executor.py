@@ -95,3 +95,55 @@ def test_items_share_runs_each_postprocessed_alone_and_answered_when_done(artifa
     assert answered == ["short", "long"] and isinstance(failures[0], KeyError)
     assert values[0] == [list(f.encoding.ids[: f.length]) for f in long_ones]
     assert values[1] == [list(f.encoding.ids[: f.length]) for f in short_ones]
+
+
+class Streamed(Recorder):
+    """An engine with two streams whose third run fails; it records the runs that started and ended."""
+
+    streams = 2
+
+    def __init__(self):
+        super().__init__()
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(2)
+        self.started: list[int] = []
+        self.ended: list[int] = []
+
+    def submit(self, feed):
+        self.feeds.append(feed["input_ids"].shape)
+        return self.pool.submit(self._run, len(self.feeds) - 1, feed)
+
+    def _run(self, n, feed):
+        import time
+
+        self.started.append(n)
+        time.sleep(0.05)
+        self.ended.append(n)
+        if n == 2:
+            raise RuntimeError("onnxruntime failed this run")
+        return {"ids": feed["input_ids"]}, 0.05
+
+
+def test_a_failed_stream_run_raises_and_no_run_outlives_the_call(artifact):
+    """With streams, runs are queued ahead (a bounded number); the third run's failure reaches the caller after
+    the runs before it are answered, the runs not yet queued never start, and none still runs once execute has
+    raised (the session is the caller's again)."""
+    import pytest
+
+    pipe = onnxpipe.pipeline(model=artifact("bert", "single"))
+    encodings = pipe.encoder.encode([" ".join(["w"] * n) for n in range(1, 9)])
+    features = [Feature(e, i, len(e)) for i, e in enumerate(encodings)]
+    answered: list[int] = []
+    engine = Streamed()
+    work = [
+        Work([f], lambda fs, out: [out["ids"].shape], answer=lambda v, k=k: answered.append(k))
+        for k, f in enumerate(features)
+    ]
+    with pytest.raises(RuntimeError, match="failed this run"):
+        execute(engine, pipe.encoder, work, size=1)
+    assert sorted(engine.ended) == sorted(engine.started)  # nothing left running
+    assert answered == [0, 1]  # the runs before the failed one, answered in order
+    # Four queued ahead (twice the streams), one more as each of the first two was consumed: the last two never
+    assert len(engine.feeds) == 6 and set(engine.started) <= set(range(6))
+    engine.pool.shutdown()

@@ -61,3 +61,43 @@ def test_loading_maps_the_weights_file_instead_of_copying_the_weights(real_defau
         grown[name] = int(out.stdout.split()[-1])
     size = weights_file(graph).stat().st_size
     assert grown["weights file"] < 0.5 * grown["inside"] and grown["weights file"] < 0.5 * size, (grown, size)
+
+
+# Lengths that make several graph runs at batch size 2 (one past the tiny models' 64 positions).
+STREAMED = ["good", "never again", "x y z", "the food was bad", "a beautiful, moving film " * 4, "so so " * 40]
+
+
+def test_streams_give_the_two_thread_sessions_bits(artifact, real_default):
+    """A call with several graph runs runs them two at a time on a one-thread session of the same graph: every
+    variant's outputs must be the two-thread session's, bit for bit, in the same order (else a text's answer
+    would depend on the list it came in). The real default's int8 graph too: its products are integers, and its
+    float operators must not split a sum between threads."""
+    import numpy as np
+
+    import onnxpipe
+
+    models = [
+        (artifact("bert", "base"), "fp32"),
+        (artifact("bert", "single", optimize=True, quantize="int8"), "optimized"),
+        (artifact("bert", "single", optimize=True, quantize="int8"), "int8"),
+        (real_default, "int8"),
+    ]
+    for model, variant in models:
+        pipe = onnxpipe.pipeline(model=model, variant=variant, threads=2, batch_size=2)
+        runs: dict[int, list] = {}
+        for streams in (1, 2):
+            pipe.session.streams = streams
+            runs[streams] = []
+            pipe.execute(pipe.plan(STREAMED), observe=lambda idx, out, s, seen=runs[streams]: seen.append((idx, out)))
+        assert pipe.session._alone is not None  # the streams ran, on their own session
+        assert len(runs[2]) >= 3 and [i for i, _ in runs[1]] == [i for i, _ in runs[2]]  # same runs, same order
+        for (_, a), (_, b) in zip(runs[1], runs[2]):
+            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), (model.name, variant)
+
+
+def test_a_serving_session_leaves_streams_to_the_batcher(artifact):
+    """The server's batcher runs its own streams (serve/server.py); its sessions take one run at a time."""
+    graph = artifact("bert", "single") / "model.onnx"
+    assert Session(graph, threads=2, serving=True).streams == 1
+    assert Session(graph, threads=2).streams == 2 and Session(graph, threads=1).streams == 1
+    assert Session(graph, threads=2, serving=True, streams=2).streams == 2
