@@ -1,11 +1,12 @@
 """One graph, one session layout, one process: batch-1 p50 on the seed sentence and dev throughput at batch 32.
 
-    python -m onnxpipe.bench.per_process ARTIFACT VARIANT --data DIR [--mode t2|t1|t2-nospin|2x1]
+    python -m onnxpipe.bench.per_process ARTIFACT VARIANT --data DIR [--mode t2|t2-1stream|t1|t2-nospin|2x1]
 
 Run it once per contender in turns (a shell loop), so that each figure comes from a fresh process and the
 machine's drift spreads over all of them; the README's last-layer and thread tables come from this command.
-Modes: t2 (one session, every core, spinning: the runtime's default), t1 (one thread), t2-nospin (as
-``onnxpipe serve`` runs), 2x1 (two one-thread sessions, each on half the texts at once; throughput only).
+Modes: t2 (one session, every core, spinning, a list's batches on one-thread streams: the runtime's default),
+t2-1stream (the same, a list's batches one after another on every core), t1 (one thread), t2-nospin (as
+``onnxpipe serve``'s session runs), 2x1 (two one-thread sessions, each on half the texts at once; throughput only).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("artifact", type=Path)
     p.add_argument("variant")
     p.add_argument("--data", type=Path, required=True, help="folder holding SST-2 dev.tsv")
-    p.add_argument("--mode", choices=("t2", "t1", "t2-nospin", "2x1"), default="t2")
+    p.add_argument("--mode", choices=("t2", "t2-1stream", "t1", "t2-nospin", "2x1"), default="t2")
     a = p.parse_args(argv)
     texts, _ = load_sst2(a.data, "dev")
 
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
             best = max(best, len(texts) / (time.perf_counter() - t))
     else:
         pipe = make(1 if a.mode == "t1" else None, spin=a.mode != "t2-nospin")
+        if a.mode == "t2-1stream":
+            pipe.session.streams = 1
         for _ in range(20):
             pipe(SEED)
         times = []
