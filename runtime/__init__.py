@@ -208,7 +208,8 @@ def pipeline(
     model: an artifact folder written by ``onnxpipe export``; None builds or reuses the task's
         embedded default model.
     variant: "fp32", "optimized" or "int8" (whichever the artifact holds); None takes its default.
-    threads: intra-op threads; None uses every core this process may run on.
+    threads: intra-op threads; None uses every core this process may run on. A list that makes several graph
+        runs runs them this many at a time, one thread each (the session's streams).
     batch_size: how many texts go through the graph at once when a list is passed (None: 32, or 1 for a
         model whose tokenizer has no pad token).
     verify: check the files used against the manifest's sha256 before loading.
