@@ -101,3 +101,17 @@ def test_a_serving_session_leaves_streams_to_the_batcher(artifact):
     assert Session(graph, threads=2, serving=True).streams == 1
     assert Session(graph, threads=2).streams == 2 and Session(graph, threads=1).streams == 1
     assert Session(graph, threads=2, serving=True, streams=2).streams == 2
+
+
+def test_a_generator_feeds_every_stream(artifact):
+    """An iterator of inputs is read a batch per stream at a time, so its batches run side by side as a list's do,
+    with the list's results (the same bits: the scores compared exactly)."""
+    import onnxpipe
+
+    pipe = onnxpipe.pipeline(model=artifact("bert", "single"), threads=2, batch_size=2)
+    texts = STREAMED * 3
+    listed = pipe(texts)
+    assert pipe.session._alone is not None  # the list ran on the streams
+    pipe.session._alone = None
+    streamed = list(pipe(iter(texts)))
+    assert pipe.session._alone is not None and streamed == listed
