@@ -117,7 +117,7 @@ def explain(
     say(
         f"1. load        {load_seconds * 1e3:8.1f} ms   {a.path}",
         f"                              task {pipe.task}, variant {pipe.variant}: {pipe.model_path.name} "
-        f"({size_mb:.1f} MB), {pipe.session.threads} threads; tokenizer.json, max {a.max_length} tokens",
+        f"({size_mb:.1f} MB), {pipe.session.threads} threads{_streams(pipe)}; tokenizer.json, max {a.max_length} tokens",
         f"                              why {pipe.variant}: {pipe.choice.reason}",
         f"                              graph: {nodes} nodes, {in_float} weight products "
         "(MatMul, Gemm, Attention) left in float",
@@ -155,3 +155,8 @@ def explain(
         say("                              " + line)
     say("", json.dumps(jsonable(result), ensure_ascii=False))
     return result
+
+
+def _streams(pipe: Any) -> str:
+    streams = getattr(pipe.session, "streams", 1)  # an engine handed in (a peer) has none
+    return f" (a list's runs: {streams} at a time, 1 thread each)" if streams > 1 else ""

@@ -62,3 +62,14 @@ def test_a_file_that_is_not_onnx_is_named(tmp_path):
     bad.write_bytes(b"\xff\xff\xff")
     with pytest.raises(ValueError, match="model.onnx is not an ONNX model"):
         node_counts(bad)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_explain_says_how_a_lists_runs_go(artifact, threads):
+    """The load line names the streams a list's graph runs take (none at one thread)."""
+    pipe = onnxpipe.pipeline(model=artifact("bert", "single"), threads=threads)
+    out = io.StringIO()
+    explain(pipe, "a fine film", 0.0, out=out)
+    said = re.search(r"(\d+) threads( \(a list's runs: (\d+) at a time, 1 thread each\))?;", out.getvalue())
+    assert said is not None and int(said[1]) == threads
+    assert said[3] == ("2" if threads == 2 else None)
