@@ -6,6 +6,7 @@ import os
 import platform
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -113,6 +114,7 @@ class Session:
         self._workers: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._loading = threading.Lock()
+        _SESSIONS.add(self)
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, {n: feed[n] for n in self.input_names})
@@ -132,6 +134,22 @@ class Session:
         t0 = time.perf_counter()
         outputs = self._alone.run(self.output_names, {n: feed[n] for n in self.input_names})
         return dict(zip(self.output_names, outputs)), time.perf_counter() - t0
+
+
+# A forked child has none of its parent's threads: a pool made before the fork would queue runs that never start.
+# (multiprocessing's default start method on Linux forks; a pipeline used before a fork hangs there without this.)
+_SESSIONS: weakref.WeakSet[Session] = weakref.WeakSet()
+
+
+def _forget_workers() -> None:
+    for session in _SESSIONS:
+        session._workers = None
+        session._lock = threading.Lock()
+        session._loading = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 def _options(path: Path, threads: int, serving: bool, spin: bool) -> ort.SessionOptions:

@@ -115,3 +115,28 @@ def test_a_generator_feeds_every_stream(artifact):
     pipe.session._alone = None
     streamed = list(pipe(iter(texts)))
     assert pipe.session._alone is not None and streamed == listed
+
+
+def test_a_forked_child_runs_a_list_on_its_own_streams(artifact):
+    """A pipeline that ran a list before a fork (multiprocessing's default on Linux) runs lists in the child too:
+    the child has none of the parent's stream threads, so its session makes its own (else its runs never start)."""
+    import multiprocessing
+
+    import onnxpipe
+
+    pipe = onnxpipe.pipeline(model=artifact("bert", "single"), threads=2, batch_size=2)
+    listed = pipe(STREAMED)  # the parent's stream threads exist now
+    _FORKED.append(pipe)  # the child inherits it (a pipeline is not pickled)
+    try:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            in_child = pool.apply_async(_run_list).get(timeout=60)
+    finally:
+        _FORKED.clear()
+    assert in_child == listed
+
+
+_FORKED: list = []
+
+
+def _run_list():
+    return _FORKED[0](STREAMED)
