@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 
 import numpy as np
 from tokenizers import Encoding
@@ -212,15 +213,9 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
 
     def _iterate(self, inputs: Iterable[Any], batch_size: int | None, params: dict[str, Any]) -> Iterator[ResultT]:
         size = self.batch_size if batch_size is None else self.check_batch(batch_size)
-        # A batch for each of the session's streams at a time, so that they run side by side here too.
-        take = size * getattr(self.session, "streams", 1)
-        chunk: list[Any] = []
-        for item in inputs:
-            chunk.append(item)
-            if len(chunk) == take:
-                yield from self.results(chunk, size, **params)
-                chunk = []
-        if chunk:
+        take = size * getattr(self.session, "streams", 1)  # a batch per stream: they run side by side here too
+        items = iter(inputs)
+        while chunk := list(islice(items, take)):
             yield from self.results(chunk, size, **params)
 
     # -- the stages ----------------------------------------------------------------------------
