@@ -83,12 +83,12 @@ class Session:
 
     A call with several graph runs (a list longer than a batch) runs them ``streams`` at a time, each on one thread
     of a second, one-thread session of the same graph, loaded at the first such call (onnxruntime's ``run`` takes
-    concurrent callers). Measured on the sentiment default's int8 graph (2-core AMD EPYC, AVX-512 VNNI, dev at batch
-    32): two one-thread runs side by side gave 1.28-1.51x the sentences/s of one two-thread session running the
-    same batches in turn, since a two-thread run leaves a core waiting at every operator's end; the second session
-    adds ~12 MiB (RSS after loading), and its outputs were the same bits as the two-thread session's on every dev
-    batch of both defaults' int8 graphs (tests/test_session.py checks the tiny models' variants). One run alone (batch 1, a short list) keeps every thread: at 512
-    tokens two threads took 62 ms against one thread's 76."""
+    concurrent callers). On the sentiment default's int8 graph (2-core AMD EPYC, AVX-512 VNNI, dev at batch 32) two
+    one-thread runs side by side gave 1.28-1.51x the sentences/s of one two-thread session running the same batches
+    in turn (a two-thread run leaves a core waiting at every operator's end); whole processes, 0.84x the wall time.
+    The second session adds ~12 MiB once loaded, and its outputs are the two-thread session's, bit for bit
+    (tests/runtime/test_session.py: the tiny models' variants and the real int8 default). One run alone (batch 1, a
+    short list) keeps every thread: at 512 tokens two threads took 62 ms against one thread's 76."""
 
     def __init__(
         self,
