@@ -57,6 +57,13 @@ class Streams(Protocol):
     def submit(self, feed: dict[str, np.ndarray]) -> Future[tuple[Outputs, float]]: ...
 
 
+def streams_of(engine: object) -> int:
+    """How many graph runs an engine takes at once: a :class:`session.Session`'s streams; 1 for an engine handed in
+    (the benchmark's peers), which runs one at a time."""
+    streams: int = getattr(engine, "streams", 1)
+    return streams
+
+
 class Collates(Protocol):
     def collate(self, encodings: list[Encoding]) -> dict[str, np.ndarray]: ...
 
@@ -143,10 +150,14 @@ def _graph_runs(
     while this thread postprocesses, and still come back in order, so answers, failures and ``observe`` see the
     same sequence as one run at a time. Closing the generator (an exception, a failed run) cancels the runs not
     started and waits for those running."""
-    streams = getattr(session, "streams", 1) if len(runs) > 1 else 1
+
+    def pad(idx: list[int]) -> dict[str, np.ndarray]:
+        return encoder.collate([features[i].encoding for i in idx])
+
+    streams = streams_of(session) if len(runs) > 1 else 1
     if streams <= 1:
         for idx in runs:
-            feed = encoder.collate([features[i].encoding for i in idx])
+            feed = pad(idx)
             t0 = time.perf_counter()
             outputs = session.run(feed)
             yield idx, outputs, time.perf_counter() - t0
@@ -156,7 +167,7 @@ def _graph_runs(
     ahead: deque[tuple[list[int], Future[tuple[Outputs, float]]]] = deque()
 
     def queue(idx: list[int]) -> None:
-        ahead.append((idx, submit(encoder.collate([features[i].encoding for i in idx]))))
+        ahead.append((idx, submit(pad(idx))))
 
     try:
         # Twice the streams queued: a stream that ends its run finds the next one padded and waiting.

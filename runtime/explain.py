@@ -10,6 +10,7 @@ import numpy as np
 
 from .artifact import graph_size
 from .errors import InputValueError
+from .executor import streams_of
 from .graph_nodes import node_counts
 from .arrays import Outputs
 from .pipeline import Pipeline, Plan
@@ -158,5 +159,5 @@ def explain(
 
 
 def _streams(pipe: Any) -> str:
-    streams = getattr(pipe.session, "streams", 1)  # an engine handed in (a peer) has none
+    streams = streams_of(pipe.session)
     return f" (a list's runs: {streams} at a time, 1 thread each)" if streams > 1 else ""

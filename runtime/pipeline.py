@@ -25,7 +25,7 @@ from tokenizers import Encoding
 from .arrays import Outputs
 from .artifact import Artifact
 from .executor import Feature as Feature  # the tasks' stages take features: importable from here too
-from .executor import Observer, Work, execute
+from .executor import Observer, Work, execute, streams_of
 from .inputs import AT_LIMIT, INPUT_ERRORS, Post, Pre, Truncation, check_batch_size, check_keywords
 from .inputs import check_texts_or_pairs, is_stream, raise_on_invalid_unicode
 from .errors import InputTypeError, InputValueError, OnnxPipeError
@@ -213,7 +213,7 @@ class Pipeline(Generic[ItemT, ValueT, ResultT]):
 
     def _iterate(self, inputs: Iterable[Any], batch_size: int | None, params: dict[str, Any]) -> Iterator[ResultT]:
         size = self.batch_size if batch_size is None else self.check_batch(batch_size)
-        take = size * getattr(self.session, "streams", 1)  # a batch per stream: they run side by side here too
+        take = size * streams_of(self.session)  # a batch per stream: they run side by side here too
         items = iter(inputs)
         while chunk := list(islice(items, take)):
             yield from self.results(chunk, size, **params)

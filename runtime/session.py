@@ -117,7 +117,10 @@ class Session:
         _SESSIONS.add(self)
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self.session.run(self.output_names, {n: feed[n] for n in self.input_names})
+        return self._run_on(self.session, feed)
+
+    def _run_on(self, session: ort.InferenceSession, feed: dict[str, np.ndarray]) -> Outputs:
+        outputs = session.run(self.output_names, {n: feed[n] for n in self.input_names})
         return dict(zip(self.output_names, outputs))
 
     def submit(self, feed: dict[str, np.ndarray]) -> Future[tuple[Outputs, float]]:
@@ -132,8 +135,8 @@ class Session:
             if self._alone is None:
                 self._alone = _load(self.path, _options(self.path, 1, self.serving, spin=False))
         t0 = time.perf_counter()
-        outputs = self._alone.run(self.output_names, {n: feed[n] for n in self.input_names})
-        return dict(zip(self.output_names, outputs)), time.perf_counter() - t0
+        outputs = self._run_on(self._alone, feed)
+        return outputs, time.perf_counter() - t0
 
 
 # A forked child has none of its parent's threads: a pool made before the fork would queue runs that never start.
