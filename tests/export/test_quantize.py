@@ -4,6 +4,7 @@ the accuracy budget excludes nodes until it holds, and bad options are refused c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,6 +298,23 @@ def test_rowwise_product_is_exact_integer_arithmetic(alpha):
     assert np.abs(y - (x @ w + bias)).max() < 0.03 * np.abs(x @ w + bias).max()  # and near the float product
     alone = session.run(None, {"x": x[1:2, :2]})[0]
     np.testing.assert_array_equal(alone, y[1:2, :2])
+
+
+def test_the_onnxruntime_floor_is_where_the_per_row_scale_was_checked():
+    """Issue 24: the per-row scale is an onnxruntime 1.32 behaviour (the test above), so pip must not install the
+    runtime with anything older, where no test has shown MatMulIntegerToFloat to take an [rows, 1] scale."""
+    import re
+
+    import onnxruntime as ort
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8")
+    floors = re.findall(r'"onnxruntime>=([0-9.]+)"', text)
+
+    def version(v: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in v.split(".")[:2])
+
+    assert floors == ["1.32"]
+    assert version(ort.__version__) >= version(floors[0])
 
 
 @pytest.mark.parametrize("residual", ["", "activations"])
