@@ -209,6 +209,18 @@ RECIPES: dict[str, dict] = {
         for d in (0.1, 0.3, 1.0)
     },
     "asym-rot128": {"asymmetric": True, "rotate": 128},  # weights rounded to nearest: no Hessian to estimate
+    # the GELU outputs quantized per row in groups of their channels, widest first (export/gelu_groups.py), instead
+    # of rotated; every other activation rotated as in the default
+    **{
+        f"gptq-asym-rot128-damp0.1-gelu{len(sizes) + 1}": {
+            "rounding": "gptq",
+            "asymmetric": True,
+            "rotate": 128,
+            "damp": 0.1,
+            "gelu_groups": sizes,
+        }
+        for sizes in ((16, 240), (8, 32, 128, 512), (4, 12, 48, 192, 768))
+    },
     # the default's recipe with a calibrated scale where it errs at most r times the per-row one (one quantize node)
     **{
         f"gptq-asym-rot128-damp0.1-fixed{r:g}": {

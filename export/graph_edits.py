@@ -12,6 +12,8 @@ import numpy as np
 def bias_of(uses: dict, matmul, inits: dict) -> str | None:
     """The constant 1-D bias initializer of the Add that alone reads ``matmul``'s output, if there is one."""
     after = uses.get(matmul.output[0], [])
+    if len(after) == 1 and after[0].op_type == "Sum":  # one group's product of several (gelu_groups): the Sum's bias
+        return bias_of(uses, after[0], inits)
     if len(after) != 1 or after[0].op_type != "Add":
         return None
     return output_bias(uses, matmul, inits)

@@ -67,6 +67,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .activations import GELU_MIN
+from .gelu_groups import check_sizes, from_gelu, group_channels
 from .row_products import leftover_rows, products, quantize_fixed, quantize_rows, split_products, weight_inputs
 from .graph_edits import add_to_bias, attention_bias, bias_of, output_bias, own_biases, readers, splice
 from .rotation import hadamard_block, rotate_activations
@@ -82,9 +83,6 @@ RESIDUALS = ("", "activations", "weights", "both")
 # Weight types whose GELU inputs are lifted to start at zero; "s8" is what VNNI CPUs get (weight_type_for), and it
 # must quantize as "u8" does so that one recipe gives the same integers on every x86 CPU.
 LIFTED = ("u8", "s8")
-
-
-GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
 
 
 def weight_type_for(isa: str) -> str:
@@ -174,6 +172,7 @@ def quantize_rowwise(
     residual_nodes: frozenset[str] = frozenset(),
     rotate: int = 0,
     fixed: float = 0.0,
+    gelu_groups: tuple[int, ...] = (),
 ) -> dict:
     """Rewrite ``model`` (fused fp32 ModelProto, in place) to per-row int8; returns counts for the manifest.
     ``alpha``: SmoothQuant strength (None: none); several: each activation takes the one (0: no smoothing) whose
@@ -195,6 +194,8 @@ def quantize_rowwise(
     (quantized per row again: ~16-bit activations), ``weights`` the weights' (~16-bit weights), ``both`` both;
     ``residual_nodes``: only the activations read by these MatMuls (default: all). ``rotate``: each activation
     centred and turned by blocks of that many channels of a Hadamard matrix first (:mod:`.rotation`; 0: none).
+    ``gelu_groups``: each GELU output's channels, widest first, quantized per row in groups of these sizes and the
+    rest, one product a group (:mod:`.gelu_groups`), instead of rotated.
 
     Over 60 lines (about 180): one pass over one graph whose steps share its indices (groups, biases, smoothing,
     centring, rounding); the nodes and initializers each step emits are in :mod:`.row_products`."""
@@ -213,6 +214,7 @@ def quantize_rowwise(
         raise InputValueError(f"unknown weight rounding {rounding!r}: choose from {', '.join(ROUNDINGS)}")
     if rotate:
         hadamard_block(rotate)  # a bad block size is refused before the graph is touched
+    check_sizes(gelu_groups)
     if not fixed >= 0:
         raise InputValueError(
             f"fixed scales are taken where they err at most that many times per-row ones: 0 or more, not {fixed}"
@@ -232,6 +234,7 @@ def quantize_rowwise(
             ("weight clipping", len(clips) > 1),
             ("rotation", rotate),
             ("fixed activation scales", fixed),
+            ("GELU channel groups", gelu_groups),
         )
         if on
     ]
@@ -240,8 +243,12 @@ def quantize_rowwise(
     kept_fused = unfuse_attention(model, exclude)
     own_biases(model, weight_groups(model, exclude))
     rotated, unrotated = frozenset[str](), 0
-    if rotate:  # before anything reads the activations: smoothing, GPTQ and the quantize see the rotated ones
-        rotated, unrotated = rotate_activations(model, weight_groups(model, exclude), feeds or [], rotate)
+    # Channel order first, rotation next: both before anything reads the activations (smoothing, GPTQ, the quantize).
+    cuts = group_channels(model, weight_groups(model, exclude), feeds or [], gelu_groups) if gelu_groups else {}
+    grouped = {part for parts in cuts.values() for part in parts}
+    if rotate:
+        todo = {x: mms for x, mms in weight_groups(model, exclude).items() if x not in grouped}
+        rotated, unrotated = rotate_activations(model, todo, feeds or [], rotate)
         exclude = frozenset(exclude) | rotated
     g = model.graph
     inits = {i.name: i for i in g.initializer}
@@ -258,7 +265,7 @@ def quantize_rowwise(
     a_levels = 63 if weights == "s8-act7" else 127
     w_levels = 63 if weights == "s8-w7" else 127
     made = {t: n for n in g.node for t in n.output}
-    lifts = {x for x in groups if weights in LIFTED and x in made and made[x].op_type in GELU_OPS}
+    lifts = {x for x in groups if weights in LIFTED and from_gelu(made, x)}
     memo = {} if cache is None else cache
     if calibrated and "stats" not in memo:
         memo["stats"] = statistics(model, sorted(groups), feeds or [])
@@ -339,11 +346,10 @@ def quantize_rowwise(
     for x, mms in groups.items() if int8 else []:
         p, src = f"{x}_rowq", source[x]
         biases = [bias_of(uses, n, inits) for n in mms]
-        made_by = producer.get(x)
         # A GELU's output is >= GELU_MIN: x - GELU_MIN is never negative, so its row takes all 255 uint8 steps
         # from zero point 0 instead of 127 each side of 128 (u8 and VNNI's s8 weights; not the 7-bit experiments).
         # x W = (x - GELU_MIN) W + GELU_MIN W, and the constant goes into the bias Add after the product.
-        gelu = weights in LIFTED and made_by is not None and made_by.op_type in GELU_OPS and src == x
+        gelu = weights in LIFTED and from_gelu(producer, x) and src == x
         gelu = gelu and all(b is not None for b in biases) and x not in fixed_scales
         levels, zero = (255, 0) if gelu else (a_levels, a_levels + 1)
         if x in fixed_scales:
@@ -425,6 +431,7 @@ def quantize_rowwise(
         "attentions_left_fused": kept_fused,
         "split_products": split,
         **({"rotation_block": rotate, "rotated_activations": len(rotated), "unrotated": unrotated} if rotate else {}),
+        **({"gelu_groups": [*gelu_groups, "rest"], "gelu_outputs_grouped": len(cuts)} if gelu_groups else {}),
     }
 
 
