@@ -127,7 +127,13 @@ def decide(timings: Timings, exact: Callable[[str], bool], margin: float = MARGI
 
 
 def measure(artifact: Artifact, names: list[str], threads: int, rounds: int = 3, seconds: float = 0.15) -> Timings:
-    """Median ms per graph run of each variant at batch 1 and batch :data:`BATCH`, the variants in turns."""
+    """Median ms per graph run of each variant at batch 1 and batch :data:`BATCH`, about ``rounds`` x ``seconds``
+    of runs a batch size.
+
+    The variants take turns run by run, not in windows of their own: load from outside comes in bursts longer
+    than a run, and a variant timed in a window of its own could take a whole burst (one machine here timed the same
+    fp32 graph at 3.85 and 8.53 ms a batch-1 run in two such timings a minute apart). Run by run, a burst lands on
+    every variant alike. A variant within noise of the margin can still go either way: that is a tie, not a burst."""
     from .session import Session
     from .tokenize import TextEncoder
 
@@ -141,16 +147,15 @@ def measure(artifact: Artifact, names: list[str], threads: int, rounds: int = 3,
     for s in sessions.values():  # first runs allocate and pick kernels: not timed
         for feed in feeds.values():
             s.run(feed)
-    for _ in range(rounds):
-        for n, s in sessions.items():
-            for b, feed in feeds.items():
-                end = time.perf_counter() + seconds / len(feeds)
-                while True:
-                    t = time.perf_counter()
-                    s.run(feed)
-                    times[n][b].append((time.perf_counter() - t) * 1e3)
-                    if t > end:
-                        break
+    for b, feed in feeds.items():
+        end = time.perf_counter() + rounds * seconds / len(feeds)
+        while True:
+            for n, s in sessions.items():
+                t = time.perf_counter()
+                s.run(feed)
+                times[n][b].append((time.perf_counter() - t) * 1e3)
+            if time.perf_counter() > end and len(times[names[0]][b]) >= rounds:
+                break
     return {n: {b: statistics.median(v) for b, v in per.items()} for n, per in times.items()}
 
 

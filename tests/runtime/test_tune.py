@@ -72,6 +72,32 @@ def test_the_real_timer_times_every_batch_invariant_variant(quantized, tmp_path,
     assert choice.variant in choice.timings and "onnxruntime" in choice.machine
 
 
+def test_the_variants_take_turns_run_by_run(quantized, monkeypatch):
+    """Load from outside comes in bursts: timed in windows of their own, one variant could take a whole burst and
+    lose a choice it would win, so the timer alternates the variants at every run, at each batch size."""
+    import onnxpipe.session
+
+    calls: list[tuple[str, int]] = []
+
+    class Recording:
+        def __init__(self, path, threads):
+            self.name = path.name
+
+        def run(self, feed):
+            calls.append((self.name, len(feed["input_ids"])))
+
+    monkeypatch.setattr(onnxpipe.session, "Session", Recording)
+    names = ["fp32", "optimized", "int8"]
+    files = [quantized.variant_file(n).name for n in names]
+    timed = tune.measure(quantized, names, 1, rounds=3, seconds=0.01)
+    assert set(timed) == set(names) and all(set(t) == {"batch_1", f"batch_{tune.BATCH}"} for t in timed.values())
+    assert calls[:6] == [(f, b) for f in files for b in (1, tune.BATCH)]  # each session's untimed first runs
+    for size in (1, tune.BATCH):
+        order = [f for f, b in calls[6:] if b == size]
+        assert len(order) >= 3 * len(files) and len(order) % len(files) == 0
+        assert order == files * (len(order) // len(files))  # fp32, optimized, int8, fp32, ...
+
+
 def test_a_variant_that_moves_with_the_batch_is_never_a_candidate(artifact):
     dynamic = onnxpipe.load_artifact(artifact("bert", "single", quantize="dynamic"))
     assert dynamic.variants["int8"]["quantization"]["batch_invariant"] is False
