@@ -107,7 +107,9 @@ def group_channels(model, groups: dict[str, list], feeds: list[dict], sizes: tup
             rows = np.ascontiguousarray(w[bounds[k] : bounds[k + 1]])
             g.initializer.append(numpy_helper.from_array(rows, f"{down.input[1]}_group{k}"))
             nodes.append(
-                helper.make_node("MatMul", [part, f"{down.input[1]}_group{k}"], [f"{part}_out"], name=f"{down.name}_group{k}")
+                helper.make_node(
+                    "MatMul", [part, f"{down.input[1]}_group{k}"], [f"{part}_out"], name=f"{down.name}_group{k}"
+                )
             )
         nodes.append(helper.make_node("Sum", [f"{q}_out" for q in cut], [down.output[0]], name=f"{down.name}_groups"))
         replace[id(down)] = nodes
