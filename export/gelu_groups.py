@@ -58,7 +58,7 @@ def group_channels(model, groups: dict[str, list], feeds: list[dict], sizes: tup
     grid per output channel, and GPTQ's rounding within the group)."""
     from onnx import helper, numpy_helper
 
-    from .activations import run_with_outputs
+    from .smoothing import statistics
 
     g = model.graph
     inits = {i.name: i for i in g.initializer}
@@ -77,16 +77,7 @@ def group_channels(model, groups: dict[str, list], feeds: list[dict], sizes: tup
             todo[x] = (up.input[1], bias, mms[0])
     if not todo:
         return {}
-    names = sorted(todo)
-    peak = {x: np.zeros(0) for x in names}
-    for feed, values in zip(feeds, run_with_outputs(model, names, feeds)):
-        keep = feed.get("attention_mask")
-        for x, v in zip(names, values):
-            rows = v.reshape(-1, v.shape[-1])
-            if keep is not None and rows.shape[0] == keep.size:  # padding's rows are no text's
-                rows = rows[keep.reshape(-1).astype(bool)]
-            m = np.abs(rows).max(0)
-            peak[x] = m if not peak[x].size else np.maximum(peak[x], m)
+    peak = {x: amax for x, (amax, _) in statistics(model, sorted(todo), feeds).items()}  # padding left out
     replace, parts = {}, {}
     for x, (up, bias, down) in todo.items():
         order = np.argsort(-peak[x], kind="stable")
