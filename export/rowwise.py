@@ -242,13 +242,13 @@ def quantize_rowwise(
         raise InputValueError(f"{' and '.join(calibrated)} needs calibration text")
     kept_fused = unfuse_attention(model, exclude)
     own_biases(model, weight_groups(model, exclude))
-    rotated, unrotated = frozenset[str](), 0
+    rotated, turned, unrotated = frozenset[str](), 0, 0
     # Channel order first, rotation next: both before anything reads the activations (smoothing, GPTQ, the quantize).
     cuts = group_channels(model, weight_groups(model, exclude), feeds or [], gelu_groups) if gelu_groups else {}
     grouped = {part for parts in cuts.values() for part in parts}
     if rotate:
         todo = {x: mms for x, mms in weight_groups(model, exclude).items() if x not in grouped}
-        rotated, unrotated = rotate_activations(model, todo, feeds or [], rotate)
+        rotated, turned, unrotated = rotate_activations(model, todo, feeds or [], rotate)
         exclude = frozenset(exclude) | rotated
     g = model.graph
     inits = {i.name: i for i in g.initializer}
@@ -430,7 +430,7 @@ def quantize_rowwise(
         **({"fixed_scale_activations": sorted(fixed_scales)} if fixed else {}),
         "attentions_left_fused": kept_fused,
         "split_products": split,
-        **({"rotation_block": rotate, "rotated_activations": len(rotated), "unrotated": unrotated} if rotate else {}),
+        **({"rotation_block": rotate, "rotated_activations": turned, "unrotated": unrotated} if rotate else {}),
         **({"gelu_groups": [*gelu_groups, "rest"], "gelu_outputs_grouped": len(cuts)} if gelu_groups else {}),
     }
 

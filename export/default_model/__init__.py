@@ -29,7 +29,9 @@ BUILD_RECIPE = "v9-rowwise-int8-chosen-on-train-last-row-weights-file-unguarded-
 # v6: each graph's weights in a file beside it (export/external.py). v7: no Max guard after each per-row ReduceMax.
 # v8: one int8 product a weight after a Hadamard rotation per activation (export/rotation.py), not two.
 # v9: each attention's Q/K/V as three int8 products, no Split; the same numbers.
-EMBEDDINGS_RECIPE = "v9-rowwise-int8-rotated-damp0.1-chosen-on-train-weights-file-qkv-apart"
+# v10: each 128 x 128 Hadamard block turned in two stages, H_8 ⊗ H_16 (export/rotation.py): 24 multiply-adds an
+# element, not 128; the same rotation up to float rounding.
+EMBEDDINGS_RECIPE = "v10-rowwise-int8-rotated-damp0.1-chosen-on-train-weights-file-qkv-apart-kronecker"
 
 # The default sentiment model's int8 recipe (issue 24): every encoder weight product int8, the attention's Q/K/V
 # included, nothing in the encoder kept in float (the pooler and classifier, outside it, are), per-row activation
@@ -54,7 +56,7 @@ DEFAULT_INT8 = Int8Options(
 # The embeddings default's int8 graph (issue 24): every weight product int8 (the attention's Q/K/V included), one
 # product a weight, per-row activation scales, GPTQ rounding, asymmetric weights, and each activation centred on its
 # calibration mean and turned by 128 x 128 Hadamard blocks before it is quantized (``rotate=128``, export/rotation.py:
-# a float MatMul of 128 multiply-adds an element, ~19% of the fp32 graph's). Chosen on SST-2 train only, among the
+# two float products, H_16 then H_8, 24 multiply-adds an element). Chosen on SST-2 train only, among the
 # all-int8 recipes of `python -m onnxpipe.bench.int8_embeddings` (1,000 train queries against 10,000 other train
 # sentences, top-10 neighbour overlap with sentence-transformers fp32): the highest train overlap at one product a
 # weight (0.9785 calibrated on 256 train sentences; the leftover recipe before it, v7, two products a weight: 0.9836),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnxpipe.export.rotation import hadamard_block
+from onnxpipe.export.rotation import hadamard_block, kronecker_factors
 from onnxpipe.export.rowwise import quantize_rowwise
 from graphs import artifact_feeds as _feeds
 from graphs import run_graph as _run
@@ -32,6 +32,16 @@ def test_hadamard_block_is_orthonormal_and_spreads_an_outlier_channel():
             hadamard_block(bad)
 
 
+def test_a_hadamard_block_is_two_small_ones():
+    """H_B = H_a ⊗ H_b with a <= b: the graph turns a block in a + b multiply-adds an element (24 at B = 128)."""
+    for block, (a, b) in {2: (1, 2), 16: (4, 4), 128: (8, 16), 256: (16, 16)}.items():
+        across, within = kronecker_factors(block)
+        assert (len(across), len(within)) == (a, b)
+        assert np.abs(np.kron(across, within) - hadamard_block(block)).max() < 1e-6
+    with pytest.raises(ValueError, match="power of two of at least 2, not 96"):
+        kronecker_factors(96)
+
+
 def test_rotation_alone_is_exact_in_float(artifact):
     """The rotation and centring alone (``int8=False``) give the float graph's outputs within 1e-5 of their scale;
     the tiny BERT's 32-wide activations are turned by 16 x 16 blocks, its 37-wide FFN outputs are left alone."""
@@ -51,7 +61,10 @@ def test_rotation_alone_is_exact_in_float(artifact):
     assert sorted(set(widths)) == [32, 37]
     assert done["rotated_activations"] == widths.count(32) and done["unrotated"] == widths.count(37) > 0, done
     rotations = [n for n in turned.graph.node if n.name.endswith("_rot/MatMul")]
-    assert len(rotations) == widths.count(32) and all(n.input[1] == "rotation_hadamard_16" for n in rotations)
+    assert len(rotations) == widths.count(32) and all(n.input[1] == "rotation_hadamard_16_within" for n in rotations)
+    across = [n for n in turned.graph.node if n.op_type == "FusedMatMul"]  # the second stage reads the first transposed
+    assert len(across) == len(rotations) and all(n.input[1] == "rotation_hadamard_16_across" for n in across)
+    assert all(a.attribute[0].name == "transA" and a.attribute[0].i == 1 for a in across)
     # centred where a bias carries the mean's share (the last layer's one-row Q/K/V have none: turned, not centred)
     assert 0 < sum(n.name.endswith("_rot/Sub") for n in turned.graph.node) <= widths.count(32)
     for a, b in zip(_run(original, feeds), _run(turned, feeds)):

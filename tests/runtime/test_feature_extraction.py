@@ -123,6 +123,7 @@ def test_default_embeddings_int8_is_all_int8_and_a_candidate(embeddings_default,
     floats = [n.name for n in graph.node if n.op_type == "MatMul"]
     assert len(floats) == 24 and all(name.endswith("_rot/MatMul") for name in floats)
     ops = [n.op_type for n in graph.node]
+    assert ops.count("FusedMatMul") == 24  # each rotation's second stage (H_8 after H_16)
     assert q["split_products"] == 6 and "Split" not in ops  # each layer's Q/K/V: three products, no Split
     assert "Attention" not in ops and ops.count("MatMulIntegerToFloat") == 24 + 2 * 6
     pipe = onnxpipe.pipeline("sentence-embeddings")  # the default model, found in the cache built above
