@@ -5,6 +5,7 @@ its fp32 GEMM, on AVX2 without VNNI it is at parity (both measured on MiniLM's s
 artifact carries its batch-invariant variants and the machine picks: the exact ones (fp32 and fused fp32,
 equal to PyTorch within the fp32 tolerance) rank first, and int8 runs only where it takes at most
 :data:`MARGIN` of the fastest exact variant's time at batch 1 *and* at a small batch, measured here.
+Batch 1 is timed on the pipeline's threads, the small batch on one thread, as the streams that run batches do.
 The timing is short (about a second for a MiniLM, less for small graphs), done once per artifact, CPU
 model, onnxruntime version and thread count, and kept as JSON under the cache folder; ``onnxpipe tune``
 times longer and rewrites it. ``ONNXPIPE_TUNE=0`` skips timing and takes the manifest's default variant.
@@ -127,8 +128,8 @@ def decide(timings: Timings, exact: Callable[[str], bool], margin: float = MARGI
 
 
 def measure(artifact: Artifact, names: list[str], threads: int, rounds: int = 3, seconds: float = 0.15) -> Timings:
-    """Median ms per graph run of each variant at batch 1 and batch :data:`BATCH`, about ``rounds`` x ``seconds``
-    of runs a batch size.
+    """Median ms per graph run of each variant at batch 1 on ``threads`` threads (as a lone text runs) and at batch
+    :data:`BATCH` on one thread (as each stream runs a batch), about ``rounds`` x ``seconds`` of runs a batch size.
 
     The variants take turns run by run, not in windows of their own: load from outside comes in bursts longer
     than a run, and a variant timed in a window of its own could take a whole burst (one machine here timed the same
@@ -142,15 +143,20 @@ def measure(artifact: Artifact, names: list[str], threads: int, rounds: int = 3,
     feeds = {"batch_1": enc.collate(encoded[:1])}
     if artifact.pad_id is not None:
         feeds[f"batch_{BATCH}"] = enc.collate(encoded[:BATCH])
-    sessions = {n: Session(artifact.variant_file(n), threads) for n in names}
+    alone = {n: Session(artifact.variant_file(n), threads) for n in names}
+    # A call of several runs, a server's batches and score's run on streams of one thread each (session.Session,
+    # serve/batcher.py): batch 8 is timed as a stream runs it. On two threads the int8 graphs' many small operators
+    # each wait for the second thread, and a graph can look slower than the streams make it.
+    streamed = {n: Session(artifact.variant_file(n), 1) for n in names} if threads > 1 else alone
+    on = {b: (alone if b == "batch_1" else streamed) for b in feeds}
     times: dict[str, dict[str, list[float]]] = {n: {b: [] for b in feeds} for n in names}
-    for s in sessions.values():  # first runs allocate and pick kernels: not timed
-        for feed in feeds.values():
+    for b, feed in feeds.items():  # first runs allocate and pick kernels: not timed
+        for s in on[b].values():
             s.run(feed)
     for b, feed in feeds.items():
         end = time.perf_counter() + rounds * seconds / len(feeds)
         while True:
-            for n, s in sessions.items():
+            for n, s in on[b].items():
                 t = time.perf_counter()
                 s.run(feed)
                 times[n][b].append((time.perf_counter() - t) * 1e3)

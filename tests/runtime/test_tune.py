@@ -77,25 +77,29 @@ def test_the_variants_take_turns_run_by_run(quantized, monkeypatch):
     lose a choice it would win, so the timer alternates the variants at every run, at each batch size."""
     import onnxpipe.session
 
-    calls: list[tuple[str, int]] = []
+    calls: list[tuple[str, int, int]] = []
 
     class Recording:
         def __init__(self, path, threads):
-            self.name = path.name
+            self.name, self.threads = path.name, threads
 
         def run(self, feed):
-            calls.append((self.name, len(feed["input_ids"])))
+            calls.append((self.name, len(feed["input_ids"]), self.threads))
 
     monkeypatch.setattr(onnxpipe.session, "Session", Recording)
     names = ["fp32", "optimized", "int8"]
     files = [quantized.variant_file(n).name for n in names]
-    timed = tune.measure(quantized, names, 1, rounds=3, seconds=0.01)
-    assert set(timed) == set(names) and all(set(t) == {"batch_1", f"batch_{tune.BATCH}"} for t in timed.values())
-    assert calls[:6] == [(f, b) for f in files for b in (1, tune.BATCH)]  # each session's untimed first runs
-    for size in (1, tune.BATCH):
-        order = [f for f, b in calls[6:] if b == size]
-        assert len(order) >= 3 * len(files) and len(order) % len(files) == 0
-        assert order == files * (len(order) // len(files))  # fp32, optimized, int8, fp32, ...
+    for threads in (1, 2):
+        calls.clear()
+        timed = tune.measure(quantized, names, threads, rounds=3, seconds=0.01)
+        assert set(timed) == set(names) and all(set(t) == {"batch_1", f"batch_{tune.BATCH}"} for t in timed.values())
+        # batch 1 on the pipeline's threads, batch 8 on one thread, as each stream runs a batch
+        runs = {1: threads, tune.BATCH: 1}
+        assert calls[:6] == [(f, b, runs[b]) for b in (1, tune.BATCH) for f in files]  # untimed first runs
+        for size in (1, tune.BATCH):
+            order = [(f, t) for f, b, t in calls[6:] if b == size]
+            assert len(order) >= 3 * len(files) and len(order) % len(files) == 0
+            assert order == [(f, runs[size]) for f in files] * (len(order) // len(files))  # fp32, optimized, int8...
 
 
 def test_a_variant_that_moves_with_the_batch_is_never_a_candidate(artifact):
