@@ -143,12 +143,12 @@ def measure(artifact: Artifact, names: list[str], threads: int, rounds: int = 3,
     feeds = {"batch_1": enc.collate(encoded[:1])}
     if artifact.pad_id is not None:
         feeds[f"batch_{BATCH}"] = enc.collate(encoded[:BATCH])
-    alone = {n: Session(artifact.variant_file(n), threads) for n in names}
+    lone = {n: Session(artifact.variant_file(n), threads) for n in names}  # a lone text keeps every thread
     # A call of several runs, a server's batches and score's run on streams of one thread each (session.Session,
     # serve/batcher.py): batch 8 is timed as a stream runs it. On two threads the int8 graphs' many small operators
     # each wait for the second thread, and a graph can look slower than the streams make it.
-    streamed = {n: Session(artifact.variant_file(n), 1) for n in names} if threads > 1 else alone
-    on = {b: (alone if b == "batch_1" else streamed) for b in feeds}
+    streamed = {n: Session(artifact.variant_file(n), 1) for n in names} if threads > 1 else lone
+    on = {b: (lone if b == "batch_1" else streamed) for b in feeds}
     times: dict[str, dict[str, list[float]]] = {n: {b: [] for b in feeds} for n in names}
     for b, feed in feeds.items():  # first runs allocate and pick kernels: not timed
         for s in on[b].values():
