@@ -28,7 +28,7 @@ import numpy as np
 
 from onnxpipe.errors import InputValueError
 
-from .graph_edits import readers
+from .graph_edits import readers, replace_nodes
 
 GELU_OPS = ("BiasGelu", "Gelu", "FastGelu")
 SPLIT_SUFFIX = "/ChannelGroups"
@@ -105,9 +105,5 @@ def group_channels(model, groups: dict[str, list], feeds: list[dict], sizes: tup
         nodes.append(helper.make_node("Sum", [f"{q}_out" for q in cut], [down.output[0]], name=f"{down.name}_groups"))
         replace[id(down)] = nodes
         parts[x] = cut
-    out = []
-    for n in g.node:
-        out.extend(replace.get(id(n), [n]))
-    del g.node[:]
-    g.node.extend(out)
+    replace_nodes(g, replace)
     return parts

@@ -86,6 +86,14 @@ def attention_bias(uses: dict, matmul, inits: dict) -> str | None:
     return mha[0].input[3] if mha[0].input[3] in inits else None
 
 
+def replace_nodes(g, replace: dict[int, list]) -> None:
+    """Swap each node of graph ``g`` whose ``id`` is a key of ``replace`` for that list of nodes (empty: dropped),
+    in place, the rest kept in order."""
+    nodes = [m for n in g.node for m in replace.get(id(n), [n])]
+    del g.node[:]
+    g.node.extend(nodes)
+
+
 def splice(g, before: dict[int, list]) -> None:
     """Put ``before[i]``'s nodes ahead of graph ``g``'s node i, in place (indices as they were before the splice)."""
     nodes = []

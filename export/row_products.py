@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import GELU_MIN
-from .graph_edits import readers
+from .graph_edits import readers, replace_nodes
 
 
 def quantize_rows(g, p: str, src: str, gelu: bool, levels: int, zero: int) -> list:
@@ -192,10 +192,5 @@ def split_products(g) -> int:
             parts.append(int8_product(ins, out, f"{n.name}_part{k}"))
         parts_of[id(n)] = parts
         dropped.add(id(split))
-    nodes = []
-    for n in g.node:
-        if id(n) not in dropped:
-            nodes.extend(parts_of.get(id(n), [n]))
-    del g.node[:]
-    g.node.extend(nodes)
+    replace_nodes(g, {**parts_of, **{split: [] for split in dropped}})
     return len(parts_of)

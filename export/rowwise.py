@@ -278,7 +278,6 @@ def quantize_rowwise(
             continue
         if all(output_bias(uses, n, inits) for n in groups[x]):
             centers[x] = numpy_helper.to_array(inits[ln.input[2]]).astype(np.float32)
-    producer = {t: n for n in g.node for t in n.output}
     if alpha:
         known = memo.setdefault("smoothing", {})  # activation -> its scales (None: left as it is)
         fresh = {x: mms for x, mms in groups.items() if x not in known}
@@ -314,7 +313,7 @@ def quantize_rowwise(
             before[first[x]].append(centred)
             source[x] = f"{p}_centred"
             continue
-        v = _v_projection(producer, x, inits)
+        v = _v_projection(made, x, inits)
         if v is not None and all(n in groups[x] for n in uses[x]):
             # After an attention: context / s comes from V's columns, as the rows of P sum to 1.
             qkv, bias = v
@@ -349,7 +348,7 @@ def quantize_rowwise(
         # A GELU's output is >= GELU_MIN: x - GELU_MIN is never negative, so its row takes all 255 uint8 steps
         # from zero point 0 instead of 127 each side of 128 (u8 and VNNI's s8 weights; not the 7-bit experiments).
         # x W = (x - GELU_MIN) W + GELU_MIN W, and the constant goes into the bias Add after the product.
-        gelu = weights in LIFTED and from_gelu(producer, x) and src == x
+        gelu = weights in LIFTED and from_gelu(made, x) and src == x
         gelu = gelu and all(b is not None for b in biases) and x not in fixed_scales
         levels, zero = (255, 0) if gelu else (a_levels, a_levels + 1)
         if x in fixed_scales:
