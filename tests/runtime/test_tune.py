@@ -74,14 +74,17 @@ def test_the_real_timer_times_every_batch_invariant_variant(quantized, tmp_path,
 
 def test_the_variants_take_turns_run_by_run(quantized, monkeypatch):
     """Load from outside comes in bursts: timed in windows of their own, one variant could take a whole burst and
-    lose a choice it would win, so the timer alternates the variants at every run, at each batch size."""
+    lose a choice it would win, so the timer alternates the variants at every run, at each batch size, on
+    sessions that do not spin (a spinning one takes a core from the next variant's run)."""
     import onnxpipe.session
 
     calls: list[tuple[str, int, int]] = []
+    spins: list[tuple[int, bool | None]] = []
 
     class Recording:
-        def __init__(self, path, threads):
+        def __init__(self, path, threads, spin=None):
             self.name, self.threads = path.name, threads
+            spins.append((threads, spin))
 
         def run(self, feed):
             calls.append((self.name, len(feed["input_ids"]), self.threads))
@@ -91,7 +94,10 @@ def test_the_variants_take_turns_run_by_run(quantized, monkeypatch):
     files = [quantized.variant_file(n).name for n in names]
     for threads in (1, 2):
         calls.clear()
+        spins.clear()
         timed = tune.measure(quantized, names, threads, rounds=3, seconds=0.01)
+        # The sessions timed in turns never spin: one's idle workers would hold a core through the next one's run.
+        assert {spin for t, spin in spins if t > 1} <= {False}
         assert set(timed) == set(names) and all(set(t) == {"batch_1", f"batch_{tune.BATCH}"} for t in timed.values())
         # batch 1 on the pipeline's threads, batch 8 on one thread, as each stream runs a batch
         runs = {1: threads, tune.BATCH: 1}
