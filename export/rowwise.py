@@ -72,6 +72,9 @@ from .row_products import leftover_rows, products, quantize_fixed, quantize_rows
 from .graph_edits import add_to_bias, attention_bias, bias_of, output_bias, own_biases, readers, splice
 from .rotation import hadamard_block, rotate_activations
 
+# A per-row quantize is one blocked QuantizeLinear (row_products.quantize_rows): opset 21's.
+ROW_OPSET = 21
+
 
 # How the int8 product is laid out: u8 = uint8 weights (zero point 128, the u8 x u8 kernel); s8 = int8 weights;
 # s8-act7 = int8 weights with 7-bit activations (|q| <= 63, zero point 64); s8-w7 = int8 weights in [-63, 63].
@@ -354,7 +357,8 @@ def quantize_rowwise(
         if x in fixed_scales:
             before[first[x]] += quantize_fixed(g, p, src, *fixed_scales[x], levels, smooth_of.get(x))
         else:
-            before[first[x]] += quantize_rows(g, p, src, gelu, levels, zero)
+            width = arrays[mms[0].input[1]].shape[0]  # the weights' rows: the activation's channels
+            before[first[x]] += quantize_rows(g, p, src, gelu, levels, zero, width)
         ares = residual in ("activations", "both") and (not residual_nodes or residual_nodes & {n.name for n in mms})
         if ares:
             before[first[x]] += leftover_rows(g, p, f"{p}_abs" if gelu else src)
@@ -416,6 +420,11 @@ def quantize_rowwise(
         g.initializer.remove(init)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    if int8:  # a per-row quantize is a blocked QuantizeLinear: opset 21
+        for o in model.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                o.version = max(o.version, ROW_OPSET)
+        model.ir_version = max(model.ir_version, 10)  # opset 21's IR version
     if int8 and weights.startswith("s8"):  # the runtime reads it: u8 x s8 saturates on x86 without VNNI
         from onnxpipe.session import WEIGHTS_KEY
 

@@ -367,3 +367,47 @@ def test_rowwise_gelu_output_is_quantized_from_zero():
     expected = (hq @ wq) * (a_scale / 255) * w_scale + bias + GELU_MIN * (wq * w_scale).sum(0)
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-3)
     assert np.abs(y - (h @ w + bias)).max() < 0.02 * np.abs(h @ w + bias).max()
+
+
+@pytest.mark.parametrize("gelu", [False, True])
+def test_a_row_is_quantized_by_one_blocked_quantize(gelu):
+    """Each per-row quantize is one pass (export/row_products.py: quantize_rows): a blocked QuantizeLinear (opset 21)
+    whose block is the whole row and whose scale is the row's max |x| / 127 (a GELU output: its max after the lift /
+    255), no Div; a symmetric row's zero point 128 comes as a tensor shaped like the scales, a GELU output's 0 as
+    none. The bytes are numpy's, rounding half to even, and a row's bytes do not depend on the other rows."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from onnxpipe.export.rowwise import GELU_MIN, ROW_OPSET, quantize_rowwise
+
+    rng = np.random.default_rng(3)
+    w, bias = rng.normal(size=(64, 48)).astype(np.float32), rng.normal(size=48).astype(np.float32)
+    x = rng.normal(size=(3, 5, 64)).astype(np.float32) * rng.uniform(0.1, 20, size=(3, 5, 1)).astype(np.float32)
+    before = [helper.make_node("Gelu", ["x"], ["h"])] if gelu else None
+    model = matmul_add(w, bias, before=before, opset=20)
+    quantize_rowwise(model, weights="u8")
+    ops = [n.op_type for n in model.graph.node]
+    assert "Div" not in ops and ops.count("QuantizeLinear") == (1 if gelu else 2)
+    assert next(o.version for o in model.opset_import if o.domain == "") == ROW_OPSET and model.ir_version >= 10
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.output[0].endswith("_q"))
+    assert {a.name: helper.get_attribute_value(a) for a in q.attribute} == {"axis": -1, "block_size": 64}
+    assert len(q.input) == (2 if gelu else 3)
+    model.graph.output.append(helper.make_tensor_value_info(q.output[0], TensorProto.UINT8, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": x})[1]
+    if gelu:
+        import math
+
+        h = (x * 0.5 * (1 + np.vectorize(math.erf)(x / np.sqrt(2)))).astype(np.float32)
+        src = (h - np.float32(GELU_MIN)).astype(np.float32)
+        levels, zero = 255, 0
+    else:
+        src, levels, zero = x, 127, 128
+    step = np.abs(src).max(-1, keepdims=True) * np.float32(1 / levels)
+    expected = np.clip(np.round(src / step) + zero, 0, 255)
+    moved = got.astype(int) - expected
+    if gelu:  # numpy's erf and onnxruntime's differ in the last bits: a byte may move by one
+        assert np.abs(moved).max() <= 1 and (moved != 0).mean() < 0.01
+    else:
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(session.run(None, {"x": x[1:2, 2:4]})[1], got[1:2, 2:4])
