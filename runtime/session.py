@@ -97,16 +97,18 @@ class Session:
         serving: bool = False,
         spin: bool | None = None,
         streams: int | None = None,
+        spin_stop: bool = False,
     ):
         """``serving``: no memory arena; ``spin``: whether idle intra-op threads spin for the next operator's work
         (default: they do, except in a serving session); ``streams``: graph runs at once for a call with several
-        (default: one per thread, but one in a serving session: the server's batcher runs its own streams)."""
+        (default: one per thread, but one in a serving session: the server's batcher runs its own streams);
+        ``spin_stop``: they spin within a run only, and stop as it returns (for sessions timed in turns)."""
         check_threads(threads)
         self.path = Path(path)
         self.serving = serving
         self.threads = threads or default_threads()
         spin = not serving if spin is None else spin
-        self.session = _load(path, _options(self.path, self.threads, serving, spin))
+        self.session = _load(path, _options(self.path, self.threads, serving, spin, spin_stop))
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.streams: int = check_int(streams, "streams", none=True) or (1 if serving else self.threads)
@@ -155,7 +157,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_forget_workers)
 
 
-def _options(path: Path, threads: int, serving: bool, spin: bool) -> ort.SessionOptions:
+def _options(path: Path, threads: int, serving: bool, spin: bool, spin_stop: bool = False) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # One request at a time on a small graph: all threads inside each operator, none across.
@@ -171,6 +173,10 @@ def _options(path: Path, threads: int, serving: bool, spin: bool) -> ort.Session
         # Spinning threads wait for work by burning cores that a server's event loop needs between graph
         # runs; without it each operator wakes them (the server's --spin setting weighs the two).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif spin_stop:
+        # Spinning between a run's operators, none after it: an idle pool that spins on holds a core for
+        # milliseconds, which another session's run in the same process then lacks.
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     if u8s8_saturates() and metadata(path).get(WEIGHTS_KEY) == "int8":
         # int8 weights (built for a VNNI CPU): MLAS's u8 x s8 kernel here adds product pairs in int16 and
         # saturates; onnxruntime's own switch turns those products into u8 x u8 (exact, as the build measured).

@@ -143,10 +143,11 @@ def measure(artifact: Artifact, names: list[str], threads: int, rounds: int = 3,
     feeds = {"batch_1": enc.collate(encoded[:1])}
     if artifact.pad_id is not None:
         feeds[f"batch_{BATCH}"] = enc.collate(encoded[:BATCH])
-    # A lone text keeps every thread. Timed without spinning: after a run, one session's idle workers spin on a
-    # core for milliseconds, and the next variant's run in turn loses it (measured here: every variant's batch-1
-    # time 2-3x its own, alone, and the ratios between them anywhere from 1.1x to 1.5x from one timing to the next).
-    lone = {n: Session(artifact.variant_file(n), threads, spin=False) for n in names}
+    # A lone text keeps every thread, spinning between operators as a pipeline's session does; but the workers stop
+    # spinning as each run returns. Left spinning, one session's idle workers hold a core for milliseconds and the
+    # next variant's run in turn loses it; without spinning at all, each operator waits for a worker to wake, which
+    # costs the graphs with the most nodes most. Measured on a VNNI CPU (README, "Which variant runs").
+    lone = {n: Session(artifact.variant_file(n), threads, spin=True, spin_stop=True) for n in names}
     # A call of several runs, a server's batches and score's run on streams of one thread each (session.Session,
     # serve/batcher.py): batch 8 is timed as a stream runs it. On two threads the int8 graphs' many small operators
     # each wait for the second thread, and a graph can look slower than the streams make it.

@@ -103,6 +103,38 @@ def test_a_serving_session_leaves_streams_to_the_batcher(artifact):
     assert Session(graph, threads=2, serving=True, streams=2).streams == 2
 
 
+def test_spinning_is_what_each_use_asks_and_never_changes_an_answer(artifact):
+    """A pipeline's session spins between operators (and after a run); a serving one never spins; one timed in turns
+    with others (runtime/tune.py) spins within a run and stops as it returns. The outputs are the same bits."""
+    import numpy as np
+
+    graph = artifact("bert", "single") / "model.onnx"
+    sessions = {
+        "default": Session(graph, threads=2),
+        "serving": Session(graph, threads=2, serving=True),
+        "timed": Session(graph, threads=2, spin=True, spin_stop=True),
+    }
+
+    def entry(name: str, key: str) -> str:
+        options = sessions[name].session.get_session_options()
+        try:
+            return options.get_session_config_entry(key)
+        except RuntimeError:  # not set: onnxruntime's default (spinning on, not stopped)
+            return ""
+
+    spins = {n: entry(n, "session.intra_op.allow_spinning") for n in sessions}
+    stops = {n: entry(n, "session.force_spinning_stop") for n in sessions}
+    assert spins == {"default": "", "serving": "0", "timed": ""} and stops == {
+        "default": "",
+        "serving": "",
+        "timed": "1",
+    }
+    feed = {"input_ids": np.array([[2, 7, 9, 3]]), "attention_mask": np.ones((1, 4), np.int64)}
+    feed["token_type_ids"] = np.zeros((1, 4), np.int64)
+    outs = [s.run(feed) for s in sessions.values()]
+    assert all(np.array_equal(o[k], outs[0][k]) for o in outs for k in o)
+
+
 def test_a_generator_feeds_every_stream(artifact):
     """An iterator of inputs is read a batch per stream at a time, so its batches run side by side as a list's do,
     with the list's results (the same bits: the scores compared exactly)."""

@@ -75,16 +75,16 @@ def test_the_real_timer_times_every_batch_invariant_variant(quantized, tmp_path,
 def test_the_variants_take_turns_run_by_run(quantized, monkeypatch):
     """Load from outside comes in bursts: timed in windows of their own, one variant could take a whole burst and
     lose a choice it would win, so the timer alternates the variants at every run, at each batch size, on
-    sessions that do not spin (a spinning one takes a core from the next variant's run)."""
+    sessions whose workers stop spinning as a run returns (one left spinning takes a core from the next run)."""
     import onnxpipe.session
 
     calls: list[tuple[str, int, int]] = []
-    spins: list[tuple[int, bool | None]] = []
+    spins: list[tuple[int, bool | None, bool]] = []
 
     class Recording:
-        def __init__(self, path, threads, spin=None):
+        def __init__(self, path, threads, spin=None, spin_stop=False):
             self.name, self.threads = path.name, threads
-            spins.append((threads, spin))
+            spins.append((threads, spin, spin_stop))
 
         def run(self, feed):
             calls.append((self.name, len(feed["input_ids"]), self.threads))
@@ -96,8 +96,8 @@ def test_the_variants_take_turns_run_by_run(quantized, monkeypatch):
         calls.clear()
         spins.clear()
         timed = tune.measure(quantized, names, threads, rounds=3, seconds=0.01)
-        # The sessions timed in turns never spin: one's idle workers would hold a core through the next one's run.
-        assert {spin for t, spin in spins if t > 1} <= {False}
+        # Sessions timed in turns spin within a run only: one's idle workers would hold a core through the next run.
+        assert all(spin and stop for t, spin, stop in spins if t > 1) and len(spins) == (3 if threads == 1 else 6)
         assert set(timed) == set(names) and all(set(t) == {"batch_1", f"batch_{tune.BATCH}"} for t in timed.values())
         # batch 1 on the pipeline's threads, batch 8 on one thread, as each stream runs a batch
         runs = {1: threads, tune.BATCH: 1}
