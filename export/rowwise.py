@@ -44,8 +44,9 @@ weight: 0.979 train / 0.971 dev, the embeddings default since its v8 (README).
 
 Where one calibrated range would do nearly as well (``fixed``: its simulated products err at most that many times
 the per-row ones on the calibration text, :func:`.smoothing.choose_fixed`), an activation takes one fixed scale and
-zero point: one QuantizeLinear instead of four nodes, and its products add their bias themselves. On the sentiment
-default (VNNI, SST-2 train) that trades agreement for little speed, so neither default uses it (README).
+zero point: one QuantizeLinear instead of the per-row quantize's four or five nodes, and its products add their
+bias themselves. On the sentiment default (VNNI, SST-2 train) that trades agreement for little speed, so neither
+default uses it (README).
 
 Longer than 300 lines because the rewrite is one pass over one graph (find each weight MatMul, its quantized
 input's group, its bias, its smoothing and centring, its rounding), whose steps share the graph's indices; what
@@ -288,7 +289,8 @@ def quantize_rowwise(
         known.update({x: chosen.get(x) for x in fresh})
         smoothed = {x: known[x] for x in groups if known[x] is not None}
     # Activations whose one calibrated scale errs little more than per-row scales (``fixed``): one QuantizeLinear
-    # instead of four nodes, and their products take the bias; their smoothing Mul is made with that quantize.
+    # instead of the per-row four or five, and their products take the bias; their smoothing Mul comes with that
+    # quantize.
     fixed_scales = (
         choose_fixed(groups, arrays, stats, smoothed, centers, lifts, fixed, a_levels, w_levels)
         if fixed and int8
